@@ -1,0 +1,471 @@
+"""The ``accelsim`` command line: run | compare | inspect | plot | record.
+
+Bad input (a missing or corrupt file, a bad flag, a hardware file with an unknown key) prints one
+line ``accelsim: error: ...`` on stderr and exits 2. Only AccelsimError and argparse errors are
+caught that way; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from accelsim import __version__
+from accelsim.errors import AccelsimError
+
+PROG = "accelsim"
+# Mirrors accelsim.training.MODELS / METHODS (not imported here: that module needs PyTorch, and
+# `accelsim --help` must stay fast); record_training itself rejects anything else.
+MODELS_HELP = "resnet18-cifar, resnet50-imagenet, vgg16-cifar, transformer-block"
+METHODS_HELP = "dense, swat, srste, ste, asp, ssl, gmp"
+FOOTPRINT_FORMATS = ("auto", "dense", "bitmap", "coo", "csr", "nm")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the default prints the whole usage block first)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        sys.stderr.write(f"{PROG}: error: {' '.join(str(message).split())} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
+def _fmt() -> type:
+    return argparse.RawDescriptionHelpFormatter
+
+
+# ---------------------------------------------------------------------------------------- inputs
+def _input_file(path: str, exts: Sequence[str], what: str) -> Path:
+    p = Path(path)
+    if p.suffix.lower() not in exts:
+        raise AccelsimError(f"{path}: not a {what} (expected a {' or '.join(exts)} file)")
+    if not p.exists():
+        raise AccelsimError(f"{path}: {what} not found")
+    if not p.is_file():
+        raise AccelsimError(f"{path}: {what} is not a regular file")
+    return p
+
+
+def _output_file(path: str | None, exts: Sequence[str], what: str) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if p.suffix.lower() not in exts:
+        raise AccelsimError(f"{path}: {what} must end in {' or '.join(exts)}")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise AccelsimError(f"{path}: directory {parent} does not exist")
+    return p
+
+
+def _open_trace(path: str):
+    from accelsim.trace.format import load_trace
+
+    _input_file(path, (".npz",), "trace file")
+    return load_trace(path)
+
+
+def _open_hw(path: str):
+    from accelsim.hw import load_hw
+
+    _input_file(path, (".yaml", ".yml"), "hardware file")
+    return load_hw(path)
+
+
+def parse_steps(text: str | None) -> set[int] | None:
+    """'3' | '0,2' | '1-4' | '0,5-7' -> set of step indices."""
+    if text is None:
+        return None
+    out: set[int] = set()
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                a, b = int(lo), int(hi)
+                if b < a:
+                    raise ValueError
+                out.update(range(a, b + 1))
+            else:
+                out.add(int(part))
+    except ValueError:
+        raise AccelsimError(f"--steps {text!r}: expected step numbers like 3, 0,2 or 1-4") from None
+    return out
+
+
+def _select_steps(trace, steps: set[int] | None):
+    """Keep only ``steps`` (ops and saved records) of a trace this command loaded. In place: the
+    Trace owns an open zip that a copy would share (and close on garbage collection)."""
+    if steps is None:
+        return trace
+    have = sorted({op.step for op in trace.ops})
+    missing = sorted(steps - set(have))
+    if missing:
+        raise AccelsimError(f"{trace.path}: no ops for step(s) {', '.join(map(str, missing))} "
+                            f"(recorded steps: {', '.join(map(str, have))})")
+    trace.ops = [op for op in trace.ops if op.step in steps]
+    trace.saved = [s for s in trace.saved if s.step in steps]
+    return trace
+
+
+def _progress(label: str, quiet: bool):
+    from accelsim.report.progress import ProgressBar
+
+    return ProgressBar(label, enabled=not quiet)
+
+
+def _simulate(trace, hw, *, quiet: bool, timeline: bool = False, label: str | None = None):
+    from accelsim.sim import simulate
+
+    bar = _progress(label or f"simulating on {hw.name}", quiet)
+    try:
+        return simulate(trace, hw, progress=bar, timeline=timeline)
+    finally:
+        bar.close()
+
+
+def _trace_line(trace) -> str:
+    h = trace.header
+    bits = [str(h["model"])] if h.get("model") else []
+    method = h.get("method")
+    if isinstance(method, dict):
+        if method.get("name"):
+            bits.append(str(method["name"]))
+        params = method.get("params") or {}
+        if params:
+            bits.append("(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")")
+    elif method:
+        bits.append(str(method))
+    if h.get("dtype"):
+        bits.append(str(h["dtype"]))
+    if h.get("batch_size") is not None:
+        bits.append(f"batch {h['batch_size']}")
+    steps = sorted({op.step for op in trace.ops})
+    bits.append(f"step{'s' if len(steps) != 1 else ''} {', '.join(map(str, steps))}")
+    bits.append(f"{len(trace.ops)} ops")
+    return f"trace  {trace.path}: " + " ".join(bits)
+
+
+def _hw_line(hw, path: str) -> str:
+    sp = hw.sparsity
+    if sp.kind == "none":
+        feat = "dense"
+    elif sp.kind == "nm":
+        feat = f"{sp.n}:{sp.m} on {sp.operand}"
+    else:
+        feat = f"{sp.kind.replace('_', '-')} zero skipping on {sp.operand}"
+    return f"hw     {path}: {hw.name} ({hw.family}, {hw.clock_hz / 1e9:g} GHz, {feat})"
+
+
+def _footprint(trace, fmt: str | None, hw=None):
+    from accelsim.sim.footprint import footprint
+
+    chosen = fmt or (getattr(hw, "storage_format", None) if hw is not None else None) or "auto"
+    n, m = 2, 4
+    sp = getattr(hw, "sparsity", None)
+    if sp is not None and sp.kind == "nm" and sp.n and sp.m:
+        n, m = sp.n, sp.m
+    return footprint(trace, format=chosen, n=n, m=m)
+
+
+def _meta(args, trace, hw_paths: Sequence[str]) -> dict:
+    return {"accelsim_version": __version__, "command": " ".join([PROG, *sys.argv[1:]]),
+            "trace": str(trace.path), "trace_header": trace.header, "hw": list(hw_paths)}
+
+
+# -------------------------------------------------------------------------------------- commands
+def cmd_run(args) -> int:
+    from accelsim.report.table import fallback_lines, footprint_table, op_table, totals_table
+    from accelsim.report.writers import write_csv, write_json
+
+    json_path = _output_file(args.json, (".json",), "--json output")
+    csv_path = _output_file(args.csv, (".csv",), "--csv output")
+    hw = _open_hw(args.hw)
+    trace = _select_steps(_open_trace(args.trace), parse_steps(args.steps))
+    t0 = time.monotonic()
+    result = _simulate(trace, hw, quiet=args.quiet)
+    elapsed = time.monotonic() - t0
+    fp = _footprint(trace, args.format, hw)
+
+    out = [_trace_line(trace), _hw_line(hw, args.hw), ""]
+    if not args.quiet:
+        out += [op_table(result), ""]
+    out += [totals_table(result)]
+    fb = fallback_lines(result)
+    if fb:
+        out += ["", f"fallbacks (sparsity not used, dense rate charged) in {len(fb)} op(s):", *fb]
+    for w in getattr(result, "warnings", []) or []:
+        out.append(f"warning: {w}")
+    out += ["", f"backward-pass memory footprint, step {fp.step}, format {fp.format}:", footprint_table(fp)]
+    if fp.notes:
+        out.append(f"  {len(fp.notes)} saved tensor(s) are not {fp.n}:{fp.m} and count as dense, e.g. {fp.notes[0]}")
+    out += [f"\nsimulated {len(result.ops)} ops in {elapsed:.2f} s"]
+    _print("\n".join(out))
+
+    if json_path:
+        d = result.to_dict()
+        d["meta"] = _meta(args, trace, [args.hw])
+        d["footprint"] = fp.to_dict()
+        write_json(json_path, d)
+    if csv_path:
+        write_csv(csv_path, result.to_rows())
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from accelsim.report.table import compare_table
+    from accelsim.report.writers import write_json
+
+    json_path = _output_file(args.json, (".json",), "--json output")
+    if len(args.hw) < 2:
+        raise AccelsimError("compare needs at least two --hw files")
+    hws = [_open_hw(p) for p in args.hw]
+    trace = _select_steps(_open_trace(args.trace), parse_steps(args.steps))
+    results = [_simulate(trace, hw, quiet=args.quiet, label=f"[{i + 1}/{len(hws)}] {hw.name}")
+               for i, hw in enumerate(hws)]
+    names = [hw.name for hw in hws]
+    if len(set(names)) < len(names):  # the same machine twice: tell them apart by file
+        names = [f"{n} ({Path(p).name})" for n, p in zip(names, args.hw)]
+    out = [_trace_line(trace), *(_hw_line(hw, p) for hw, p in zip(hws, args.hw)), "",
+           compare_table(results, names)]
+    for name, res in zip(names, results):
+        nfb = sum(1 for o in res.ops if o.fallback)
+        if nfb:
+            out.append(f"{name}: {nfb} op(s) fell back to the dense rate (see `accelsim run` for reasons)")
+    _print("\n".join(out))
+    if json_path:
+        write_json(json_path, {"meta": _meta(args, trace, args.hw),
+                               "machines": [dict(name=n, **r.to_dict()) for n, r in zip(names, results)]})
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from accelsim.report.table import format_table, nbytes, si
+    from accelsim.trace.inspect import op_rows, saved_summary
+
+    n, m = _parse_nm(args.nm)
+    trace = _open_trace(args.trace)
+    steps = parse_steps(args.steps)
+    trace = _select_steps(trace, steps)
+    h = trace.header
+    out = [_trace_line(trace)]
+    for k, v in h.items():
+        out.append(f"  {k}: {v}")
+    out.append(f"  tensors: {len(trace.tensors)}, ops: {len(trace.ops)}, saved records: {len(trace.saved)}")
+    out.append("")
+    rows = []
+    for info in op_rows(trace, n=n, m=m):
+        for i, o in enumerate(info.operands):
+            rows.append([info.step if i == 0 else "", info.pass_ if i == 0 else "", info.layer if i == 0 else "",
+                         info.kind if i == 0 else "", si(info.dense_macs) if i == 0 else "", o.name,
+                         "x".join(map(str, o.shape)), o.role, f"{o.density:.3f}",
+                         "-" if o.nm is None else f"{o.nm:.3f}"])
+    out.append(format_table(["step", "pass", "layer", "kind", "dense MACs", "operand", "shape", "role",
+                             "density", f"{n}:{m} along K"], rows, align="rllllrllrr"))
+    out.append(f"\n{n}:{m} along K: fraction of groups of {m} along the reduction dim of that pass with at "
+               f"most {n} non-zeros (1.000 = fully {n}:{m})")
+    summ = saved_summary(trace)
+    if summ:
+        out.append("\nsaved for backward:")
+        out.append(format_table(["step", "category", "records", "storages", "dense bytes", "density"],
+                                [[r["step"], r["category"], r["records"], r["storages"], nbytes(r["bytes"]),
+                                  f"{r['density']:.3f}"] for r in summ], align="rlrrrr"))
+    else:
+        out.append("\nsaved for backward: no records in this trace")
+    _print("\n".join(out))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from accelsim.report import plots
+
+    out = _output_file(args.output, (".png", ".svg"), "-o figure")
+    hw = _open_hw(args.hw) if args.hw else None
+    if args.what in ("speedup", "timeline") and hw is None:
+        raise AccelsimError(f"plot {args.what} needs --hw HW.yaml (it simulates the trace)")
+    trace = _select_steps(_open_trace(args.trace), parse_steps(args.steps))
+    title = f"{Path(str(trace.path)).name}" + (f" on {hw.name}" if hw is not None else "")
+    if args.what == "memory":
+        plots.plot_memory(_footprint(trace, args.format, hw), out, title=title)
+    elif args.what == "speedup":
+        plots.plot_speedup(_simulate(trace, hw, quiet=args.quiet), out, title=title)
+    else:
+        plots.plot_timeline(_simulate(trace, hw, quiet=args.quiet, timeline=True), out, title=title)
+    if not args.quiet:
+        _print(f"wrote {out}")
+    return 0
+
+
+def cmd_record(args) -> int:
+    out = _output_file(args.output, (".npz",), "-o trace")
+    try:
+        from accelsim.training import record_training
+    except ImportError as e:
+        raise AccelsimError(f"accelsim record needs PyTorch ({e}); install it with: pip install torch==2.13.0 "
+                            "&& pip install -e '.[record]'") from None
+    kwargs = {k: getattr(args, k) for k in RECORD_KWARGS}
+    bar = _progress(f"recording {args.model} {args.method}", args.quiet)
+    t0 = time.monotonic()
+    try:
+        path = record_training(args.model, args.method, out, progress=bar, **kwargs)
+    finally:
+        bar.close()
+    if not args.quiet:
+        _print(f"wrote {path} ({os.path.getsize(path) / 2**20:.2f} MiB) in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
+RECORD_KWARGS = ("steps", "warmup", "batch", "sparsity", "distribution", "structure", "topk_period",
+                 "first_layer_dense", "n", "m", "srste_lambda", "ssl_lambda", "optimizer", "lr", "momentum",
+                 "weight_decay", "seed", "image_size")
+
+
+def _parse_nm(text: str) -> tuple[int, int]:
+    try:
+        n, m = (int(x) for x in text.split(":"))
+        if not 0 < n <= m:
+            raise ValueError
+    except ValueError:
+        raise AccelsimError(f"--nm {text!r}: expected N:M with 0 < N <= M, e.g. 2:4") from None
+    return n, m
+
+
+def _print(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+# -------------------------------------------------------------------------------------- parser
+MAIN_EPILOG = """\
+examples:
+  accelsim run traces/resnet18-cifar_swat90.npz --hw hwconfigs/a100_24.yaml
+  accelsim compare traces/resnet18-cifar_swat90.npz --hw hwconfigs/a100_24.yaml --hw hwconfigs/tensordash.yaml
+  accelsim inspect traces/resnet18-cifar_srste24.npz
+  accelsim plot memory traces/resnet18-cifar_swat90.npz -o memory.png
+  accelsim record --model resnet18-cifar --method swat --sparsity 0.9 --steps 1 -o my.npz
+
+Run 'accelsim COMMAND --help' for the options of each command.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, formatter_class=_fmt(), epilog=MAIN_EPILOG,
+                description="Cycle-level simulator of sparse DNN-training accelerators, driven by traces of "
+                            "real sparse training.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def add(name: str, help_: str, epilog: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_, epilog="examples:\n" + epilog,
+                              formatter_class=_fmt())
+
+    steps_help = "only these recorded steps, e.g. 3, 0,2 or 1-4 (default: all)"
+
+    r = add("run", "simulate a trace on one machine: per-op table, totals per pass, memory footprint",
+            "  accelsim run traces/resnet18-cifar_swat90.npz --hw hwconfigs/a100_24.yaml\n"
+            "  accelsim run traces/resnet18-cifar_swat90.npz --hw hwconfigs/tensordash.yaml --quiet \\\n"
+            "      --json out.json --csv out.csv\n"
+            "  accelsim run traces/resnet18-cifar_swat90.npz --hw hwconfigs/tensordash.yaml --format bitmap\n\n"
+            "CSV columns are documented in README.md (section 'Output columns').")
+    r.add_argument("trace", metavar="TRACE", help="trace file (.npz) from `accelsim record` or accelsim.record")
+    r.add_argument("--hw", required=True, metavar="HW.yaml", help="hardware description (see docs/hwconfig.md)")
+    r.add_argument("--json", metavar="FILE.json", help="write the full result (per op, totals, footprint) as JSON")
+    r.add_argument("--csv", metavar="FILE.csv", help="write one row per op and pass as CSV")
+    r.add_argument("--quiet", "-q", action="store_true", help="no per-op table and no progress bar")
+    r.add_argument("--steps", metavar="LIST", help=steps_help)
+    r.add_argument("--format", choices=FOOTPRINT_FORMATS, default=None,
+                   help="storage format for the footprint (default: the hardware file's storage_format, else "
+                        "auto = smallest per tensor)")
+    r.set_defaults(func=cmd_run)
+
+    c = add("compare", "simulate one trace on several machines and compare totals per pass",
+            "  accelsim compare traces/resnet18-cifar_swat90.npz --hw hwconfigs/a100_24.yaml \\\n"
+            "      --hw hwconfigs/tensordash.yaml --hw hwconfigs/systolic_32x32_ws.yaml")
+    c.add_argument("trace", metavar="TRACE", help="trace file (.npz)")
+    c.add_argument("--hw", action="append", required=True, metavar="HW.yaml",
+                   help="a hardware file; give two or more (the first is the reference)")
+    c.add_argument("--json", metavar="FILE.json", help="write every machine's result as JSON")
+    c.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    c.add_argument("--steps", metavar="LIST", help=steps_help)
+    c.set_defaults(func=cmd_compare)
+
+    i = add("inspect", "show what a trace holds: ops, operand shapes, densities, N:M compliance, saved tensors",
+            "  accelsim inspect traces/resnet18-cifar_srste24.npz\n"
+            "  accelsim inspect traces/resnet18-cifar_swat90.npz --steps 0 --nm 1:4")
+    i.add_argument("trace", metavar="TRACE", help="trace file (.npz)")
+    i.add_argument("--nm", default="2:4", metavar="N:M", help="structured pattern to check (default 2:4)")
+    i.add_argument("--steps", metavar="LIST", help=steps_help)
+    i.set_defaults(func=cmd_inspect)
+
+    pl = add("plot", "draw a figure: memory (footprint per layer), speedup (per layer and pass), timeline",
+             "  accelsim plot memory traces/resnet50-imagenet_swat80.npz -o memory.png\n"
+             "  accelsim plot speedup traces/resnet18-cifar_swat90.npz --hw hwconfigs/tensordash.yaml -o speedup.svg\n"
+             "  accelsim plot timeline traces/resnet18-cifar_swat90.npz --hw hwconfigs/a100_24.yaml -o tl.png")
+    pl.add_argument("what", choices=("memory", "speedup", "timeline"), help="which figure")
+    pl.add_argument("trace", metavar="TRACE", help="trace file (.npz)")
+    pl.add_argument("--hw", metavar="HW.yaml", help="hardware file (needed for speedup and timeline)")
+    pl.add_argument("-o", "--output", required=True, metavar="FIG.png|svg", help="output figure")
+    pl.add_argument("--format", choices=FOOTPRINT_FORMATS, default=None, help="storage format (memory plot)")
+    pl.add_argument("--steps", metavar="LIST", help=steps_help)
+    pl.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no 'wrote' line")
+    pl.set_defaults(func=cmd_plot)
+
+    rc = add("record", "train a built-in model with a sparse-training method and record a trace (needs PyTorch)",
+             "  accelsim record --model resnet18-cifar --method swat --sparsity 0.9 --steps 1 -o swat90.npz\n"
+             "  accelsim record --model transformer-block --method srste --n 2 --m 4 --warmup 50 -o t24.npz\n"
+             "  accelsim record --model resnet50-imagenet --method swat --distribution erk --batch 8 -o r50.npz\n\n"
+             f"models:  {MODELS_HELP}\nmethods: {METHODS_HELP}\n"
+             "Each flag maps one to one onto accelsim.training.record_training().")
+    rc.add_argument("--model", required=True, help=f"built-in model ({MODELS_HELP})")
+    rc.add_argument("--method", required=True, help=f"sparse-training method ({METHODS_HELP})")
+    rc.add_argument("-o", "--output", required=True, metavar="FILE.npz", help="trace file to write")
+    rc.add_argument("--steps", type=int, default=1, help="training steps to record (default 1)")
+    rc.add_argument("--warmup", type=int, default=20, help="unrecorded steps first, so masks are not the "
+                    "initial ones (default 20)")
+    rc.add_argument("--batch", type=int, default=32, help="minibatch size (default 32)")
+    rc.add_argument("--sparsity", type=float, default=None, help="target sparsity in [0, 1) (method default)")
+    rc.add_argument("--distribution", default="uniform", help="swat: uniform (SWAT-U) | erk")
+    rc.add_argument("--structure", default="unstructured", help="swat: unstructured | channel | filter")
+    rc.add_argument("--topk-period", type=int, default=1, help="swat: exact top-k every P steps (default 1)")
+    rc.add_argument("--first-layer-dense", action=argparse.BooleanOptionalAction, default=True,
+                    help="keep the first layer dense (default yes)")
+    rc.add_argument("--n", type=int, default=2, help="N of N:M (default 2)")
+    rc.add_argument("--m", type=int, default=4, help="M of N:M (default 4)")
+    rc.add_argument("--srste-lambda", type=float, default=2e-4, help="SR-STE lambda_w (default 2e-4)")
+    rc.add_argument("--ssl-lambda", type=float, default=1e-4, help="SSL group-lasso weight (default 1e-4)")
+    rc.add_argument("--optimizer", default="sgd", help="sgd | adam | adamw (default sgd)")
+    rc.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
+    rc.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    rc.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default 5e-4)")
+    rc.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    rc.add_argument("--image-size", type=int, default=None, help="input resolution (model default)")
+    rc.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    rc.set_defaults(func=cmd_record)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AccelsimError as e:
+        sys.stderr.write(f"{PROG}: error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\n{PROG}: interrupted\n")
+        return 130
+    except BrokenPipeError:  # `accelsim run ... | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,276 @@
+"""Strict YAML -> HardwareConfig loader.
+
+Every defect is one ``HardwareConfigError`` line: ``<file>: <key path>: <problem>``. Unknown keys
+list the valid ones; impossible values (N > M, zero bandwidth, negative sizes, unknown dataflow)
+name the key. The format is documented in docs/hwconfig.md.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import yaml
+
+from accelsim.errors import HardwareConfigError
+from accelsim.hw import units
+from accelsim.hw.config import (
+    DATA_TYPES,
+    DATAFLOWS,
+    FAMILIES,
+    LOCKSTEP,
+    SEARCH_SHAPES,
+    SPARSE_OPERANDS,
+    SPARSITY_KINDS,
+    GpuCompute,
+    HardwareConfig,
+    MemoryLevel,
+    SparsePECompute,
+    SparsityFeature,
+    SystolicCompute,
+)
+
+TOP_KEYS = ("name", "description", "family", "clock", "compute", "sparsity", "memory", "storage_format")
+COMPUTE_KEYS = {
+    "systolic": ("rows", "cols", "dataflow", "data_type", "element_bytes"),
+    "gpu": ("sms", "tensor_cores_per_sm", "dense_macs_per_cycle_per_core", "mma_shape",
+            "sparse_mma_shape", "data_type", "element_bytes", "cta_tile", "ctas_per_sm",
+            "launch_overhead"),
+    "sparse_pe": ("tiles", "pe_rows", "pe_cols", "lanes", "data_type", "element_bytes", "lockstep"),
+}
+SPARSITY_KEYS = ("kind", "operand", "n", "m", "along", "lookahead", "lookaside", "search", "metadata_bits")
+MEMORY_KEYS = ("name", "capacity", "bandwidth", "latency", "word_size", "shared")
+STORAGE_FORMATS = ("dense", "bitmap", "coo", "csr", "nm")
+# which sparsity kinds each family's model implements
+FAMILY_SPARSITY = {"systolic": ("none", "nm"), "gpu": ("none", "nm"),
+                   "sparse_pe": ("none", "one_sided", "two_sided")}
+
+
+def _k(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+class _Ctx:
+    def __init__(self, path: str):
+        self.path = path
+
+    def fail(self, key: str, problem: str) -> HardwareConfigError:
+        return HardwareConfigError(f"{self.path}: {key}: {problem}")
+
+    def keys(self, d, key: str, valid: tuple[str, ...], required: tuple[str, ...]) -> None:
+        if not isinstance(d, dict):
+            raise self.fail(key, f"expected a mapping with keys {', '.join(valid)}, got {type(d).__name__}")
+        for k in d:
+            if k not in valid:
+                where = f"{key}.{k}" if key else str(k)
+                raise self.fail(where, f"unknown key (valid: {', '.join(valid)})")
+        for k in required:
+            if k not in d:
+                raise self.fail(f"{key}.{k}" if key else k, "missing required key")
+
+    def int_(self, d, key: str, where: str, *, minimum: int = 1, default=None) -> int:
+        if key not in d:
+            if default is None:
+                raise self.fail(_k(where, key), "missing required key")
+            return default
+        v = d[key]
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(_k(where, key), f"expected an integer, got {v!r}")
+        if v < minimum:
+            raise self.fail(_k(where, key), f"must be >= {minimum}, got {v}")
+        return v
+
+    def choice(self, d, key: str, where: str, options, *, default=None) -> str:
+        if key not in d:
+            if default is None:
+                raise self.fail(_k(where, key), f"missing required key (one of {', '.join(options)})")
+            return default
+        v = d[key]
+        if v not in options:
+            raise self.fail(_k(where, key), f"{v!r} is not one of {', '.join(map(str, options))}")
+        return v
+
+    def triple(self, d, key: str, where: str, *, default=None) -> tuple[int, int, int]:
+        if key not in d:
+            if default is None:
+                raise self.fail(_k(where, key), "missing required key")
+            return default
+        v = d[key]
+        if (not isinstance(v, (list, tuple)) or len(v) != 3
+                or any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in v)):
+            raise self.fail(_k(where, key), f"expected three positive integers [M, N, K], got {v!r}")
+        return (int(v[0]), int(v[1]), int(v[2]))
+
+    def unit(self, fn, value, key: str, **kw):
+        try:
+            return fn(value, **kw)
+        except ValueError as e:
+            raise self.fail(key, str(e)) from None
+
+
+def _data_type(ctx: _Ctx, c: dict, where: str) -> tuple[str, int]:
+    dt = ctx.choice(c, "data_type", where, tuple(DATA_TYPES))
+    eb = ctx.int_(c, "element_bytes", where, default=DATA_TYPES[dt])
+    return dt, eb
+
+
+def _compute(ctx: _Ctx, family: str, c) -> object:
+    valid = COMPUTE_KEYS[family]
+    if family == "systolic":
+        ctx.keys(c, "compute", valid, ("rows", "cols", "dataflow", "data_type"))
+        dt, eb = _data_type(ctx, c, "compute")
+        return SystolicCompute(rows=ctx.int_(c, "rows", "compute"), cols=ctx.int_(c, "cols", "compute"),
+                               dataflow=ctx.choice(c, "dataflow", "compute", DATAFLOWS),
+                               data_type=dt, element_bytes=eb)
+    if family == "gpu":
+        ctx.keys(c, "compute", valid, ("sms", "tensor_cores_per_sm", "dense_macs_per_cycle_per_core",
+                                       "mma_shape", "sparse_mma_shape", "data_type", "cta_tile",
+                                       "launch_overhead"))
+        dt, eb = _data_type(ctx, c, "compute")
+        launch = ctx.unit(units.parse_time, c["launch_overhead"], "compute.launch_overhead")
+        if launch < 0:
+            raise ctx.fail("compute.launch_overhead", f"must be >= 0, got {c['launch_overhead']!r}")
+        return GpuCompute(sms=ctx.int_(c, "sms", "compute"),
+                          tensor_cores_per_sm=ctx.int_(c, "tensor_cores_per_sm", "compute"),
+                          dense_macs_per_cycle_per_core=ctx.int_(c, "dense_macs_per_cycle_per_core", "compute"),
+                          mma_shape=ctx.triple(c, "mma_shape", "compute"),
+                          sparse_mma_shape=ctx.triple(c, "sparse_mma_shape", "compute"),
+                          data_type=dt, element_bytes=eb, cta_tile=ctx.triple(c, "cta_tile", "compute"),
+                          ctas_per_sm=ctx.int_(c, "ctas_per_sm", "compute", default=1),
+                          launch_overhead_s=launch)
+    ctx.keys(c, "compute", valid, ("tiles", "pe_rows", "pe_cols", "lanes", "data_type"))
+    dt, eb = _data_type(ctx, c, "compute")
+    return SparsePECompute(tiles=ctx.int_(c, "tiles", "compute"), pe_rows=ctx.int_(c, "pe_rows", "compute"),
+                           pe_cols=ctx.int_(c, "pe_cols", "compute"), lanes=ctx.int_(c, "lanes", "compute"),
+                           data_type=dt, element_bytes=eb,
+                           lockstep=ctx.choice(c, "lockstep", "compute", LOCKSTEP, default="tile"))
+
+
+def _sparsity(ctx: _Ctx, family: str, s) -> SparsityFeature:
+    if s is None:
+        return SparsityFeature()
+    ctx.keys(s, "sparsity", SPARSITY_KEYS, ("kind",))
+    kind = ctx.choice(s, "kind", "sparsity", SPARSITY_KINDS)
+    if kind not in FAMILY_SPARSITY[family]:
+        raise ctx.fail("sparsity.kind", f"{kind!r} is not modelled for family {family!r} "
+                                        f"(valid: {', '.join(FAMILY_SPARSITY[family])})")
+    if kind == "none":
+        return SparsityFeature()
+    operand_default = {"nm": None, "one_sided": "auto", "two_sided": "both"}[kind]
+    operand = ctx.choice(s, "operand", "sparsity", SPARSE_OPERANDS, default=operand_default)
+    along = ctx.choice(s, "along", "sparsity", ("reduction",), default="reduction")
+    metadata_bits = ctx.int_(s, "metadata_bits", "sparsity", minimum=0, default=0)
+    n = m = None
+    lookahead = lookaside = 0
+    search = "T"
+    if kind == "nm":
+        if operand in ("auto", "both"):
+            raise ctx.fail("sparsity.operand", f"N:M sparsity needs one operand, got {operand!r}")
+        n = ctx.int_(s, "n", "sparsity")
+        m = ctx.int_(s, "m", "sparsity")
+        if n >= m:
+            raise ctx.fail("sparsity.n", f"N:M needs N < M, got {n}:{m}")
+    else:
+        for k in ("n", "m"):
+            if k in s:
+                raise ctx.fail(f"sparsity.{k}", f"only meaningful for kind nm, not {kind!r}")
+    if kind == "one_sided":
+        if operand == "both":
+            raise ctx.fail("sparsity.operand", "one_sided skips one operand; use kind two_sided for both")
+        lookahead = ctx.int_(s, "lookahead", "sparsity", minimum=0, default=0)
+        lookaside = ctx.int_(s, "lookaside", "sparsity", minimum=0, default=0)
+        search = ctx.choice(s, "search", "sparsity", SEARCH_SHAPES, default="T")
+    else:
+        for k in ("lookahead", "lookaside", "search"):
+            if k in s:
+                raise ctx.fail(f"sparsity.{k}", f"only meaningful for kind one_sided, not {kind!r}")
+    if kind == "two_sided" and operand != "both":
+        raise ctx.fail("sparsity.operand", f"two_sided skips both operands, got {operand!r}")
+    return SparsityFeature(kind=kind, operand=operand, n=n, m=m, along=along, lookahead=lookahead,
+                           lookaside=lookaside, search=search, metadata_bits=metadata_bits)
+
+
+def _memory(ctx: _Ctx, mem, clock_hz: float) -> tuple[MemoryLevel, ...]:
+    if not isinstance(mem, list) or not mem:
+        raise ctx.fail("memory", "expected a non-empty list of levels (innermost first, DRAM last)")
+    levels = []
+    for i, lv in enumerate(mem):
+        where = f"memory[{i}]"
+        ctx.keys(lv, where, MEMORY_KEYS, ("name",))
+        name = lv["name"]
+        if not isinstance(name, str) or not name:
+            raise ctx.fail(f"{where}.name", f"expected a non-empty string, got {name!r}")
+        if any(x.name == name for x in levels):
+            raise ctx.fail(f"{where}.name", f"duplicate level name {name!r}")
+        word = ctx.unit(units.parse_size, lv.get("word_size", 1), f"{where}.word_size")
+        if word <= 0:
+            raise ctx.fail(f"{where}.word_size", f"must be > 0, got {lv.get('word_size')!r}")
+        cap = None
+        if "capacity" in lv:
+            cap = ctx.unit(units.parse_size, lv["capacity"], f"{where}.capacity")
+            if cap <= 0:
+                raise ctx.fail(f"{where}.capacity", f"must be > 0, got {lv['capacity']!r}")
+        last = i == len(mem) - 1
+        if "bandwidth" in lv:
+            bw = ctx.unit(units.parse_bandwidth, lv["bandwidth"], f"{where}.bandwidth",
+                          word_bytes=word, clock_hz=clock_hz)
+            if not bw > 0 or not math.isfinite(bw):
+                raise ctx.fail(f"{where}.bandwidth", f"must be > 0, got {lv['bandwidth']!r}")
+        elif last:
+            raise ctx.fail(f"{where}.bandwidth", "the outermost level (DRAM) needs a bandwidth")
+        else:
+            bw = math.inf
+        lat = ctx.unit(units.parse_latency_cycles, lv.get("latency", 0), f"{where}.latency", clock_hz=clock_hz)
+        if lat < 0:
+            raise ctx.fail(f"{where}.latency", f"must be >= 0, got {lv.get('latency')!r}")
+        shared = lv.get("shared", True)
+        if not isinstance(shared, bool):
+            raise ctx.fail(f"{where}.shared", f"expected true or false, got {shared!r}")
+        levels.append(MemoryLevel(name=name, capacity_bytes=cap, bandwidth_bytes_per_s=float(bw),
+                                  latency_cycles=lat, word_bytes=word, shared=shared))
+    return tuple(levels)
+
+
+def parse_hw(data, source: str = "<memory>") -> HardwareConfig:
+    """Validate an already-parsed YAML mapping; ``source`` names the file in error messages."""
+    ctx = _Ctx(source)
+    ctx.keys(data, "", TOP_KEYS, ("name", "family", "clock", "compute", "memory"))
+    name = data["name"]
+    if not isinstance(name, str) or not name.strip():
+        raise ctx.fail("name", f"expected a non-empty string, got {name!r}")
+    desc = data.get("description", "")
+    if not isinstance(desc, str):
+        raise ctx.fail("description", "expected a string")
+    family = ctx.choice(data, "family", "", FAMILIES)
+    clock = ctx.unit(units.parse_frequency, data["clock"], "clock")
+    if not clock > 0:
+        raise ctx.fail("clock", f"must be > 0, got {data['clock']!r}")
+    compute = _compute(ctx, family, data["compute"])
+    sparsity = _sparsity(ctx, family, data.get("sparsity"))
+    memory = _memory(ctx, data["memory"], clock)
+    fmt = data.get("storage_format")
+    if fmt is not None and fmt not in STORAGE_FORMATS:
+        raise ctx.fail("storage_format", f"{fmt!r} is not one of {', '.join(STORAGE_FORMATS)}")
+    return HardwareConfig(name=name, family=family, clock_hz=clock, compute=compute, sparsity=sparsity,
+                          memory=memory, storage_format=fmt, source=source, description=desc)
+
+
+def load_hw(path: str | os.PathLike) -> HardwareConfig:
+    """Read and validate a hardware YAML file (docs/hwconfig.md)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise HardwareConfigError(f"{p}: no such hardware file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise HardwareConfigError(f"{p}: cannot read: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "YAML"
+        raise HardwareConfigError(f"{p}: {where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if data is None:
+        raise HardwareConfigError(f"{p}: empty hardware file")
+    return parse_hw(data, str(p))

@@ -1,0 +1,132 @@
+"""Plain-text tables for the terminal: fixed-width columns, numbers right-aligned, compact SI units
+(the exact numbers are in the JSON/CSV outputs)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Sequence
+
+PASS_ORDER = ("fwd", "dgrad", "wgrad")
+
+
+def si(x: float | int | None, digits: int = 3) -> str:
+    """Compact number: 1234567 -> '1.23M'; small integers verbatim."""
+    if x is None:
+        return "-"
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    ax = abs(x)
+    if ax < 10_000:
+        return f"{x:,.0f}" if float(x).is_integer() else f"{x:.{digits}g}"
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if ax >= scale:
+            return f"{x / scale:.{digits}g}{unit}"
+    return str(x)
+
+
+def nbytes(x: int | float | None) -> str:
+    """Binary byte units: 1536 -> '1.50 KiB'."""
+    if x is None:
+        return "-"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(x) >= scale:
+            return f"{x / scale:.2f} {unit}"
+    return f"{int(x)} B"
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, align: str | None = None,
+                 indent: str = "") -> str:
+    """Columns padded to their widest cell; ``align`` is one 'l'/'r' per column (default: numbers
+    right, text left, decided from the first row)."""
+    rows = [[("" if c is None else str(c)) for c in r] for r in rows]
+    if align is None:
+        first = rows[0] if rows else [""] * len(headers)
+        align = "".join("r" if _numeric(c) else "l" for c in first)
+    widths = [len(h) for h in headers]
+    for r in rows:
+        for i, c in enumerate(r):
+            widths[i] = max(widths[i], len(c))
+
+    def line(cells: Sequence[str]) -> str:
+        out = []
+        for i, c in enumerate(cells):
+            out.append(c.rjust(widths[i]) if align[i] == "r" else c.ljust(widths[i]))
+        return (indent + "  ".join(out)).rstrip()
+
+    parts = [line(headers), indent + "  ".join("-" * w for w in widths)]
+    parts += [line(r) for r in rows]
+    return "\n".join(parts)
+
+
+def _numeric(cell: str) -> bool:
+    s = cell.strip().rstrip("x%kMGTBi ").replace(",", "").replace(".", "", 1).lstrip("-")
+    return bool(s) and s.isdigit()
+
+
+def pass_totals(result) -> dict[str, dict]:
+    """SimResult.totals() without the passes the trace does not have (keys fwd/dgrad/wgrad/all)."""
+    return {k: t for k, t in result.totals().items() if t["ops"] > 0}
+
+
+def op_table(result) -> str:
+    """Per-op table of a SimResult; '*' marks ops that fell back (reasons listed below)."""
+    headers = ["op", "step", "layer", "pass", "shape", "dense MACs", "eff MACs", "cycles", "dense cyc",
+               "speedup", "util", "stalls", "fb"]
+    rows = []
+    for o in result.ops:
+        rows.append([o.op_id, o.step, o.layer, o.pass_, o.shape, si(o.dense_macs), si(o.effectual_macs),
+                     si(o.total_cycles), si(o.dense_cycles), f"{o.speedup:.2f}x", f"{o.utilisation:.0%}",
+                     si(o.stall_cycles), "*" if o.fallback else ""])
+    return format_table(headers, rows, align="rrlllrrrrrrrl")
+
+
+def totals_table(result) -> str:
+    clock = result.clock_hz
+    headers = ["pass", "ops", "dense MACs", "eff MACs", "cycles", "dense cyc", "time (us)", "speedup",
+               "util", "stalls", "fallbacks"]
+    rows = []
+    for key, t in pass_totals(result).items():
+        rows.append([key, t["ops"], si(t["dense_macs"]), si(t["effectual_macs"]), si(t["total_cycles"]),
+                     si(t["dense_cycles"]), f"{t['total_cycles'] / clock * 1e6:,.1f}", f"{t['speedup']:.2f}x",
+                     f"{t['utilisation']:.0%}", si(t["stall_cycles"]), t["fallbacks"]])
+    return format_table(headers, rows, align="lrrrrrrrrrr")
+
+
+def fallback_lines(result) -> list[str]:
+    return [f"  * op {o.op_id} {o.layer} {o.pass_}: {o.fallback}" for o in result.ops if o.fallback]
+
+
+def compare_table(results: Sequence, names: Sequence[str] | None = None) -> str:
+    """Per pass, one row per machine: cycles, wall time at its clock, speedup vs its own dense
+    baseline and vs the first machine. Machines may run at different clocks, so the cross-machine
+    speedup compares time, not cycles."""
+    names = list(names or [r.hw_name for r in results])
+    totals = [pass_totals(r) for r in results]
+    headers = ["pass", "machine", "cycles", "dense cyc", "time (us)", "vs own dense", f"vs {names[0]}",
+               "fallbacks"]
+    rows = []
+    for key in (*PASS_ORDER, "all"):
+        if not all(key in t for t in totals):
+            continue
+        base_time = totals[0][key]["total_cycles"] / results[0].clock_hz
+        for name, res, t in zip(names, results, totals):
+            time_s = t[key]["total_cycles"] / res.clock_hz
+            rows.append([key, name, si(t[key]["total_cycles"]), si(t[key]["dense_cycles"]),
+                         f"{time_s * 1e6:,.1f}", f"{t[key]['speedup']:.2f}x",
+                         f"{base_time / time_s:.2f}x" if time_s else "-", t[key]["fallbacks"]])
+    return format_table(headers, rows, align="llrrrrrr")
+
+
+def footprint_table(fp, *, max_layers: int | None = None) -> str:
+    """Summary of a Footprint: per category dense vs stored, % saved with and without overhead,
+    and the peak live bytes."""
+    headers = ["saved for backward", "dense", "stored", "saved", "values only", "saved (no idx)"]
+    rows = []
+    for cat in ("activation", "weight", "other", "all"):
+        t = fp.totals[cat]
+        if cat != "all" and t["dense"] == 0:
+            continue
+        rows.append([cat if cat != "all" else "total", nbytes(t["dense"]), nbytes(t["stored"]),
+                     f"{fp.saved_pct(cat, True):.1f}%", nbytes(t["values"]), f"{fp.saved_pct(cat, False):.1f}%"])
+    rows.append(["peak live", nbytes(fp.peak_dense), nbytes(fp.peak_stored), f"{fp.peak_saved_pct:.1f}%", "", ""])
+    return format_table(headers, rows, align="lrrrrr")

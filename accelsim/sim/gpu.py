@@ -1,0 +1,423 @@
+"""GPU tensor cores with 2:4 structured sparsity (A100-style; FACTS.md "NVIDIA A100": Mishra et al.
+2021 arXiv 2104.08378, the PTX ISA sparse-matrix storage, the Ampere whitepaper).
+
+A lowered op C[M,N] += A[M,K] @ B[K,N] (x groups) runs as one kernel launch of CTA tiles:
+
+* Tiling. CTA tile (tm, tn, tk) = ``cta_tile``. Tiles = groups * ceil(M/tm) * ceil(N/tn); a partial
+  tile costs a full one (tile quantisation) and so does a partial K slice (K runs in ceil(K/tk)
+  main-loop steps on zero-filled data). Tiles are issued in waves of SMs * ctas_per_sm in a
+  swizzled raster (bands of SWIZZLE = 8 column tiles, row after row inside a band; cta_order).
+* MMA rate. An SM does ``tensor_cores_per_sm * dense_macs_per_cycle_per_core`` dense MACs per cycle
+  (A100 fp16: 4 x 256 = 1024). ``mma.sp`` issues ``sparse_mma_shape`` (m16n8k32) in the time of the
+  dense ``mma_shape`` (m16n8k16), so a 2:4 A operand multiplies the rate by the ratio of the two
+  shapes' MACs (2 on A100: the compressed operand halves the K work). One CTA main-loop step alone on
+  an SM takes ceil(tm*tn*tk / rate) cycles; the CTAs resident on one SM share its tensor cores, so a
+  wave step takes (CTAs on the busiest SM) = ceil(CTAs in wave / SMs) times that (wave quantisation).
+* Split-K. When there are fewer tiles than SMs, K is split into s = min(ceil(K/tk), SMs // tiles)
+  slices so every SM gets a CTA (the usual cuBLAS/CUTLASS remedy for small-M*N GEMMs such as conv
+  wgrad; an assumption of this model, not a measured heuristic). Each slice writes an fp32 (4-byte)
+  partial tile; a second kernel (one more launch) reads the s partials and writes the output. The
+  partials stay in L2 when s*M*N*4 bytes fit there, else they go to HBM and back. The reduction's
+  additions (s*M*N on the CUDA cores) are not modelled.
+* HBM traffic with L2 reuse (derivation). Every CTA streams an A panel (its tm rows x K) and a B
+  panel (K x its tn columns) through shared memory. CTAs of one wave run together, so a panel shared
+  by several CTAs of a wave is fetched from HBM once per wave (L2 hit for the others). If all of A
+  and B fit in L2 (``capacity`` of the last shared level before DRAM), a panel fetched once stays
+  there: each is read from HBM once (charged to the first wave that touches it). Otherwise L2 is
+  assumed to hold only the current wave's panels, so every wave re-reads the panels it touches.
+  Panel bytes scale by min(1, stored tensor elements / GEMM operand elements): an implicit-GEMM
+  convolution reads each input element from HBM once per pass over it, not once per overlapping
+  im2col window (1 for matmuls, dgrad's grad_output and weights). The output (M x N, same scaling for
+  dgrad's col2im) is written once, ``element_bytes`` per element.
+* Sparse A stored compressed: the 2:4 operand is kept as half its values plus a 2-bit position per
+  kept value (PTX sparse storage; formats.storage_bits("nm")), 9/16 of dense for fp16. Compressing a
+  non-weight operand at run time (cuSPARSELt's compress kernel) is not modelled.
+* Memory engine. The op becomes a TileStream with one tile per (wave, chunk of main-loop steps):
+  compute = the chunk's MMA cycles (per step the larger of the MMA time and the L2 -> SM feed when
+  the L2 level has a finite bandwidth), loads = the chunk's share of the wave's HBM bytes, stores =
+  the wave's output after its last chunk (gemm_stream says how chunks are sized). The engine
+  (memory.run_tiles, double-buffered) overlaps the next chunk's HBM loads with the current MMAs,
+  so bandwidth stalls fall out of it. Kernel launch overhead (``launch_overhead_s``) is
+  FamilyCost.fixed_cycles.
+* When sparsity is used. mma.sp takes only its first operand sparse (FACTS.md). The rate applies only
+  when a candidate operand is 2:4 along the reduction dim of *this* pass
+  (kernels.nm_compliance == 1.0) and M, N, K are multiples of 32 / element_bytes (cuSPARSELt: 16 for
+  fp16/bf16, 32 for int8; FACTS.md). If the 2:4 operand is the GEMM's B, the model computes
+  C^T = B^T A^T (M and N swap). Otherwise the dense rate, with FamilyCost.fallback saying why.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from accelsim.errors import HardwareConfigError
+from accelsim.sim.formats import storage_bits
+from accelsim.sim.memory import TileStream
+
+PARTIAL_BYTES = 4  # split-K partial sums are fp32 (tensor-core accumulators)
+# CTA raster: bands of this many N tiles (cta_order). An assumption in the spirit of CUTLASS's
+# threadblock swizzle (its GemmIdentityThreadblockSwizzle<8> groups 8 tiles); without any swizzle a
+# wave of an M-fastest raster spans every A panel, which no tuned library does.
+SWIZZLE = 8
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    """How one GEMM maps onto the GPU (all counts exact; see the module docstring)."""
+
+    m: int
+    n: int
+    k: int
+    groups: int
+    tiles_m: int
+    tiles_n: int
+    split_k: int  # K slices per output tile (1 = no split-K)
+    ctas: int  # groups * tiles_m * tiles_n * split_k
+    ksteps: int  # main-loop steps per CTA: ceil(ceil(K/tk) / split_k)
+    wave_size: int  # SMs * ctas_per_sm
+    waves: int
+    step_cycles: int  # one CTA main-loop step alone on an SM
+    rate_factor: int  # 2 for 2:4 mma.sp on A100, 1 dense
+
+
+def mma_rate_factor(gpu) -> int:
+    """How many times more MACs mma.sp issues than the dense mma in the same time (A100: m16n8k32 vs
+    m16n8k16 -> 2)."""
+    dm, dn, dk = gpu.mma_shape
+    sm, sn, sk = gpu.sparse_mma_shape
+    f, r = divmod(sm * sn * sk, dm * dn * dk)
+    if r or f < 1:
+        raise HardwareConfigError(f"sparse_mma_shape {gpu.sparse_mma_shape} is not a multiple of mma_shape {gpu.mma_shape}")
+    return f
+
+
+def sparse_dim_multiple(element_bytes: int) -> int:
+    """cuSPARSELt's dimension constraint: multiples of 16 for 2-byte, 32 for 1-byte types (FACTS.md
+    "A100"); 32 / element_bytes extends it to 4-byte types (8 for tf32)."""
+    return max(1, 32 // int(element_bytes))
+
+
+def plan_gemm(m: int, n: int, k: int, groups: int, gpu, *, sparse_a: bool) -> GemmPlan:
+    """Tiles, split-K, waves and the per-step MMA cycles of one GEMM (module docstring)."""
+    tm, tn, tk = gpu.cta_tile
+    tiles_m, tiles_n = -(-m // tm), -(-n // tn)
+    tiles = groups * tiles_m * tiles_n
+    ksteps_total = max(1, -(-k // tk))
+    split = 1
+    if 0 < tiles < gpu.sms:
+        split = max(1, min(ksteps_total, gpu.sms // tiles))
+    ksteps = -(-ksteps_total // split)
+    rate_factor = mma_rate_factor(gpu) if sparse_a else 1
+    rate = gpu.tensor_cores_per_sm * gpu.dense_macs_per_cycle_per_core * rate_factor
+    step_cycles = -(-(tm * tn * tk) // rate)
+    wave_size = gpu.sms * gpu.ctas_per_sm
+    ctas = tiles * split
+    return GemmPlan(m, n, k, groups, tiles_m, tiles_n, split, ctas, ksteps, wave_size,
+                    -(-ctas // wave_size), step_cycles, rate_factor)
+
+
+def _l2_level(hw):
+    """The last shared on-chip level with a capacity before DRAM (A100: the 40 MB L2), or None."""
+    for lv in reversed(hw.memory[:-1]):
+        if lv.shared and lv.capacity_bytes is not None:
+            return lv
+    return None
+
+
+def _smem_level(hw):
+    for lv in hw.memory[:-1]:
+        if not lv.shared and lv.capacity_bytes is not None:
+            return lv
+    return None
+
+
+def cta_order(plan: GemmPlan, swizzle: int | None = None) -> tuple[np.ndarray, ...]:
+    """(split, group, row tile, col tile) of each CTA in launch order: splits slowest, then groups,
+    then bands of ``swizzle`` column (N) tiles; inside a band the columns of one row tile are
+    adjacent and rows follow each other (CUTLASS-style threadblock swizzle, so a wave covers a
+    compact block of the output and shares panels through L2)."""
+    w = SWIZZLE if swizzle is None else swizzle
+    tm_, tn_ = plan.tiles_m, plan.tiles_n
+    row, col = np.meshgrid(np.arange(tm_, dtype=np.int64), np.arange(tn_, dtype=np.int64), indexing="ij")
+    row, col = row.ravel(), col.ravel()
+    band = col // w
+    width = np.minimum(w, tn_ - band * w)
+    pos = band * w * tm_ + row * width + col % w  # a bijection onto 0 .. tm_*tn_-1
+    order = np.argsort(pos, kind="stable")
+    row, col = row[order], col[order]
+    reps = plan.split_k * plan.groups
+    sg = np.repeat(np.arange(reps, dtype=np.int64), tm_ * tn_)
+    split, g = np.divmod(sg, plan.groups)
+    return split, g, np.tile(row, reps), np.tile(col, reps)
+
+
+def a_row_bytes(kk, element_bytes: int, compressed: bool):
+    """Bytes of one row of kk values of the A operand: dense kk*e, or 2:4-compressed: half the
+    values plus a 2-bit index per kept value = kk*(e/2 + 1/8) (formats.storage_bits("nm"); exact for
+    kk a multiple of 4). Works on arrays."""
+    return kk * (element_bytes / 2 + 1 / 8) if compressed else kk * element_bytes
+
+
+@dataclass
+class GemmTraffic:
+    """Per-wave HBM bytes (derivation in the module docstring) and L2->SM bytes per wave step."""
+
+    a: np.ndarray  # int64 per wave: A panels fetched from HBM
+    b: np.ndarray  # int64 per wave: B panels
+    out: np.ndarray  # int64 per wave: output (or split-K partials) written at the wave's end
+    l2_step: np.ndarray  # float per wave: bytes all CTAs of the wave read from L2 per main-loop step
+    final_load: int  # split-K: partials the reduction kernel reads from HBM (0 when they stay in L2)
+    final_store: int  # split-K: the reduced output the reduction kernel writes
+    fits_l2: bool
+
+
+def gemm_traffic(plan: GemmPlan, gpu, l2_capacity: int | None, *, compressed_a: bool,
+                 scale_a: float = 1.0, scale_b: float = 1.0, scale_out: float = 1.0) -> GemmTraffic:
+    """HBM traffic per wave. ``scale_*``: unique-data factors min(1, tensor elements / GEMM operand
+    elements) of an implicit-GEMM convolution (1 for matmuls)."""
+    tm, tn, tk = gpu.cta_tile
+    e = gpu.element_bytes
+    m, n, k, s = plan.m, plan.n, plan.k, plan.split_k
+    split, g, row, col = cta_order(plan)
+    wave = np.arange(plan.ctas, dtype=np.int64) // plan.wave_size
+    rows_valid = np.minimum(tm, m - row * tm)
+    cols_valid = np.minimum(tn, n - col * tn)
+    k_len = np.clip(k - split * plan.ksteps * tk, 0, plan.ksteps * tk)  # K elements of each slice
+
+    a_all = scale_a * plan.groups * m * a_row_bytes(k, e, compressed_a)
+    b_all = scale_b * plan.groups * n * k * e
+    fits = l2_capacity is not None and a_all + b_all <= l2_capacity
+
+    def per_wave(panel: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
+        # HBM bytes per wave of distinct panels: first touch only when everything fits in L2,
+        # else once per wave that touches the panel. np.unique's return_index is the first CTA.
+        key = (split * plan.groups + g) * (panel.max(initial=0) + 1) + panel
+        if not fits:
+            key = wave * (key.max(initial=0) + 1) + key
+        _, first = np.unique(key, return_index=True)
+        out = np.zeros(plan.waves, dtype=np.float64)
+        np.add.at(out, wave[first], nbytes[first])
+        return out
+
+    a_w = per_wave(row, rows_valid * a_row_bytes(k_len, e, compressed_a))
+    b_w = per_wave(col, cols_valid * k_len * e)
+    a_w = np.ceil(a_w * scale_a).astype(np.int64)
+    b_w = np.ceil(b_w * scale_b).astype(np.int64)
+
+    out_elems = np.zeros(plan.waves, dtype=np.int64)
+    np.add.at(out_elems, wave, rows_valid * cols_valid)
+    final_load = final_store = 0
+    if s == 1:
+        out_w = np.ceil(out_elems * (e * scale_out)).astype(np.int64)
+    else:
+        partials = s * plan.groups * m * n * PARTIAL_BYTES
+        if l2_capacity is not None and partials <= l2_capacity:
+            out_w = np.zeros(plan.waves, dtype=np.int64)  # partials stay in L2
+        else:
+            out_w = out_elems * PARTIAL_BYTES
+            final_load = partials
+        final_store = int(math.ceil(plan.groups * m * n * e * scale_out))
+
+    # L2 -> SM: each CTA reads its own A and B slices every step (im2col tiles, no unique scaling)
+    l2 = np.zeros(plan.waves, dtype=np.float64)
+    np.add.at(l2, wave, rows_valid * a_row_bytes(tk, e, compressed_a) + cols_valid * tk * e)
+    return GemmTraffic(a_w, b_w, out_w, l2, int(final_load), final_store, bool(fits))
+
+
+def gemm_stream(plan: GemmPlan, traffic: GemmTraffic, gpu, names: tuple[str, str],
+                l2_bytes_per_cycle: float = math.inf, latency_cycles: int = 0) -> TileStream:
+    """The op as a TileStream: each wave's main loop cut into chunks of ``chunk`` steps (one stream
+    tile each: the chunk's MMA cycles, its share of the wave's HBM loads), the wave's output stored
+    after its last chunk; split-K appends the reduction kernel's traffic as a last tile.
+
+    chunk = ceil(DRAM latency / wave step cycles) steps: Ampere's multistage cp.async main loop
+    keeps enough K slices in flight to cover the DRAM latency (the reason it exists), and the
+    double-buffered engine reproduces that when each of its two buffers holds >= latency cycles of
+    MMA work. The loads are spread over a wave's chunks in proportion to their steps."""
+    ks = plan.ksteps
+    cnt = np.full(plan.waves, plan.wave_size, dtype=np.int64)
+    if plan.waves:
+        cnt[-1] = plan.ctas - (plan.waves - 1) * plan.wave_size
+    step = -(-cnt // gpu.sms) * plan.step_cycles  # CTAs on the busiest SM x one CTA's step
+    if math.isfinite(l2_bytes_per_cycle):
+        step = np.maximum(step, np.ceil(traffic.l2_step / l2_bytes_per_cycle).astype(np.int64))
+    chunk = int(min(ks, max(1, -(-int(latency_cycles) // int(step.min(initial=1) or 1)))))
+    nch = -(-ks // chunk)
+    cum = np.minimum(np.arange(1, nch + 1, dtype=np.int64) * chunk, ks)  # steps done after each chunk
+    steps = np.diff(cum, prepend=0)
+    compute = (step[:, None] * steps[None, :]).ravel()
+
+    def spread(per_wave: np.ndarray) -> np.ndarray:
+        # exact integer split: chunk j gets floor(B*cum_j/ks) - floor(B*cum_{j-1}/ks)
+        upto = (per_wave[:, None] * cum[None, :]) // ks
+        return np.diff(upto, axis=1, prepend=0).ravel()
+
+    loads = {names[0]: spread(traffic.a), names[1]: spread(traffic.b)}
+    store = np.zeros(plan.waves * nch, dtype=np.int64)
+    store[nch - 1 :: nch] = traffic.out
+    if plan.split_k > 1:
+        compute = np.append(compute, 0)
+        store = np.append(store, traffic.final_store)
+        loads = {nm: np.append(v, 0) for nm, v in loads.items()}
+        loads["partials"] = np.zeros(len(compute), dtype=np.int64)
+        loads["partials"][-1] = traffic.final_load
+    return TileStream(compute, loads, store)
+
+
+def check_gpu(hw) -> None:
+    """Config facts the model relies on; a violation is a defect of the hardware file."""
+    gpu = hw.compute
+    where = hw.source or hw.name
+    tm, tn, tk = gpu.cta_tile
+    for label, shape in (("mma_shape", gpu.mma_shape), ("sparse_mma_shape", gpu.sparse_mma_shape)):
+        if tm % shape[0] or tn % shape[1] or tk % shape[2]:
+            raise HardwareConfigError(f"{where}: compute.cta_tile {gpu.cta_tile} is not a multiple of {label} {shape}")
+    mma_rate_factor(gpu)
+    smem = _smem_level(hw)
+    if smem is not None:
+        # two pipeline stages of the A and B slices per resident CTA (double-buffered main loop)
+        need = 2 * (tm * tk + tk * tn) * gpu.element_bytes * gpu.ctas_per_sm
+        if need > smem.capacity_bytes:
+            raise HardwareConfigError(
+                f"{where}: {gpu.ctas_per_sm} CTAs of {gpu.cta_tile} need {need} bytes of {smem.name} per SM "
+                f"(two stages of A and B slices), it holds {smem.capacity_bytes}")
+
+
+def launch_cycles(hw) -> int:
+    return int(math.ceil(hw.compute.launch_overhead_s * hw.clock_hz))
+
+
+def gemm_cost(m: int, n: int, k: int, groups: int, hw, *, sparse_a: bool, names: tuple[str, str] = ("a", "b"),
+              scale_a: float = 1.0, scale_b: float = 1.0, scale_out: float = 1.0):
+    """(plan, TileStream, fixed cycles, dense-format bytes per operand) of one GEMM on the GPU,
+    A given as ``names[0]``; ``sparse_a``: A is 2:4 and stored compressed (mma.sp rate)."""
+    check_gpu(hw)
+    gpu = hw.compute
+    l2 = _l2_level(hw)
+    cap = None if l2 is None else l2.capacity_bytes
+    l2_bpc = math.inf if l2 is None else l2.bandwidth_bytes_per_s / hw.clock_hz
+    plan = plan_gemm(m, n, k, groups, gpu, sparse_a=sparse_a)
+    scales = dict(scale_a=scale_a, scale_b=scale_b, scale_out=scale_out)
+    traffic = gemm_traffic(plan, gpu, cap, compressed_a=sparse_a, **scales)
+    stream = gemm_stream(plan, traffic, gpu, names, l2_bpc, hw.dram().latency_cycles)
+    dense_t = gemm_traffic(plan, gpu, cap, compressed_a=False, **scales) if sparse_a else traffic
+    dense_bytes = {names[0]: int(dense_t.a.sum()), names[1]: int(dense_t.b.sum()),
+                   "output": int(dense_t.out.sum()) + dense_t.final_store}
+    if plan.split_k > 1:
+        dense_bytes["partials"] = dense_t.final_load
+    fixed = launch_cycles(hw) * (2 if plan.split_k > 1 else 1)
+    return plan, stream, fixed, dense_bytes
+
+
+# ---------------------------------------------------------------------------------------------
+# When the sparse MMA applies (module docstring, "When sparsity is used").
+
+_REDUCTION_DIM = {("conv2d", "fwd"): "C (with R, S)", ("conv2d", "dgrad"): "K (output channels)",
+                  ("conv2d", "wgrad"): "N*P*Q (batch and output pixels)"}
+
+
+def candidates(feature_operand: str, a: str, b: str, role_of) -> list[str]:
+    """Trace operands the hardware may treat as the 2:4 operand, GEMM A first.
+
+    ``weight`` / ``activation`` select by the operand's role. For a GPU, ``a`` names mma.sp's sparse
+    first operand, which either GEMM operand can become by transposition (C^T = B^T A^T), so ``a``,
+    ``b``, ``auto`` and ``both`` all offer both operands (mma.sp still exploits only one)."""
+    if feature_operand in ("weight", "activation"):
+        return [x for x in (a, b) if role_of(x) == feature_operand]
+    return [a, b]
+
+
+@dataclass(frozen=True)
+class SparseChoice:
+    operand: str | None  # trace operand run as mma.sp's sparse A, None = dense rate
+    swap: bool  # the 2:4 operand is the GEMM's B: compute C^T = B^T A^T
+    fallback: str | None
+
+
+def decide_sparsity(hw, *, m: int, n: int, k: int, kind: str, pass_: str, a: str, b: str, role_of,
+                    compliance) -> SparseChoice:
+    """Pick the 2:4 operand (if any) for one GEMM. ``compliance(name) -> float`` is the fraction of
+    that operand's groups of 4 along this pass's reduction dim with at most 2 non-zeros
+    (kernels.nm_compliance); only 1.0 qualifies."""
+    feat = hw.sparsity
+    if feat.kind == "none":
+        return SparseChoice(None, False, None)
+    if feat.kind != "nm":
+        return SparseChoice(None, False, f"the gpu model has no {feat.kind} sparsity, only N:M (mma.sp)")
+    nm = f"{feat.n}:{feat.m}"
+    cands = candidates(feat.operand, a, b, role_of)
+    if not cands:
+        return SparseChoice(None, False, f"no {feat.operand} operand to run {nm} in this {kind} {pass_}")
+    dim = _REDUCTION_DIM.get((kind, pass_), "K")
+    reasons = []
+    for name in cands:
+        frac = float(compliance(name))
+        if frac < 1.0:
+            pct = 100.0 * (1.0 - frac)
+            why = (f"{name} not {nm} along {dim}, the {pass_} reduction dim: {pct:.3g}% of groups of "
+                   f"{feat.m} have >{feat.n} non-zeros")
+            if kind == "conv2d" and pass_ == "dgrad" and name == "weight":
+                why += " (a fwd N:M weight mask runs along C, dgrad reduces over K)"
+            reasons.append(why)
+            continue
+        mult = sparse_dim_multiple(hw.compute.element_bytes)
+        bad = [f"{d}={v}" for d, v in (("M", m), ("N", n), ("K", k)) if v % mult]
+        if bad:
+            reasons.append(f"{name} is {nm} but {', '.join(bad)} not a multiple of {mult} "
+                           f"(cuSPARSELt, {hw.compute.data_type})")
+            continue
+        return SparseChoice(name, name == b and name != a, None)
+    return SparseChoice(None, False, "; ".join(reasons))
+
+
+def _unique_scale(work, name: str, gemm_elems: int) -> float:
+    """min(1, stored tensor elements / GEMM operand elements) (module docstring)."""
+    if work.conv is None or not gemm_elems:
+        return 1.0
+    return min(1.0, work.numel(name) / gemm_elems)
+
+
+def _out_scale(work) -> float:
+    geo = work.conv
+    if geo is None:
+        return 1.0
+    out = {"fwd": geo.n * geo.k * geo.p * geo.q, "dgrad": geo.n * geo.c * geo.h * geo.w,
+           "wgrad": geo.k * (geo.c // geo.groups) * geo.r * geo.s}[work.pass_]
+    return min(1.0, out / (work.groups * work.m * work.n))
+
+
+def op_cost(work, hw, *, sparse: bool):
+    """FamilyCost of one lowered op on a GPU config (docs/architecture.md)."""
+    from accelsim.sim import kernels
+    from accelsim.sim.workload import FamilyCost
+
+    choice = SparseChoice(None, False, None)
+    if sparse:
+        feat = hw.sparsity
+        choice = decide_sparsity(
+            hw, m=work.m, n=work.n, k=work.k, kind=work.kind, pass_=work.pass_, a=work.a, b=work.b,
+            role_of=work.role_of, compliance=lambda nm: kernels.nm_compliance(work, nm, feat.n, feat.m))
+    g = work.groups
+    sa = _unique_scale(work, work.a, g * work.m * work.k)
+    sb = _unique_scale(work, work.b, g * work.k * work.n)
+    so = _out_scale(work)
+    if choice.swap:  # C^T[N,M] = B^T[N,K] @ A^T[K,M]: the 2:4 operand becomes mma.sp's A
+        plan, stream, fixed, dense_bytes = gemm_cost(
+            work.n, work.m, work.k, g, hw, sparse_a=True, names=(work.b, work.a),
+            scale_a=sb, scale_b=sa, scale_out=so)
+    else:
+        plan, stream, fixed, dense_bytes = gemm_cost(
+            work.m, work.n, work.k, g, hw, sparse_a=choice.operand is not None, names=(work.a, work.b),
+            scale_a=sa, scale_b=sb, scale_out=so)
+    return FamilyCost(
+        compute_cycles=int(stream.compute_cycles.sum()),
+        effectual_macs=int(kernels.effectual_macs(work)),
+        sparse_operand=choice.operand,
+        fallback=choice.fallback,
+        tiles=stream,
+        fixed_cycles=fixed,
+        dram_bytes_dense=dense_bytes,
+    )

@@ -1,0 +1,390 @@
+"""Numba kernels over operand masks, walking the lowered GEMM without building im2col.
+
+Every GEMM operand side of every pass is an *operand view*: a flat uint8 source array (the operand's
+mask in a layout with zero padding where the convolution reads padding) plus, per GEMM row of A
+(or column of B), a base index, plus, per reduction position, an offset (-1 = a padding lane). The
+element at (row i, reduction kk) is ``src[base[i] + off[kk]]``. Because conv windows are separable
+(base depends on the output pixel, offset on the kernel tap), this covers conv fwd windows, the
+wgrad transposed windows and plain matrices with three small arrays; the im2col matrix itself is
+never built. The lowering conventions are those of accelsim/sim/workload.py.
+
+Counting MACs needs no per-pair work at all: for a conv the product a*b factorises per reduction
+"factor" f (fwd: (c,r,s); dgrad: k; wgrad: (n,p,q) summed over taps), so
+effectual = sum_f nnzA_f * nnzB_f, one-sided(A) = sum_f nnzA_f * |B_f| (see factor_counts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from accelsim.sim.workload import Workload
+
+
+@dataclass
+class OperandView:
+    src: np.ndarray  # uint8, 0/1
+    base: np.ndarray  # int64 per GEMM row (A) / column (B), all groups: index g*rows + i
+    off: np.ndarray  # int64 per reduction position (-1: padding lane)
+    rows: int  # rows (A) or columns (B) per group
+    groups: int
+
+
+# ----------------------------------------------------------------------------------------------
+# operand views
+# ----------------------------------------------------------------------------------------------
+
+def _u8(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.uint8).reshape(-1)
+
+
+def _lane_offsets(outer: np.ndarray, inner: np.ndarray, lanes: int | None) -> np.ndarray:
+    """off[outer, inner] flattened; with `lanes`, each inner run is padded to a multiple of lanes."""
+    if lanes is None:
+        return (outer[:, None] + inner[None, :]).reshape(-1).astype(np.int64)
+    width = -(-inner.size // lanes) * lanes
+    inner_p = np.full(width, -1, dtype=np.int64)
+    inner_p[: inner.size] = 0
+    off = np.where(inner_p[None, :] >= 0, outer[:, None] + np.pad(inner, (0, width - inner.size))[None, :], -1)
+    return off.reshape(-1).astype(np.int64)
+
+
+def operand_view(work: Workload, side: str, lanes: int | None = None) -> OperandView:
+    """View of GEMM operand A ('a': rows over K) or B ('b': columns over K).
+
+    With `lanes`, the reduction is laid out in rows of `lanes` (TensorDash: 16): for a conv forward
+    pass the channel run of each kernel tap is padded to a multiple of lanes (DNNsim's dense cycles
+    ceil(round_up(C,16)*R*S/16), FACTS.md); otherwise the whole reduction is padded at its end.
+    """
+    name = work.a if side == "a" else work.b
+    g = work.groups
+    geo = work.conv
+    pass_ = work.pass_
+    if geo is not None and pass_ in ("fwd", "wgrad") and name == "input":
+        x = work.mask("input")
+        n, c, h, w = x.shape
+        cg = c // g
+        (ph, pw), (sh, sw), (dh, dw) = geo.padding, geo.stride, geo.dilation
+        hp, wp = h + 2 * ph, w + 2 * pw
+        xp = np.zeros((n, c, hp, wp), dtype=np.uint8)
+        xp[:, :, ph:ph + h, pw:pw + w] = x
+        if pass_ == "fwd":  # rows (g, n, p, q); reduction (r, s, c) channels fastest
+            src = _u8(xp.transpose(0, 2, 3, 1))  # NHWC
+            nn, pp, qq = np.meshgrid(np.arange(n), np.arange(geo.p), np.arange(geo.q), indexing="ij")
+            pix = (((nn * hp + pp * sh) * wp + qq * sw) * c).reshape(-1)
+            base = (pix[None, :] + (np.arange(g) * cg)[:, None]).reshape(-1)
+            rr, ss = np.meshgrid(np.arange(geo.r), np.arange(geo.s), indexing="ij")
+            outer = (((rr * dh) * wp + ss * dw) * c).reshape(-1)
+            off = _lane_offsets(outer, np.arange(cg), lanes)
+            return OperandView(src, base.astype(np.int64), off, n * geo.p * geo.q, g)
+        # wgrad: rows (g, c, r, s); reduction (n, p, q), q fastest
+        src = _u8(xp.transpose(1, 0, 2, 3))  # C N Hp Wp
+        cc, rr, ss = np.meshgrid(np.arange(c), np.arange(geo.r), np.arange(geo.s), indexing="ij")
+        base = (cc * n * hp * wp + rr * dh * wp + ss * dw).reshape(-1)
+        nn, pp = np.meshgrid(np.arange(n), np.arange(geo.p), indexing="ij")
+        outer = (nn * hp * wp + pp * sh * wp).reshape(-1)
+        off = _lane_offsets(outer, np.arange(geo.q) * sw, None)
+        if lanes is not None:
+            off = _pad_end(off, lanes)
+        return OperandView(src, base.astype(np.int64), off, cg * geo.r * geo.s, g)
+    mat = gemm_side_matrix(work, side)  # (G, rows, K) bool, small layout change of one operand
+    G, rows, K = mat.shape
+    src = _u8(mat)
+    base = np.arange(G * rows, dtype=np.int64) * K
+    if geo is not None and pass_ == "fwd" and lanes is not None:  # weight: (r, s, c) runs of channels
+        cg = geo.c // g
+        outer = np.arange(geo.r * geo.s, dtype=np.int64) * cg
+        off = _lane_offsets(outer, np.arange(cg), lanes)
+    else:
+        off = np.arange(K, dtype=np.int64)
+        if lanes is not None:
+            off = _pad_end(off, lanes)
+    return OperandView(src, base, off, rows, G)
+
+
+def _pad_end(off: np.ndarray, lanes: int) -> np.ndarray:
+    width = -(-off.size // lanes) * lanes
+    return np.concatenate([off, np.full(width - off.size, -1, dtype=np.int64)])
+
+
+def gemm_side_matrix(work: Workload, side: str) -> np.ndarray:
+    """(G, rows, K) bool: A as rows over K, or B^T (columns of B over K), in the reduction order of
+    workload.py. Only for operands that need a layout change, never for conv input windows."""
+    name = work.a if side == "a" else work.b
+    g, geo = work.groups, work.conv
+    if geo is None:
+        u = work.used_mask(name)
+        if u.ndim == 2:
+            u = u[None]
+        return u if side == "a" else np.swapaxes(u, 1, 2)
+    kg, cg = geo.k // g, geo.c // g
+    x = work.mask(name)
+    if name == "weight":  # (K, Cg, R, S)
+        wt = x.reshape(g, kg, cg, geo.r, geo.s)
+        if work.pass_ == "fwd":  # columns = filters over (r, s, c)
+            return wt.transpose(0, 1, 3, 4, 2).reshape(g, kg, geo.r * geo.s * cg)
+        # dgrad: columns (c, r, s) over k
+        return wt.transpose(0, 2, 3, 4, 1).reshape(g, cg * geo.r * geo.s, kg)
+    if name == "grad_output":  # (N, K, P, Q)
+        d = x.reshape(geo.n, g, kg, geo.p, geo.q)
+        if work.pass_ == "dgrad":  # A rows (n, p, q) over k
+            return d.transpose(1, 0, 3, 4, 2).reshape(g, geo.n * geo.p * geo.q, kg)
+        # wgrad: B columns k over (n, p, q)
+        return d.transpose(1, 2, 0, 3, 4).reshape(g, kg, geo.n * geo.p * geo.q)
+    raise ValueError(f"no matrix view for operand {name!r} of conv2d {work.pass_}")
+
+
+# ----------------------------------------------------------------------------------------------
+# MAC counts (exact, factorised)
+# ----------------------------------------------------------------------------------------------
+
+def _tap_index(out: int, kern: int, stride: int, pad: int, dil: int, size: int) -> np.ndarray:
+    """(out, kern) input coordinate of output o and tap t, `size` (a zero slot) where it is padding."""
+    o = np.arange(out)[:, None]
+    t = np.arange(kern)[None, :]
+    idx = o * stride - pad + t * dil
+    return np.where((idx >= 0) & (idx < size), idx, size)
+
+
+def factor_counts(work: Workload) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(a_f, b_f, na_f, nb_f) with effectual = sum a_f*b_f, dense = sum na_f*nb_f,
+    one-sided A = sum a_f*nb_f and one-sided B = sum na_f*b_f (int64 arrays over factors f).
+
+    fwd: f = (g, c, r, s): a_f = non-zero input taps over all windows, b_f = non-zero weights over k.
+    dgrad: f = (g, k): a_f = nnz of dY channel k, b_f = nnz of filter k.
+    wgrad: f = (g, n, p, q): a_f = non-zero input taps of window (n,p,q) over (c,r,s), b_f = nnz of
+    dY at pixel (n,p,q) over k. matmul/bmm: f = (batch, k).
+    """
+    geo, g = work.conv, work.groups
+    if geo is None:
+        a = gemm_side_matrix(work, "a").astype(np.int64)
+        bt = gemm_side_matrix(work, "b").astype(np.int64)
+        af = a.sum(axis=1).reshape(-1)
+        bf = bt.sum(axis=1).reshape(-1)
+        return af, bf, np.full_like(af, work.m), np.full_like(bf, work.n)
+    cg, kg = geo.c // g, geo.k // g
+    if work.pass_ == "dgrad":
+        d = work.mask("grad_output")
+        af = np.count_nonzero(d, axis=(0, 2, 3)).astype(np.int64)  # per k (all groups, k-major = g, kg)
+        bf = np.count_nonzero(work.mask("weight"), axis=(1, 2, 3)).astype(np.int64)
+        return af, bf, np.full_like(af, work.m), np.full_like(bf, work.n)
+    x = work.mask("input")
+    hi = _tap_index(geo.p, geo.r, geo.stride[0], geo.padding[0], geo.dilation[0], geo.h)  # (P, R)
+    wi = _tap_index(geo.q, geo.s, geo.stride[1], geo.padding[1], geo.dilation[1], geo.w)  # (Q, S)
+    if work.pass_ == "fwd":
+        # a_f[c,r,s] = sum_n sum_p sum_q x[n,c,hi[p,r],wi[q,s]] = sum_{h,w} cnt[c,h,w]*IH[r,h]*IW[s,w]
+        cnt = x.sum(axis=0, dtype=np.int64)  # (C, H, W)
+        ih = np.zeros((geo.r, geo.h + 1), dtype=np.int64)
+        np.add.at(ih, (np.broadcast_to(np.arange(geo.r)[None, :], hi.shape), hi), 1)
+        iw = np.zeros((geo.s, geo.w + 1), dtype=np.int64)
+        np.add.at(iw, (np.broadcast_to(np.arange(geo.s)[None, :], wi.shape), wi), 1)
+        af = np.einsum("chw,rh,sw->crs", cnt, ih[:, : geo.h], iw[:, : geo.w]).reshape(-1)  # (g, c, r, s)
+        wt = work.mask("weight").reshape(g, kg, cg * geo.r * geo.s)
+        bf = wt.sum(axis=1, dtype=np.int64).reshape(-1)  # (g, c, r, s)
+        return af, bf, np.full_like(af, work.m), np.full_like(bf, work.n)
+    # wgrad
+    xc = x.reshape(geo.n, g, cg, geo.h, geo.w).sum(axis=2, dtype=np.int64)  # (N, G, H, W)
+    xc = np.pad(xc, ((0, 0), (0, 0), (0, 1), (0, 1)))  # zero slot for padding taps
+    af = np.zeros((geo.n, g, geo.p, geo.q), dtype=np.int64)
+    for r in range(geo.r):
+        for s in range(geo.s):
+            af += xc[:, :, hi[:, r][:, None], wi[:, s][None, :]]
+    dy = work.mask("grad_output").reshape(geo.n, g, kg, geo.p, geo.q).sum(axis=2, dtype=np.int64)
+    af = af.transpose(1, 0, 2, 3).reshape(-1)
+    bf = dy.transpose(1, 0, 2, 3).reshape(-1)
+    return af, bf, np.full_like(af, work.m), np.full_like(bf, work.n)
+
+
+def effectual_macs(work: Workload) -> int:
+    """MACs whose operands are both non-zero (exact)."""
+    af, bf, _, _ = factor_counts(work)
+    return int(np.dot(af, bf))
+
+
+def one_sided_macs(work: Workload, side: str) -> int:
+    """MACs whose `side` operand ('a' or 'b') is non-zero (the work of a one-sided skipping PE)."""
+    af, bf, na, nb = factor_counts(work)
+    return int(np.dot(af, nb)) if side == "a" else int(np.dot(na, bf))
+
+
+# ----------------------------------------------------------------------------------------------
+# N:M compliance
+# ----------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _nm_groups(src, base, off, n, m):
+    k = off.size
+    ngroups = (k + m - 1) // m
+    ok = 0
+    for i in range(base.size):
+        b = base[i]
+        for gi in range(ngroups):
+            cnt = 0
+            end = min(k, (gi + 1) * m)
+            for kk in range(gi * m, end):
+                o = off[kk]
+                if o >= 0 and src[b + o] != 0:
+                    cnt += 1
+            if cnt <= n:
+                ok += 1
+    return ok, ngroups * base.size
+
+
+def nm_compliance(work: Workload, operand: str, n: int, m: int) -> float:
+    """Fraction of the operand's groups of m consecutive elements along the GEMM reduction (K) of
+    *this* pass holding at most n non-zeros (1.0 = fully N:M). `operand` is a trace operand name or
+    'a'/'b'. A last partial group (K not a multiple of m) counts like a zero-padded group."""
+    side = "a" if operand in ("a", work.a) and not (operand == "b") else "b"
+    if operand not in ("a", "b", work.a, work.b):
+        raise ValueError(f"operand {operand!r} is not an operand of this op ({work.a}, {work.b})")
+    v = operand_view(work, side)
+    ok, total = _nm_groups(v.src, v.base, v.off, n, m)
+    return ok / total if total else 1.0
+
+
+# ----------------------------------------------------------------------------------------------
+# TensorDash scheduler (FACTS.md: DNNsim TensorDash.cpp semantics; Mahmoud et al. MICRO 2020)
+# ----------------------------------------------------------------------------------------------
+
+def td_candidates(lookahead: int, lookaside: int, search: str = "T") -> tuple[np.ndarray, np.ndarray]:
+    """Promotion candidates (h, d) in priority order.
+
+    "T": the H lookahead slots (h, 0), h = 1..H, then `lookaside` side slots +1, -1, +2, -2, +3, ...
+    with d taken from step h = ((|d|-1) mod H) + 1 -- for H=2, D=5 exactly TensorDash's T-shape
+    (1,0), (2,0), (1,+1), (1,-1), (2,+2), (2,-2), (1,+3) (FACTS.md). "full": every (h, d) with
+    1 <= h <= H and |d| <= D, nearest first.
+    """
+    hs, ds = [], []
+    if lookahead <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if search == "T":
+        for h in range(1, lookahead + 1):
+            hs.append(h)
+            ds.append(0)
+        d = 1
+        while len(hs) < lookahead + lookaside:
+            for sign in (1, -1):
+                if len(hs) < lookahead + lookaside:
+                    hs.append((d - 1) % lookahead + 1)
+                    ds.append(sign * d)
+            d += 1
+    else:
+        for h in range(1, lookahead + 1):
+            for d in range(0, lookaside + 1):
+                for sign in ((1,) if d == 0 else (1, -1)):
+                    hs.append(h)
+                    ds.append(sign * d)
+    return np.array(hs, np.int64), np.array(ds, np.int64)
+
+
+@njit(cache=True)
+def td_schedule(rows, nrows, lanes, lookahead, cand_h, cand_d):
+    """Cycles to process a stream of `nrows` rows of `lanes` bits (bit set = non-zero), modifying
+    `rows` (length >= nrows). Each cycle: every empty lane of the current row, in lane order, takes
+    the first still-unclaimed non-zero among its candidates (t+h, lane+d); the row executes (1 cycle);
+    then up to `lookahead` following rows that are now all zero are skipped. Advance <= H+1 rows per
+    cycle, so a stream never runs faster than (H+1)x its dense length."""
+    full = (1 << lanes) - 1
+    t = 0
+    cycles = 0
+    nc = cand_h.size
+    while t < nrows:
+        row = rows[t]
+        if row != full:
+            for ln in range(lanes):
+                if (row >> ln) & 1 == 0:
+                    for ci in range(nc):
+                        tt = t + cand_h[ci]
+                        ll = ln + cand_d[ci]
+                        if tt < nrows and ll >= 0 and ll < lanes and (rows[tt] >> ll) & 1:
+                            rows[tt] &= ~(1 << ll)
+                            row |= 1 << ln
+                            break
+        cycles += 1
+        t += 1
+        skipped = 0
+        while skipped < lookahead and t < nrows and rows[t] == 0:
+            t += 1
+            skipped += 1
+    return cycles
+
+
+@njit(cache=True)
+def td_stream_cycles(src, base, off, lanes, lookahead, cand_h, cand_d):
+    """TensorDash cycles of the stream of every row of an operand view (off laid out in lanes)."""
+    nrows = off.size // lanes
+    out = np.empty(base.size, np.int64)
+    buf = np.zeros(nrows + 1, np.int64)
+    for i in range(base.size):
+        b = base[i]
+        for t in range(nrows):
+            v = 0
+            for ln in range(lanes):
+                o = off[t * lanes + ln]
+                if o >= 0 and src[b + o] != 0:
+                    v |= 1 << ln
+            buf[t] = v
+        out[i] = td_schedule(buf, nrows, lanes, lookahead, cand_h, cand_d)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# two-sided (bitmap AND + popcount) work per lockstep group
+# ----------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _pack_rows(src, base, off, lo, hi, out):
+    """Bit-pack rows lo..hi-1 of a view into out[hi-lo, words] (uint64, little bit order)."""
+    k = off.size
+    for i in range(lo, hi):
+        b = base[i]
+        r = i - lo
+        for w in range(out.shape[1]):
+            out[r, w] = 0
+        for kk in range(k):
+            o = off[kk]
+            if o >= 0 and src[b + o] != 0:
+                out[r, kk >> 6] |= np.uint64(1) << np.uint64(kk & 63)
+
+
+@njit(cache=True)
+def _popcount64(x):
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
+
+
+@njit(cache=True)
+def pair_group_work(a_src, a_base, a_off, b_src, b_base, b_off, m, n, groups, gm, gn, lanes):
+    """Per lockstep group of gm GEMM rows x gn GEMM columns: the slowest PE's cycles,
+    max over its pairs (i, j) of ceil(popcount(A_i & B_j) / lanes) (effectual pairs, both non-zero),
+    and the group's effectual MACs. Returns (cycles[G, ceil(m/gm), ceil(n/gn)], effectual)."""
+    k = a_off.size
+    words = (k + 63) // 64
+    mb = (m + gm - 1) // gm
+    nb = (n + gn - 1) // gn
+    cyc = np.zeros((groups, mb, nb), np.int64)
+    bpk = np.zeros((n, words), np.uint64)
+    apk = np.zeros((gm, words), np.uint64)
+    eff = 0
+    for g in range(groups):
+        _pack_rows(b_src, b_base, b_off, g * n, (g + 1) * n, bpk)
+        for mi in range(mb):
+            lo = g * m + mi * gm
+            hi = min(lo + gm, (g + 1) * m)
+            _pack_rows(a_src, a_base, a_off, lo, hi, apk)
+            for ni in range(nb):
+                worst = 0
+                for i in range(hi - lo):
+                    for j in range(ni * gn, min((ni + 1) * gn, n)):
+                        c = 0
+                        for w in range(words):
+                            c += _popcount64(apk[i, w] & bpk[j, w])
+                        eff += c
+                        if c > worst:
+                            worst = c
+                cyc[g, mi, ni] = (worst + lanes - 1) // lanes
+    return cyc, eff

@@ -1,0 +1,192 @@
+"""Unstructured sparse PE arrays: TensorDash (one-sided) and a dual-sided bitmap design.
+
+Mapping (both designs). The array has `tiles` tiles of pe_rows x pe_cols PEs with `lanes` MAC
+lanes each. As in TensorDash (Mahmoud et al., MICRO 2020; DNNsim TensorDash.cpp, FACTS.md), a PE
+column works on one *window* (a GEMM row m of A) and a PE row on one *filter* (a GEMM column n of
+B), so a tile takes a unit of pe_cols rows x pe_rows columns of the lowered GEMM and streams the
+reduction K through its lanes. Units are enumerated (group, row block, column block), column block
+fastest, and dealt round-robin to the tiles; tiles run independently, and the PEs *within* a tile
+run in lockstep, so a unit costs what its slowest PE needs. Op compute cycles = the busiest tile's
+sum (makespan).
+
+TensorDash (sparsity kind one_sided). Per op only one operand's zeros are exploited: the one the
+config names, or with operand "auto" the one with the larger zero fraction for that op (FACTS.md).
+Each row of A (or column of B) is a stream of 16-lane rows -- channel first, then x, then y -- and
+kernels.td_schedule runs the lookahead/lookaside scheduler on the real mask of each stream. Every
+PE of a tile column (row) shares that stream, so a unit costs the longest stream schedule among its
+pe_cols windows (pe_rows filters). Dense: every stream costs its length in rows,
+ceil(round_up(C,16)*R*S/16) for a conv fwd window (FACTS.md).
+
+Dual-sided (kind two_sided, SparTen/SIGMA-like): a PE multiplies only effectual pairs, found by
+ANDing the two operands' bitmaps (Gondimalla et al., MICRO 2019, SparTen's bitmask inner-join), at
+`lanes` pairs per cycle: ceil(popcount(A_m & B_n) / lanes) cycles per output; a unit costs its
+slowest PE and at least 1 cycle (the bitmaps still have to be read and joined). Dense: ceil(K/lanes).
+
+Data movement per wave of `tiles` consecutive units: a unit loads its A row block and B column
+block unless that operand fits the `buffer` memory level (then each block is fetched once), in the
+config's storage_format for the skipped operand(s) (accelsim.sim.formats, Hoefler et al. §2.2),
+and stores its outputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from accelsim.hw.config import HardwareConfig
+from accelsim.sim import kernels
+from accelsim.sim.formats import storage_bits
+from accelsim.sim.memory import TileStream
+from accelsim.sim.workload import FamilyCost, Workload, resolve_operand
+
+
+def choose_side(work: Workload, spec: str) -> tuple[str | None, str | None]:
+    """The GEMM side whose zeros a one-sided design skips for this op (and a fallback reason)."""
+    if spec == "auto":
+        za = 1.0 - work.density(work.a)
+        zb = 1.0 - work.density(work.b)
+        if za == 0.0 and zb == 0.0:
+            return None, "both operands dense: nothing to skip"
+        return ("a" if za >= zb else "b"), None
+    return resolve_operand(work, spec)
+
+
+def unit_grid(work: Workload, hw: HardwareConfig) -> tuple[int, int]:
+    comp = hw.compute
+    return math.ceil(work.m / comp.pe_cols), math.ceil(work.n / comp.pe_rows)
+
+
+def tile_schedule(unit_cycles: np.ndarray, tiles: int) -> tuple[int, np.ndarray]:
+    """Round-robin units (flattened C order) onto `tiles` independent tiles.
+
+    Returns (makespan, per-wave cycles) where wave w = units w*tiles .. w*tiles+tiles-1 and the
+    per-wave cycles telescope: wave w's share is max_t(busy_t after w) - max_t(busy_t after w-1),
+    so they sum to the makespan exactly."""
+    u = np.ascontiguousarray(unit_cycles, dtype=np.int64).reshape(-1)
+    waves = -(-u.size // tiles)
+    pad = np.zeros(waves * tiles, np.int64)
+    pad[: u.size] = u
+    busy = np.cumsum(pad.reshape(waves, tiles), axis=0)  # busy[w, t]: tile t after wave w
+    front = busy.max(axis=1)
+    per_wave = np.diff(np.concatenate([[0], front]))
+    return int(front[-1]) if waves else 0, per_wave
+
+
+def _stream_cycles(work: Workload, hw: HardwareConfig, side: str) -> tuple[np.ndarray, int]:
+    """TensorDash schedule length of every stream of `side`, shape (groups, rows), and dense length."""
+    sp, comp = hw.sparsity, hw.compute
+    v = kernels.operand_view(work, side, lanes=comp.lanes)
+    ch, cd = kernels.td_candidates(sp.lookahead, sp.lookaside, sp.search)
+    cyc = kernels.td_stream_cycles(v.src, v.base, v.off, comp.lanes, sp.lookahead, ch, cd)
+    return cyc.reshape(v.groups, v.rows), v.off.size // comp.lanes
+
+
+def _block_max(x: np.ndarray, block: int) -> np.ndarray:
+    """(G, rows) -> (G, ceil(rows/block)) maxima of consecutive blocks."""
+    g, r = x.shape
+    nb = -(-r // block)
+    pad = np.zeros((g, nb * block), np.int64)
+    pad[:, :r] = x
+    return pad.reshape(g, nb, block).max(axis=2)
+
+
+def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
+    """Cycles and per-wave DRAM traffic of one op on a sparse PE array (module docstring)."""
+    comp, sp = hw.compute, hw.sparsity
+    mb, nb = unit_grid(work, hw)
+    g = work.groups
+    fallback = None
+    skipped: tuple[str, ...] = ()
+    eff = kernels.effectual_macs(work)
+    kind = sp.kind if sparse else "none"
+    if kind == "one_sided":
+        side, fallback = choose_side(work, sp.operand)
+        if side is None:
+            kind = "none"
+        else:
+            streams, _ = _stream_cycles(work, hw, side)
+            if side == "a":  # a unit waits for the slowest of its pe_cols windows
+                per = _block_max(streams, comp.pe_cols)  # (G, mb)
+                unit = np.repeat(per[:, :, None], nb, axis=2)
+            else:  # ... or of its pe_rows filters
+                per = _block_max(streams, comp.pe_rows)  # (G, nb)
+                unit = np.repeat(per[:, None, :], mb, axis=1)
+            skipped = (side,)
+    elif kind == "two_sided":
+        va = kernels.operand_view(work, "a")
+        vb = kernels.operand_view(work, "b")
+        unit, eff2 = kernels.pair_group_work(va.src, va.base, va.off, vb.src, vb.base, vb.off, work.m,
+                                             work.n, g, comp.pe_cols, comp.pe_rows, comp.lanes)
+        assert eff2 == eff, "two-sided pair count disagrees with the factorised count"
+        unit = np.maximum(unit, 1)
+        skipped = ("a", "b")
+    if kind == "none":
+        unit = np.full((g, mb, nb), dense_stream_rows(work, comp.lanes), np.int64)
+    compute, per_wave = tile_schedule(unit, comp.tiles)
+    stream = _wave_stream(work, hw, unit.shape, per_wave, skipped)
+    names = tuple(work.a if s == "a" else work.b for s in skipped)
+    return FamilyCost(compute_cycles=compute, effectual_macs=eff,
+                      sparse_operand="+".join(names) if names else None, fallback=fallback, tiles=stream)
+
+
+def dense_stream_rows(work: Workload, lanes: int) -> int:
+    """Rows of `lanes` in one dense reduction stream: R*S*ceil((C/g)/lanes) for a conv fwd window
+    (each tap's channel run padded to the lanes, DNNsim's ceil(round_up(C,16)*Kx*Ky/16)), else
+    ceil(K/lanes)."""
+    if work.conv is not None and work.pass_ == "fwd":
+        geo = work.conv
+        return geo.r * geo.s * -(-(geo.c // geo.groups) // lanes)
+    return -(-work.k // lanes)
+
+
+def _operand_bytes(work: Workload, hw: HardwareConfig, side: str, compressed: bool) -> int:
+    name = work.a if side == "a" else work.b
+    e = hw.compute.element_bytes
+    fmt = hw.storage_format or "dense"
+    if not compressed or fmt in ("dense", "nm"):
+        return work.numel(name) * e
+    bits = storage_bits(fmt, work.shapes[name], work.nnz[name], 8 * e)
+    return -(-bits // 8)
+
+
+def _cap(hw: HardwareConfig) -> int:
+    lv = hw.level("buffer")
+    if lv is None:
+        return 0
+    return lv.capacity_bytes if lv.capacity_bytes is not None else 2**62
+
+
+def _wave_stream(work: Workload, hw: HardwareConfig, grid: tuple[int, int, int], per_wave: np.ndarray,
+                 skipped: tuple[str, ...]) -> TileStream:
+    g, mb, nb = grid
+    tiles = hw.compute.tiles
+    nunits = g * mb * nb
+    waves = per_wave.size
+    u = np.arange(nunits)
+    gi, mi, ni = u // (mb * nb), (u // nb) % mb, u % nb
+    wave = u // tiles
+    cap = _cap(hw)
+    loads = {}
+    for side, blk_idx, nblk in (("a", gi * mb + mi, g * mb), ("b", gi * nb + ni, g * nb)):
+        total = _operand_bytes(work, hw, side, side in skipped)
+        part = _split(total, nblk)[blk_idx]
+        if total <= cap:  # the whole operand stays on chip: each block fetched at its first use
+            first = np.zeros(nunits, bool)
+            _, first_idx = np.unique(blk_idx, return_index=True)
+            first[first_idx] = True
+        else:  # fetched by every unit that needs it, except the same block twice in one wave
+            key = wave * nblk + blk_idx
+            first = np.zeros(nunits, bool)
+            _, first_idx = np.unique(key, return_index=True)
+            first[first_idx] = True
+        loads[work.a if side == "a" else work.b] = np.bincount(wave, weights=np.where(first, part, 0),
+                                                               minlength=waves).astype(np.int64)
+    out_total = work.output_numel * hw.compute.element_bytes
+    store = np.bincount(wave, weights=_split(out_total, nunits), minlength=waves).astype(np.int64)
+    return TileStream(compute_cycles=per_wave, load_bytes=loads, store_bytes=store)
+
+
+def _split(total: int, parts: int) -> np.ndarray:
+    edges = (np.arange(parts + 1, dtype=np.int64) * int(total)) // parts
+    return np.diff(edges)

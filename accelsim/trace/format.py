@@ -1,0 +1,715 @@
+"""Trace file format v1: one zip (readable by ``np.load(path, allow_pickle=False)``) holding
+
+- ``header.npy``: uint8 array of UTF-8 JSON (run metadata and the tensor / op / saved tables),
+- ``masks/<id>.npy``: uint8 array, ``np.packbits(mask.ravel(), bitorder="little")`` of tensor ``id``.
+
+Tensors are stored once and referenced by ops, so the weight mask used by forward and dgrad is on
+disk once. Writing streams (one member at a time) and is atomic (temp file + os.replace). Loading
+validates every table eagerly and reads masks lazily, one tensor at a time, so memory stays
+proportional to the largest op. User-facing spec: docs/trace-format.md (keep the two in step; any
+change to what is written bumps VERSION).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from accelsim.errors import TraceError
+
+SCHEMA = "accelsim-trace"
+VERSION = 1
+PASSES = ("fwd", "dgrad", "wgrad")
+KINDS = ("conv2d", "matmul", "bmm")
+ROLES = ("weight", "activation", "grad_output", "other")
+CATEGORIES = ("activation", "weight", "other")
+
+# Bytes per element of every dtype a trace may name (torch dtype names without "torch.").
+DTYPE_BYTES = {
+    "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3fn": 1, "float8_e5m2": 1,
+    "complex128": 16, "complex64": 8, "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1,
+    "uint16": 2, "uint32": 4, "uint64": 8, "bool": 1,
+}
+
+# Operand names per (kind, pass); see the table in docs/trace-format.md.
+OPERANDS = {
+    ("conv2d", "fwd"): ("input", "weight"),
+    ("conv2d", "dgrad"): ("grad_output", "weight"),
+    ("conv2d", "wgrad"): ("grad_output", "input"),
+    **{(k, p): ("a", "b") for k in ("matmul", "bmm") for p in PASSES},
+}
+
+HEADER_KEYS = ("schema", "version", "recorder", "torch", "created", "model", "method", "dtype",
+               "batch_size", "steps", "meta", "tensors", "ops", "saved")
+_TENSOR_KEYS = ("id", "shape", "dtype", "role", "nnz", "layer")
+_OP_KEYS = ("id", "step", "seq", "pass", "kind", "layer", "module_type", "aten", "operands",
+            "out_shape", "params")
+_SAVED_KEYS = ("id", "step", "layer", "shape", "dtype", "nnz", "category", "saved_by", "storage",
+               "tensor", "t_pack", "t_unpack")
+_CONV_PARAM_KEYS = ("stride", "padding", "dilation", "groups", "input_shape", "weight_shape",
+                    "output_shape")
+
+# Zip member timestamps are fixed so that the same recording gives the same bytes.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _popcount(packed: np.ndarray) -> int:
+    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+        return int(np.bitwise_count(packed).sum(dtype=np.int64))
+    return int(_POPCOUNT8[packed].sum(dtype=np.int64))
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+
+
+@dataclass(frozen=True)
+class TensorRecord:
+    """One stored tensor: its shape, dtype, role and the number of non-zeros of its mask."""
+
+    id: int
+    shape: tuple[int, ...]
+    dtype: str
+    role: str  # "weight" | "activation" | "grad_output" | "other"
+    nnz: int
+    layer: str
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def density(self) -> float:
+        return self.nnz / self.numel if self.numel else 0.0
+
+
+@dataclass(frozen=True)
+class Operand:
+    """An op's use of a stored tensor; ``transposed``: the use swaps the tensor's last two dims."""
+
+    name: str
+    tensor: int
+    transposed: bool = False
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """One conv / matmul / bmm of one pass, with its operands as the op used them."""
+
+    id: int
+    step: int
+    seq: int
+    pass_: str
+    kind: str
+    layer: str
+    module_type: str
+    aten: str
+    operands: tuple[Operand, ...]
+    out_shape: tuple[int, ...]
+    params: dict = field(default_factory=dict, hash=False)
+
+    def operand(self, name: str) -> Operand:
+        for o in self.operands:
+            if o.name == name:
+                return o
+        raise KeyError(f"op {self.id} ({self.kind} {self.pass_}) has no operand {name!r}")
+
+
+@dataclass(frozen=True)
+class SavedRecord:
+    """A tensor autograd kept from forward for backward (one pack of saved_tensors_hooks)."""
+
+    id: int
+    step: int
+    layer: str
+    shape: tuple[int, ...]
+    dtype: str
+    nnz: int
+    category: str  # "activation" | "weight" | "other"
+    saved_by: str
+    storage: int  # equal for records that share storage + offset + size: count those bytes once
+    tensor: int | None  # stored mask (activations and weights), else None
+    t_pack: int
+    t_unpack: int | None
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Dense bytes of this tensor."""
+        return self.numel * DTYPE_BYTES[self.dtype]
+
+
+# --------------------------------------------------------------------------------------------
+# Validation helpers shared by the writer and the reader (one-line TraceError naming the file).
+
+
+class _Check:
+    def __init__(self, path: str):
+        self.path = path
+
+    def fail(self, msg: str) -> TraceError:
+        return TraceError(f"{self.path}: {msg}")
+
+    def int_(self, v: Any, what: str, lo: int | None = 0) -> int:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise self.fail(f"{what} must be an integer, got {v!r:.60}")
+        if lo is not None and v < lo:
+            raise self.fail(f"{what} must be >= {lo}, got {v}")
+        return int(v)
+
+    def str_(self, v: Any, what: str, choices: Iterable[str] | None = None) -> str:
+        if not isinstance(v, str):
+            raise self.fail(f"{what} must be a string, got {v!r:.60}")
+        if choices is not None and v not in choices:
+            raise self.fail(f"unknown {what} {v!r} (expected one of {', '.join(choices)})")
+        return v
+
+    def shape(self, v: Any, what: str, ndim: int | None = None) -> tuple[int, ...]:
+        if not isinstance(v, (list, tuple)):
+            raise self.fail(f"{what} must be a list of integers, got {v!r:.60}")
+        s = tuple(self.int_(x, what) for x in v)
+        if ndim is not None and len(s) != ndim:
+            raise self.fail(f"{what} {list(s)} must have {ndim} dims")
+        return s
+
+    def keys(self, d: Any, keys: tuple[str, ...], what: str, optional: tuple[str, ...] = ()) -> dict:
+        if not isinstance(d, dict):
+            raise self.fail(f"{what} must be a JSON object")
+        missing = [k for k in keys if k not in d and k not in optional]
+        if missing:
+            raise self.fail(f"{what} lacks {', '.join(missing)}")
+        extra = sorted(set(d) - set(keys))
+        if extra:
+            raise self.fail(f"{what} has unknown field(s) {', '.join(extra)}")
+        return d
+
+
+def _conv_out(size: int, k: int, stride: int, pad: int, dil: int) -> int:
+    # PyTorch Conv2d output size (torch.nn.Conv2d docs, "Shape"):
+    # out = floor((in + 2*pad - dil*(k-1) - 1) / stride) + 1
+    return (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
+
+
+def _parse_tensor(c: _Check, i: int, d: Any) -> TensorRecord:
+    c.keys(d, _TENSOR_KEYS, f"tensor record #{i}")
+    tid = c.int_(d["id"], f"tensor record #{i} id")
+    if tid != i:
+        raise c.fail(f"tensor record #{i} has id {tid} (ids must be 0, 1, 2, ... in order)")
+    shape = c.shape(d["shape"], f"tensor {tid} shape")
+    nnz = c.int_(d["nnz"], f"tensor {tid} nnz")
+    if nnz > math.prod(shape):
+        raise c.fail(f"tensor {tid} has nnz={nnz} > numel={math.prod(shape)} of shape {list(shape)}")
+    return TensorRecord(id=tid, shape=shape, dtype=c.str_(d["dtype"], f"tensor {tid} dtype", DTYPE_BYTES),
+                        role=c.str_(d["role"], f"tensor {tid} role", ROLES), nnz=nnz,
+                        layer=c.str_(d["layer"], f"tensor {tid} layer"))
+
+
+def _used_shape(t: TensorRecord, transposed: bool) -> tuple[int, ...]:
+    s = t.shape
+    return (*s[:-2], s[-1], s[-2]) if transposed else s
+
+
+def _parse_op(c: _Check, i: int, d: Any, tensors: list[TensorRecord]) -> OpRecord:
+    c.keys(d, _OP_KEYS, f"op record #{i}")
+    oid = c.int_(d["id"], f"op record #{i} id")
+    if oid != i:
+        raise c.fail(f"op record #{i} has id {oid} (ids must be 0, 1, 2, ... in order)")
+    kind = c.str_(d["kind"], f"op {oid} kind", KINDS)
+    pass_ = c.str_(d["pass"], f"op {oid} pass", PASSES)
+    layer = c.str_(d["layer"], f"op {oid} layer")
+    where = f"op {oid} ({layer} {kind} {pass_})"
+    if not isinstance(d["operands"], list):
+        raise c.fail(f"{where}: operands must be a list")
+    ops: list[Operand] = []
+    for j, od in enumerate(d["operands"]):
+        c.keys(od, ("name", "tensor", "transposed"), f"{where} operand #{j}", optional=("transposed",))
+        tid = c.int_(od["tensor"], f"{where} operand #{j} tensor")
+        if tid >= len(tensors):
+            raise c.fail(f"{where}: operand {od.get('name')!r} refers to tensor {tid}, which does not exist "
+                         f"({len(tensors)} tensors)")
+        tr = od.get("transposed", False)
+        if not isinstance(tr, bool):
+            raise c.fail(f"{where}: operand #{j} transposed must be true or false")
+        if tr and len(tensors[tid].shape) < 2:
+            raise c.fail(f"{where}: operand #{j} is transposed but tensor {tid} has fewer than 2 dims")
+        ops.append(Operand(name=c.str_(od["name"], f"{where} operand #{j} name"), tensor=tid, transposed=tr))
+    names = tuple(o.name for o in ops)
+    want = OPERANDS[(kind, pass_)]
+    if sorted(names) != sorted(want):
+        raise c.fail(f"{where}: operands are {list(names)} but a {kind} {pass_} op has {list(want)}")
+    params = d["params"]
+    if not isinstance(params, dict):
+        raise c.fail(f"{where}: params must be a JSON object")
+    op = OpRecord(id=oid, step=c.int_(d["step"], f"{where} step"), seq=c.int_(d["seq"], f"{where} seq"),
+                  pass_=pass_, kind=kind, layer=layer, module_type=c.str_(d["module_type"], f"{where} module_type"),
+                  aten=c.str_(d["aten"], f"{where} aten"), operands=tuple(ops),
+                  out_shape=c.shape(d["out_shape"], f"{where} out_shape"), params=params)
+    used = {o.name: _used_shape(tensors[o.tensor], o.transposed) for o in ops}
+    if kind == "conv2d":
+        _check_conv(c, where, op, used)
+    else:
+        _check_matmul(c, where, op, used)
+    return op
+
+
+def _check_conv(c: _Check, where: str, op: OpRecord, used: dict[str, tuple[int, ...]]) -> None:
+    p = c.keys(op.params, _CONV_PARAM_KEYS, f"{where} params")
+    stride = c.shape(p["stride"], f"{where} stride", 2)
+    padding = c.shape(p["padding"], f"{where} padding", 2)
+    dilation = c.shape(p["dilation"], f"{where} dilation", 2)
+    if min(stride) < 1 or min(dilation) < 1:
+        raise c.fail(f"{where}: stride and dilation must be >= 1")
+    g = c.int_(p["groups"], f"{where} groups", 1)
+    n, ch, h, w = c.shape(p["input_shape"], f"{where} input_shape", 4)
+    k, cg, r, s = c.shape(p["weight_shape"], f"{where} weight_shape", 4)
+    out = c.shape(p["output_shape"], f"{where} output_shape", 4)
+    if cg * g != ch or k % g:
+        raise c.fail(f"{where}: weight {[k, cg, r, s]} with groups={g} does not fit input channels {ch}")
+    pq = (_conv_out(h, r, stride[0], padding[0], dilation[0]), _conv_out(w, s, stride[1], padding[1], dilation[1]))
+    if min(pq) < 1 or out != (n, k, *pq):
+        raise c.fail(f"{where}: output_shape {list(out)} disagrees with input {[n, ch, h, w]}, weight "
+                     f"{[k, cg, r, s]}, stride {list(stride)}, padding {list(padding)}, dilation {list(dilation)} "
+                     f"(expected {[n, k, *pq]})")
+    expect = {"input": (n, ch, h, w), "weight": (k, cg, r, s), "grad_output": out}
+    for name, shape in used.items():
+        if shape != expect[name]:
+            raise c.fail(f"{where}: operand {name!r} has shape {list(shape)} but params say {list(expect[name])}")
+    result = {"fwd": out, "dgrad": (n, ch, h, w), "wgrad": (k, cg, r, s)}[op.pass_]
+    if op.out_shape != result:
+        raise c.fail(f"{where}: out_shape {list(op.out_shape)} should be {list(result)}")
+
+
+def _check_matmul(c: _Check, where: str, op: OpRecord, used: dict[str, tuple[int, ...]]) -> None:
+    a, b = used["a"], used["b"]
+    nd = 2 if op.kind == "matmul" else 3
+    if len(a) != nd or len(b) != nd:
+        raise c.fail(f"{where}: a {list(a)} and b {list(b)} must both have {nd} dims")
+    if a[-1] != b[-2] or (nd == 3 and a[0] != b[0]):
+        raise c.fail(f"{where}: a {list(a)} and b {list(b)} do not multiply")
+    result = (*a[:-1], b[-1])
+    if op.out_shape != result:
+        raise c.fail(f"{where}: out_shape {list(op.out_shape)} should be {list(result)}")
+    extra = set(op.params) - {"bias"}
+    if extra or not isinstance(op.params.get("bias", False), bool):
+        raise c.fail(f"{where}: params must be {{}} or {{\"bias\": true}}, got {op.params!r:.80}")
+
+
+def _parse_saved(c: _Check, i: int, d: Any, tensors: list[TensorRecord]) -> SavedRecord:
+    c.keys(d, _SAVED_KEYS, f"saved record #{i}")
+    sid = c.int_(d["id"], f"saved record #{i} id")
+    if sid != i:
+        raise c.fail(f"saved record #{i} has id {sid} (ids must be 0, 1, 2, ... in order)")
+    where = f"saved record {sid}"
+    shape = c.shape(d["shape"], f"{where} shape")
+    nnz = c.int_(d["nnz"], f"{where} nnz")
+    if nnz > math.prod(shape):
+        raise c.fail(f"{where} has nnz={nnz} > numel={math.prod(shape)}")
+    tid = d["tensor"]
+    if tid is not None:
+        tid = c.int_(tid, f"{where} tensor")
+        if tid >= len(tensors):
+            raise c.fail(f"{where} refers to tensor {tid}, which does not exist ({len(tensors)} tensors)")
+        t = tensors[tid]
+        if t.shape != shape or t.nnz != nnz:
+            raise c.fail(f"{where} (shape {list(shape)}, nnz={nnz}) disagrees with tensor {tid} "
+                         f"(shape {list(t.shape)}, nnz={t.nnz})")
+    t_pack = c.int_(d["t_pack"], f"{where} t_pack")
+    t_unpack = d["t_unpack"]
+    if t_unpack is not None:
+        t_unpack = c.int_(t_unpack, f"{where} t_unpack")
+        if t_unpack < t_pack:
+            raise c.fail(f"{where} is unpacked (t={t_unpack}) before it is packed (t={t_pack})")
+    return SavedRecord(id=sid, step=c.int_(d["step"], f"{where} step"), layer=c.str_(d["layer"], f"{where} layer"),
+                       shape=shape, dtype=c.str_(d["dtype"], f"{where} dtype", DTYPE_BYTES), nnz=nnz,
+                       category=c.str_(d["category"], f"{where} category", CATEGORIES),
+                       saved_by=c.str_(d["saved_by"], f"{where} saved_by"),
+                       storage=c.int_(d["storage"], f"{where} storage"), tensor=tid, t_pack=t_pack,
+                       t_unpack=t_unpack)
+
+
+def _check_header_fields(c: _Check, h: dict) -> list[int]:
+    """Type checks of the run metadata; returns the list of recorded steps."""
+    for key in ("recorder", "created"):
+        c.str_(h[key], key)
+    for key in ("torch", "model", "dtype"):
+        if h[key] is not None:
+            c.str_(h[key], key)
+    if h["batch_size"] is not None:
+        c.int_(h["batch_size"], "batch_size", 1)
+    m = c.keys(h["method"], ("name", "params"), "method")
+    if m["name"] is not None:
+        c.str_(m["name"], "method name")
+    if not isinstance(m["params"], dict):
+        raise c.fail("method params must be a JSON object")
+    if not isinstance(h["meta"], dict):
+        raise c.fail("meta must be a JSON object")
+    steps = h["steps"]
+    if not isinstance(steps, list):
+        raise c.fail("steps must be a list of integers")
+    steps = [c.int_(s, "step") for s in steps]
+    if len(set(steps)) != len(steps):
+        raise c.fail(f"steps {steps} has duplicates")
+    return steps
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, (tuple, np.ndarray)):
+        return list(o)
+    raise TypeError(f"cannot store {type(o).__name__} in a trace header")
+
+
+# --------------------------------------------------------------------------------------------
+# Writer
+
+
+class TraceWriter:
+    """Streams a trace to ``path``: masks are written as they come, the header on :meth:`close`.
+
+    The file is built under a temporary name in the same directory and moved into place by
+    ``os.replace`` only when complete, so an interrupted recording leaves no file (or the old one).
+    Use as a context manager: an exception inside the block aborts and removes the temp file.
+    """
+
+    def __init__(self, path: str | os.PathLike, header: dict | None = None, *, compresslevel: int = 1):
+        self.path = Path(path)
+        header = dict(header or {})
+        allowed = {"torch", "model", "method", "dtype", "batch_size", "steps", "meta", "created", "recorder"}
+        unknown = sorted(set(header) - allowed)
+        if unknown:
+            raise ValueError(f"unknown trace header field(s): {', '.join(unknown)}")
+        self._header = header
+        self._check = _Check(str(self.path))
+        self._level = compresslevel
+        directory = self.path.parent if str(self.path.parent) else Path(".")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        except OSError as e:
+            raise TraceError(f"cannot write trace {self.path}: {e.strerror or e}") from None
+        self._tmp = tmp
+        self._fh = os.fdopen(fd, "w+b")
+        self._zip = zipfile.ZipFile(self._fh, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
+        self._tensors: list[TensorRecord] = []
+        self._tensor_json: list[dict] = []
+        self._ops: list[dict] = []
+        self._saved: list[dict] = []
+        self._dedup: dict[tuple, int] = {}
+        self._done = False
+
+    # -- members
+    def _write_member(self, name: str, arr: np.ndarray) -> None:
+        zi = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+        zi.compress_type = zipfile.ZIP_DEFLATED
+        zi._compresslevel = self._level  # ZipFile.open(ZipInfo) takes the level from the ZipInfo
+        zi.external_attr = 0o644 << 16
+        big = arr.nbytes > (1 << 31) - (1 << 20)
+        with self._zip.open(zi, "w", force_zip64=big) as f:
+            np.lib.format.write_array(f, arr, allow_pickle=False)
+
+    def add_packed(self, packed: np.ndarray, shape: tuple[int, ...], *, dtype: str, role: str, layer: str,
+                   nnz: int | None = None) -> int:
+        """Store an already packed mask (``np.packbits(mask.ravel(), bitorder="little")``); dedups."""
+        shape = tuple(int(x) for x in shape)
+        numel = math.prod(shape)
+        packed = np.ascontiguousarray(packed, dtype=np.uint8).reshape(-1)
+        if packed.size != (numel + 7) // 8:
+            raise ValueError(f"packed mask of {packed.size} bytes does not fit shape {shape}")
+        if nnz is None:
+            nnz = _popcount(packed)
+        key = (shape, role, hashlib.blake2b(packed.data, digest_size=20).digest())
+        tid = self._dedup.get(key)
+        if tid is not None:
+            return tid
+        tid = len(self._tensors)
+        rec = TensorRecord(id=tid, shape=shape, dtype=str(dtype), role=role, nnz=int(nnz), layer=str(layer))
+        d = {"id": tid, "shape": list(shape), "dtype": rec.dtype, "role": role, "nnz": rec.nnz, "layer": rec.layer}
+        _parse_tensor(self._check, tid, d)  # same rules as the reader: fail at write, not at load
+        self._write_member(f"masks/{tid}.npy", packed)
+        self._tensors.append(rec)
+        self._tensor_json.append(d)
+        self._dedup[key] = tid
+        return tid
+
+    def add_tensor(self, mask: np.ndarray, *, dtype: str, role: str, layer: str) -> int:
+        """Store the non-zero mask of a tensor once; identical (mask, shape, role) return the same id."""
+        mask = np.asarray(mask, dtype=bool)
+        packed = np.packbits(mask, axis=None, bitorder="little")
+        return self.add_packed(packed, mask.shape, dtype=dtype, role=role, layer=layer)
+
+    @property
+    def tensors(self) -> list[TensorRecord]:
+        return self._tensors
+
+    def add_op(self, **fields: Any) -> int:
+        """Append an op record (fields of :class:`OpRecord`; ``pass_`` or ``pass``; no ``id``)."""
+        d = dict(fields)
+        if "pass_" in d:
+            d["pass"] = d.pop("pass_")
+        d["id"] = len(self._ops)
+        d.setdefault("params", {})
+        d["operands"] = [
+            {"name": o.name, "tensor": int(o.tensor), "transposed": bool(o.transposed)} if isinstance(o, Operand)
+            else dict(o) for o in d.get("operands", ())]
+        d = json.loads(json.dumps(d, default=_json_default))  # plain JSON types only
+        _parse_op(self._check, d["id"], d, self._tensors)
+        self._ops.append(d)
+        return d["id"]
+
+    def add_saved(self, **fields: Any) -> int:
+        """Append a saved-for-backward record (fields of :class:`SavedRecord`, no ``id``)."""
+        d = dict(fields)
+        d["id"] = len(self._saved)
+        d = json.loads(json.dumps(d, default=_json_default))
+        _parse_saved(self._check, d["id"], d, self._tensors)
+        self._saved.append(d)
+        return d["id"]
+
+    def update_saved(self, sid: int, **fields: Any) -> None:
+        """Amend a saved record (the recorder learns t_unpack and saved_by during backward)."""
+        d = dict(self._saved[sid])
+        d.update(json.loads(json.dumps(fields, default=_json_default)))
+        _parse_saved(self._check, sid, d, self._tensors)
+        self._saved[sid] = d
+
+    # -- finish
+    def close(self) -> Path:
+        """Write the header and move the file into place. Returns the path."""
+        if self._done:
+            return self.path
+        try:
+            h = self._header
+            from accelsim import __version__
+
+            epoch = os.environ.get("SOURCE_DATE_EPOCH")  # reproducible-builds convention
+            now = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
+            steps = h.get("steps")
+            if steps is None:
+                steps = sorted({d["step"] for d in self._ops} | {d["step"] for d in self._saved})
+            header = {
+                "schema": SCHEMA, "version": VERSION,
+                "recorder": h.get("recorder", f"accelsim {__version__}"),
+                "torch": h.get("torch"),
+                "created": h.get("created", now.isoformat(timespec="seconds")),
+                "model": h.get("model"),
+                "method": h.get("method", {"name": None, "params": {}}),
+                "dtype": h.get("dtype"), "batch_size": h.get("batch_size"),
+                "steps": list(steps), "meta": h.get("meta", {}),
+                "tensors": self._tensor_json, "ops": self._ops, "saved": self._saved,
+            }
+            text = json.dumps(header, default=_json_default, separators=(",", ":"))
+            h2 = json.loads(text)
+            steps = _check_header_fields(self._check, h2)
+            bad = [d["step"] for d in self._ops + self._saved if d["step"] not in steps]
+            if bad:
+                raise self._check.fail(f"records of step {bad[0]} but the header lists steps {steps}")
+            self._write_member("header.npy", np.frombuffer(text.encode("utf-8"), dtype=np.uint8))
+            self._zip.close()
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            os.replace(self._tmp, self.path)
+            self._done = True
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        """Drop everything written so far: no file is left behind."""
+        if self._done:
+            return
+        self._done = True
+        for closer in (self._zip.close, self._fh.close):
+            try:
+                closer()
+            except Exception:
+                pass
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> "TraceWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+# --------------------------------------------------------------------------------------------
+# Reader
+
+# What a damaged zip can raise while reading (CRC mismatch is BadZipFile; deflate errors zlib.error).
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError,
+                NotImplementedError, RuntimeError, OverflowError)
+
+
+class Trace:
+    """A loaded trace: metadata tables in memory, masks read on demand (nothing big is cached)."""
+
+    def __init__(self, path: Path, zf: zipfile.ZipFile, header: dict, tensors: list[TensorRecord],
+                 ops: list[OpRecord], saved: list[SavedRecord]):
+        self.path = path
+        self._zip = zf
+        self.header = header
+        self.tensors = tensors
+        self.ops = ops
+        self.saved = saved
+
+    @property
+    def steps(self) -> list[int]:
+        return list(self.header["steps"])
+
+    def tensor(self, tensor_id: int) -> TensorRecord:
+        return self.tensors[tensor_id]
+
+    def _fail(self, msg: str) -> TraceError:
+        return TraceError(f"{self.path}: {msg}")
+
+    def _read_bytes(self, tensor_id: int) -> np.ndarray:
+        """The validated packed mask (uint8, ceil(numel/8) bytes) of one tensor."""
+        if not 0 <= tensor_id < len(self.tensors):
+            raise self._fail(f"tensor {tensor_id} does not exist ({len(self.tensors)} tensors)")
+        t = self.tensors[tensor_id]
+        name = f"masks/{tensor_id}.npy"
+        try:
+            data = self._zip.read(name)  # checks the member's CRC-32
+            arr = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+        except _READ_ERRORS as e:
+            raise self._fail(f"mask of tensor {tensor_id} is unreadable (corrupt file?): {e}") from None
+        if arr.dtype != np.uint8 or arr.ndim != 1:
+            raise self._fail(f"mask of tensor {tensor_id} is {arr.dtype} with {arr.ndim} dims, expected 1-D uint8")
+        want = (t.numel + 7) // 8
+        if arr.size != want:
+            raise self._fail(f"mask of tensor {tensor_id} has {arr.size} bytes but its shape {list(t.shape)} "
+                             f"needs {want}")
+        tail = t.numel % 8
+        if tail and arr[-1] >> tail:
+            raise self._fail(f"mask of tensor {tensor_id} has bits set beyond its {t.numel} elements")
+        nnz = _popcount(arr)
+        if nnz != t.nnz:
+            raise self._fail(f"mask of tensor {tensor_id} has {nnz} set bits but the header says nnz={t.nnz}")
+        return arr
+
+    def mask(self, tensor_id: int) -> np.ndarray:
+        """Boolean non-zero mask of a stored tensor, shape = TensorRecord.shape."""
+        t = self.tensors[tensor_id] if 0 <= tensor_id < len(self.tensors) else None
+        arr = self._read_bytes(tensor_id)
+        return np.unpackbits(arr, count=t.numel, bitorder="little").astype(bool).reshape(t.shape)
+
+    def packed(self, tensor_id: int) -> np.ndarray:
+        """uint64 words; bit i of the C-order flattening is ``(w[i >> 6] >> (i & 63)) & 1``, zero padded."""
+        arr = self._read_bytes(tensor_id)
+        words = np.zeros(((arr.size + 7) // 8) * 8, dtype=np.uint8)
+        words[: arr.size] = arr
+        return words.view("<u8").astype(np.uint64, copy=False)
+
+    def operand_mask(self, op: OpRecord, name: str) -> np.ndarray:
+        """Mask of an op's operand in the layout the op used it (transposed: last two dims swapped)."""
+        o = op.operand(name)
+        m = self.mask(o.tensor)
+        return np.swapaxes(m, -1, -2) if o.transposed else m
+
+    def validate_masks(self) -> None:
+        """Read every mask once (streaming) and check size, padding bits and popcount == nnz."""
+        for t in self.tensors:
+            self._read_bytes(t.id)
+
+    def close(self) -> None:
+        self._zip.close()
+
+    def __enter__(self) -> "Trace":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self._zip.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return (f"Trace({str(self.path)!r}, model={self.header.get('model')!r}, steps={self.steps}, "
+                f"{len(self.ops)} ops, {len(self.tensors)} tensors, {len(self.saved)} saved)")
+
+
+def load_trace(path: str | os.PathLike) -> Trace:
+    """Open a trace and validate all its metadata; masks are checked when read (or validate_masks())."""
+    path = Path(path)
+    c = _Check(str(path))
+    if not path.exists():
+        raise c.fail("no such trace file")
+    if path.is_dir():
+        raise c.fail("is a directory, not a trace file")
+    try:
+        zf = zipfile.ZipFile(path, "r")
+    except _READ_ERRORS as e:
+        raise c.fail(f"not a trace file (not a complete zip archive; truncated or corrupt?): {e}") from None
+    try:
+        names = set(zf.namelist())
+        if "header.npy" not in names:
+            raise c.fail("not a trace file (no header.npy member)")
+        try:
+            raw = np.lib.format.read_array(io.BytesIO(zf.read("header.npy")), allow_pickle=False)
+        except _READ_ERRORS as e:
+            raise c.fail(f"header is unreadable (corrupt file?): {e}") from None
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise c.fail("header.npy must be a 1-D uint8 array of UTF-8 JSON")
+        try:
+            header = json.loads(raw.tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise c.fail(f"header is not valid JSON: {e}") from None
+        if not isinstance(header, dict):
+            raise c.fail("header is not a JSON object")
+        if header.get("schema") != SCHEMA:
+            raise c.fail(f"not an accelsim trace (schema {header.get('schema')!r}, expected {SCHEMA!r})")
+        version = header.get("version")
+        if version != VERSION or isinstance(version, bool):
+            raise c.fail(f"trace version {version} is not supported by this accelsim (reads version {VERSION})")
+        c.keys(header, HEADER_KEYS, "header")
+        steps = _check_header_fields(c, header)
+        for key in ("tensors", "ops", "saved"):
+            if not isinstance(header[key], list):
+                raise c.fail(f"{key} must be a list")
+        tensors = [_parse_tensor(c, i, d) for i, d in enumerate(header["tensors"])]
+        ops = [_parse_op(c, i, d, tensors) for i, d in enumerate(header["ops"])]
+        saved = [_parse_saved(c, i, d, tensors) for i, d in enumerate(header["saved"])]
+        for rec, what in [(o, "op") for o in ops] + [(s, "saved record") for s in saved]:
+            if rec.step not in steps:
+                raise c.fail(f"{what} {rec.id} is of step {rec.step}, which the header does not list ({steps})")
+        expected = {f"masks/{t.id}.npy" for t in tensors}
+        missing = sorted(expected - names, key=lambda n: int(n[6:-4]))
+        if missing:
+            raise c.fail(f"member {missing[0]} is missing (tensor {missing[0][6:-4]} has no mask)")
+        extra = sorted(names - expected - {"header.npy"})
+        if extra:
+            raise c.fail(f"unexpected member {extra[0]!r}")
+        meta = {k: v for k, v in header.items() if k not in ("tensors", "ops", "saved")}
+    except BaseException:
+        zf.close()
+        raise
+    return Trace(path, zf, meta, tensors, ops, saved)

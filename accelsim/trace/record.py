@@ -1,0 +1,601 @@
+"""Record what a PyTorch training step really computes: every conv / matmul of forward and backward.
+
+Usage (three lines in a user's own loop)::
+
+    with accelsim.record(model, "run.npz", steps=range(100, 103), method="swat") as rec:
+        for x, y in loader:
+            loss = F.cross_entropy(model(x), y); loss.backward(); opt.step(); opt.zero_grad()
+            rec.step()
+
+How it works. A ``TorchDispatchMode`` (the mechanism behind ``torch.utils.flop_counter``) sees every
+aten op below autograd, whoever issued it: a module, a functional call, or a custom
+``autograd.Function`` such as SWAT's sparse backward (``torch.nn.grad.conv2d_input`` is an
+``aten.convolution_backward`` with ``output_mask=(True, False, False)``). Handlers for
+``convolution``, ``convolution_backward``, ``mm``, ``addmm``, ``bmm`` and ``baddbmm`` write op records whose
+operand masks are ``tensor != 0`` of the very tensors passed to the op. ``saved_tensors_hooks``
+record every tensor autograd keeps for backward. Forward ops take their layer from a stack of
+module forward hooks; backward ops from the autograd node running them: the node unpacks the
+tensors it saved in forward, and each saved record knows its layer. Nothing is installed outside
+the listed steps, so unrecorded steps run at full speed.
+
+Pass of a backward matmul (autograd gives no label): for C = A @ B in forward, the backward op
+that consumes B computes dA, the one that consumes A computes dB (matched by storage pointer and
+shape against the forward operands of the same layer, which is exact for standard autograd);
+failing that (e.g. SWAT saves a sparse copy of A), an op consuming a saved *activation* is the
+weight gradient and one consuming a saved *weight* the input gradient; failing that, the output
+shape decides. The gradient of the weight operand is ``wgrad``, the other ``dgrad``; with no weight
+(attention's Q @ K^T) the gradient of ``a`` is ``dgrad`` and of ``b`` ``wgrad``.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import warnings
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from accelsim.errors import AccelsimError
+from accelsim.trace.format import Operand, TraceWriter, _popcount
+
+__all__ = ["record", "Recorder"]
+
+aten = torch.ops.aten
+
+
+def _dtype_name(dt: torch.dtype) -> str:
+    return str(dt).removeprefix("torch.")
+
+
+def _canon(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """A transposed view (non-contiguous, contiguous once its last two dims swap) -> (untransposed, True)."""
+    if t.dim() >= 2 and not t.is_contiguous() and t.mT.is_contiguous():
+        return t.mT, True
+    return t, False
+
+
+def _key(t: torch.Tensor) -> tuple:
+    """Identity of a tensor's data as used (pointer + shape), for matching forward and backward uses."""
+    return (t.data_ptr(), tuple(t.shape))
+
+
+def _pack_mask(t: torch.Tensor) -> tuple[np.ndarray, int]:
+    # Mask in torch (vectorised, multi-threaded), bit-pack in numpy; C-order flattening.
+    m = t.ne(0)
+    if m.device.type != "cpu":
+        m = m.cpu()
+    packed = np.packbits(m.numpy(), axis=None, bitorder="little")
+    return packed, _popcount(packed)
+
+
+@dataclass
+class _Entry:  # mask cache entry: valid while the tensor owning the memory is alive
+    anchor: weakref.ref
+    packed: np.ndarray
+    nnz: int
+    tids: dict = field(default_factory=dict)  # role -> tensor id
+
+
+@dataclass
+class _FwdMM:  # what a forward matmul used, to classify its backward ops
+    kind: str
+    ka: tuple
+    kb: tuple
+    sa: tuple
+    sb: tuple
+    weight: str | None  # "a" | "b" | None
+
+
+@dataclass
+class _Node:  # a backward autograd node: its layer (from what it unpacked) and its saved tensors
+    layer: str
+    module_type: str
+    saved: dict = field(default_factory=dict)  # key -> category
+
+
+# Compute ops the simulator has no op kind for: counted so that the trace says what it misses.
+_UNMODELED = {getattr(getattr(aten, n), "default", None) for n in (
+    "addmv", "mv", "dot", "vdot", "addbmm", "addr", "outer", "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_cudnn_attention", "_convolution", "mkldnn_convolution", "conv_depthwise2d",
+    "_convolution_double_backward", "_embedding_bag") if hasattr(aten, n)} - {None}
+
+
+class _Mode(TorchDispatchMode):
+    def __init__(self, rec: "Recorder"):
+        super().__init__()
+        self.rec = rec
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        rec = self.rec
+        if not rec._busy:
+            rec._busy = True
+            try:
+                rec._on_op(func, args, kwargs, out)
+            finally:
+                rec._busy = False
+        return out
+
+
+def _arg(args: tuple, kwargs: dict, i: int, name: str, default: Any = None) -> Any:
+    if i < len(args):
+        return args[i]
+    return kwargs.get(name, default)
+
+
+def _pair(v: Any) -> list[int]:
+    v = [int(x) for x in v]
+    return v * 2 if len(v) == 1 else v
+
+
+class Recorder:
+    """Context manager returned by :func:`record`; call :meth:`step` at the end of every iteration."""
+
+    def __init__(self, model: torch.nn.Module, path: str | Path, *, steps: int | Iterable[int] = 1,
+                 model_name: str | None = None, method: str | None = None, method_params: dict | None = None,
+                 batch_size: int | None = None, meta: dict | None = None, dtype: str | None = None):
+        if not isinstance(model, torch.nn.Module):
+            raise AccelsimError(f"record: model must be a torch.nn.Module, got {type(model).__name__}")
+        if isinstance(steps, bool) or not isinstance(steps, (int, Iterable)):
+            raise AccelsimError(f"record: steps must be an int or a list of step indices, got {steps!r}")
+        wanted = list(range(steps)) if isinstance(steps, int) else [int(s) for s in steps]
+        if not wanted or min(wanted) < 0 or len(set(wanted)) != len(wanted):
+            raise AccelsimError(f"record: steps must be distinct non-negative step indices, got {steps!r}")
+        self.model = model
+        self.path = Path(path)
+        self.steps = sorted(wanted)
+        self._wanted = set(wanted)
+        self._root = type(model).__name__
+        self._names: dict[int, tuple[str, str, torch.nn.Module]] = {}
+        for name, mod in model.named_modules():
+            self._names[id(mod)] = (name or self._root, type(mod).__name__, mod)
+        params = [p for p in model.parameters()]
+        if dtype is None:
+            floats = [p.dtype for p in params if p.is_floating_point()]
+            dtype = _dtype_name(floats[0]) if floats else None
+        self._header = {
+            "torch": torch.__version__, "model": model_name or self._root,
+            "method": {"name": method, "params": dict(method_params or {})},
+            "dtype": dtype, "batch_size": batch_size, "meta": dict(meta or {}),
+        }
+        self._batch = batch_size
+        self._writer: TraceWriter | None = None
+        self._index = 0           # the user's iteration counter (rec.step() increments it)
+        self._recorded: list[int] = []
+        self._active = False
+        self._busy = False
+        self._unrecorded: collections.Counter = collections.Counter()
+        self._warnings: list[str] = []
+        self._storage_ids = 0
+
+    # ---------------------------------------------------------------- public API
+    @property
+    def recording(self) -> bool:
+        """True while the current iteration is one of the recorded steps."""
+        return self._active
+
+    @property
+    def step_index(self) -> int:
+        return self._index
+
+    def step(self) -> None:
+        """Mark the end of one training iteration."""
+        if self._writer is None:
+            raise AccelsimError("record: rec.step() called outside the `with accelsim.record(...)` block")
+        if self._active:
+            self._deactivate(flush=True)
+        self._index += 1
+        if self._index in self._wanted:
+            self._activate()
+
+    def __enter__(self) -> "Recorder":
+        self._writer = TraceWriter(self.path, None)
+        if self._index in self._wanted:
+            self._activate()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        w = self._writer
+        if exc_type is not None:
+            if self._active:
+                self._deactivate(flush=False)
+            w.abort()
+            return False
+        try:
+            if self._active:  # the last iteration ended without rec.step(): it is complete, keep it
+                self._deactivate(flush=True)
+            if not self._recorded:
+                raise AccelsimError(
+                    f"record: none of the requested steps {_fmt_steps(self.steps)} ran (the loop ended after "
+                    f"{self._index} rec.step() calls); nothing written to {self.path}")
+            missing = [s for s in self.steps if s not in self._recorded]
+            if missing:
+                msg = f"steps {_fmt_steps(missing)} were requested but the loop ended before them"
+                self._warnings.append(msg)
+                warnings.warn(f"accelsim.record: {msg}; {self.path} holds steps {self._recorded}", stacklevel=2)
+            meta = self._header["meta"]
+            if self._unrecorded:
+                meta["unrecorded_ops"] = dict(sorted(self._unrecorded.items()))
+            if self._warnings:
+                meta["recorder_warnings"] = list(self._warnings)
+            w._header.update(self._header, batch_size=self._batch, steps=list(self._recorded))
+            w.close()
+        except BaseException:
+            w.abort()
+            raise
+        return False
+
+    # ---------------------------------------------------------------- activation
+    def _activate(self) -> None:
+        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+        self._token = object()
+        self._seq = 0
+        self._stack: list[tuple[str, str, torch.nn.Module]] = []
+        self._cache: dict[tuple, _Entry] = {}
+        self._storages: dict[tuple, tuple[weakref.ref, int]] = {}
+        self._fwd_mm: dict[str, list[_FwdMM]] = {}
+        self._fwd_keys: dict[tuple, tuple[str, str]] = {}
+        self._nodes: dict[Any, _Node] = {}
+        self._pending: list[dict] = []
+        self._last_func = None
+        self._param_ptrs = {p.untyped_storage().data_ptr() for p in self.model.parameters()}
+        self._h_pre = register_module_forward_pre_hook(self._pre_hook)
+        self._h_post = register_module_forward_hook(self._post_hook)
+        self._saved_ctx = torch.autograd.graph.saved_tensors_hooks(self._pack_hook, self._unpack_hook)
+        self._saved_ctx.__enter__()
+        self._mode = _Mode(self)
+        self._mode.__enter__()
+        self._active = True
+
+    def _deactivate(self, *, flush: bool) -> None:
+        self._active = False
+        try:
+            self._mode.__exit__(None, None, None)
+        finally:
+            self._saved_ctx.__exit__(None, None, None)
+            self._h_pre.remove()
+            self._h_post.remove()
+        if flush:
+            for rec in self._pending:
+                self._writer.add_saved(**rec)
+            self._recorded.append(self._index)
+        # Drop per-step state (mask cache, node map) so nothing outlives the step.
+        self._token = None
+        self._cache = {}
+        self._storages = {}
+        self._nodes = {}
+        self._pending = []
+        self._fwd_mm = {}
+        self._fwd_keys = {}
+
+    # ---------------------------------------------------------------- module tracking (forward)
+    def _pre_hook(self, mod, inputs) -> None:
+        info = self._names.get(id(mod))
+        if info is None or info[2] is not mod:
+            return  # a module outside the recorded model (e.g. a loss module)
+        self._stack.append(info)
+        if self._batch is None and mod is self.model:
+            for x in inputs if isinstance(inputs, tuple) else (inputs,):
+                if isinstance(x, torch.Tensor) and x.dim() >= 1:
+                    self._batch = int(x.shape[0])
+                    break
+
+    def _post_hook(self, mod, inputs, output) -> None:
+        if self._stack and self._stack[-1][2] is mod:
+            self._stack.pop()
+
+    def _fwd_where(self) -> tuple[str, str, torch.nn.Module | None]:
+        if self._stack:
+            return self._stack[-1]
+        return self._root, self._root, self.model
+
+    @staticmethod
+    def _in_backward() -> bool:
+        return torch._C._current_graph_task_id() != -1
+
+    def _bwd_where(self, keys: Iterable[tuple]) -> tuple[str, str]:
+        node = torch._C._current_autograd_node()
+        info = self._nodes.get(node) if node is not None else None
+        if info is not None:
+            return info.layer, info.module_type
+        for k in keys:  # a node that unpacked nothing: find a forward use of one of its operands
+            hit = self._fwd_keys.get(k)
+            if hit is not None:
+                return hit
+        name = node.name() if node is not None else "?"
+        msg = f"backward op in autograd node {name} could not be tied to a layer; recorded under {self._root!r}"
+        if msg not in self._warnings:
+            self._warnings.append(msg)
+        return self._root, self._root
+
+    # ---------------------------------------------------------------- masks
+    def _tick(self) -> int:
+        self._seq += 1
+        return self._seq - 1
+
+    def _store(self, t: torch.Tensor, role: str, layer: str) -> int:
+        """Tensor id of ``t`` (as laid out) in ``role``; masks computed once per live tensor and step."""
+        key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()), t._version, t.dtype, t.device)
+        ent = self._cache.get(key)
+        if ent is not None and ent.anchor() is None:
+            ent = None  # the owner died: the memory may hold another tensor now
+        if ent is None:
+            packed, nnz = _pack_mask(t)
+            anchor = t._base if t._base is not None else t
+            ent = _Entry(weakref.ref(anchor), packed, nnz)
+            self._cache[key] = ent
+        tid = ent.tids.get(role)
+        if tid is None:
+            tid = self._writer.add_packed(ent.packed, tuple(t.shape), dtype=_dtype_name(t.dtype), role=role,
+                                          layer=layer, nnz=ent.nnz)
+            ent.tids[role] = tid
+        return tid
+
+    def _is_param(self, t: torch.Tensor) -> bool:
+        return t.untyped_storage().data_ptr() in self._param_ptrs
+
+    @staticmethod
+    def _weight_shapes(mod: torch.nn.Module | None) -> set[tuple]:
+        if mod is None:
+            return set()
+        return {tuple(p.shape) for p in mod.parameters(recurse=False) if p.dim() >= 2}
+
+    # ---------------------------------------------------------------- ops
+    def _on_op(self, func, args: tuple, kwargs: dict, out: Any) -> None:
+        handler = _HANDLERS.get(func)
+        if handler is not None:
+            handler(self, func, args, kwargs, out)
+        elif func in _UNMODELED:
+            self._unrecorded[str(func)] += 1
+        self._last_func = func
+
+    def _emit(self, pass_: str, kind: str, func, layer: str, mtype: str, operands: list[Operand],
+              out_shape, params: dict) -> None:
+        self._writer.add_op(step=self._index, seq=self._tick(), pass_=pass_, kind=kind, layer=layer,
+                            module_type=mtype, aten=str(func), operands=operands,
+                            out_shape=[int(x) for x in out_shape], params=params)
+
+    def _conv_params(self, stride, padding, dilation, groups, xs, ws, ys) -> dict:
+        return {"stride": _pair(stride), "padding": _pair(padding), "dilation": _pair(dilation),
+                "groups": int(groups), "input_shape": list(xs), "weight_shape": list(ws), "output_shape": list(ys)}
+
+    def _conv_fwd(self, func, args, kwargs, out) -> None:
+        x, w = args[0], args[1]
+        transposed = _arg(args, kwargs, 6, "transposed", False)
+        if transposed or x.dim() != 4:
+            self._unrecorded[f"{func} ({'transposed' if transposed else f'{x.dim() - 2}-d'} convolution)"] += 1
+            return
+        if self._in_backward():  # e.g. double backward; not a training forward
+            self._unrecorded[f"{func} (inside backward)"] += 1
+            return
+        layer, mtype, _ = self._fwd_where()
+        params = self._conv_params(_arg(args, kwargs, 3, "stride"), _arg(args, kwargs, 4, "padding"),
+                                   _arg(args, kwargs, 5, "dilation"), _arg(args, kwargs, 8, "groups", 1),
+                                   x.shape, w.shape, out.shape)
+        tx, tw = self._store(x, "activation", layer), self._store(w, "weight", layer)
+        self._fwd_keys.setdefault(_key(w), (layer, mtype))
+        self._emit("fwd", "conv2d", func, layer, mtype, [Operand("input", tx), Operand("weight", tw)],
+                   out.shape, params)
+
+    def _conv_bwd(self, func, args, kwargs, out) -> None:
+        gy, x, w = args[0], args[1], args[2]
+        transposed = _arg(args, kwargs, 7, "transposed", False)
+        if transposed or gy.dim() != 4:
+            self._unrecorded[f"{func} ({'transposed' if transposed else f'{gy.dim() - 2}-d'} convolution)"] += 1
+            return
+        mask = list(_arg(args, kwargs, 10, "output_mask", (True, True, True)))
+        layer, mtype = self._bwd_where([_key(w), _key(x)])
+        params = self._conv_params(_arg(args, kwargs, 4, "stride"), _arg(args, kwargs, 5, "padding"),
+                                   _arg(args, kwargs, 6, "dilation"), _arg(args, kwargs, 9, "groups", 1),
+                                   x.shape, w.shape, gy.shape)
+        tg = self._store(gy, "grad_output", layer)
+        if mask[0]:  # grad_input requested: dgrad = grad_output (*) weight
+            tw = self._store(w, "weight", layer)
+            self._emit("dgrad", "conv2d", func, layer, mtype, [Operand("grad_output", tg), Operand("weight", tw)],
+                       x.shape, params)
+        if mask[1]:  # grad_weight requested: wgrad = grad_output (*) input
+            tx = self._store(x, "activation", layer)
+            self._emit("wgrad", "conv2d", func, layer, mtype, [Operand("grad_output", tg), Operand("input", tx)],
+                       w.shape, params)
+
+    def _matmul(self, func, kind: str, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, params: dict) -> None:
+        ca, ta = _canon(a)
+        cb, tb = _canon(b)
+        ka, kb = _key(ca), _key(cb)
+        if not self._in_backward():
+            layer, mtype, mod = self._fwd_where()
+            shapes = self._weight_shapes(mod)
+
+            def is_weight(c):
+                return c.is_floating_point() and (self._is_param(c) or tuple(c.shape) in shapes)
+
+            wname = "b" if is_weight(cb) else ("a" if is_weight(ca) else None)
+            ra = "weight" if wname == "a" else "activation"
+            rb = "weight" if wname == "b" else "activation"
+            self._fwd_mm.setdefault(layer, []).append(
+                _FwdMM(kind, ka, kb, tuple(ca.shape), tuple(cb.shape), wname))
+            self._fwd_keys.setdefault(ka, (layer, mtype))
+            self._fwd_keys.setdefault(kb, (layer, mtype))
+            pass_ = "fwd"
+        else:
+            layer, mtype = self._bwd_where([ka, kb])
+            pass_, ra, rb = self._classify_bwd(kind, layer, ca, cb, ka, kb, out)
+        ida, idb = self._store(ca, ra, layer), self._store(cb, rb, layer)
+        self._emit(pass_, kind, func, layer, mtype, [Operand("a", ida, ta), Operand("b", idb, tb)], out.shape, params)
+
+    def _classify_bwd(self, kind, layer, ca, cb, ka, kb, out) -> tuple[str, str, str]:
+        """(pass, role of a, role of b) of a backward matmul; see the module docstring."""
+        cands = [f for f in reversed(self._fwd_mm.get(layer, ())) if f.kind == kind]
+        node = torch._C._current_autograd_node()
+        info = self._nodes.get(node) if node is not None else None
+        saved = info.saved if info is not None else {}
+        keys = (ka, kb)
+        grad_of, fwd = None, None
+        for f in cands:  # 1. which forward operand does it consume?
+            ua, ub = f.ka in keys, f.kb in keys
+            if ua != ub:
+                grad_of, fwd = ("b" if ua else "a"), f
+                break
+        pass_ = None
+        if grad_of is None:  # 2. consumes a saved activation -> weight gradient; a saved weight -> dgrad
+            cats = {saved.get(k) for k in keys} - {None}
+            if cats == {"weight"}:
+                pass_ = "dgrad"
+            elif cats == {"activation"} and any(f.weight for f in cands):
+                pass_ = "wgrad"
+        if grad_of is None and pass_ is None:  # 3. output shape = shape of exactly one forward operand
+            outs = {tuple(out.shape), tuple(out.mT.shape)} if out.dim() >= 2 else {tuple(out.shape)}
+            for f in cands:
+                ma, mb = f.sa in outs, f.sb in outs
+                if ma != mb:
+                    grad_of, fwd = ("a" if ma else "b"), f
+                    break
+        if grad_of is not None:
+            if fwd.weight is None:
+                pass_ = "dgrad" if grad_of == "a" else "wgrad"
+            else:
+                pass_ = "wgrad" if grad_of == fwd.weight else "dgrad"
+        if pass_ is None:
+            pass_ = "dgrad"
+            msg = f"a backward {kind} in {layer} could not be classified as dgrad or wgrad; recorded as dgrad"
+            if msg not in self._warnings:
+                self._warnings.append(msg)
+        wkeys = {f.ka if f.weight == "a" else f.kb for f in cands if f.weight}
+        akeys = {f.kb if f.weight == "a" else f.ka for f in cands if f.weight} | \
+                {k for f in cands if not f.weight for k in (f.ka, f.kb)}
+
+        def role(c, k):
+            if k in wkeys or saved.get(k) == "weight" or (c.is_floating_point() and self._is_param(c)):
+                return "weight"
+            if k in akeys or saved.get(k) == "activation":
+                return "activation"
+            return "grad_output"
+
+        return pass_, role(ca, ka), role(cb, kb)
+
+    def _mm(self, func, args, kwargs, out) -> None:
+        self._matmul(func, "matmul", args[0], args[1], out, {})
+
+    def _addmm(self, func, args, kwargs, out) -> None:
+        self._matmul(func, "matmul", args[1], args[2], out, {"bias": True})
+
+    def _bmm(self, func, args, kwargs, out) -> None:
+        self._matmul(func, "bmm", args[0], args[1], out, {})
+
+    def _baddbmm(self, func, args, kwargs, out) -> None:
+        self._matmul(func, "bmm", args[1], args[2], out, {"bias": True})
+
+    # ---------------------------------------------------------------- saved tensors
+    def _category(self, t: torch.Tensor, mod: torch.nn.Module | None) -> str:
+        # parameter (or a view of one) or weight-shaped (SWAT's sparse W~) -> weight; floating tensors
+        # with >= 2 dims and a last dim > 1 -> activation; BN/LN statistics, indices, masks -> other.
+        if not t.is_floating_point():
+            return "other"
+        if self._is_param(t) or (t.dim() >= 2 and tuple(t.shape) in self._weight_shapes(mod)):
+            return "weight"
+        if t.dim() >= 2 and t.shape[-1] > 1:
+            return "activation"
+        return "other"
+
+    def _storage_id(self, t: torch.Tensor) -> int:
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.numel(), t.device)
+        hit = self._storages.get(key)
+        if hit is not None and hit[0]() is not None:
+            return hit[1]
+        sid = self._storage_ids
+        self._storage_ids += 1
+        anchor = t._base if t._base is not None else t
+        self._storages[key] = (weakref.ref(anchor), sid)
+        return sid
+
+    def _pack_hook(self, t: torch.Tensor) -> tuple:
+        busy, self._busy = self._busy, True
+        try:
+            if self._in_backward():
+                node = torch._C._current_autograd_node()
+                info = self._nodes.get(node) if node is not None else None
+                layer, mtype, mod = (info.layer, info.module_type, None) if info else (self._root, self._root, None)
+            else:
+                layer, mtype, mod = self._fwd_where()
+            cat = self._category(t, mod)
+            tid = None
+            if cat in ("activation", "weight"):
+                tid = self._store(t, cat, layer)
+                nnz = self._writer.tensors[tid].nnz
+            else:
+                nnz = int(torch.count_nonzero(t)) if t.numel() else 0
+            rec = {"step": self._index, "layer": layer, "shape": list(t.shape), "dtype": _dtype_name(t.dtype),
+                   "nnz": nnz, "category": cat, "saved_by": str(self._last_func) if self._last_func else "",
+                   "storage": self._storage_id(t), "tensor": tid, "t_pack": self._tick(), "t_unpack": None}
+            self._pending.append(rec)
+            idx = len(self._pending) - 1
+            # Store a detached alias: returning ``t`` itself would make a reference cycle through
+            # t.grad_fn for saved outputs, leaking the graph if backward never runs.
+            return (self._token, idx, t.detach(), t._version, mtype)
+        finally:
+            self._busy = busy
+
+    def _unpack_hook(self, handle: tuple) -> torch.Tensor:
+        token, idx, t, version, mtype = handle
+        # Hooks switch off autograd's own in-place check; do it here, as autograd would.
+        if t._version != version:
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an inplace "
+                f"operation (version {t._version}, saved at version {version}; seen by accelsim.record)")
+        if token is not None and token is self._token:
+            busy, self._busy = self._busy, True
+            try:
+                rec = self._pending[idx]
+                rec["t_unpack"] = self._tick()
+                node = torch._C._current_autograd_node()
+                if node is not None:
+                    # The node that unpacks a saved tensor is the one it was saved for: name it, and
+                    # tie the node to the layer that saved it (how backward ops find their layer).
+                    rec["saved_by"] = node.name()
+                    info = self._nodes.get(node)
+                    if info is None:
+                        info = self._nodes[node] = _Node(rec["layer"], mtype)
+                    info.saved[_key(_canon(t)[0])] = rec["category"]
+            finally:
+                self._busy = busy
+        return t
+
+
+_HANDLERS = {
+    aten.convolution.default: Recorder._conv_fwd,
+    aten.convolution_backward.default: Recorder._conv_bwd,
+    aten.mm.default: Recorder._mm,
+    aten.addmm.default: Recorder._addmm,
+    aten.bmm.default: Recorder._bmm,
+    aten.baddbmm.default: Recorder._baddbmm,
+}
+
+
+def _fmt_steps(steps: list[int]) -> str:
+    if len(steps) > 6:
+        return f"{steps[0]}..{steps[-1]} ({len(steps)} steps)"
+    return str(list(steps))
+
+
+def record(model: torch.nn.Module, path: str | Path, *, steps: int | Iterable[int] = 1,
+           model_name: str | None = None, method: str | None = None, method_params: dict | None = None,
+           batch_size: int | None = None, meta: dict | None = None, dtype: str | None = None) -> Recorder:
+    """Record the convs / matmuls and saved-for-backward tensors of some training steps to a trace.
+
+    ``steps``: an int n (the first n iterations) or the iteration indices to record (counted by
+    ``rec.step()`` calls, from 0). Header fields: ``model_name`` (default: the model's class name),
+    ``method`` and ``method_params`` (the sparse-training method), ``batch_size`` (default: dim 0
+    of the model's first input), ``meta`` (free JSON, e.g. optimizer settings), ``dtype``.
+    An exception inside the ``with`` block leaves no file behind.
+    """
+    return Recorder(model, path, steps=steps, model_name=model_name, method=method, method_params=method_params,
+                    batch_size=batch_size, meta=meta, dtype=dtype)

@@ -1,0 +1,226 @@
+"""GPU tensor-core model (accelsim.sim.gpu): hand-worked waves, traffic, split-K, the 2:4 decision."""
+
+import math
+
+import numpy as np
+import pytest
+
+from accelsim.errors import HardwareConfigError
+from accelsim.hw.config import GpuCompute, HardwareConfig, MemoryLevel, SparsityFeature
+from accelsim.sim import gpu
+from accelsim.sim.memory import run_tiles
+from accelsim.sim.workload import conv_params, workload_from_masks
+
+
+def tiny(sms=2, ctas_per_sm=1, l2=1 << 20, cta=(128, 128, 32), hbm_latency=0, operand="auto", smem=164 * 1024):
+    """A small A100-like GPU: 4 tensor cores x 256 fp16 MACs/cycle per SM (1024/SM), mma m16n8k16 and
+    sparse m16n8k32, 1 GHz clock, 64 B/cycle HBM, 1 us launch."""
+    comp = GpuCompute(sms, 4, 256, (16, 8, 16), (16, 8, 32), "fp16", 2, cta, ctas_per_sm, 1e-6)
+    mem = (MemoryLevel("smem", smem, math.inf, 20, 4, False), MemoryLevel("l2", l2, math.inf, 100, 32, True),
+           MemoryLevel("hbm", None, 64e9, hbm_latency, 32, True))
+    return HardwareConfig("tiny", "gpu", 1e9, comp, SparsityFeature("nm", operand, 2, 4, metadata_bits=2), mem,
+                          None, "tiny.yaml")
+
+
+def a100(dtype="fp16"):
+    """FACTS.md "NVIDIA A100": 108 SMs x 4 tensor cores, 256 fp16 (512 int8) MACs/clk per core,
+    1.41 GHz, 40 MB L2, 1555 GB/s HBM2, 164 KB shared memory per SM. Launch and latency assumed."""
+    if dtype == "fp16":
+        comp = GpuCompute(108, 4, 256, (16, 8, 16), (16, 8, 32), "fp16", 2, (128, 128, 32), 2, 5e-6)
+    else:
+        comp = GpuCompute(108, 4, 512, (16, 8, 32), (16, 8, 64), "int8", 1, (128, 128, 64), 2, 5e-6)
+    mem = (MemoryLevel("smem", 164 * 1024, math.inf, 30, 4, False), MemoryLevel("l2", 40 * 10**6, math.inf, 200, 32, True),
+           MemoryLevel("hbm", None, 1555e9, 500, 32, True))
+    return HardwareConfig("a100", "gpu", 1.41e9, comp, SparsityFeature("nm", "auto", 2, 4, metadata_bits=2), mem,
+                          None, "a100.yaml")
+
+
+def total(m, n, k, hw, sparse_a, groups=1):
+    plan, stream, fixed, _ = gpu.gemm_cost(m, n, k, groups, hw, sparse_a=sparse_a)
+    r = run_tiles(stream, bytes_per_cycle=hw.dram().bandwidth_bytes_per_s / hw.clock_hz,
+                  latency_cycles=hw.dram().latency_cycles)
+    return r.total_cycles + fixed
+
+
+def test_plan_waves_and_mma_cycles():
+    # M=N=256, K=64 on 2 SMs, 128x128x32 CTAs: 2x2 = 4 tiles in ceil(4/2) = 2 waves, ceil(64/32) = 2
+    # steps; one step = 128*128*32 MACs / (4*256 MACs/cycle) = 512 cycles, 256 with mma.sp (2x).
+    p = gpu.plan_gemm(256, 256, 64, 1, tiny().compute, sparse_a=False)
+    assert (p.tiles_m, p.tiles_n, p.split_k, p.ctas, p.ksteps, p.waves, p.step_cycles) == (2, 2, 1, 4, 2, 2, 512)
+    assert gpu.plan_gemm(256, 256, 64, 1, tiny().compute, sparse_a=True).step_cycles == 256
+    # tile quantisation: M=N=129, K=33 still costs 2x2 tiles and 2 full K steps
+    q = gpu.plan_gemm(129, 129, 33, 1, tiny().compute, sparse_a=False)
+    assert (q.ctas, q.ksteps) == (4, 2)
+    # wave quantisation with 2 CTAs per SM: 5 tiles on 2 SMs -> waves of 4; the last wave has one CTA
+    s = gpu.gemm_stream(gpu.plan_gemm(640, 128, 32, 1, tiny(ctas_per_sm=2).compute, sparse_a=False),
+                        gpu.gemm_traffic(gpu.plan_gemm(640, 128, 32, 1, tiny(ctas_per_sm=2).compute, sparse_a=False),
+                                         tiny(ctas_per_sm=2).compute, 1 << 20, compressed_a=False),
+                        tiny(ctas_per_sm=2).compute, ("a", "b"))
+    assert s.compute_cycles.tolist() == [2 * 512, 1 * 512]  # busiest SM: 2 CTAs, then 1
+
+
+def test_swizzled_cta_order():
+    p = gpu.plan_gemm(256, 256, 64, 1, tiny().compute, sparse_a=False)
+    split, g, row, col = gpu.cta_order(p)
+    assert list(zip(row.tolist(), col.tolist())) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    # bands of 2 columns over a 2x3 tile grid: band 0 row by row, then the 1-wide band 1
+    p = gpu.plan_gemm(256, 384, 32, 1, tiny().compute, sparse_a=False)
+    split, g, row, col = gpu.cta_order(p, swizzle=2)
+    assert list(zip(row.tolist(), col.tolist())) == [(0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (1, 2)]
+
+
+def test_traffic_with_and_without_l2_reuse():
+    hw = tiny()
+    p = gpu.plan_gemm(256, 256, 64, 1, hw.compute, sparse_a=False)
+    # wave 0 = row tile 0 x col tiles 0,1: A panel 128x64x2 B = 16384, B panels 2 x 64x128x2 = 32768
+    t = gpu.gemm_traffic(p, hw.compute, 1 << 20, compressed_a=False)
+    assert t.fits_l2 and t.a.tolist() == [16384, 16384] and t.b.tolist() == [32768, 0]
+    assert t.out.tolist() == [65536, 65536]  # 2 tiles x 128x128 x 2 B per wave
+    # A + B = 64 KiB do not fit a 1000-byte L2: wave 1 re-reads both B panels
+    t = gpu.gemm_traffic(p, hw.compute, 1000, compressed_a=False)
+    assert not t.fits_l2 and t.b.tolist() == [32768, 32768]
+    # 2:4-compressed A: half the values + 2 bits per kept value = 128 x 64 x (1 + 1/8) = 9216 per panel
+    t = gpu.gemm_traffic(p, hw.compute, 1 << 20, compressed_a=True)
+    assert t.a.tolist() == [9216, 9216]
+    # the formula equals formats.storage_bits("nm") for a 2:4 fp16 row
+    from accelsim.sim.formats import storage_bits
+    assert gpu.a_row_bytes(64, 2, True) * 8 == storage_bits("nm", (1, 64), 32, 16, n=2, m=4)
+
+
+def test_hand_worked_op_through_the_memory_engine():
+    hw = tiny()
+    plan, s, fixed, dense = gpu.gemm_cost(256, 256, 64, 1, hw, sparse_a=False)
+    # latency 0 -> one main-loop step per stream tile; loads spread evenly over a wave's 2 steps
+    assert s.compute_cycles.tolist() == [512] * 4
+    assert s.load_bytes["a"].tolist() == [8192, 8192, 8192, 8192]
+    assert s.load_bytes["b"].tolist() == [16384, 16384, 0, 0]
+    assert s.store_bytes.tolist() == [0, 65536, 0, 65536]
+    # at 64 B/cycle: L0 0-384, L1 384-768; C0 384-896; L2 896-1024; C1 896-1408; S1 1408-2432;
+    # L3 2432-2560; C2 1408-1920; C3 2560-3072; S3 3072-4096
+    r = run_tiles(s, bytes_per_cycle=64, latency_cycles=0)
+    assert (r.total_cycles, r.compute_cycles, r.stall_cycles) == (4096, 2048, 2048)
+    assert fixed == 1000  # 1 us launch at 1 GHz
+    assert dense == {"a": 32768, "b": 32768, "output": 131072}
+
+
+def test_chunks_cover_dram_latency():
+    # latency 600 > one 512-cycle step: chunks of ceil(600/512) = 2 steps, i.e. one tile per wave.
+    # loads 49152 B (768 cycles) and 16384 B (256); stores 1024 cycles each.
+    # L0 0-768 (+600 -> 1368), L1 768-1024 (1624); C0 1368-2392; S0 2392-3416; C1 2392-3416; S1 3416-4440
+    hw = tiny(hbm_latency=600)
+    _, s, _, _ = gpu.gemm_cost(256, 256, 64, 1, hw, sparse_a=False)
+    assert s.compute_cycles.tolist() == [1024, 1024]
+    assert run_tiles(s, bytes_per_cycle=64, latency_cycles=600).total_cycles == 4440
+
+
+def test_split_k_for_few_tiles():
+    # one 128x128 tile, K = 1024 (32 steps) on 4 SMs: split-K into 4 slices of 8 steps, one wave
+    hw = tiny(sms=4)
+    plan, s, fixed, dense = gpu.gemm_cost(128, 128, 1024, 1, hw, sparse_a=False)
+    assert (plan.split_k, plan.ksteps, plan.waves) == (4, 8, 1)
+    assert int(s.compute_cycles.sum()) == 8 * 512
+    # fp32 partials 4 x 128x128 x 4 B = 256 KiB stay in the 1 MiB L2: only the reduced output moves
+    assert dense["output"] == 128 * 128 * 2 and dense["partials"] == 0
+    assert s.load_bytes["a"].sum() == 128 * 1024 * 2  # every K slice of A read once
+    assert fixed == 2 * 1000  # GEMM + reduction kernel
+    _, s, _, dense = gpu.gemm_cost(128, 128, 1024, 1, tiny(sms=4, l2=1000), sparse_a=False)
+    assert dense["partials"] == 4 * 128 * 128 * 4 and s.store_bytes.sum() == 4 * 128 * 128 * 4 + 32768
+
+
+def test_bad_cta_tile_and_shared_memory():
+    with pytest.raises(HardwareConfigError, match="tiny.yaml: compute.cta_tile .* not a multiple of sparse_mma_shape"):
+        gpu.gemm_cost(64, 64, 64, 1, tiny(cta=(128, 128, 16)), sparse_a=False)
+    with pytest.raises(HardwareConfigError, match="need 65536 bytes of smem"):
+        gpu.gemm_cost(64, 64, 64, 1, tiny(ctas_per_sm=2, smem=32 * 1024), sparse_a=False)
+
+
+# ---- when the sparse rate applies ----------------------------------------------------------
+
+
+def _decide(hw, compliance, m=64, n=64, k=64, kind="matmul", pass_="fwd", a="a", b="b", roles=None):
+    roles = roles or {}
+    return gpu.decide_sparsity(hw, m=m, n=n, k=k, kind=kind, pass_=pass_, a=a, b=b,
+                               role_of=lambda x: roles.get(x, "activation"), compliance=compliance.get)
+
+
+def test_decide_sparsity_rules():
+    hw = tiny()
+    c = _decide(hw, {"a": 1.0, "b": 1.0})
+    assert (c.operand, c.swap, c.fallback) == ("a", False, None)  # A preferred: no transposition
+    c = _decide(hw, {"a": 0.5, "b": 1.0})
+    assert (c.operand, c.swap) == ("b", True)  # 2:4 operand is B: C^T = B^T A^T
+    c = _decide(hw, {"a": 0.63, "b": 0.9})
+    assert c.operand is None and "a not 2:4 along K, the fwd reduction dim: 37% of groups of 4 have >2" in c.fallback
+    assert "b not 2:4" in c.fallback and "10% of groups" in c.fallback
+    c = _decide(hw, {"a": 1.0, "b": 0.0}, m=24)
+    assert c.operand is None and "M=24 not a multiple of 16 (cuSPARSELt, fp16)" in c.fallback
+    c = _decide(tiny(operand="weight"), {"a": 1.0})
+    assert c.operand is None and c.fallback == "no weight operand to run 2:4 in this matmul fwd"
+    c = _decide(tiny(operand="weight"), {"input": 1.0, "weight": 0.5}, kind="conv2d", pass_="dgrad",
+                a="grad_output", b="weight", roles={"weight": "weight"})
+    assert "weight not 2:4 along K (output channels), the dgrad reduction dim: 50% of groups" in c.fallback
+    assert "fwd N:M weight mask runs along C" in c.fallback
+    assert gpu.sparse_dim_multiple(1) == 32 and gpu.sparse_dim_multiple(2) == 16
+
+
+def _nm_rows(rows, cols):
+    """2:4 along the last dim: keep positions 0 and 2 of every 4."""
+    mask = np.zeros((rows, cols), dtype=bool)
+    mask[:, 0::4] = True
+    mask[:, 2::4] = True
+    return mask
+
+
+def test_op_cost_matmul_sparse_a_and_swapped_b():
+    hw = tiny(cta=(64, 64, 32))
+    a24 = _nm_rows(64, 64)  # a (M,K): 2:4 along K
+    dense = np.ones((64, 64), dtype=bool)
+    w = workload_from_masks("matmul", "fwd", {"a": a24, "b": dense})
+    sp, dn = gpu.op_cost(w, hw, sparse=True), gpu.op_cost(w, hw, sparse=False)
+    assert (sp.sparse_operand, sp.fallback, dn.sparse_operand) == ("a", None, None)
+    assert 2 * sp.compute_cycles == dn.compute_cycles
+    assert sp.tiles.load_bytes["a"].sum() == 64 * 64 * 9 // 8 and dn.tiles.load_bytes["a"].sum() == 64 * 64 * 2
+    assert sp.dram_bytes_dense["a"] == 64 * 64 * 2
+    assert sp.effectual_macs == 64 * 64 * 32
+    # b (K,N) 2:4 along K (its first dim): run as C^T = B^T A^T
+    w = workload_from_masks("matmul", "fwd", {"a": dense, "b": _nm_rows(64, 64).T.copy()})
+    sp = gpu.op_cost(w, hw, sparse=True)
+    assert (sp.sparse_operand, sp.fallback) == ("b", None) and 2 * sp.compute_cycles == dn.compute_cycles
+    # not 2:4 anywhere: dense rate and the reason
+    rng = np.random.default_rng(0)
+    w = workload_from_masks("matmul", "fwd", {"a": rng.random((64, 64)) < 0.7, "b": dense})
+    sp = gpu.op_cost(w, hw, sparse=True)
+    assert sp.sparse_operand is None and sp.compute_cycles == dn.compute_cycles
+    assert "a not 2:4 along K" in sp.fallback and "b not 2:4 along K" in sp.fallback
+
+
+def test_op_cost_conv_weight_24_in_fwd_not_in_dgrad():
+    # weight (K=16, C=16, 1, 1) with w[k, c] = 1 for c % 4 < 2: 2:4 along C (fwd) but columns
+    # c % 4 < 2 are all ones along K (dgrad): half the groups of 4 along K hold 4 non-zeros.
+    hw = tiny(cta=(64, 64, 32), operand="weight")
+    w = np.zeros((16, 16, 1, 1), dtype=bool)
+    w[:, (np.arange(16) % 4) < 2] = True
+    params = conv_params(1, 16, 4, 4, 16, 1, 1)
+    x = np.ones((1, 16, 4, 4), dtype=bool)
+    dy = np.ones((1, 16, 4, 4), dtype=bool)
+    fwd = gpu.op_cost(workload_from_masks("conv2d", "fwd", {"input": x, "weight": w}, params,
+                                          roles={"weight": "weight"}), hw, sparse=True)
+    assert (fwd.sparse_operand, fwd.fallback) == ("weight", None)
+    dg = gpu.op_cost(workload_from_masks("conv2d", "dgrad", {"grad_output": dy, "weight": w}, params,
+                                         roles={"weight": "weight"}), hw, sparse=True)
+    assert dg.sparse_operand is None
+    assert "weight not 2:4 along K (output channels), the dgrad reduction dim: 50% of groups" in dg.fallback
+
+
+# ---- the model's shape on the full A100 (FACTS.md numbers; validation targets are not tuned to)
+
+
+def test_a100_speedups_rise_with_k_and_stay_below_2x():
+    hw = a100("int8")
+    sp = [total(10240, 10240, k, hw, False) / total(10240, 10240, k, hw, True) for k in (1280, 10240, 20480)]
+    assert sp[0] < sp[1] < sp[2] < 2.0  # Mishra et al. Fig. 3: monotone rise towards 2x
+    big = a100("fp16")
+    s = total(8192, 8192, 8192, big, False) / total(8192, 8192, 8192, big, True)
+    assert 1.9 < s < 2.0
+    small = total(256, 256, 256, big, False) / total(256, 256, 256, big, True)
+    assert small < 1.1  # launch/memory-bound: little to gain

@@ -1,0 +1,163 @@
+"""Hardware YAML: units, strict validation (one-line errors naming file + key), shipped configs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from accelsim.errors import HardwareConfigError
+from accelsim.hw import load_hw
+from accelsim.hw import units
+
+HW = Path(__file__).resolve().parents[1] / "hwconfigs"
+SHIPPED = sorted(HW.glob("*.yaml"))
+
+
+def test_units():
+    assert units.parse_frequency("1.41 GHz") == pytest.approx(1.41e9)
+    assert units.parse_frequency("700 MHz") == pytest.approx(7e8)
+    assert units.parse_size("40 MiB") == 40 * 2**20
+    assert units.parse_size("40 MB") == 40 * 10**6
+    assert units.parse_size("164 KiB") == 164 * 1024
+    assert units.parse_size(12) == 12
+    assert units.parse_bandwidth("1555 GB/s", word_bytes=1, clock_hz=1e9) == pytest.approx(1.555e12)
+    # 10 words/cycle of 2-byte words at 1 GHz = 20 GB/s
+    assert units.parse_bandwidth("10 words/cycle", word_bytes=2, clock_hz=1e9) == pytest.approx(2e10)
+    assert units.parse_latency_cycles("500 ns", clock_hz=1.41e9) == 705  # 500e-9*1.41e9 = 705
+    assert units.parse_latency_cycles("20 cycles", clock_hz=1e9) == 20
+    assert units.parse_time("4 us") == pytest.approx(4e-6)
+    with pytest.raises(ValueError, match="unknown unit"):
+        units.parse_size("3 parsecs")
+    with pytest.raises(ValueError):
+        units.parse_frequency(True)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    hw = load_hw(path)
+    assert hw.name == path.stem
+    assert hw.dram().bandwidth_bytes_per_s > 0
+    d = hw.dense()
+    assert d.sparsity.kind == "none" and d.compute == hw.compute and d.memory == hw.memory
+    # every shipped file says where its numbers come from
+    text = path.read_text()
+    assert "#" in text and ("FACTS.md" in text or "scalesim" in text.lower() or "ASSUMPTION" in text)
+
+
+def test_shipped_expected_set():
+    names = {p.stem for p in SHIPPED}
+    assert {"a100_24", "tensordash", "systolic_32x32_ws", "tpu_v1_like", "systolic_128_nm",
+            "sparten_like"} <= names
+
+
+def test_a100_numbers():
+    hw = load_hw(HW / "a100_24.yaml")
+    c = hw.compute
+    # 108 SMs * 4 TCs * 256 FMA * 2 FLOP * 1.41 GHz = 312 TFLOP/s (FACTS.md, A100)
+    assert 2 * hw.peak_macs_per_cycle * hw.clock_hz == pytest.approx(311.9e12, rel=1e-3)
+    assert c.mma_shape == (16, 8, 16) and c.sparse_mma_shape == (16, 8, 32)
+    assert (hw.sparsity.n, hw.sparsity.m, hw.sparsity.metadata_bits) == (2, 4, 2)
+    assert hw.level("l2").capacity_bytes == 40 * 10**6
+    assert hw.level("smem").capacity_bytes == 164 * 1024 and not hw.level("smem").shared
+    assert c.launch_overhead_s == pytest.approx(4e-6)
+
+
+def test_tensordash_and_scalesim_equivalents():
+    td = load_hw(HW / "tensordash.yaml")
+    assert (td.compute.tiles, td.compute.pe_rows, td.compute.pe_cols, td.compute.lanes) == (16, 4, 16, 16)
+    assert (td.sparsity.kind, td.sparsity.operand, td.sparsity.lookahead, td.sparsity.lookaside,
+            td.sparsity.search) == ("one_sided", "auto", 2, 5, "T")
+    s = load_hw(HW / "systolic_32x32_ws.yaml")  # scale.cfg
+    assert (s.compute.rows, s.compute.cols, s.compute.dataflow) == (32, 32, "ws")
+    assert s.level("ifmap_sram").capacity_bytes == 64 * 1024
+    t = load_hw(HW / "tpu_v1_like.yaml")  # google.cfg
+    assert (t.compute.rows, t.compute.cols, t.compute.dataflow) == (256, 256, "os")
+    assert t.level("ofmap_sram").capacity_bytes == 2048 * 1024
+    # 10 words/cycle of 1-byte words: 10 bytes per cycle whatever the clock
+    assert t.dram().bandwidth_bytes_per_s / t.clock_hz == pytest.approx(10)
+
+
+def _base() -> dict:
+    return yaml.safe_load((HW / "systolic_32x32_ws.yaml").read_text())
+
+
+def _write(tmp_path, data, name="bad.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def _err(tmp_path, data) -> str:
+    p = _write(tmp_path, data)
+    with pytest.raises(HardwareConfigError) as ei:
+        load_hw(p)
+    msg = str(ei.value)
+    assert "\n" not in msg and str(p) in msg
+    return msg
+
+
+def test_unknown_keys_list_valid_ones(tmp_path):
+    d = _base()
+    d["compute"]["rowz"] = 3
+    msg = _err(tmp_path, d)
+    assert "compute.rowz: unknown key (valid: rows, cols, dataflow" in msg
+    d = _base()
+    d["colour"] = "red"
+    assert "colour: unknown key (valid: name, description, family" in _err(tmp_path, d)
+    d = _base()
+    d["memory"][1]["speed"] = 1
+    assert "memory[1].speed: unknown key" in _err(tmp_path, d)
+
+
+def test_impossible_values(tmp_path):
+    d = yaml.safe_load((HW / "systolic_128_nm.yaml").read_text())
+    d["sparsity"]["n"] = 6
+    assert "sparsity.n: N:M needs N < M, got 6:4" in _err(tmp_path, d)
+    d = _base()
+    d["memory"][-1]["bandwidth"] = "0 GB/s"
+    assert "memory[3].bandwidth: must be > 0" in _err(tmp_path, d)
+    d = _base()
+    d["memory"][0]["capacity"] = "-4 KiB"
+    assert "memory[0].capacity: must be > 0" in _err(tmp_path, d)
+    d = _base()
+    d["compute"]["dataflow"] = "rs"
+    assert "compute.dataflow: 'rs' is not one of os, ws, is" in _err(tmp_path, d)
+    d = _base()
+    d["compute"]["rows"] = 0
+    assert "compute.rows: must be >= 1" in _err(tmp_path, d)
+    d = _base()
+    d["clock"] = "1 parsec"
+    assert "clock: unknown unit" in _err(tmp_path, d)
+    d = _base()
+    del d["memory"][-1]["bandwidth"]
+    assert "needs a bandwidth" in _err(tmp_path, d)
+    d = _base()
+    d["sparsity"] = {"kind": "one_sided"}
+    assert "sparsity.kind: 'one_sided' is not modelled for family 'systolic'" in _err(tmp_path, d)
+    d = _base()
+    del d["compute"]
+    assert "compute: missing required key" in _err(tmp_path, d)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(HardwareConfigError, match="no such hardware file"):
+        load_hw(tmp_path / "nope.yaml")
+    p = tmp_path / "broken.yaml"
+    p.write_text("name: [unclosed\n")
+    with pytest.raises(HardwareConfigError, match=r"broken.yaml: line \d+: invalid YAML"):
+        load_hw(p)
+    p.write_text("")
+    with pytest.raises(HardwareConfigError, match="empty hardware file"):
+        load_hw(p)
+
+
+def test_words_per_cycle_uses_clock(tmp_path):
+    d = _base()
+    d["clock"] = "2 GHz"
+    d["memory"][-1]["word_size"] = "2 B"
+    hw = load_hw(_write(tmp_path, d, "ok.yaml"))
+    assert hw.dram().bandwidth_bytes_per_s == pytest.approx(10 * 2 * 2e9)
+    assert math.isinf(hw.level("ifmap_sram").bandwidth_bytes_per_s)

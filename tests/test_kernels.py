@@ -1,0 +1,174 @@
+"""Numba kernels vs brute force over explicit im2col (tests/test_workload.py::ref_gemm)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from accelsim.sim import kernels as K
+from accelsim.sim.workload import conv_params, workload_from_masks
+from test_workload import CONV_CASES, conv_workloads, ref_gemm
+
+
+def _matmul_works(seed=0):
+    rng = np.random.default_rng(seed)
+    return [
+        workload_from_masks("matmul", "fwd", {"a": rng.random((9, 37)) < .5, "b": rng.random((5, 37)) < .3},
+                            transposed={"b": True}),
+        workload_from_masks("bmm", "fwd", {"a": rng.random((3, 6, 10)) < .5, "b": rng.random((3, 10, 7)) < .6}),
+    ]
+
+
+def _all_works():
+    out = []
+    for i, case in enumerate(CONV_CASES):
+        works, _ = conv_workloads(case, seed=i)
+        out += list(works.values())
+    return out + _matmul_works()
+
+
+@pytest.mark.parametrize("idx", range(len(CONV_CASES) * 3 + 2))
+def test_counts_and_views_match_im2col(idx):
+    work = _all_works()[idx]
+    A, B = ref_gemm(work)
+    # effectual (both non-zero) and one-sided counts
+    assert K.effectual_macs(work) == int(np.einsum("gmk,gkn->", A, B))
+    assert K.one_sided_macs(work, "a") == int(A.sum()) * work.n
+    assert K.one_sided_macs(work, "b") == int(B.sum()) * work.m
+    # operand views reproduce every row of A and column of B, without padding lanes ...
+    for side, ref in (("a", A), ("b", np.swapaxes(B, 1, 2))):
+        v = K.operand_view(work, side)
+        got = v.src[v.base[:, None] + v.off[None, :]].reshape(ref.shape)
+        assert np.array_equal(got, ref)
+        # ... and laid out in 16-lane rows (padding lanes are -1 and hold nothing)
+        v16 = K.operand_view(work, side, lanes=16)
+        assert v16.off.size % 16 == 0
+        real = v16.off >= 0
+        got16 = v16.src[v16.base[:, None] + np.where(real, v16.off, 0)[None, :]] * real
+        assert np.array_equal(got16[:, real].reshape(ref.shape), ref)
+        assert got16.sum() == ref.sum()
+
+
+def test_fwd_lane_layout_pads_each_tap():
+    # C=3 channels, 3x3 kernel: each of the 9 taps gets its own 16-lane row (DNNsim:
+    # ceil(round_up(C,16)*Kx*Ky/16) = 9 rows), lanes 3..15 of every row are padding
+    p = conv_params(1, 3, 5, 5, 2, 3, 3, padding=1)
+    w = workload_from_masks("conv2d", "fwd", {"input": np.ones((1, 3, 5, 5), bool),
+                                              "weight": np.ones((2, 3, 3, 3), bool)}, p)
+    v = K.operand_view(w, "a", lanes=16)
+    assert v.off.size == 9 * 16
+    assert (v.off.reshape(9, 16)[:, 3:] == -1).all() and (v.off.reshape(9, 16)[:, :3] >= 0).all()
+
+
+def test_nm_compliance_transposed_use():
+    # weight 2:4 along C (channels 0,1 of 4 kept in every filter, as ASP/SR-STE make it): fully 2:4
+    # along the fwd reduction (r, s, c). In dgrad the reduction runs over the K=8 filters: per column
+    # (c, r, s) two groups of 4 filters; columns with c in {0,1} hold 4 non-zeros per group (fail),
+    # c in {2,3} hold none (pass) -> exactly half of the groups comply.
+    wt = np.zeros((8, 4, 3, 3), bool)
+    wt[:, :2] = True
+    p = conv_params(2, 4, 6, 6, 8, 3, 3, padding=1)
+    x = np.ones((2, 4, 6, 6), bool)
+    dy = np.ones((2, 8, 6, 6), bool)
+    fwd = workload_from_masks("conv2d", "fwd", {"input": x, "weight": wt}, p)
+    dg = workload_from_masks("conv2d", "dgrad", {"grad_output": dy, "weight": wt}, p)
+    assert K.nm_compliance(fwd, "weight", 2, 4) == 1.0
+    assert K.nm_compliance(dg, "weight", 2, 4) == 0.5
+    # a dense input: no group of 4 channels of a real pixel complies; the padding taps do.
+    # fwd windows 2*6*6=72 rows, each 9 taps x 1 group: padded taps per window = 9 - valid taps;
+    # valid taps over all windows = 2 * (sum over p of valid r)^2 = 2 * (2+3+3+3+3+2)^2 = 512
+    assert K.nm_compliance(fwd, "input", 2, 4) == pytest.approx((72 * 9 - 512) / (72 * 9))
+
+
+@pytest.mark.parametrize("idx", range(len(CONV_CASES) * 3 + 2))
+def test_nm_compliance_matches_brute_force(idx):
+    work = _all_works()[idx]
+    A, B = ref_gemm(work)
+    for side, rows in (("a", A), ("b", np.swapaxes(B, 1, 2))):
+        r = rows.reshape(-1, rows.shape[-1])
+        kk = r.shape[1]
+        pad = np.zeros((r.shape[0], -(-kk // 4) * 4), np.int64)
+        pad[:, :kk] = r
+        groups = pad.reshape(r.shape[0], -1, 4).sum(axis=2)
+        assert K.nm_compliance(work, side, 2, 4) == pytest.approx((groups <= 2).mean())
+
+
+def test_td_candidates_t_shape():
+    h, d = K.td_candidates(2, 5, "T")
+    # FACTS.md (DNNsim TensorDash, H=2, D=5): (1,0),(2,0),(1,+1),(1,-1),(2,+2),(2,-2),(1,+3)
+    assert list(zip(h.tolist(), d.tolist())) == [(1, 0), (2, 0), (1, 1), (1, -1), (2, 2), (2, -2), (1, 3)]
+    assert K.td_candidates(0, 5)[0].size == 0
+
+
+def _bits(s: str) -> int:  # "1010" -> lane 0 is the first character
+    return sum(1 << i for i, ch in enumerate(s) if ch == "1")
+
+
+def _sched(rows, lanes=4, H=2, D=5):
+    h, d = K.td_candidates(H, D, "T")
+    buf = np.array([_bits(r) for r in rows], np.int64)
+    return K.td_schedule(buf, len(rows), lanes, H, h, d)
+
+
+def test_td_schedule_hand_worked():
+    # 4 lanes, H=2, D=5 (T). Worked by hand:
+    # cycle 1 (t=0, row 1010): lane1 <- (1,0) = row1 lane1; lane3 <- (2,0) = row2 lane3; row 1 is now
+    #   empty -> skipped; row2 left as 1000.
+    # cycle 2 (t=2, row 1000): lanes 1,2,3 <- (2,0) from row4 (1111 -> 1000); row 3 (0000) skipped.
+    # cycle 3 (t=4, row 1000): nothing left to promote. 3 cycles for 5 dense rows (9 non-zeros:
+    # ideal ceil(9/4) = 3).
+    assert _sched(["1010", "0100", "1001", "0000", "1111"]) == 3
+    # lookaside: the empty lane 0 takes (1,+1), emptying row 1
+    assert _sched(["0111", "0100"]) == 1
+    # an all-zero stream still costs one cycle per H+1 rows: ceil(7/3) = 3
+    assert _sched(["0000"] * 7) == 3
+    # no lookahead: no promotion and no skipping -> dense
+    assert _sched(["0000", "0001", "0000"], H=0, D=0) == 3
+    # a full stream cannot be compressed
+    assert _sched(["1111"] * 4) == 4
+
+
+def test_td_never_more_than_h_plus_1():
+    rng = np.random.default_rng(7)
+    h, d = K.td_candidates(2, 5, "T")
+    for trial in range(300):
+        n = int(rng.integers(1, 40))
+        dens = rng.random()
+        rows = (rng.random((n, 16)) < dens)
+        buf = (rows * (1 << np.arange(16))).sum(axis=1).astype(np.int64)
+        nnz = int(rows.sum())
+        c = K.td_schedule(buf.copy(), n, 16, 2, h, d)
+        assert -(-n // 3) <= c <= n  # at most (H+1)x = 3x faster, never slower than dense
+        assert c >= -(-nnz // 16)  # never beats the ideal (all lanes busy)
+
+
+def test_td_stream_cycles_matches_rows():
+    works, _ = conv_workloads(CONV_CASES[0], seed=3)
+    w = works["fwd"]
+    A, _ = ref_gemm(w)
+    v = K.operand_view(w, "a", lanes=16)
+    h, d = K.td_candidates(2, 5)
+    got = K.td_stream_cycles(v.src, v.base, v.off, 16, 2, h, d)
+    cg = w.conv.c
+    taps = w.conv.r * w.conv.s
+    for i in range(A.shape[1]):
+        rows = A[0, i].reshape(taps, cg)  # (r, s) taps, channels fastest; C=4 -> one row per tap
+        buf = (rows * (1 << np.arange(cg))).sum(axis=1).astype(np.int64)
+        assert got[i] == K.td_schedule(buf, taps, 16, 2, h, d)
+
+
+@pytest.mark.parametrize("idx", [0, 1, 5, 8, 13, 15, 16])
+def test_pair_group_work_matches_brute_force(idx):
+    work = _all_works()[idx]
+    A, B = ref_gemm(work)
+    gm, gn, lanes = 4, 3, 2
+    va, vb = K.operand_view(work, "a"), K.operand_view(work, "b")
+    cyc, eff = K.pair_group_work(va.src, va.base, va.off, vb.src, vb.base, vb.off, work.m, work.n,
+                                 work.groups, gm, gn, lanes)
+    pairs = np.einsum("gmk,gkn->gmn", A, B)
+    assert eff == int(pairs.sum())
+    for g in range(work.groups):
+        for mi in range(cyc.shape[1]):
+            for ni in range(cyc.shape[2]):
+                blk = pairs[g, mi * gm:(mi + 1) * gm, ni * gn:(ni + 1) * gn]
+                assert cyc[g, mi, ni] == -(-int(blk.max()) // lanes)

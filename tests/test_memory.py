@@ -1,0 +1,125 @@
+"""Memory/DMA event engine: hand-worked schedules (module docstring of accelsim.sim.memory) and
+bit-for-bit agreement of the simpy model with its compiled replay."""
+
+import numpy as np
+import pytest
+
+from accelsim.sim import memory
+from accelsim.sim.memory import TileStream, merge_intervals, run_tiles, transfer_cycles
+
+
+def _stream(c, loads, stores=None):
+    n = len(c)
+    return TileStream(np.array(c), {"a": np.array(loads)}, np.zeros(n) if stores is None else np.array(stores))
+
+
+@pytest.mark.parametrize("method", ["simpy", "replay"])
+def test_three_tiles_double_buffered(method):
+    # compute 10 per tile, 8 bytes per tile at 1 B/cycle (8 cycles), latency 2:
+    # L0 0-8 (arrives 10), L1 8-16 (18); C0 10-20; L2 waits for buffer 0: 20-28 (30);
+    # C1 20-30; C2 30-40.  total 40, compute 30, stall 10.
+    r = run_tiles(_stream([10, 10, 10], [8, 8, 8]), bytes_per_cycle=1, latency_cycles=2, method=method)
+    assert (r.total_cycles, r.compute_cycles, r.stall_cycles) == (40, 30, 10)
+    assert r.bytes_by_operand == {"a": 24, "output": 0}
+
+
+@pytest.mark.parametrize("method", ["simpy", "replay"])
+def test_three_tiles_single_buffer_serialises(method):
+    # each tile: load 8 + latency 2 + compute 10, one after another: 3 x 20 = 60
+    r = run_tiles(_stream([10, 10, 10], [8, 8, 8]), bytes_per_cycle=1, latency_cycles=2, double_buffer=False,
+                  method=method)
+    assert (r.total_cycles, r.stall_cycles) == (60, 30)
+
+
+@pytest.mark.parametrize("method", ["simpy", "replay"])
+def test_stores_share_the_channel(method):
+    # as above plus 4-byte stores: C0 10-20; S0 20-24; L2 24-32 (arrives 34); C1 20-30;
+    # S1 waits for the channel: 32-36; C2 34-44; S2 44-48.  total 48.
+    r = run_tiles(_stream([10, 10, 10], [8, 8, 8], [4, 4, 4]), bytes_per_cycle=1, latency_cycles=2, method=method)
+    assert (r.total_cycles, r.compute_cycles, r.stall_cycles) == (48, 30, 18)
+    assert r.bytes_by_operand["output"] == 12
+
+
+@pytest.mark.parametrize("method", ["simpy", "replay"])
+def test_bandwidth_bound(method):
+    # 4 tiles, 10-cycle loads, 2-cycle compute, no latency: the channel is busy back to back
+    # (L3 ends at 40) and only the last tile's compute sticks out: 40 + 2.
+    r = run_tiles(_stream([2] * 4, [10] * 4), bytes_per_cycle=1, latency_cycles=0, method=method)
+    assert (r.total_cycles, r.stall_cycles) == (42, 34)
+
+
+@pytest.mark.parametrize("method", ["simpy", "replay"])
+def test_compute_bound(method):
+    # 4 tiles of 20 cycles, 5-cycle loads, latency 1: only the first load is exposed: 5 + 1 + 80.
+    r = run_tiles(_stream([20] * 4, [5] * 4), bytes_per_cycle=1, latency_cycles=1, method=method)
+    assert (r.total_cycles, r.stall_cycles) == (86, 6)
+
+
+def test_transfer_cycles_round_up():
+    assert transfer_cycles(np.array([0, 1, 4, 5, 7]), 2.0).tolist() == [0, 1, 2, 3, 4]
+    assert transfer_cycles(np.array([5]), 0.5).tolist() == [10]
+
+
+def test_operands_move_as_one_transfer_per_tile():
+    # two operands of 3 bytes at 2 B/cycle: ceil(6/2) = 3 cycles, not 2 + 2
+    s = TileStream(np.array([0]), {"a": np.array([3]), "b": np.array([3])}, np.array([0]))
+    r = run_tiles(s, bytes_per_cycle=2, latency_cycles=0)
+    assert r.total_cycles == 3 and r.bytes_by_operand == {"a": 3, "b": 3, "output": 0}
+
+
+def test_zero_load_tiles_wait_only_for_predecessor():
+    # tile 1 loads nothing: it runs right after tile 0 even though S0 then occupies the channel
+    r = run_tiles(_stream([5, 5], [4, 0], [10, 0]), bytes_per_cycle=1, latency_cycles=0)
+    # L0 0-4, C0 4-9, S0 9-19, C1 9-14 -> total 19 (the store)
+    assert r.total_cycles == 19
+
+
+def test_timeline_intervals_are_merged():
+    raw_s = memory._run_simpy(np.array([10, 10, 10]), np.array([8, 8, 8]), np.array([True] * 3),
+                              np.zeros(3, np.int64), np.array([False] * 3), 2, 2)[1]
+    assert merge_intervals(raw_s) == [("compute", 10, 40), ("dma", 0, 16), ("dma", 20, 28)]
+
+
+def test_empty_stream():
+    r = run_tiles(TileStream(np.zeros(0), {}, np.zeros(0)), bytes_per_cycle=1, latency_cycles=3)
+    assert (r.total_cycles, r.stall_cycles, r.bytes_by_operand) == (0, 0, {"output": 0})
+
+
+def test_bad_stream():
+    with pytest.raises(ValueError, match="has 2 tiles"):
+        TileStream(np.zeros(3), {"a": np.zeros(2)}, np.zeros(3))
+    with pytest.raises(ValueError, match="negative"):
+        TileStream(np.array([-1]), {}, np.zeros(1))
+
+
+def test_replay_equals_simpy_bit_for_bit_on_random_streams():
+    rng = np.random.default_rng(1234)
+    for case in range(150):
+        n = int(rng.integers(0, 40))
+        c = rng.integers(0, 25, n) * (rng.random(n) < 0.9)
+        la = rng.integers(0, 40, n) * (rng.random(n) < 0.7)
+        lb = rng.integers(0, 40, n) * (rng.random(n) < 0.5)
+        st = rng.integers(0, 30, n) * (rng.random(n) < 0.4)
+        s = TileStream(c, {"a": la, "b": lb}, st)
+        kw = dict(bytes_per_cycle=float(rng.choice([1.0, 2.5, 7.0, 0.75])),
+                  latency_cycles=int(rng.integers(0, 6)), double_buffer=bool(rng.random() < 0.7))
+        a = memory._run_simpy(*_prepared(s, kw))
+        b = memory._run_replay(*_prepared(s, kw))
+        assert a[0] == b[0], case
+        assert merge_intervals(a[1]) == merge_intervals(b[1]), case
+
+
+def _prepared(s, kw):
+    load = s.load_bytes["a"] + s.load_bytes["b"]
+    return (s.compute_cycles, transfer_cycles(load, kw["bytes_per_cycle"]), load > 0,
+            transfer_cycles(s.store_bytes, kw["bytes_per_cycle"]), s.store_bytes > 0,
+            kw["latency_cycles"], 2 if kw["double_buffer"] else 1)
+
+
+def test_long_stream_uses_replay_and_matches_closed_form():
+    # 5000 identical compute-bound tiles: first load (7 cycles) + latency 3 exposed, then compute only
+    n = 5000
+    s = TileStream(np.full(n, 11), {"a": np.full(n, 7)}, np.zeros(n))
+    r = run_tiles(s, bytes_per_cycle=1, latency_cycles=3)
+    assert r.total_cycles == 7 + 3 + 11 * n
+    assert run_tiles(s, bytes_per_cycle=1, latency_cycles=3, method="simpy").total_cycles == r.total_cycles

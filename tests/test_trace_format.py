@@ -1,0 +1,405 @@
+"""Trace format v1: round trip, dedup, bit layout, atomic writes, and one-line errors for every defect."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+from accelsim.errors import AccelsimError, TraceError
+from accelsim.trace.format import Operand, TraceWriter, load_trace
+
+CONV = {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1,
+        "input_shape": [2, 3, 6, 6], "weight_shape": [4, 3, 3, 3], "output_shape": [2, 4, 6, 6]}
+
+
+def _masks():
+    rng = np.random.default_rng(1)
+    return {"x": rng.random((2, 3, 6, 6)) < 0.5, "w": rng.random((4, 3, 3, 3)) < 0.3,
+            "g": rng.random((2, 4, 6, 6)) < 0.9, "a": rng.random((2, 144)) < 0.5,
+            "lw": rng.random((5, 144)) < 0.2, "gl": np.ones((2, 5), bool)}
+
+
+def write_good(path, *, steps=(0,)):
+    """A small valid trace: conv fwd/dgrad/wgrad, linear fwd (b transposed)/dgrad/wgrad, saved records."""
+    m = _masks()
+    with TraceWriter(path, {"model": "hand", "method": {"name": "dense", "params": {}}, "dtype": "float32",
+                            "batch_size": 2, "meta": {"lr": 0.1}}) as w:
+        for step in steps:
+            t = {k: w.add_tensor(v, dtype="float32", role=r, layer=ly) for k, v, r, ly in [
+                ("x", m["x"], "activation", "conv"), ("w", m["w"], "weight", "conv"),
+                ("g", m["g"], "grad_output", "conv"), ("a", m["a"], "activation", "fc"),
+                ("lw", m["lw"], "weight", "fc"), ("gl", m["gl"], "grad_output", "fc")]}
+            kw = dict(step=step, module_type="M")
+            w.add_op(seq=0, pass_="fwd", kind="conv2d", layer="conv", aten="aten.convolution.default",
+                     operands=[Operand("input", t["x"]), Operand("weight", t["w"])], out_shape=[2, 4, 6, 6],
+                     params=CONV, **kw)
+            w.add_op(seq=1, pass_="fwd", kind="matmul", layer="fc", aten="aten.addmm.default",
+                     operands=[Operand("a", t["a"]), Operand("b", t["lw"], True)], out_shape=[2, 5],
+                     params={"bias": True}, **kw)
+            w.add_op(seq=2, pass_="dgrad", kind="matmul", layer="fc", aten="aten.mm.default",
+                     operands=[Operand("a", t["gl"]), Operand("b", t["lw"])], out_shape=[2, 144], params={}, **kw)
+            w.add_op(seq=3, pass_="wgrad", kind="matmul", layer="fc", aten="aten.mm.default",
+                     operands=[Operand("a", t["gl"], True), Operand("b", t["a"])], out_shape=[5, 144], params={}, **kw)
+            w.add_op(seq=4, pass_="dgrad", kind="conv2d", layer="conv", aten="aten.convolution_backward.default",
+                     operands=[Operand("grad_output", t["g"]), Operand("weight", t["w"])], out_shape=[2, 3, 6, 6],
+                     params=CONV, **kw)
+            w.add_op(seq=5, pass_="wgrad", kind="conv2d", layer="conv", aten="aten.convolution_backward.default",
+                     operands=[Operand("grad_output", t["g"]), Operand("input", t["x"])], out_shape=[4, 3, 3, 3],
+                     params=CONV, **kw)
+            w.add_saved(step=step, layer="conv", shape=[2, 3, 6, 6], dtype="float32", nnz=int(m["x"].sum()),
+                        category="activation", saved_by="ConvolutionBackward0", storage=0, tensor=t["x"],
+                        t_pack=0, t_unpack=6)
+            w.add_saved(step=step, layer="bn", shape=[4], dtype="float32", nnz=4, category="other",
+                        saved_by="NativeBatchNormBackward0", storage=1, tensor=None, t_pack=1, t_unpack=None)
+    return m
+
+
+def _read_members(path):
+    with zipfile.ZipFile(path) as z:
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def _header(path):
+    with zipfile.ZipFile(path) as z:
+        return json.loads(np.lib.format.read_array(io.BytesIO(z.read("header.npy"))).tobytes())
+
+
+def _write_members(path, header: dict | None, masks: dict[int, np.ndarray], raw: dict[str, bytes] | None = None):
+    """Write a trace-shaped zip by hand (for corrupt variants)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for tid, arr in masks.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, arr)
+            z.writestr(f"masks/{tid}.npy", buf.getvalue())
+        for name, data in (raw or {}).items():
+            z.writestr(name, data)
+        if header is not None:
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.frombuffer(json.dumps(header).encode(), np.uint8))
+            z.writestr("header.npy", buf.getvalue())
+
+
+def _variant(tmp_path, good, mutate, name="bad.npz"):
+    """Copy of the good trace with its header changed by ``mutate(header)`` (masks unchanged)."""
+    h = _header(good)
+    mutate(h)
+    members = _read_members(good)
+    masks = {int(n[6:-4]): np.lib.format.read_array(io.BytesIO(d)) for n, d in members.items() if n.startswith("masks/")}
+    path = tmp_path / name
+    _write_members(path, h, masks)
+    return path
+
+
+def _one_line_error(path, *, masks=False) -> str:
+    with pytest.raises(TraceError) as ei:
+        tr = load_trace(path)
+        if masks:
+            tr.validate_masks()
+    msg = str(ei.value)
+    assert "\n" not in msg
+    assert str(path) in msg
+    assert isinstance(ei.value, AccelsimError)
+    return msg
+
+
+@pytest.fixture()
+def good(tmp_path):
+    path = tmp_path / "good.npz"
+    write_good(path)
+    return path
+
+
+# ------------------------------------------------------------------------------ round trip
+
+
+def test_round_trip_records_and_masks(good):
+    m = _masks()
+    tr = load_trace(good)
+    assert tr.header["schema"] == "accelsim-trace" and tr.header["version"] == 1
+    assert tr.header["model"] == "hand" and tr.header["batch_size"] == 2 and tr.header["steps"] == [0]
+    assert tr.header["meta"] == {"lr": 0.1} and tr.header["recorder"].startswith("accelsim ")
+    assert [t.shape for t in tr.tensors] == [(2, 3, 6, 6), (4, 3, 3, 3), (2, 4, 6, 6), (2, 144), (5, 144), (2, 5)]
+    assert [t.role for t in tr.tensors] == ["activation", "weight", "grad_output", "activation", "weight",
+                                            "grad_output"]
+    assert tr.tensors[1].nnz == int(m["w"].sum())
+    assert tr.tensors[1].density == pytest.approx(m["w"].sum() / 108)
+    assert [(o.pass_, o.kind) for o in tr.ops] == [("fwd", "conv2d"), ("fwd", "matmul"), ("dgrad", "matmul"),
+                                                  ("wgrad", "matmul"), ("dgrad", "conv2d"), ("wgrad", "conv2d")]
+    fc = tr.ops[1]
+    assert fc.operand("b") == Operand("b", 4, True) and fc.params == {"bias": True}
+    assert tr.ops[2].operand("b").tensor == fc.operand("b").tensor  # fwd and dgrad share the weight
+    assert np.array_equal(tr.mask(0), m["x"]) and np.array_equal(tr.mask(4), m["lw"])
+    assert np.array_equal(tr.operand_mask(fc, "b"), m["lw"].T)           # as the op used it: W^T
+    assert np.array_equal(tr.operand_mask(tr.ops[3], "a"), m["gl"].T)
+    s0, s1 = tr.saved
+    assert (s0.tensor, s0.category, s0.t_unpack, s0.nbytes) == (0, "activation", 6, 2 * 3 * 6 * 6 * 4)
+    assert (s1.tensor, s1.t_unpack, s1.nbytes) == (None, None, 16)
+    tr.validate_masks()
+    tr.close()
+
+
+def test_np_load_opens_the_file_without_pickle(good):
+    with np.load(good, allow_pickle=False) as z:
+        assert sorted(z.files) == ["header"] + [f"masks/{i}" for i in range(6)]
+        h = json.loads(z["header"].tobytes().decode("utf-8"))
+        assert h["schema"] == "accelsim-trace" and len(h["ops"]) == 6
+        assert h["ops"][1]["pass"] == "fwd" and "pass_" not in h["ops"][1]
+        # masks/<id> is packbits(mask.ravel(), bitorder="little")
+        assert np.array_equal(z["masks/1"], np.packbits(_masks()["w"].ravel(), bitorder="little"))
+
+
+def test_packed_words_bit_layout(tmp_path):
+    # 70 elements, set bits 0, 63, 64, 69: word 0 = 1 | 1<<63, word 1 = 1 | 1<<5 (bit i of the C-order
+    # flattening is (w[i >> 6] >> (i & 63)) & 1).
+    mask = np.zeros((7, 10), bool)
+    for i in (0, 63, 64, 69):
+        mask.flat[i] = True
+    p = tmp_path / "bits.npz"
+    with TraceWriter(p, {}) as w:
+        assert w.add_tensor(mask, dtype="float32", role="other", layer="l") == 0
+    tr = load_trace(p)
+    words = tr.packed(0)
+    assert words.dtype == np.uint64
+    assert words.tolist() == [1 | (1 << 63), 1 | (1 << 5)]
+    assert tr.tensors[0].nnz == 4
+    assert np.array_equal(tr.mask(0), mask)
+
+
+def test_dedup_stores_each_tensor_once(tmp_path):
+    p = tmp_path / "d.npz"
+    m = np.zeros((4, 6), bool)
+    m[1, 2] = m[3, 5] = True
+    with TraceWriter(p, {}) as w:
+        a = w.add_tensor(m, dtype="float32", role="weight", layer="l1")
+        assert w.add_tensor(m.copy(), dtype="float32", role="weight", layer="l2") == a  # same bits+shape+role
+        b = w.add_tensor(m, dtype="float32", role="activation", layer="l1")           # other role
+        c = w.add_tensor(m.reshape(6, 4), dtype="float32", role="weight", layer="l1")   # other shape
+        d = w.add_tensor(~m, dtype="float32", role="weight", layer="l1")              # other bits
+    assert (a, b, c, d) == (0, 1, 2, 3)
+    names = sorted(n for n in zipfile.ZipFile(p).namelist() if n.startswith("masks/"))
+    assert names == ["masks/0.npy", "masks/1.npy", "masks/2.npy", "masks/3.npy"]
+    assert load_trace(p).tensors[3].nnz == 22
+
+
+def test_writer_is_deterministic(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    write_good(tmp_path / "a.npz")
+    write_good(tmp_path / "b.npz")
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    assert load_trace(tmp_path / "a.npz").header["created"] == "2023-11-14T22:13:20+00:00"
+
+
+def test_conv_output_size_rule(tmp_path):
+    # P = floor((H + 2p - d(R-1) - 1)/s) + 1 (torch.nn.Conv2d docs): H=7, R=3, s=2, p=1 -> d=1: 4; d=2: 3.
+    def write(dil, out):
+        params = {"stride": [2, 2], "padding": [1, 1], "dilation": [dil, dil], "groups": 1,
+                  "input_shape": [1, 3, 7, 7], "weight_shape": [8, 3, 3, 3], "output_shape": [1, 8, out, out]}
+        with TraceWriter(tmp_path / f"c{dil}{out}.npz", {}) as w:
+            x = w.add_tensor(np.ones((1, 3, 7, 7), bool), dtype="float32", role="activation", layer="c")
+            k = w.add_tensor(np.ones((8, 3, 3, 3), bool), dtype="float32", role="weight", layer="c")
+            w.add_op(step=0, seq=0, pass_="fwd", kind="conv2d", layer="c", module_type="Conv2d", aten="x",
+                     operands=[Operand("input", x), Operand("weight", k)], out_shape=[1, 8, out, out], params=params)
+
+    write(1, 4)
+    write(2, 3)
+    with pytest.raises(TraceError, match=r"expected \[1, 8, 4, 4\]"):
+        write(1, 3)
+    assert not any(f.name.startswith(".") for f in tmp_path.iterdir())  # the failed write left no temp file
+
+
+# ------------------------------------------------------------------------------ atomic writes
+
+
+def test_abort_and_exception_leave_no_file(tmp_path):
+    p = tmp_path / "t.npz"
+    w = TraceWriter(p, {})
+    w.add_tensor(np.ones(10, bool), dtype="float32", role="other", layer="l")
+    w.abort()
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError):
+        with TraceWriter(p, {}) as w:
+            w.add_tensor(np.ones(10, bool), dtype="float32", role="other", layer="l")
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_file_replaced_only_on_close(tmp_path):
+    p = tmp_path / "t.npz"
+    p.write_bytes(b"old")
+    w = TraceWriter(p, {})
+    w.add_tensor(np.ones(10, bool), dtype="float32", role="other", layer="l")
+    assert p.read_bytes() == b"old"
+    w.close()
+    assert load_trace(p).tensors[0].nnz == 10
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["t.npz"]
+
+
+def test_writer_rejects_bad_records(tmp_path):
+    with TraceWriter(tmp_path / "t.npz", {}) as w:
+        t = w.add_tensor(np.ones((2, 3), bool), dtype="float32", role="activation", layer="l")
+        with pytest.raises(TraceError, match="unknown op 0 pass 'bwd'"):
+            w.add_op(step=0, seq=0, pass_="bwd", kind="matmul", layer="l", module_type="L", aten="x",
+                     operands=[Operand("a", t), Operand("b", t, True)], out_shape=[2, 2])
+        with pytest.raises(TraceError, match="role"):
+            w.add_tensor(np.ones(3, bool), dtype="float32", role="bias", layer="l")
+    with pytest.raises(TraceError, match="cannot write trace"):
+        TraceWriter(tmp_path / "no" / "such" / "dir.npz", {})
+
+
+# ------------------------------------------------------------------------------ corrupt files
+
+
+def test_missing_file(tmp_path):
+    assert "no such trace file" in _one_line_error(tmp_path / "nope.npz")
+
+
+def test_not_a_zip(tmp_path):
+    p = tmp_path / "x.npz"
+    p.write_text("hello\nworld\n")
+    assert "not a trace file" in _one_line_error(p)
+
+
+def test_truncated_file(good):
+    data = good.read_bytes()
+    for cut in (len(data) // 2, len(data) - 10, 30):
+        good.write_bytes(data[:cut])
+        assert "not a trace file" in _one_line_error(good)
+
+
+def test_flipped_bytes_in_member_data_are_caught(good, tmp_path):
+    # Flip (xor 0xFF) one byte inside the compressed data of each member. Either the zip CRC-32 /
+    # deflate stream catches it when the member is read (a one-line TraceError), or the damage hit
+    # only deflate's end-of-stream bits and every decoded byte is still right: never silently wrong.
+    data = good.read_bytes()
+    ref = load_trace(good)
+    ref_masks = [ref.mask(t.id) for t in ref.tensors]
+    with zipfile.ZipFile(good) as z:
+        infos = z.infolist()
+    caught = 0
+    for zi in infos:
+        name_len = int.from_bytes(data[zi.header_offset + 26: zi.header_offset + 28], "little")
+        extra_len = int.from_bytes(data[zi.header_offset + 28: zi.header_offset + 30], "little")
+        start = zi.header_offset + 30 + name_len + extra_len
+        for pos in sorted({start, start + zi.compress_size // 2, start + zi.compress_size - 1}):
+            bad = bytearray(data)
+            bad[pos] ^= 0xFF
+            p = tmp_path / "flip.npz"
+            p.write_bytes(bytes(bad))
+            try:
+                tr = load_trace(p)
+                tr.validate_masks()
+            except TraceError as e:
+                assert "\n" not in str(e) and str(p) in str(e) and "corrupt" in str(e)
+                caught += 1
+                continue
+            assert pos == start + zi.compress_size - 1, f"undetected flip at {pos - start} of {zi.filename}"
+            assert tr.header == ref.header and tr.ops == ref.ops and tr.saved == ref.saved
+            assert all(np.array_equal(tr.mask(i), m) for i, m in enumerate(ref_masks))
+    assert caught >= 2 * len(infos)  # every flip at the start and the middle of a member is caught
+
+
+def test_wrong_version(good, tmp_path):
+    p = _variant(tmp_path, good, lambda h: h.update(version=7))
+    assert _one_line_error(p) == f"{p}: trace version 7 is not supported by this accelsim (reads version 1)"
+
+
+def test_bad_schema(good, tmp_path):
+    p = _variant(tmp_path, good, lambda h: h.update(schema="something-else"))
+    assert "not an accelsim trace (schema 'something-else'" in _one_line_error(p)
+
+
+def test_header_not_json(tmp_path):
+    p = tmp_path / "j.npz"
+    _write_members(p, None, {}, raw={"header.npy": _npy_bytes(np.frombuffer(b"{not json", np.uint8))})
+    assert "header is not valid JSON" in _one_line_error(p)
+
+
+def _npy_bytes(arr):
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, arr)
+    return buf.getvalue()
+
+
+def test_unknown_pass_and_kind(good, tmp_path):
+    p = _variant(tmp_path, good, lambda h: h["ops"][2].update({"pass": "bwd"}))
+    assert "unknown op 2 pass 'bwd' (expected one of fwd, dgrad, wgrad)" in _one_line_error(p)
+    p = _variant(tmp_path, good, lambda h: h["ops"][0].update(kind="conv3d"))
+    assert "unknown op 0 kind 'conv3d'" in _one_line_error(p)
+
+
+def test_operand_errors(good, tmp_path):
+    p = _variant(tmp_path, good, lambda h: h["ops"][1]["operands"][1].update(tensor=99))
+    assert "operand 'b' refers to tensor 99, which does not exist (6 tensors)" in _one_line_error(p)
+    p = _variant(tmp_path, good, lambda h: h["ops"][0]["operands"][1].update(name="filter"))
+    assert "operands are ['input', 'filter'] but a conv2d fwd op has ['input', 'weight']" in _one_line_error(p)
+    # linear weight used untransposed in forward: (2,144) @ (5,144) does not multiply
+    p = _variant(tmp_path, good, lambda h: h["ops"][1]["operands"][1].update(transposed=False))
+    assert "a [2, 144] and b [5, 144] do not multiply" in _one_line_error(p)
+    # conv dgrad using the input mask as grad_output: shape (2,3,6,6) vs output (2,4,6,6)
+    p = _variant(tmp_path, good, lambda h: h["ops"][4]["operands"][0].update(tensor=0))
+    assert "operand 'grad_output' has shape [2, 3, 6, 6] but params say [2, 4, 6, 6]" in _one_line_error(p)
+    p = _variant(tmp_path, good, lambda h: h["ops"][5].update(out_shape=[4, 3, 3]))
+    assert "out_shape [4, 3, 3] should be [4, 3, 3, 3]" in _one_line_error(p)
+    p = _variant(tmp_path, good, lambda h: h["ops"][0]["params"].update(groups=2))
+    assert "groups=2 does not fit input channels 3" in _one_line_error(p)
+
+
+def test_nnz_and_saved_errors(good, tmp_path):
+    p = _variant(tmp_path, good, lambda h: h["tensors"][5].update(nnz=11))
+    assert "tensor 5 has nnz=11 > numel=10" in _one_line_error(p)
+    p = _variant(tmp_path, good, lambda h: h["tensors"][5].update(nnz=-1))
+    assert "tensor 5 nnz must be >= 0, got -1" in _one_line_error(p)
+    p = _variant(tmp_path, good, lambda h: h["saved"][0].update(tensor=42))
+    assert "saved record 0 refers to tensor 42, which does not exist" in _one_line_error(p)
+    p = _variant(tmp_path, good, lambda h: h["saved"][1].update(category="buffer"))
+    assert "unknown saved record 1 category 'buffer'" in _one_line_error(p)
+    p = _variant(tmp_path, good, lambda h: h["ops"][0].update(step=3))
+    assert "op 0 is of step 3, which the header does not list ([0])" in _one_line_error(p)
+
+
+def test_mask_that_disagrees_with_header(good, tmp_path):
+    h = _header(good)
+    members = _read_members(good)
+    masks = {int(n[6:-4]): np.lib.format.read_array(io.BytesIO(d)) for n, d in members.items() if n.startswith("masks/")}
+
+    # 1. wrong size for the shape: the (2,5) tensor needs 2 bytes
+    bad = {**masks, 5: np.zeros(3, np.uint8)}
+    _write_members(tmp_path / "s.npz", h, bad)
+    tr = load_trace(tmp_path / "s.npz")   # metadata is fine: masks are checked when read
+    with pytest.raises(TraceError) as ei:
+        tr.mask(5)
+    assert str(ei.value) == f"{tmp_path / 's.npz'}: mask of tensor 5 has 3 bytes but its shape [2, 5] needs 2"
+
+    # 2. popcount != nnz: tensor 5 is all ones (nnz=10); keep 3 bits only
+    h2 = json.loads(json.dumps(h))
+    bad = {**masks, 5: np.array([0b111, 0], np.uint8)}
+    _write_members(tmp_path / "n.npz", h2, bad)
+    msg = _one_line_error(tmp_path / "n.npz", masks=True)
+    assert msg.endswith("mask of tensor 5 has 3 set bits but the header says nnz=10")
+
+    # 3. padding bits beyond numel set (10 elements -> bits 10..15 of byte 1 must be 0)
+    bad = {**masks, 5: np.array([0xFF, 0xFF], np.uint8)}
+    _write_members(tmp_path / "p.npz", h, bad)
+    assert "bits set beyond its 10 elements" in _one_line_error(tmp_path / "p.npz", masks=True)
+
+    # 4. a mask member missing altogether
+    bad = {k: v for k, v in masks.items() if k != 2}
+    _write_members(tmp_path / "m.npz", h, bad)
+    assert "member masks/2.npy is missing" in _one_line_error(tmp_path / "m.npz")
+
+    # 5. mask stored with the wrong dtype
+    bad = {**masks, 5: np.zeros(2, np.int16)}
+    _write_members(tmp_path / "d.npz", h, bad)
+    assert "expected 1-D uint8" in _one_line_error(tmp_path / "d.npz", masks=True)
+
+
+def test_unknown_header_field_and_missing_field(good, tmp_path):
+    p = _variant(tmp_path, good, lambda h: h.update(extra=1))
+    assert "header has unknown field(s) extra" in _one_line_error(p)
+    p = _variant(tmp_path, good, lambda h: h.pop("saved"))
+    assert "header lacks saved" in _one_line_error(p)

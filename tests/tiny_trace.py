@@ -1,0 +1,78 @@
+"""A tiny hand-built trace (one conv layer and one linear layer, all three passes, saved records)
+shared by the front-door tests (test_cli, test_inspect). Built with the real TraceWriter."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from accelsim.trace.format import Operand, TraceWriter
+
+N, C, H, W, K, R, S = 2, 4, 6, 6, 8, 3, 3
+
+
+def weight_mask() -> np.ndarray:
+    """(K, C, R, S) weight that is 2:4 along C (channels 0 and 1 kept in every filter) -- hence
+    *not* 2:4 along K: every group of 4 filters at c in {0, 1} holds 4 non-zeros."""
+    w = np.zeros((K, C, R, S), dtype=bool)
+    w[:, :2] = True
+    return w
+
+
+def build(path, *, steps=(0,), seed=0) -> dict:
+    """Write the trace; returns the masks used, for hand checks."""
+    rng = np.random.default_rng(seed)
+    header = {"model": "tiny-convnet", "method": {"name": "swat", "params": {"sparsity": 0.5}},
+              "dtype": "float32", "batch_size": N, "steps": list(steps)}
+    masks = {}
+    conv = {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1,
+            "input_shape": [N, C, H, W], "weight_shape": [K, C, R, S], "output_shape": [N, K, H, W]}
+    with TraceWriter(path, header) as tw:
+        seq = 0
+        for step in steps:
+            x = rng.random((N, C, H, W)) < 0.5          # input, dense in fwd (SWAT), sparse copy saved
+            x[0, 0, 0, 0] = True
+            xs = x & (rng.random(x.shape) < 0.6)        # the sparse input kept for wgrad
+            w = weight_mask()
+            g = np.ones((N, K, H, W), dtype=bool)       # output gradient: never sparsified
+            a = rng.random((N, 16)) < 0.75              # linear input
+            lw = rng.random((10, 16)) < 0.25            # linear weight (out, in)
+            gl = np.ones((N, 10), dtype=bool)
+            masks.update(x=x, xs=xs, w=w, g=g, a=a, lw=lw, gl=gl)
+            tx = tw.add_tensor(x, dtype="float32", role="activation", layer="conv1")
+            txs = tw.add_tensor(xs, dtype="float32", role="activation", layer="conv1")
+            tw_ = tw.add_tensor(w, dtype="float32", role="weight", layer="conv1")
+            tg = tw.add_tensor(g, dtype="float32", role="grad_output", layer="conv1")
+            ta = tw.add_tensor(a, dtype="float32", role="activation", layer="fc")
+            tlw = tw.add_tensor(lw, dtype="float32", role="weight", layer="fc")
+            tgl = tw.add_tensor(gl, dtype="float32", role="grad_output", layer="fc")
+
+            def op(pass_, kind, layer, operands, out_shape, params, aten):
+                nonlocal seq
+                seq += 1
+                tw.add_op(step=step, seq=seq, pass_=pass_, kind=kind, layer=layer,
+                          module_type="Conv2d" if kind == "conv2d" else "Linear", aten=aten,
+                          operands=operands, out_shape=list(out_shape), params=params)
+                return seq
+
+            t0 = op("fwd", "conv2d", "conv1", [Operand("input", tx), Operand("weight", tw_)], (N, K, H, W), conv,
+                    "aten.convolution.default")
+            t1 = op("fwd", "matmul", "fc", [Operand("a", ta), Operand("b", tlw, True)], (N, 10), {"bias": True},
+                    "aten.addmm.default")
+            t2 = op("dgrad", "matmul", "fc", [Operand("a", tgl), Operand("b", tlw)], (N, 16), {}, "aten.mm.default")
+            t3 = op("wgrad", "matmul", "fc", [Operand("a", tgl, True), Operand("b", ta)], (10, 16), {},
+                    "aten.mm.default")
+            t4 = op("dgrad", "conv2d", "conv1", [Operand("grad_output", tg), Operand("weight", tw_)], (N, C, H, W),
+                    conv, "aten.convolution_backward.default")
+            t5 = op("wgrad", "conv2d", "conv1", [Operand("grad_output", tg), Operand("input", txs)], (K, C, R, S),
+                    conv, "aten.convolution_backward.default")
+            saved = [("conv1", xs, "activation", txs, t0, t5), ("conv1", w, "weight", tw_, t0, t4),
+                     ("fc", a, "activation", ta, t1, t3), ("fc", lw, "weight", tlw, t1, t2)]
+            for i, (layer, mk, cat, tid, tp, tu) in enumerate(saved):
+                tw.add_saved(step=step, layer=layer, shape=list(mk.shape), dtype="float32", nnz=int(mk.sum()),
+                             category=cat, saved_by="ConvolutionBackward0" if layer == "conv1" else "AddmmBackward0",
+                             storage=1000 * step + i, tensor=tid, t_pack=tp, t_unpack=tu)
+            # a batch-norm style per-channel statistic, kept without a mask
+            tw.add_saved(step=step, layer="bn1", shape=[K], dtype="float32", nnz=K, category="other",
+                         saved_by="NativeBatchNormBackward0", storage=1000 * step + 9, tensor=None, t_pack=t0,
+                         t_unpack=t4)
+    return masks
