@@ -134,7 +134,9 @@ def _trace_line(trace) -> str:
     if isinstance(method, dict):
         if method.get("name"):
             bits.append(str(method["name"]))
-        params = method.get("params") or {}
+        # scalar parameters only: per-layer tables (e.g. SWAT-ERK densities) are for `inspect`
+        params = {k: v for k, v in (method.get("params") or {}).items()
+                  if isinstance(v, (int, float, str, bool)) or v is None}
         if params:
             bits.append("(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")")
     elif method:
@@ -209,9 +211,9 @@ def cmd_run(args) -> int:
         d = result.to_dict()
         d["meta"] = _meta(args, trace, [args.hw])
         d["footprint"] = fp.to_dict()
-        write_json(json_path, d)
+        _write(write_json, json_path, d)
     if csv_path:
-        write_csv(csv_path, result.to_rows())
+        _write(write_csv, csv_path, result.to_rows())
     return 0
 
 
@@ -237,7 +239,7 @@ def cmd_compare(args) -> int:
             out.append(f"{name}: {nfb} op(s) fell back to the dense rate (see `accelsim run` for reasons)")
     _print("\n".join(out))
     if json_path:
-        write_json(json_path, {"meta": _meta(args, trace, args.hw),
+        _write(write_json, json_path, {"meta": _meta(args, trace, args.hw),
                                "machines": [dict(name=n, **r.to_dict()) for n, r in zip(names, results)]})
     return 0
 
@@ -289,11 +291,11 @@ def cmd_plot(args) -> int:
     trace = _select_steps(_open_trace(args.trace), parse_steps(args.steps))
     title = f"{Path(str(trace.path)).name}" + (f" on {hw.name}" if hw is not None else "")
     if args.what == "memory":
-        plots.plot_memory(_footprint(trace, args.format, hw), out, title=title)
+        _write(plots.plot_memory, out, _footprint(trace, args.format, hw), title=title)
     elif args.what == "speedup":
-        plots.plot_speedup(_simulate(trace, hw, quiet=args.quiet), out, title=title)
+        _write(plots.plot_speedup, out, _simulate(trace, hw, quiet=args.quiet), title=title)
     else:
-        plots.plot_timeline(_simulate(trace, hw, quiet=args.quiet, timeline=True), out, title=title)
+        _write(plots.plot_timeline, out, _simulate(trace, hw, quiet=args.quiet, timeline=True), title=title)
     if not args.quiet:
         _print(f"wrote {out}")
     return 0
@@ -331,6 +333,17 @@ def _parse_nm(text: str) -> tuple[int, int]:
     except ValueError:
         raise AccelsimError(f"--nm {text!r}: expected N:M with 0 < N <= M, e.g. 2:4") from None
     return n, m
+
+
+def _write(fn, path: Path, obj, **kw) -> None:
+    """fn(obj, path) or fn(path, obj) for writers/plots; an OS refusal is the user's one-line error."""
+    try:
+        if fn.__module__.endswith("plots"):
+            fn(obj, path, **kw)
+        else:
+            fn(path, obj, **kw)
+    except OSError as e:
+        raise AccelsimError(f"{path}: cannot write: {e.strerror or e}") from None
 
 
 def _print(text: str) -> None:

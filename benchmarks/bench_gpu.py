@@ -34,25 +34,30 @@ def int8_variant(hw):
     return dataclasses.replace(hw, compute=comp, name=hw.name + "-int8")
 
 
-def cycles(m, n, k, hw, sparse, groups=1):
-    plan, stream, fixed, _ = gpu.gemm_cost(m, n, k, groups, hw, sparse_a=sparse)
+def cycles(m, n, k, hw, sparse, groups=1, out_bytes=None):
+    plan, stream, fixed, _ = gpu.gemm_cost(m, n, k, groups, hw, sparse_a=sparse, out_bytes=out_bytes)
     dram = hw.dram()
     r = run_tiles(stream, bytes_per_cycle=dram.bandwidth_bytes_per_s / hw.clock_hz, latency_cycles=dram.latency_cycles)
     return r.total_cycles + fixed, r.stall_cycles, plan
 
 
-def row(m, n, k, hw, ref=None):
-    d, dst, plan = cycles(m, n, k, hw, False)
-    s, sst, _ = cycles(m, n, k, hw, True)
+def row(m, n, k, hw, ref=None, out_bytes=None, alt_out=None):
+    d, dst, plan = cycles(m, n, k, hw, False, out_bytes=out_bytes)
+    s, sst, _ = cycles(m, n, k, hw, True, out_bytes=out_bytes)
     us = 1e6 / hw.clock_hz
-    ref_s = f"{ref:8.2f}" if ref else f"{'':8}"
+    extra = ""
+    if alt_out is not None:
+        alt = cycles(m, n, k, hw, False, out_bytes=alt_out)[0] / cycles(m, n, k, hw, True, out_bytes=alt_out)[0]
+        extra = f"{alt:12.3f}"
+    ref_s = f"{ref:9.2f}" if ref else f"{'':9}"
     print(f"{m:6d} {n:6d} {k:6d} {plan.waves:5d} {plan.split_k:3d} {d * us:10.1f} {s * us:10.1f} "
-          f"{dst / d:6.1%} {sst / s:6.1%} {d / s:8.3f}{ref_s}")
+          f"{dst / d:6.1%} {sst / s:6.1%} {d / s:8.3f}{extra}{ref_s}")
 
 
-def header():
+def header(alt=False):
+    alt_s = f"{'sp(32b out)':>12}" if alt else ""
     print(f"{'M':>6} {'N':>6} {'K':>6} {'waves':>5} {'spK':>3} {'dense us':>10} {'2:4 us':>10} "
-          f"{'dstall':>6} {'sstall':>6} {'speedup':>8}{'measured':>9}")
+          f"{'dstall':>6} {'sstall':>6} {'speedup':>8}{alt_s}{'measured':>9}")
 
 
 def resnet50_gemms(batch=8):
@@ -81,11 +86,12 @@ def resnet50_gemms(batch=8):
 def main(argv):
     path = Path(argv[1]) if len(argv) > 1 else ROOT / "hwconfigs" / "a100_24.yaml"
     hw = load_hw(path)
-    print(f"# {hw.name}: Mishra et al. Fig. 3 INT8 GEMMs (measured speedups from FACTS.md)")
-    header()
+    print(f"# {hw.name}: Mishra et al. Fig. 3 INT8 GEMMs (measured speedups from FACTS.md); times and "
+          f"'speedup' with INT8 output, 'sp(32b out)' with INT32 output (the paper does not say which)")
+    header(alt=True)
     for k in (1280, 2560, 5120, 10240, 20480):
-        row(10240, 10240, k, int8_variant(hw), MISHRA.get(k))
-    print(f"\n# {hw.name}: FP16 GEMMs")
+        row(10240, 10240, k, int8_variant(hw), MISHRA.get(k), alt_out=4)
+    print(f"\n# {hw.name}: FP16 GEMMs (plain matrices: no implicit-conv reuse)")
     header()
     for m, n, k in ((256, 256, 256), (1024, 1024, 1024), (4096, 4096, 4096), (8192, 8192, 8192),
                     (25088, 64, 576), (576, 64, 25088), (2048, 1000, 8), (8, 1000, 2048)):

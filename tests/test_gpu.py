@@ -29,7 +29,8 @@ def a100(dtype="fp16"):
         comp = GpuCompute(108, 4, 256, (16, 8, 16), (16, 8, 32), "fp16", 2, (128, 128, 32), 2, 5e-6)
     else:
         comp = GpuCompute(108, 4, 512, (16, 8, 32), (16, 8, 64), "int8", 1, (128, 128, 64), 2, 5e-6)
-    mem = (MemoryLevel("smem", 164 * 1024, math.inf, 30, 4, False), MemoryLevel("l2", 40 * 10**6, math.inf, 200, 32, True),
+    mem = (MemoryLevel("smem", 164 * 1024, math.inf, 30, 4, False),
+           MemoryLevel("l2", 40 * 10**6, math.inf, 200, 32, True),
            MemoryLevel("hbm", None, 1555e9, 500, 32, True))
     return HardwareConfig("a100", "gpu", 1.41e9, comp, SparsityFeature("nm", "auto", 2, 4, metadata_bits=2), mem,
                           None, "a100.yaml")
@@ -224,3 +225,62 @@ def test_a100_speedups_rise_with_k_and_stay_below_2x():
     assert 1.9 < s < 2.0
     small = total(256, 256, 256, big, False) / total(256, 256, 256, big, True)
     assert small < 1.1  # launch/memory-bound: little to gain
+
+
+def test_shipped_a100_yaml_conv_fwd_and_first_layer():
+    from pathlib import Path
+
+    from accelsim.hw import load_hw
+
+    hw = load_hw(Path(__file__).resolve().parents[1] / "hwconfigs" / "a100_24.yaml")
+    # 3x3 conv, C = K = 64, weight 2:4 along C (keep c % 4 in {0, 2}): fwd runs the weight as mma.sp's A
+    w = np.zeros((64, 64, 3, 3), dtype=bool)
+    w[:, 0::4] = True
+    w[:, 2::4] = True
+    x = np.ones((2, 64, 16, 16), dtype=bool)
+    work = workload_from_masks("conv2d", "fwd", {"input": x, "weight": w},
+                               conv_params(2, 64, 16, 16, 64, 3, 3, padding=1),
+                               roles={"weight": "weight"})
+    sp, dn = gpu.op_cost(work, hw, sparse=True), gpu.op_cost(work, hw.dense(), sparse=False)
+    assert (sp.sparse_operand, sp.fallback) == ("weight", None)
+    # C^T = W^T X^T: M = 64 filters, N = 2*16*16 = 512 pixels -> 1 x 4 tiles, 576/32 = 18 steps;
+    # 4 tiles < 108 SMs: split-K 18 ways -> 72 CTAs of one 512-cycle step (256 with mma.sp)
+    assert sp.compute_cycles * 2 == dn.compute_cycles == 512
+    assert sp.fixed_cycles == dn.fixed_cycles == 2 * math.ceil(4e-6 * 1.41e9)  # GEMM + split-K reduction
+    # the compressed weight moves 9/16 of its dense bytes; the input is read once (fits in L2)
+    assert sp.tiles.load_bytes["weight"].sum() == 64 * 576 * 9 // 8
+    assert sp.tiles.load_bytes["input"].sum() == 2 * 64 * 16 * 16 * 2
+    # the first layer of a ResNet: K = C*R*S = 3*7*7 = 147 is not a multiple of 16
+    # weight 2:4 along the conv reduction order (r, s, c), c fastest: keep 0 and 2 of every 4
+    flat = (np.arange(147) % 4) % 2 == 0
+    w1 = np.broadcast_to(flat.reshape(7, 7, 3).transpose(2, 0, 1), (64, 3, 7, 7)).copy()
+    work = workload_from_masks("conv2d", "fwd", {"input": np.ones((1, 3, 32, 32), bool), "weight": w1},
+                               conv_params(1, 3, 32, 32, 64, 7, 7, stride=2, padding=3), roles={"weight": "weight"})
+    c = gpu.op_cost(work, hw, sparse=True)
+    assert c.sparse_operand is None and "K=147 not a multiple of 16" in c.fallback
+
+
+def test_implicit_conv_reads_and_writes_each_tensor_element_once():
+    # 3x3 conv, N=2, C=K=16, 8x8, pad 1 on the tiny GPU (everything fits in L2, no split-K).
+    # fwd A = input windows 128 x 144 but the input holds 2*16*8*8 = 2048 elements: 4096 bytes
+    # moved, not 128*144*2; dgrad writes dX (2048 elements) not the 128 x 144 col matrix.
+    hw = tiny()
+    params = conv_params(2, 16, 8, 8, 16, 3, 3, padding=1)
+    w = np.ones((16, 16, 3, 3), dtype=bool)
+    act = np.ones((2, 16, 8, 8), dtype=bool)
+    fwd = gpu.op_cost(workload_from_masks("conv2d", "fwd", {"input": act, "weight": w}, params), hw, sparse=False)
+    assert fwd.tiles.load_bytes["input"].sum() == 2048 * 2
+    assert fwd.tiles.load_bytes["weight"].sum() == 16 * 144 * 2
+    dg = gpu.op_cost(workload_from_masks("conv2d", "dgrad", {"grad_output": act, "weight": w}, params), hw,
+                     sparse=False)
+    assert dg.tiles.store_bytes.sum() == 2048 * 2
+    assert gpu._scaled(np.array([10, 9.125]), gpu.Fraction(1, 3)).tolist() == [4, 4]  # ceil(10/3), ceil(73/24)
+
+
+def test_bad_sparse_mma_shape_names_the_file():
+    import dataclasses
+
+    hw = tiny()
+    hw = dataclasses.replace(hw, compute=dataclasses.replace(hw.compute, sparse_mma_shape=(16, 8, 24), cta_tile=(128, 128, 48)))
+    with pytest.raises(HardwareConfigError, match="tiny.yaml: compute.sparse_mma_shape"):
+        gpu.gemm_cost(64, 64, 64, 1, hw, sparse_a=False)

@@ -123,3 +123,12 @@ def test_long_stream_uses_replay_and_matches_closed_form():
     r = run_tiles(s, bytes_per_cycle=1, latency_cycles=3)
     assert r.total_cycles == 7 + 3 + 11 * n
     assert run_tiles(s, bytes_per_cycle=1, latency_cycles=3, method="simpy").total_cycles == r.total_cycles
+
+
+def test_run_tiles_timeline_events():
+    from accelsim.sim.result import TimelineEvent
+
+    r = run_tiles(_stream([10, 10, 10], [8, 8, 8]), bytes_per_cycle=1, latency_cycles=2, timeline=True, op_id=7)
+    assert r.timeline == [TimelineEvent(7, "compute", 10, 40), TimelineEvent(7, "dma", 0, 16),
+                          TimelineEvent(7, "dma", 20, 28)]
+    assert run_tiles(_stream([10], [8]), bytes_per_cycle=1, latency_cycles=2).timeline == []

@@ -95,6 +95,7 @@ def plot_memory(fp, path: str | os.PathLike, *, title: str = "") -> None:
             ax.barh([y + offset for y in ys], vals, height=bar_h, left=left, color=CAT_COLORS[cat], alpha=alpha,
                     edgecolor="white", linewidth=0.3)
             left = [a + b for a, b in zip(left, vals)]
+    ax.set_xlim(0, peak / scale * 1.04)
     ax.set_yticks(ys)
     ax.set_yticklabels([lf.layer for lf in layers], fontsize=8 if nl < 40 else 7)
     ax.invert_yaxis()  # first layer at the top, in recording order
@@ -148,6 +149,9 @@ def plot_speedup(result, path: str | os.PathLike, *, title: str = "") -> None:
     fig, head, ax = _figure(plt, 8.5, min(60.0, 0.8 + nl * max(1, len(passes)) * ROW_INCH * 0.8), 1.0)
     bar_h = 0.8 / max(1, len(passes))
     totals = pass_totals(result)
+    from matplotlib.patches import Patch
+
+    handles: list = []  # built by hand: a bar container's handle copies its first bar's hatch
     xmax = 1.0
     for j, p in enumerate(passes):
         ys, xs, hatches = [], [], []
@@ -159,8 +163,8 @@ def plot_speedup(result, path: str | os.PathLike, *, title: str = "") -> None:
             xs.append(dense / cyc if cyc else 0.0)
             hatches.append("////" if fb else "")
         xmax = max([xmax, *xs])
-        bars = ax.barh(ys, xs, height=bar_h * 0.92, color=PASS_COLORS.get(p, "#777777"),
-                       label=f"{p} (total {totals[p]['speedup']:.2f}x)")
+        bars = ax.barh(ys, xs, height=bar_h * 0.92, color=PASS_COLORS.get(p, "#777777"))
+        handles.append(Patch(color=PASS_COLORS.get(p, "#777777"), label=f"{p} (total {totals[p]['speedup']:.2f}x)"))
         for b, h in zip(bars, hatches):
             if h:
                 b.set_hatch(h)
@@ -174,10 +178,7 @@ def plot_speedup(result, path: str | os.PathLike, *, title: str = "") -> None:
     ax.set_xlabel("speedup vs dense baseline on the same machine (dense cycles / cycles)")
     ax.grid(axis="x", linestyle=":", linewidth=0.6)
     ax.set_axisbelow(True)
-    handles, _ = ax.get_legend_handles_labels()
     if any(fb for (_, _, fb) in agg.values()):
-        from matplotlib.patches import Patch
-
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="////",
                              label="fell back to the dense rate (>= 1 op)"))
     _header(head, f"Speedup per layer and pass on {result.hw_name}, overall {totals['all']['speedup']:.2f}x"
@@ -234,8 +235,13 @@ def plot_timeline(result, path: str | os.PathLike, *, title: str = "") -> None:
     stall = [o.stall_cycles * us_per_cycle for o in ops]
     ax2.bar(xs, comp, width=1.0, color=[PASS_COLORS.get(o.pass_, "#777777") for o in ops], label="compute")
     ax2.bar(xs, stall, width=1.0, bottom=comp, color="#C44E52", label="stall (waiting for DMA)")
+    # whatever is left of an op's total is fixed cost outside the tile engine (e.g. kernel launch)
+    fixed = [max(0, o.total_cycles - o.compute_cycles - o.stall_cycles) * us_per_cycle for o in ops]
+    has_fixed = any(f > 0 for f in fixed)
+    if has_fixed:
+        ax2.bar(xs, fixed, width=1.0, bottom=[c + st for c, st in zip(comp, stall)], color="#BBBBBB")
     ax2.set_xlim(-0.5, len(ops) - 0.5)
-    top = max([c + st for c, st in zip(comp, stall)] + [1e-9])
+    top = max([c + st + f for c, st, f in zip(comp, stall, fixed)] + [1e-9])
     ax2.set_ylim(0, top * 1.3)  # headroom for the legend above the tallest bar
     ax2.set_xlabel("op (execution order)")
     ax2.set_ylabel("time per op (us)", fontsize=8)
@@ -244,6 +250,8 @@ def plot_timeline(result, path: str | os.PathLike, *, title: str = "") -> None:
     handles = [Patch(color=PASS_COLORS[p], label=f"{p} compute") for p in ("fwd", "dgrad", "wgrad")
                if any(o.pass_ == p for o in ops)]
     handles.append(Patch(color="#C44E52", label="stall (waiting for DMA)"))
+    if has_fixed:
+        handles.append(Patch(color="#BBBBBB", label="fixed (e.g. kernel launch)"))
     ax2.legend(handles=handles, fontsize=8, loc="upper right", ncol=len(handles))
     fig.tight_layout()
     _save(fig, path)

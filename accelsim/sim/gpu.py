@@ -28,7 +28,8 @@ A lowered op C[M,N] += A[M,K] @ B[K,N] (x groups) runs as one kernel launch of C
   Panel bytes scale by min(1, stored tensor elements / GEMM operand elements): an implicit-GEMM
   convolution reads each input element from HBM once per pass over it, not once per overlapping
   im2col window (1 for matmuls, dgrad's grad_output and weights). The output (M x N, same scaling for
-  dgrad's col2im) is written once, ``element_bytes`` per element.
+  dgrad's col2im) is written once, ``element_bytes`` per element (gemm_cost's ``out_bytes`` can say
+  otherwise, e.g. INT32 results of an INT8 GEMM).
 * Sparse A stored compressed: the 2:4 operand is kept as half its values plus a 2-bit position per
   kept value (PTX sparse storage; formats.storage_bits("nm")), 9/16 of dense for fp16. Compressing a
   non-weight operand at run time (cuSPARSELt's compress kernel) is not modelled.
@@ -43,24 +44,26 @@ A lowered op C[M,N] += A[M,K] @ B[K,N] (x groups) runs as one kernel launch of C
   when a candidate operand is 2:4 along the reduction dim of *this* pass
   (kernels.nm_compliance == 1.0) and M, N, K are multiples of 32 / element_bytes (cuSPARSELt: 16 for
   fp16/bf16, 32 for int8; FACTS.md). If the 2:4 operand is the GEMM's B, the model computes
-  C^T = B^T A^T (M and N swap). Otherwise the dense rate, with FamilyCost.fallback saying why.
+  C^T = B^T A^T (M and N swap), so the YAML's ``operand: a`` (mma.sp's A) admits either GEMM
+  operand; ``weight`` / ``activation`` restrict by role. Otherwise the dense rate, with
+  FamilyCost.fallback saying why.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
 from accelsim.errors import HardwareConfigError
-from accelsim.sim.formats import storage_bits
 from accelsim.sim.memory import TileStream
 
 PARTIAL_BYTES = 4  # split-K partial sums are fp32 (tensor-core accumulators)
 # CTA raster: bands of this many N tiles (cta_order). An assumption in the spirit of CUTLASS's
-# threadblock swizzle (its GemmIdentityThreadblockSwizzle<8> groups 8 tiles); without any swizzle a
-# wave of an M-fastest raster spans every A panel, which no tuned library does.
+# threadblock swizzles, which raster tiles in narrow bands for L2 locality; without any swizzle a
+# wave of a plain M-fastest raster spans every A panel of a large GEMM.
 SWIZZLE = 8
 
 
@@ -83,14 +86,15 @@ class GemmPlan:
     rate_factor: int  # 2 for 2:4 mma.sp on A100, 1 dense
 
 
-def mma_rate_factor(gpu) -> int:
+def mma_rate_factor(gpu, where: str = "hardware file") -> int:
     """How many times more MACs mma.sp issues than the dense mma in the same time (A100: m16n8k32 vs
     m16n8k16 -> 2)."""
     dm, dn, dk = gpu.mma_shape
     sm, sn, sk = gpu.sparse_mma_shape
     f, r = divmod(sm * sn * sk, dm * dn * dk)
     if r or f < 1:
-        raise HardwareConfigError(f"sparse_mma_shape {gpu.sparse_mma_shape} is not a multiple of mma_shape {gpu.mma_shape}")
+        raise HardwareConfigError(f"{where}: compute.sparse_mma_shape {gpu.sparse_mma_shape} does not hold a "
+                                  f"whole multiple of the MACs of mma_shape {gpu.mma_shape}")
     return f
 
 
@@ -175,11 +179,14 @@ class GemmTraffic:
 
 
 def gemm_traffic(plan: GemmPlan, gpu, l2_capacity: int | None, *, compressed_a: bool,
-                 scale_a: float = 1.0, scale_b: float = 1.0, scale_out: float = 1.0) -> GemmTraffic:
+                 scale_a: Fraction | int = 1, scale_b: Fraction | int = 1, scale_out: Fraction | int = 1,
+                 out_bytes: int | None = None) -> GemmTraffic:
     """HBM traffic per wave. ``scale_*``: unique-data factors min(1, tensor elements / GEMM operand
-    elements) of an implicit-GEMM convolution (1 for matmuls)."""
+    elements) of an implicit-GEMM convolution (1 for matmuls). ``out_bytes``: bytes per output
+    element (default element_bytes: the output has the inputs' type)."""
     tm, tn, tk = gpu.cta_tile
     e = gpu.element_bytes
+    eo = e if out_bytes is None else int(out_bytes)
     m, n, k, s = plan.m, plan.n, plan.k, plan.split_k
     split, g, row, col = cta_order(plan)
     wave = np.arange(plan.ctas, dtype=np.int64) // plan.wave_size
@@ -187,8 +194,8 @@ def gemm_traffic(plan: GemmPlan, gpu, l2_capacity: int | None, *, compressed_a: 
     cols_valid = np.minimum(tn, n - col * tn)
     k_len = np.clip(k - split * plan.ksteps * tk, 0, plan.ksteps * tk)  # K elements of each slice
 
-    a_all = scale_a * plan.groups * m * a_row_bytes(k, e, compressed_a)
-    b_all = scale_b * plan.groups * n * k * e
+    a_all = float(scale_a) * plan.groups * m * a_row_bytes(k, e, compressed_a)
+    b_all = float(scale_b) * plan.groups * n * k * e
     fits = l2_capacity is not None and a_all + b_all <= l2_capacity
 
     def per_wave(panel: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
@@ -204,14 +211,14 @@ def gemm_traffic(plan: GemmPlan, gpu, l2_capacity: int | None, *, compressed_a: 
 
     a_w = per_wave(row, rows_valid * a_row_bytes(k_len, e, compressed_a))
     b_w = per_wave(col, cols_valid * k_len * e)
-    a_w = np.ceil(a_w * scale_a).astype(np.int64)
-    b_w = np.ceil(b_w * scale_b).astype(np.int64)
+    a_w = _scaled(a_w, scale_a)
+    b_w = _scaled(b_w, scale_b)
 
     out_elems = np.zeros(plan.waves, dtype=np.int64)
     np.add.at(out_elems, wave, rows_valid * cols_valid)
     final_load = final_store = 0
     if s == 1:
-        out_w = np.ceil(out_elems * (e * scale_out)).astype(np.int64)
+        out_w = _scaled(out_elems * eo, scale_out)
     else:
         partials = s * plan.groups * m * n * PARTIAL_BYTES
         if l2_capacity is not None and partials <= l2_capacity:
@@ -219,12 +226,20 @@ def gemm_traffic(plan: GemmPlan, gpu, l2_capacity: int | None, *, compressed_a: 
         else:
             out_w = out_elems * PARTIAL_BYTES
             final_load = partials
-        final_store = int(math.ceil(plan.groups * m * n * e * scale_out))
+        final_store = int(_scaled(np.array([plan.groups * m * n * eo]), scale_out)[0])
 
     # L2 -> SM: each CTA reads its own A and B slices every step (im2col tiles, no unique scaling)
     l2 = np.zeros(plan.waves, dtype=np.float64)
     np.add.at(l2, wave, rows_valid * a_row_bytes(tk, e, compressed_a) + cols_valid * tk * e)
     return GemmTraffic(a_w, b_w, out_w, l2, int(final_load), final_store, bool(fits))
+
+
+def _scaled(nbytes: np.ndarray, scale: Fraction | int) -> np.ndarray:
+    """ceil(nbytes * scale) exactly (nbytes are multiples of 1/8: compressed rows), per wave."""
+    scale = Fraction(scale)
+    eighths = np.rint(np.asarray(nbytes, dtype=np.float64) * 8).astype(np.int64)
+    den = 8 * scale.denominator
+    return np.array([-(-int(x) * scale.numerator // den) for x in eighths], dtype=np.int64)
 
 
 def gemm_stream(plan: GemmPlan, traffic: GemmTraffic, gpu, names: tuple[str, str],
@@ -275,7 +290,7 @@ def check_gpu(hw) -> None:
     for label, shape in (("mma_shape", gpu.mma_shape), ("sparse_mma_shape", gpu.sparse_mma_shape)):
         if tm % shape[0] or tn % shape[1] or tk % shape[2]:
             raise HardwareConfigError(f"{where}: compute.cta_tile {gpu.cta_tile} is not a multiple of {label} {shape}")
-    mma_rate_factor(gpu)
+    mma_rate_factor(gpu, where)
     smem = _smem_level(hw)
     if smem is not None:
         # two pipeline stages of the A and B slices per resident CTA (double-buffered main loop)
@@ -291,7 +306,8 @@ def launch_cycles(hw) -> int:
 
 
 def gemm_cost(m: int, n: int, k: int, groups: int, hw, *, sparse_a: bool, names: tuple[str, str] = ("a", "b"),
-              scale_a: float = 1.0, scale_b: float = 1.0, scale_out: float = 1.0):
+              scale_a: Fraction | int = 1, scale_b: Fraction | int = 1, scale_out: Fraction | int = 1,
+              out_bytes: int | None = None):
     """(plan, TileStream, fixed cycles, dense-format bytes per operand) of one GEMM on the GPU,
     A given as ``names[0]``; ``sparse_a``: A is 2:4 and stored compressed (mma.sp rate)."""
     check_gpu(hw)
@@ -300,7 +316,7 @@ def gemm_cost(m: int, n: int, k: int, groups: int, hw, *, sparse_a: bool, names:
     cap = None if l2 is None else l2.capacity_bytes
     l2_bpc = math.inf if l2 is None else l2.bandwidth_bytes_per_s / hw.clock_hz
     plan = plan_gemm(m, n, k, groups, gpu, sparse_a=sparse_a)
-    scales = dict(scale_a=scale_a, scale_b=scale_b, scale_out=scale_out)
+    scales = dict(scale_a=scale_a, scale_b=scale_b, scale_out=scale_out, out_bytes=out_bytes)
     traffic = gemm_traffic(plan, gpu, cap, compressed_a=sparse_a, **scales)
     stream = gemm_stream(plan, traffic, gpu, names, l2_bpc, hw.dram().latency_cycles)
     dense_t = gemm_traffic(plan, gpu, cap, compressed_a=False, **scales) if sparse_a else traffic
@@ -373,20 +389,20 @@ def decide_sparsity(hw, *, m: int, n: int, k: int, kind: str, pass_: str, a: str
     return SparseChoice(None, False, "; ".join(reasons))
 
 
-def _unique_scale(work, name: str, gemm_elems: int) -> float:
-    """min(1, stored tensor elements / GEMM operand elements) (module docstring)."""
+def _unique_scale(work, name: str, gemm_elems: int) -> Fraction:
+    """min(1, stored tensor elements / GEMM operand elements) (module docstring), exact."""
     if work.conv is None or not gemm_elems:
-        return 1.0
-    return min(1.0, work.numel(name) / gemm_elems)
+        return Fraction(1)
+    return min(Fraction(1), Fraction(work.numel(name), gemm_elems))
 
 
-def _out_scale(work) -> float:
+def _out_scale(work) -> Fraction:
     geo = work.conv
     if geo is None:
-        return 1.0
+        return Fraction(1)
     out = {"fwd": geo.n * geo.k * geo.p * geo.q, "dgrad": geo.n * geo.c * geo.h * geo.w,
            "wgrad": geo.k * (geo.c // geo.groups) * geo.r * geo.s}[work.pass_]
-    return min(1.0, out / (work.groups * work.m * work.n))
+    return min(Fraction(1), Fraction(out, work.groups * work.m * work.n))
 
 
 def op_cost(work, hw, *, sparse: bool):

@@ -243,7 +243,8 @@ class _Intervals:
         comp = np.stack([cstart, cstart + c], axis=1)
         lm, sm = lstart >= 0, sstart >= 0
         dma = np.concatenate(
-            [np.stack([lstart[lm], lstart[lm] + ldur[lm]], axis=1), np.stack([sstart[sm], sstart[sm] + sdur[sm]], axis=1)]
+            [np.stack([lstart[lm], lstart[lm] + ldur[lm]], axis=1),
+             np.stack([sstart[sm], sstart[sm] + sdur[sm]], axis=1)]
         )
         return {"compute": comp, "dma": dma}
 

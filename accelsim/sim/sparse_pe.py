@@ -123,8 +123,17 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
         skipped = ("a", "b")
     if kind == "none":
         unit = np.full((g, mb, nb), dense_stream_rows(work, comp.lanes), np.int64)
-    compute, per_wave = tile_schedule(unit, comp.tiles)
-    stream = _wave_stream(work, hw, unit.shape, per_wave, skipped)
+    # loop order: row blocks outer (A block stays while every column block passes) or column blocks
+    # outer; the one that moves fewer DRAM bytes is used, as a mapper would choose it
+    best = None
+    for order in ("mn", "nm"):
+        u = unit if order == "mn" else unit.transpose(0, 2, 1)
+        cyc, per_wave = tile_schedule(u, comp.tiles)
+        st = _wave_stream(work, hw, unit.shape, per_wave, skipped, order)
+        moved = sum(int(v.sum()) for v in st.load_bytes.values())
+        if best is None or moved < best[0]:
+            best = (moved, cyc, st)
+    _, compute, stream = best
     names = tuple(work.a if s == "a" else work.b for s in skipped)
     return FamilyCost(compute_cycles=compute, effectual_macs=eff,
                       sparse_operand="+".join(names) if names else None, fallback=fallback, tiles=stream)
@@ -158,13 +167,18 @@ def _cap(hw: HardwareConfig) -> int:
 
 
 def _wave_stream(work: Workload, hw: HardwareConfig, grid: tuple[int, int, int], per_wave: np.ndarray,
-                 skipped: tuple[str, ...]) -> TileStream:
+                 skipped: tuple[str, ...], order: str = "mn") -> TileStream:
+    """Per-wave DRAM loads/stores; units enumerated with column blocks fastest ("mn") or row blocks
+    fastest ("nm")."""
     g, mb, nb = grid
     tiles = hw.compute.tiles
     nunits = g * mb * nb
     waves = per_wave.size
     u = np.arange(nunits)
-    gi, mi, ni = u // (mb * nb), (u // nb) % mb, u % nb
+    if order == "mn":
+        gi, mi, ni = u // (mb * nb), (u // nb) % mb, u % nb
+    else:
+        gi, ni, mi = u // (mb * nb), (u // mb) % nb, u % mb
     wave = u // tiles
     cap = _cap(hw)
     loads = {}

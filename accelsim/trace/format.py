@@ -381,6 +381,19 @@ def _json_default(o: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 # Writer
 
+_TRIAL_BYTES = 32768
+
+
+def _worth_deflating(arr: np.ndarray) -> bool:
+    """Deflate a member unless a trial on its first 32 KiB saves < 10%: masks near 50% density are
+    close to random bits (deflate level 1 measured 1.000 of the input at density 0.5, 0.90 at 0.3,
+    while costing ~12 ms per 250 KB); dense, very sparse or structured masks shrink a lot."""
+    if arr.nbytes <= _TRIAL_BYTES:
+        return True
+    head = arr.reshape(-1).view(np.uint8)[:_TRIAL_BYTES].tobytes()
+    return len(zlib.compress(head, 1)) < 0.9 * len(head)
+
+
 
 class TraceWriter:
     """Streams a trace to ``path``: masks are written as they come, the header on :meth:`close`.
@@ -418,7 +431,7 @@ class TraceWriter:
     # -- members
     def _write_member(self, name: str, arr: np.ndarray) -> None:
         zi = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-        zi.compress_type = zipfile.ZIP_DEFLATED
+        zi.compress_type = zipfile.ZIP_DEFLATED if _worth_deflating(arr) else zipfile.ZIP_STORED
         zi._compresslevel = self._level  # ZipFile.open(ZipInfo) takes the level from the ZipInfo
         zi.external_attr = 0o644 << 16
         big = arr.nbytes > (1 << 31) - (1 << 20)

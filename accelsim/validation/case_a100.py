@@ -99,6 +99,37 @@ def run() -> CaseReport:
                                     "Mishra et al. 2021 §3 (2:4 halves the math; larger GEMMs nearly 2x); "
                                     "FACTS.md", f"{s:.3f}x", "-", tol, ok(s),
                                     note="" if operand else f"dense fallback: {fallback}"))
+    # What the published points imply: if a share c/T of the dense kernel time does not shrink
+    # with 2:4 and the rest halves, s = T / (c + (T - c)/2), so c/T = 2/s - 1 (derivation).
+    ideal = {k: 2 * 10240 * 10240 * k / 624e12 for k in PUBLISHED}   # s at 624 dense INT8 TOPS
+    imp, nonshrink = [], {}
+    for k, pub in PUBLISHED.items():
+        frac = 2 / pub - 1
+        t = ideal[k] / (1 - frac)
+        nonshrink[k] = (frac * t, t)
+        ours = next(x for kk, x, _, _ in sweep if kk == k)
+        imp.append([k, f"{pub:.2f}x", f"{frac:.3f}", f"{1e3 * t:.2f} ms", f"{1e3 * frac * t:.2f} ms",
+                    f"{ours:.3f}x", f"{2 / ours - 1:.3f}"])
+    rep.tables.append(
+        "What the measured curve implies: the share of dense kernel time that 2:4 does not shrink "
+        "(c/T = 2/s − 1), and in absolute terms if the shrinking part runs at the 624 TOPS INT8 "
+        "peak:\n\n" + md_table(["K", "published", "non-shrinking c/T", "dense T", "c", "accelsim",
+                                 "accelsim c/T"], imp))
+    failing = [c for c in rep.checks if c.passed is False]
+    if failing:
+        rep.notes.append(
+            "**Why accelsim misses the small-K points.** In accelsim these GEMMs are compute-bound "
+            f"with all data movement overlapped by the double-buffered engine and only a {1e6 * fp16.compute.launch_overhead_s:g} µs launch "
+            "outside it, so 2:4 halves almost the whole op and the speedup is near 2x at every K. "
+            f"The measured curve needs a large part of the dense time that does not shrink at small "
+            f"K ({1e3 * nonshrink[1280][0]:.2f} ms of {1e3 * nonshrink[1280][1]:.2f} ms at K = 1280) "
+            f"but much less at large K ({1e3 * nonshrink[10240][0]:.2f} ms at K = 10240): "
+            "not a fixed per-launch or per-output cost (those would be constant in K), "
+            "rather a sparse-kernel efficiency that grows with K (cuSPARSELt 2021 tile choice, "
+            "pipeline prologue/epilogue per CTA relative to a short main loop). accelsim has no "
+            "sourced model of that, and fitting one to this figure is not allowed. Follow-up: a "
+            "per-CTA prologue/epilogue cost from a citable source (CUTLASS pipeline depth, "
+            "measured epilogue cost) would move the small-K points in the right direction.")
     rep.tables.append("INT8 sweep (M = N = 10240), derived int8 variant of a100_24.yaml:\n\n" + md_table(
         ["K", "accelsim speedup", "published (Fig. 3)", "sparse operand"],
         [[k, f"{s:.3f}x", f"{PUBLISHED[k]:.2f}x" if k in PUBLISHED else "", operand or f"none ({fb})"]

@@ -1,0 +1,84 @@
+"""Recording overhead: one training step of ResNet-18 CIFAR (batch 32, SGD) with and without
+``accelsim.record`` (issue 2 target: recorded step <= 1.5x an unrecorded step, on CPU).
+
+Recorded and unrecorded iterations alternate inside one ``with accelsim.record(...)`` block, so both
+see the same machine load; the table gives the median of each and their ratio, plus the one-off
+cost of writing the header at the end and the trace size.
+
+    python benchmarks/bench_record.py [--batch 32] [--pairs 3] [--threads N] [--out /tmp/x.npz]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+import accelsim
+from accelsim.trace.format import load_trace
+
+
+def build_resnet18_cifar() -> torch.nn.Module:
+    from accelsim.models.zoo import build_model  # the project's model zoo (another module's)
+
+    return build_model("resnet18-cifar")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--pairs", type=int, default=3, help="recorded/unrecorded iteration pairs")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--out", default=None, help="trace path (default: a temp file, removed)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = build_resnet18_cifar()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(args.batch, 3, 32, 32)
+    y = torch.randint(0, 10, (args.batch,))
+    # iterations: warmup, then unrecorded / recorded alternating
+    recorded = [args.warmup + 2 * i + 1 for i in range(args.pairs)]
+    total = args.warmup + 2 * args.pairs
+    out = args.out or os.path.join(tempfile.mkdtemp(), "bench.npz")
+    times: dict[bool, list[float]] = {False: [], True: []}
+    with accelsim.record(model, out, steps=recorded, model_name="resnet18-cifar", method="dense",
+                         batch_size=args.batch) as rec:
+        for i in range(total):
+            t0 = time.perf_counter()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            rec.step()
+            dt = time.perf_counter() - t0
+            if i >= args.warmup:
+                times[i in recorded].append(dt)
+        t_close = time.perf_counter()
+    t_close = time.perf_counter() - t_close
+    size = os.path.getsize(out)
+    tr = load_trace(out)
+    base, rec_t = statistics.median(times[False]), statistics.median(times[True])
+    print(f"ResNet-18 CIFAR, batch {args.batch}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPUs")
+    print(f"{'':28}{'median s':>10}{'all (s)':>30}")
+    print(f"{'unrecorded step':28}{base:10.3f}   {' '.join(f'{t:.3f}' for t in times[False]):>27}")
+    print(f"{'recorded step':28}{rec_t:10.3f}   {' '.join(f'{t:.3f}' for t in times[True]):>27}")
+    print(f"{'ratio recorded/unrecorded':28}{rec_t / base:10.2f}   (target <= 1.5)")
+    print(f"{'closing the file (once)':28}{t_close:10.3f}")
+    print(f"trace: {len(tr.ops) // args.pairs} ops, {len(tr.saved) // args.pairs} saved records per step, "
+          f"{len(tr.tensors)} unique tensors, {size / 1e6:.1f} MB for {args.pairs} steps")
+    tr.close()
+    if args.out is None:
+        os.remove(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,373 @@
+"""The PyTorch recorder: exact ops per step on a hand-built net, masks == tensor != 0, saved records,
+custom autograd functions (SWAT-style sparse backward), attention bmm, step selection, aborts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import accelsim  # noqa: E402
+from accelsim.errors import AccelsimError  # noqa: E402
+from accelsim.trace.format import load_trace  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+class TwoLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(4 * 6 * 6, 5)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.relu(self.conv(x)), 1))
+
+
+def _used(tr, op, name):
+    o = op.operand(name)
+    s = tr.tensors[o.tensor].shape
+    return (*s[:-2], s[-1], s[-2]) if o.transposed else s
+
+
+def _train_two_layer(path, steps=(1, 2), iters=3):
+    """Train TwoLayer for ``iters`` iterations, recording ``steps``; capture every operand ourselves."""
+    torch.manual_seed(0)
+    net = TwoLayer()
+    with torch.no_grad():  # zeros in both weights so the weight masks are not trivial
+        net.conv.weight[:, 0, 0, :] = 0
+        net.fc.weight[:, :40] = 0
+    # fixed-mask pruning: the pruned weights get zero gradient, so they stay zero across steps
+    net.conv.weight.register_hook(lambda g: g * (net.conv.weight != 0))
+    net.fc.weight.register_hook(lambda g: g * (net.fc.weight != 0))
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    caps: dict[int, dict] = {}
+    cur: dict = {}
+    net.conv.register_forward_pre_hook(lambda m, i: cur.update(x=i[0].detach().clone(), w=m.weight.detach().clone()))
+    net.fc.register_forward_pre_hook(lambda m, i: cur.update(a=i[0].detach().clone(), lw=m.weight.detach().clone()))
+    net.relu.register_forward_hook(lambda m, i, o: cur.update(relu=o.detach().clone()))
+
+    def out_grad(name):
+        def hook(m, i, o):
+            o.register_hook(lambda g: cur.update({name: g.detach().clone()}))
+        return hook
+
+    net.conv.register_forward_hook(out_grad("g"))
+    net.fc.register_forward_hook(out_grad("gl"))
+    with accelsim.record(net, path, steps=steps, model_name="two-layer", method="dense",
+                         meta={"optimizer": "sgd", "lr": 0.01}) as rec:
+        for i in range(iters):
+            cur = {}
+            x = torch.relu(torch.randn(2, 3, 6, 6))   # zeros in the input too
+            y = torch.tensor([1, 3])
+            loss = F.cross_entropy(net(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            assert rec.recording == (i in steps)
+            caps[i] = cur
+            rec.step()
+    return caps
+
+
+def test_two_layer_net_records_exactly_the_expected_ops(tmp_path):
+    path = tmp_path / "two.npz"
+    caps = _train_two_layer(path)
+    tr = load_trace(path)
+    tr.validate_masks()
+    h = tr.header
+    assert (h["model"], h["method"], h["batch_size"], h["dtype"], h["steps"]) == (
+        "two-layer", {"name": "dense", "params": {}}, 2, "float32", [1, 2])
+    assert h["meta"] == {"optimizer": "sgd", "lr": 0.01} and h["torch"] == torch.__version__
+    for step in (1, 2):
+        ops = [o for o in tr.ops if o.step == step]
+        # No conv dgrad: the input of the first layer does not require grad.
+        assert [(o.layer, o.kind, o.pass_) for o in ops] == [
+            ("conv", "conv2d", "fwd"), ("fc", "matmul", "fwd"), ("fc", "matmul", "dgrad"),
+            ("fc", "matmul", "wgrad"), ("conv", "conv2d", "wgrad")]
+        conv, fc, fc_d, fc_w, conv_w = ops
+        assert [o.seq for o in ops] == sorted(o.seq for o in ops)
+        assert (conv.module_type, fc.module_type) == ("Conv2d", "Linear")
+        assert conv.aten == "aten.convolution.default" and conv_w.aten == "aten.convolution_backward.default"
+        assert fc.aten == "aten.addmm.default" and fc.params == {"bias": True}
+        assert (fc_d.aten, fc_w.aten) == ("aten.mm.default", "aten.mm.default")
+        # shapes as used: conv (N,C,H,W)=(2,3,6,6), (K,C,R,S)=(4,3,3,3) -> (2,4,6,6); P = (6+2-2-1)/1+1 = 6
+        assert _used(tr, conv, "input") == (2, 3, 6, 6) and _used(tr, conv, "weight") == (4, 3, 3, 3)
+        assert conv.out_shape == (2, 4, 6, 6)
+        assert conv.params == {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1,
+                               "input_shape": [2, 3, 6, 6], "weight_shape": [4, 3, 3, 3],
+                               "output_shape": [2, 4, 6, 6]}
+        # linear fwd: (2,144) @ W^T (144,5); W stored once as (5,144) with transposed=True
+        assert _used(tr, fc, "a") == (2, 144) and _used(tr, fc, "b") == (144, 5) and fc.out_shape == (2, 5)
+        assert fc.operand("b").transposed and tr.tensors[fc.operand("b").tensor].shape == (5, 144)
+        # dgrad: dY (2,5) @ W (5,144) -> (2,144), sharing the weight record with fwd
+        assert _used(tr, fc_d, "a") == (2, 5) and _used(tr, fc_d, "b") == (5, 144) and fc_d.out_shape == (2, 144)
+        assert fc_d.operand("b").tensor == fc.operand("b").tensor
+        # wgrad: dY^T (5,2) @ X (2,144) -> (5,144); X is the forward input record, dY the dgrad one
+        assert _used(tr, fc_w, "a") == (5, 2) and _used(tr, fc_w, "b") == (2, 144) and fc_w.out_shape == (5, 144)
+        assert fc_w.operand("b").tensor == fc.operand("a").tensor
+        assert fc_w.operand("a").tensor == fc_d.operand("a").tensor
+        # conv wgrad: dY (2,4,6,6) with the forward input -> (4,3,3,3)
+        assert conv_w.operand("input").tensor == conv.operand("input").tensor
+        assert _used(tr, conv_w, "grad_output") == (2, 4, 6, 6) and conv_w.out_shape == (4, 3, 3, 3)
+        roles = {(o.layer, o.pass_, p.name): tr.tensors[p.tensor].role for o in ops for p in o.operands}
+        assert roles == {
+            ("conv", "fwd", "input"): "activation", ("conv", "fwd", "weight"): "weight",
+            ("fc", "fwd", "a"): "activation", ("fc", "fwd", "b"): "weight",
+            ("fc", "dgrad", "a"): "grad_output", ("fc", "dgrad", "b"): "weight",
+            ("fc", "wgrad", "a"): "grad_output", ("fc", "wgrad", "b"): "activation",
+            ("conv", "wgrad", "grad_output"): "grad_output", ("conv", "wgrad", "input"): "activation"}
+
+        # Masks are tensor != 0 of the very tensors used (captured by our own hooks).
+        c = caps[step]
+        assert np.array_equal(tr.operand_mask(conv, "input"), (c["x"] != 0).numpy())
+        assert np.array_equal(tr.operand_mask(conv, "weight"), (c["w"] != 0).numpy())
+        assert np.array_equal(tr.operand_mask(fc, "a"), (c["a"] != 0).numpy())
+        assert np.array_equal(tr.operand_mask(fc, "b"), (c["lw"].t() != 0).numpy())
+        assert np.array_equal(tr.operand_mask(fc_d, "a"), (c["gl"] != 0).numpy())
+        assert np.array_equal(tr.operand_mask(fc_d, "b"), (c["lw"] != 0).numpy())
+        assert np.array_equal(tr.operand_mask(fc_w, "a"), (c["gl"].t() != 0).numpy())
+        assert np.array_equal(tr.operand_mask(conv_w, "grad_output"), (c["g"] != 0).numpy())
+        # the masks are not trivial: zeros from ReLU in the input, activations and output gradient
+        assert 0 < tr.tensors[fc.operand("a").tensor].nnz < 288
+        assert 0 < tr.tensors[conv_w.operand("grad_output").tensor].nnz < 288
+        assert tr.tensors[fc.operand("b").tensor].nnz == 5 * 104  # fc.weight[:, :40] = 0
+        assert tr.tensors[conv.operand("weight").tensor].nnz == 108 - 4 * 3  # conv.weight[:, 0, 0, :] = 0
+    assert not [o for o in tr.ops if o.step not in (1, 2)]
+
+
+def test_saved_records_of_two_layer_net(tmp_path):
+    path = tmp_path / "two.npz"
+    caps = _train_two_layer(path, steps=(0,), iters=1)
+    tr = load_trace(path)
+    c = caps[0]
+    by = {(s.layer, s.saved_by, tuple(s.shape)): s for s in tr.saved}
+    conv_in = by[("conv", "ConvolutionBackward0", (2, 3, 6, 6))]
+    conv_w = by[("conv", "ConvolutionBackward0", (4, 3, 3, 3))]
+    relu = by[("relu", "ReluBackward0", (2, 4, 6, 6))]
+    fc_in = by[("fc", "AddmmBackward0", (2, 144))]
+    fc_w = by[("fc", "AddmmBackward0", (144, 5))]
+    assert (conv_in.category, conv_w.category, relu.category, fc_in.category, fc_w.category) == (
+        "activation", "weight", "activation", "activation", "weight")
+    assert relu.nnz == int((c["relu"] != 0).sum()) and np.array_equal(tr.mask(relu.tensor), (c["relu"] != 0).numpy())
+    assert np.array_equal(tr.mask(conv_in.tensor), (c["x"] != 0).numpy())
+    assert conv_in.tensor == tr.ops[0].operand("input").tensor          # the same record as the op operand
+    assert fc_in.storage == relu.storage != conv_in.storage             # flatten is a view: count once
+    assert relu.nbytes == 2 * 4 * 6 * 6 * 4 and relu.dtype == "float32"
+    # pack before use, unpack in backward, on one clock with the ops
+    conv_fwd, fc_fwd, _, fc_wgrad, conv_wgrad = tr.ops
+    assert conv_in.t_pack < conv_fwd.seq < fc_fwd.seq < fc_in.t_unpack < fc_wgrad.seq
+    assert relu.t_pack < fc_in.t_pack and conv_in.t_unpack < conv_wgrad.seq
+    # everything autograd kept was unpacked by this step's backward
+    assert all(s.t_unpack is not None for s in tr.saved)
+    assert {s.category for s in tr.saved if s.tensor is None} == {"other"}
+
+
+# ------------------------------------------------------------------------------ custom autograd functions
+
+
+class _SparseConvFn(torch.autograd.Function):
+    """SWAT-style: forward with sparse W~ and dense X, save sparse X~ and W~, backward via nn.grad."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ws = w * (w.abs() >= w.abs().flatten().kthvalue(w.numel() // 2).values)
+        y = F.conv2d(x, ws, padding=1)
+        xs = x * (x.abs() >= x.abs().flatten().kthvalue(x.numel() // 2).values)
+        ctx.save_for_backward(xs, ws)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        xs, ws = ctx.saved_tensors
+        gx = torch.nn.grad.conv2d_input(xs.shape, ws, gy, padding=1)
+        gw = torch.nn.grad.conv2d_weight(xs, ws.shape, gy, padding=1)
+        return gx, gw
+
+
+class _SparseLinearFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w):
+        ws = w * (w.abs() >= w.abs().flatten().kthvalue(w.numel() // 2).values)
+        xs = x * (x.abs() >= x.abs().flatten().kthvalue(x.numel() // 2).values)
+        ctx.save_for_backward(xs, ws)
+        return F.linear(x, ws)
+
+    @staticmethod
+    def backward(ctx, gy):
+        xs, ws = ctx.saved_tensors
+        return gy.mm(ws), gy.t().mm(xs)
+
+
+class SwatConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 3, 3, 3))
+
+    def forward(self, x):
+        return _SparseConvFn.apply(x, self.weight)
+
+
+class SwatLinear(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(5, 144))
+
+    def forward(self, x):
+        return _SparseLinearFn.apply(x, self.weight)
+
+
+class SwatNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = SwatConv()
+        self.fc = SwatLinear()
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.tanh(self.conv(x)), 1))
+
+
+def test_custom_autograd_sparse_backward(tmp_path):
+    torch.manual_seed(1)
+    net = SwatNet()
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)   # input requires grad: conv dgrad is issued too
+    path = tmp_path / "swat.npz"
+    with accelsim.record(net, path, method="swat", method_params={"sparsity": 0.5}):
+        net(x).sum().backward()
+    tr = load_trace(path)
+    tr.validate_masks()
+    assert [(o.layer, o.kind, o.pass_, o.aten) for o in tr.ops] == [
+        ("conv", "conv2d", "fwd", "aten.convolution.default"),
+        ("fc", "matmul", "fwd", "aten.mm.default"),
+        ("fc", "matmul", "dgrad", "aten.mm.default"),
+        ("fc", "matmul", "wgrad", "aten.mm.default"),
+        ("conv", "conv2d", "dgrad", "aten.convolution_backward.default"),
+        ("conv", "conv2d", "wgrad", "aten.convolution_backward.default")]
+    conv, fc, fc_d, fc_w, conv_d, conv_w = tr.ops
+    assert (conv.module_type, fc.module_type) == ("SwatConv", "SwatLinear")
+    # forward: dense input, sparse weight (half of 108 kept: kthvalue threshold keeps >= the 54th value)
+    assert tr.tensors[conv.operand("input").tensor].nnz == 216
+    assert tr.tensors[conv.operand("weight").tensor].nnz == 108 - 54 + 1
+    # dgrad uses the same sparse weight record as fwd; wgrad the *sparse* saved input X~, not X
+    assert conv_d.operand("weight").tensor == conv.operand("weight").tensor
+    assert conv_w.operand("input").tensor != conv.operand("input").tensor
+    assert tr.tensors[conv_w.operand("input").tensor].nnz == 216 - 108 + 1
+    assert fc_d.operand("b").tensor == fc.operand("b").tensor and fc.operand("b").transposed
+    assert tr.tensors[fc_w.operand("b").tensor].nnz == 288 - 144 + 1  # X~ of the linear layer
+    assert fc_w.out_shape == (5, 144) and fc_d.out_shape == (2, 144)
+    saved = {(s.layer, tuple(s.shape)): s for s in tr.saved}
+    assert saved[("conv", (2, 3, 6, 6))].saved_by == "_SparseConvFnBackward"
+    assert saved[("conv", (2, 3, 6, 6))].tensor == conv_w.operand("input").tensor
+    assert saved[("conv", (4, 3, 3, 3))].category == "weight"   # W~ is not a parameter, but weight-shaped
+    assert tr.header["method"] == {"name": "swat", "params": {"sparsity": 0.5}}
+
+
+class Attn(nn.Module):
+    def forward(self, q, k, v):
+        s = torch.bmm(q, k.transpose(1, 2)).softmax(-1)
+        return torch.bmm(s, v)
+
+
+def test_attention_bmm_passes(tmp_path):
+    # For C = A @ B with no weight: the op computing dA (= dC @ B^T) is dgrad, dB (= A^T @ dC) wgrad.
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 5, 3, requires_grad=True) for _ in range(3))
+    path = tmp_path / "attn.npz"
+    with accelsim.record(Attn(), path):
+        m = Attn()
+        m(q, k, v)  # not the recorded model either: its ops are under the model name
+    tr = load_trace(path)
+    assert {o.layer for o in tr.ops} == {"Attn"}
+    fwd = [o for o in tr.ops if o.pass_ == "fwd"]
+    assert [(_used(tr, o, "a"), _used(tr, o, "b")) for o in fwd] == [((2, 5, 3), (2, 3, 5)), ((2, 5, 5), (2, 5, 3))]
+    assert len(tr.ops) == 2  # no backward ran
+
+    path2 = tmp_path / "attn2.npz"
+    model = Attn()
+    with accelsim.record(model, path2):
+        model(q, k, v).sum().backward()
+    tr = load_trace(path2)
+    f1, f2 = [o for o in tr.ops if o.pass_ == "fwd"]
+    bwd = [o for o in tr.ops if o.pass_ != "fwd"]
+    assert sorted(o.pass_ for o in bwd) == ["dgrad", "dgrad", "wgrad", "wgrad"]
+    for f in (f1, f2):
+        a, b = _used(tr, f, "a"), _used(tr, f, "b")
+        d = [o for o in bwd if o.pass_ == "dgrad" and o.out_shape == a]
+        w = [o for o in bwd if o.pass_ == "wgrad" and o.out_shape == b]
+        assert len(d) == 1 and len(w) == 1
+        # dA consumes B (same stored tensor as forward's b); dB consumes A
+        assert f.operand("b").tensor in {p.tensor for p in d[0].operands}
+        assert f.operand("a").tensor in {p.tensor for p in w[0].operands}
+    assert all(tr.tensors[p.tensor].role in ("activation", "grad_output") for o in tr.ops for p in o.operands)
+
+
+# ------------------------------------------------------------------------------ steps, aborts, cleanliness
+
+
+def test_unrecorded_steps_install_nothing(tmp_path):
+    from torch.nn.modules import module as M
+
+    net = TwoLayer()
+    n_pre, n_post = len(M._global_forward_pre_hooks), len(M._global_forward_hooks)
+    with accelsim.record(net, tmp_path / "s.npz", steps=[1]) as rec:
+        for i in range(3):
+            active = torch._C._len_torch_dispatch_stack() == 1
+            assert active == (i == 1) == rec.recording
+            assert (len(M._global_forward_pre_hooks) == n_pre + 1) == (i == 1)
+            net(torch.randn(2, 3, 6, 6)).sum().backward()
+            rec.step()
+    assert torch._C._len_torch_dispatch_stack() == 0
+    assert (len(M._global_forward_pre_hooks), len(M._global_forward_hooks)) == (n_pre, n_post)
+    tr = load_trace(tmp_path / "s.npz")
+    assert tr.header["steps"] == [1] and {o.step for o in tr.ops} == {1}
+    assert sum(o.pass_ == "fwd" for o in tr.ops) == 2
+
+
+def test_exception_inside_leaves_no_file(tmp_path):
+    net = TwoLayer()
+    with pytest.raises(RuntimeError, match="boom"):
+        with accelsim.record(net, tmp_path / "x.npz", steps=[0, 1]) as rec:
+            net(torch.randn(2, 3, 6, 6)).sum().backward()
+            rec.step()
+            net(torch.randn(2, 3, 6, 6))
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    assert torch._C._len_torch_dispatch_stack() == 0
+
+
+def test_no_requested_step_reached(tmp_path):
+    net = TwoLayer()
+    with pytest.raises(AccelsimError, match=r"none of the requested steps \[5\] ran") as ei:
+        with accelsim.record(net, tmp_path / "x.npz", steps=[5]) as rec:
+            for _ in range(2):
+                rec.step()
+    assert "\n" not in str(ei.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_arguments():
+    with pytest.raises(AccelsimError, match="model must be a torch.nn.Module"):
+        accelsim.record(object(), "x.npz")
+    with pytest.raises(AccelsimError, match="steps"):
+        accelsim.record(TwoLayer(), "x.npz", steps=[2, 2])
+
+
+def test_inplace_change_of_saved_tensor_still_detected(tmp_path):
+    # saved_tensors_hooks switch off autograd's version check; the recorder restores it.
+    x = torch.randn(4, requires_grad=True)
+
+    class Bad(nn.Module):
+        def forward(self, x):
+            y = torch.sigmoid(x)  # sigmoid saves its output
+            z = y * 1.0
+            y.add_(1)
+            return z + y
+
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        with accelsim.record(Bad(), tmp_path / "x.npz"):
+            Bad()(x).sum().backward()
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,115 @@
+"""Sparse PE arrays: TensorDash one-sided scheduling in lockstep tiles, dual-sided bitmap join."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from accelsim.hw import load_hw, parse_hw
+from accelsim.sim import sparse_pe
+from accelsim.sim.workload import conv_params, workload_from_masks
+from test_workload import CONV_CASES, conv_workloads
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _hw(tiles=1, pe_rows=1, pe_cols=2, lanes=16, sparsity=None):
+    return parse_hw({
+        "name": "t", "family": "sparse_pe", "clock": "1 GHz",
+        "compute": {"tiles": tiles, "pe_rows": pe_rows, "pe_cols": pe_cols, "lanes": lanes, "data_type": "bf16"},
+        "sparsity": sparsity or {"kind": "one_sided", "operand": "a", "lookahead": 2, "lookaside": 5},
+        "memory": [{"name": "buffer", "capacity": "1 MiB"}, {"name": "dram", "bandwidth": "100 GB/s"}],
+    })
+
+
+def test_tile_schedule_round_robin():
+    # units 5,3,2,7,1 on 2 tiles: tile0 runs 5+2+1 = 8, tile1 3+7 = 10 -> makespan 10;
+    # wave fronts 5, 10, 10 -> per-wave shares 5, 5, 0
+    span, waves = sparse_pe.tile_schedule(np.array([5, 3, 2, 7, 1]), 2)
+    assert span == 10 and waves.tolist() == [5, 5, 0]
+
+
+def test_lockstep_group_waits_for_slowest_window():
+    # two windows (A rows, K=32 -> 2 rows of 16 lanes) share one lockstep tile of 1x2 PEs.
+    # window 0 is all zero: 2 rows done in 1 cycle (row 0 executes, row 1 skipped);
+    # window 1 is dense: 2 cycles. The tile waits for window 1: 2 cycles = dense, no speedup.
+    a = np.zeros((2, 32), bool)
+    a[1] = True
+    b = np.ones((32, 1), bool)
+    w = workload_from_masks("matmul", "fwd", {"a": a, "b": b})
+    hw = _hw()
+    sp = sparse_pe.op_cost(w, hw, sparse=True)
+    de = sparse_pe.op_cost(w, hw.dense(), sparse=False)
+    assert (sp.compute_cycles, de.compute_cycles) == (2, 2)
+    assert sp.sparse_operand == "a"
+    # with one PE column per tile each window is its own group: 1 + 2 cycles on one tile
+    hw1 = _hw(pe_cols=1)
+    assert sparse_pe.op_cost(w, hw1, sparse=True).compute_cycles == 3
+    assert sparse_pe.op_cost(w, hw1.dense(), sparse=False).compute_cycles == 4
+
+
+def test_tensordash_dense_cycles_formula():
+    # DNNsim dense cycles per window/filter set: ceil(round_up(C,16)*R*S/16) = ceil(32*9/16) = 18
+    # for C=20, 3x3. M = 8*8 = 64 windows -> 4 sets of 16, N = 8 filters -> 2 sets of 4: 8 units
+    # on 16 tiles: 18 cycles.
+    p = conv_params(1, 20, 8, 8, 8, 3, 3, padding=1)
+    w = workload_from_masks("conv2d", "fwd", {"input": np.ones((1, 20, 8, 8), bool),
+                                              "weight": np.ones((8, 20, 3, 3), bool)}, p)
+    td = load_hw(ROOT / "hwconfigs" / "tensordash.yaml")
+    assert sparse_pe.dense_stream_rows(w, 16) == 18
+    assert sparse_pe.op_cost(w, td.dense(), sparse=False).compute_cycles == 18
+    # 40 filters -> 10 filter sets x 4 window sets = 40 units: 16 tiles take 3, 3, ..., 2 units
+    p2 = conv_params(1, 20, 8, 8, 40, 3, 3, padding=1)
+    w2 = workload_from_masks("conv2d", "fwd", {"input": np.ones((1, 20, 8, 8), bool),
+                                               "weight": np.ones((40, 20, 3, 3), bool)}, p2)
+    assert sparse_pe.op_cost(w2, td.dense(), sparse=False).compute_cycles == 3 * 18
+
+
+def test_auto_picks_larger_zero_fraction():
+    works, _ = conv_workloads(CONV_CASES[0], dens=(0.8, 0.2, 0.5))
+    td = load_hw(ROOT / "hwconfigs" / "tensordash.yaml")
+    assert sparse_pe.op_cost(works["fwd"], td, sparse=True).sparse_operand == "weight"
+    works, _ = conv_workloads(CONV_CASES[0], dens=(0.1, 0.9, 0.5))
+    assert sparse_pe.op_cost(works["fwd"], td, sparse=True).sparse_operand == "input"
+    dense = workload_from_masks("matmul", "fwd", {"a": np.ones((4, 8), bool), "b": np.ones((8, 4), bool)})
+    c = sparse_pe.op_cost(dense, td, sparse=True)
+    assert c.sparse_operand is None and c.fallback == "both operands dense: nothing to skip"
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_tensordash_h2_never_more_than_3x(case):
+    td = load_hw(ROOT / "hwconfigs" / "tensordash.yaml")
+    for seed, dens in enumerate([(0.05, 0.1, 0.02), (0.3, 0.5, 0.4), (0.9, 0.01, 0.7)]):
+        works, _ = conv_workloads(case, seed=seed, dens=dens)
+        for w in works.values():
+            sp = sparse_pe.op_cost(w, td, sparse=True).compute_cycles
+            de = sparse_pe.op_cost(w, td.dense(), sparse=False).compute_cycles
+            assert de <= 3 * sp and sp <= de
+
+
+def test_dual_sided_hand_worked():
+    # lanes=1 PEs, a tile of 1 filter x 2 windows. Effectual pairs: row0 1111 & col 1101 -> 3,
+    # row1 1000 & 1101 -> 1. The lockstep tile takes max(3, 1) = 3 cycles; dense ceil(4/1) = 4.
+    a = np.array([[1, 1, 1, 1], [1, 0, 0, 0]], bool)
+    b = np.array([[1], [1], [0], [1]], bool)
+    w = workload_from_masks("matmul", "fwd", {"a": a, "b": b})
+    hw = _hw(lanes=1, sparsity={"kind": "two_sided", "operand": "both"})
+    c = sparse_pe.op_cost(w, hw, sparse=True)
+    assert c.compute_cycles == 3 and c.effectual_macs == 4 and c.sparse_operand == "a+b"
+    assert sparse_pe.op_cost(w, hw.dense(), sparse=False).compute_cycles == 4
+    # a unit with no effectual pair still takes one cycle to join the bitmaps
+    z = workload_from_masks("matmul", "fwd", {"a": np.zeros((2, 4), bool), "b": b})
+    assert sparse_pe.op_cost(z, hw, sparse=True).compute_cycles == 1
+
+
+def test_sparten_like_runs_all_passes_and_compresses():
+    hw = load_hw(ROOT / "hwconfigs" / "sparten_like.yaml")
+    works, (x, wt, dy, geo) = conv_workloads(CONV_CASES[1], dens=(0.3, 0.3, 0.5))
+    for w in works.values():
+        sp = sparse_pe.op_cost(w, hw, sparse=True)
+        de = sparse_pe.op_cost(w, hw.dense(), sparse=False)
+        assert sp.compute_cycles <= de.compute_cycles
+        # bitmap storage of a 30%-dense bf16 operand: 16*nnz + numel bits < 16*numel
+        assert sum(v.sum() for v in sp.tiles.load_bytes.values()) < sum(v.sum() for v in de.tiles.load_bytes.values())

@@ -1,0 +1,167 @@
+"""Systolic model == SCALE-Sim 3.0's stall-free formula (FACTS.md), N:M PEs, per-fold traffic."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from accelsim.hw import load_hw
+from accelsim.hw.config import SparsityFeature, SystolicCompute
+from accelsim.sim import systolic
+from accelsim.sim.memory import run_tiles
+from accelsim.sim.workload import conv_params, workload_from_masks
+
+ROOT = Path(__file__).resolve().parents[1]
+TOPO = Path("/work/shared/reference/scalesim/topologies/Resnet18.csv")
+
+
+def _hw(rows, cols, df, name="systolic_32x32_ws.yaml"):
+    hw = load_hw(ROOT / "hwconfigs" / name)
+    return dataclasses.replace(hw, compute=SystolicCompute(rows, cols, df, "int8", 1))
+
+
+def _dense_gemm(m, n, k):
+    return workload_from_masks("matmul", "fwd", {"a": np.ones((m, k), bool), "b": np.ones((k, n), bool)})
+
+
+def test_fold_hand_worked():
+    # 8x8 WS, M=20, N=10, K=30: K on rows -> ceil(30/8)=4 row folds, N on cols -> ceil(10/8)=2:
+    # 8 folds of 2*8 + 8 + 20 - 2 = 42 cycles (8 to fill weights, 20 + 8 - 1 to stream the skewed
+    # inputs through the rows, 8 - 1 to drain the columns) = 336; SCALE-Sim prints 335.
+    assert systolic.fold_cycles(20, 10, 30, 8, 8, "ws") == (8, 42)
+    assert systolic.scalesim_total_cycles(20, 10, 30, 8, 8, "ws") == 335
+    # OS: M on rows (3 folds), N on cols (2): 6 folds of 8 + 8 + 30 - 2 = 44 -> 264
+    assert systolic.fold_cycles(20, 10, 30, 8, 8, "os") == (6, 44)
+    # IS: K on rows (4), M on cols (3): 12 folds of 2*8 + 8 + 10 - 2 = 32 -> 384
+    assert systolic.fold_cycles(20, 10, 30, 8, 8, "is") == (12, 32)
+    cost = systolic.op_cost(_dense_gemm(20, 10, 30), _hw(8, 8, "ws"), sparse=False)
+    assert cost.compute_cycles == 336 and cost.tiles.n_tiles == 8
+    # traffic (1-byte words, everything fits the 64 KiB SRAMs): A (20x30) once, B (30x10) once,
+    # C (20x10) once at the last K tile
+    assert cost.tiles.load_bytes["a"].sum() == 600 and cost.tiles.load_bytes["b"].sum() == 300
+    assert cost.tiles.store_bytes.sum() == 200
+    assert np.count_nonzero(cost.tiles.store_bytes) == 2  # the two N folds of the last K tile
+
+
+def _scalesim_reference(m, n, k, rows, cols, df):
+    """Independent re-derivation of SCALE-Sim 3.0's stall-free count, fold by fold:
+    os: inputs and weights enter skewed, T MACs per PE, drain: (R-1) + (C-1) + T cycles per fold;
+    ws/is: R cycles to fill the stationary operand, then T streamed rows skewed over R rows and
+    C columns: R + (T + R - 1) + (C - 1). Summed over every (partial) fold, minus 1."""
+    if df == "os":
+        spatial_r, spatial_c, t = m, n, k
+    elif df == "ws":
+        spatial_r, spatial_c, t = k, n, m
+    else:
+        spatial_r, spatial_c, t = k, m, n
+    total = 0
+    for _ in range(0, spatial_r, rows):
+        for _ in range(0, spatial_c, cols):
+            if df == "os":
+                total += (rows - 1) + (cols - 1) + t
+            else:
+                total += rows + (t + rows - 1) + (cols - 1)
+    return total - 1
+
+
+def _resnet18_gemms():
+    with open(TOPO, newline="", encoding="utf-8-sig") as fh:
+        rows = [r for r in csv.reader(fh) if r and r[0].strip()]
+    out = []
+    for r in rows[1:]:
+        name = r[0].strip()
+        h, w, fr, fs, c, k, st = (int(x) for x in r[1:8])
+        e_h = math.ceil((h - fr + st) / st)  # SCALE-Sim topology convention: no padding
+        e_w = math.ceil((w - fs + st) / st)
+        out.append((name, e_h * e_w, k, fr * fs * c))
+    return out
+
+
+@pytest.mark.parametrize("df", ["os", "ws", "is"])
+@pytest.mark.parametrize("array", [(32, 32), (8, 16), (128, 128)])
+def test_resnet18_matches_scalesim_formula(df, array):
+    layers = _resnet18_gemms()
+    assert len(layers) == 21
+    hw = _hw(*array, df)
+    for name, m, n, k in layers:
+        ref = _scalesim_reference(m, n, k, *array, df)
+        assert systolic.scalesim_total_cycles(m, n, k, *array, df) == ref, name
+        if m * k <= 400_000:  # the full op path (masks, lowering) on the smaller layers
+            cost = systolic.op_cost(_dense_gemm(m, n, k), hw, sparse=True)
+            assert cost.compute_cycles - 1 == ref, name
+
+
+def test_conv_path_equals_gemm_path():
+    # a padded 3x3 conv lowers to M = N*P*Q, N = K, K = R*S*C; the conv op costs what its GEMM costs
+    p = conv_params(1, 16, 10, 10, 24, 3, 3, padding=1)
+    w = workload_from_masks("conv2d", "fwd", {"input": np.ones((1, 16, 10, 10), bool),
+                                              "weight": np.ones((24, 16, 3, 3), bool)}, p)
+    for df in ("os", "ws", "is"):
+        hw = _hw(8, 8, df)
+        f, c = systolic.fold_cycles(100, 24, 144, 8, 8, df)
+        assert systolic.op_cost(w, hw, sparse=False).compute_cycles == f * c
+
+
+def test_nm_reduced_k():
+    # K' = N*floor(K/M) + min(K mod M, N) (FACTS.md, SCALE-Sim N:M)
+    assert systolic.nm_reduced_k(30, 2, 4) == 16
+    assert systolic.nm_reduced_k(29, 2, 4) == 15
+    assert systolic.nm_reduced_k(576, 2, 4) == 288
+    assert systolic.nm_reduced_k(3, 1, 4) == 1
+
+
+def _nm_conv():
+    wt = np.zeros((32, 64, 3, 3), bool)
+    wt[:, 0::4] = True
+    wt[:, 2::4] = True  # 2 of every 4 channels: 2:4 along C, hence along the fwd reduction (r,s,c)
+    p = conv_params(1, 64, 8, 8, 32, 3, 3, padding=1)
+    fwd = workload_from_masks("conv2d", "fwd", {"input": np.ones((1, 64, 8, 8), bool), "weight": wt}, p)
+    dg = workload_from_masks("conv2d", "dgrad", {"grad_output": np.ones((1, 32, 8, 8), bool), "weight": wt}, p)
+    return fwd, dg
+
+
+def test_nm_sparse_pes_hand_worked():
+    hw = load_hw(ROOT / "hwconfigs" / "systolic_128_nm.yaml")
+    fwd, dg = _nm_conv()
+    # fwd GEMM M=64, N=32, K=576; 128x128 WS: dense ceil(576/128)=5 folds, with 2:4 weights
+    # K'=288 -> 3 folds; each fold 2*128 + 128 + 64 - 2 = 446 cycles
+    sp = systolic.op_cost(fwd, hw, sparse=True)
+    de = systolic.op_cost(fwd, hw.dense(), sparse=False)
+    assert (sp.compute_cycles, de.compute_cycles) == (3 * 446, 5 * 446)
+    assert sp.sparse_operand == "weight" and sp.fallback is None
+    # N:M storage: half the values + 2 bits per kept value: 9216 + 9216/4 bytes instead of 18432
+    assert sp.tiles.load_bytes["weight"].sum() == 9216 + 2304
+    assert de.tiles.load_bytes["weight"].sum() == 18432
+    # dgrad reduces over the 32 filters: every group of 4 filters at a kept channel holds 4 non-zeros,
+    # so only the groups at dropped channels (half) comply -> dense, with the reason
+    c = systolic.op_cost(dg, hw, sparse=True)
+    assert c.compute_cycles == systolic.op_cost(dg, hw.dense(), sparse=False).compute_cycles
+    assert c.sparse_operand is None
+    assert c.fallback == "weight not 2:4 along K for dgrad (50.0% of groups comply): dense"
+
+
+def test_nm_on_wgrad_has_no_weight():
+    hw = load_hw(ROOT / "hwconfigs" / "systolic_128_nm.yaml")
+    p = conv_params(1, 8, 6, 6, 8, 3, 3, padding=1)
+    w = workload_from_masks("conv2d", "wgrad", {"grad_output": np.ones((1, 8, 6, 6), bool),
+                                                "input": np.ones((1, 8, 6, 6), bool)}, p)
+    c = systolic.op_cost(w, hw, sparse=True)
+    assert c.fallback == "no weight operand in conv2d wgrad (input x grad_output)"
+
+
+def test_psum_spill_when_ofmap_too_small():
+    # ws with 2 K tiles; output 4096 x 64 bytes = 256 KiB > 64 KiB ofmap SRAM: partial sums of the
+    # first K tile are written and read back
+    hw = _hw(32, 32, "ws")
+    c = systolic.op_cost(_dense_gemm(4096, 64, 64), hw, sparse=False)
+    f, _ = systolic.fold_cycles(4096, 64, 64, 32, 32, "ws")
+    assert f == 4
+    assert c.tiles.store_bytes.sum() == 2 * 4096 * 64
+    assert c.tiles.load_bytes["psum"].sum() == 4096 * 64
+    r = run_tiles(c.tiles, bytes_per_cycle=10, latency_cycles=0)
+    assert r.compute_cycles == c.compute_cycles and r.total_cycles > r.compute_cycles

@@ -1,0 +1,96 @@
+"""record_training: argument checks, a tiny real recording, determinism."""
+
+import numpy as np
+import pytest
+import torch
+
+import accelsim
+from accelsim.errors import AccelsimError
+from accelsim.sparsity.masks import keep_count
+from accelsim.training import record_training
+
+
+@pytest.fixture(scope="module")
+def swat_trace(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rec") / "r18_swat.npz"
+    calls = []
+    torch.manual_seed(123)
+    before = torch.rand(1).item()
+    torch.manual_seed(123)
+    det = torch.are_deterministic_algorithms_enabled()
+    path = record_training("resnet18-cifar", "swat", out, sparsity=0.8, warmup=1, steps=1, batch=2,
+                           image_size=8, progress=lambda *a: calls.append(a))
+    after = torch.rand(1).item()
+    assert torch.are_deterministic_algorithms_enabled() == det      # global settings restored
+    assert after == before                                          # caller's RNG stream untouched
+    return path, calls
+
+
+def test_tiny_swat_run_gives_loadable_trace_with_target_weight_densities(swat_trace):
+    path, calls = swat_trace
+    assert calls == [("warmup", 1, 1), ("record", 1, 1)]
+    tr = accelsim.load_trace(path)
+    tr.validate_masks()
+    h = tr.header
+    assert h["model"] == "resnet18-cifar" and h["method"]["name"] == "swat"
+    assert h["method"]["params"]["sparsity"] == 0.8 and h["batch_size"] == 2
+    meta = h["meta"]
+    assert meta["warmup"] == 1 and meta["seed"] == 0 and meta["image_size"] == 8
+    assert meta["input_shape"] == [2, 3, 8, 8] and "reduced" in meta["image_size_note"]
+    fwd = [op for op in tr.ops if op.pass_ == "fwd" and op.kind == "conv2d"]
+    assert len(fwd) == 20                                           # 17 3x3 + 3 downsample convs
+    for op in fwd:
+        w = tr.tensors[op.operand("weight").tensor]
+        if op.layer == "conv1":                                     # first layer dense
+            assert w.nnz == w.numel
+        else:                                                       # SWAT ceil rule, exactly
+            assert w.nnz == keep_count(0.2, w.numel), op.layer
+    fc = [op for op in tr.ops if op.layer == "fc" and op.pass_ == "fwd"]
+    assert len(fc) == 1
+    wgrads = [op for op in tr.ops if op.pass_ == "wgrad" and op.kind == "conv2d" and op.layer != "conv1"]
+    assert len(wgrads) == 19
+    for op in wgrads:                                               # saved input: at most 20% non-zero
+        x = tr.tensors[op.operand("input").tensor]
+        assert x.nnz <= keep_count(0.2, x.numel)
+    assert any(tr.tensors[op.operand("input").tensor].nnz == keep_count(0.2, tr.tensors[op.operand("input").tensor].numel)
+               for op in wgrads)
+
+
+def test_same_seed_same_trace_bit_for_bit(tmp_path):
+    kw = dict(method="srste", warmup=2, steps=1, batch=2, image_size=8)
+    a = record_training("transformer-block", out=tmp_path / "a.npz", **kw)
+    b = record_training("transformer-block", out=tmp_path / "b.npz", **kw)
+    ta, tb = accelsim.load_trace(a), accelsim.load_trace(b)
+    assert [t.nnz for t in ta.tensors] == [t.nnz for t in tb.tensors]
+    assert all(np.array_equal(ta.packed(t.id), tb.packed(t.id)) for t in ta.tensors)
+    assert ta.header["meta"]["warmup_loss_first_last"] == tb.header["meta"]["warmup_loss_first_last"]
+    # 2:4 weights of the q projection in the forward matmul
+    op = next(o for o in ta.ops if o.layer == "attn.q" and o.pass_ == "fwd")
+    w = next(ta.tensors[o.tensor] for o in op.operands if ta.tensors[o.tensor].role == "weight")
+    assert w.nnz == w.numel // 2
+
+
+@pytest.mark.parametrize("args, kw, msg", [
+    (("resnet19", "swat"), dict(sparsity=0.5), "unknown model"),
+    (("resnet18-cifar", "rigl"), {}, "unknown method"),
+    (("resnet18-cifar", "swat"), {}, "needs a sparsity"),
+    (("resnet18-cifar", "swat"), dict(sparsity=1.0), "sparsity"),
+    (("resnet18-cifar", "srste"), dict(sparsity=0.5), "does not use a sparsity"),
+    (("resnet18-cifar", "srste"), dict(n=4, m=4), "n < m"),
+    (("resnet18-cifar", "dense"), dict(steps=0), "steps"),
+    (("resnet18-cifar", "dense"), dict(batch=1), "batch"),
+    (("resnet18-cifar", "dense"), dict(optimizer="lbfgs"), "optimizer"),
+    (("resnet18-cifar", "dense"), dict(lr=0), "lr"),
+    (("vgg16-cifar", "dense"), dict(image_size=40), "multiple of 32"),
+    (("resnet18-cifar", "swat"), dict(sparsity=0.5, structure="rows", warmup=0), "structure"),
+])
+def test_bad_arguments_raise_one_line_accelsim_errors(tmp_path, args, kw, msg):
+    with pytest.raises(AccelsimError, match=msg) as e:
+        record_training(*args, out=tmp_path / "x.npz", **kw)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_missing_output_directory_is_an_error(tmp_path):
+    with pytest.raises(AccelsimError, match="does not exist"):
+        record_training("transformer-block", "dense", tmp_path / "no" / "x.npz")
