@@ -211,9 +211,9 @@ def cmd_run(args) -> int:
         d = result.to_dict()
         d["meta"] = _meta(args, trace, [args.hw])
         d["footprint"] = fp.to_dict()
-        _write(write_json, json_path, d)
+        _write(json_path, lambda: write_json(json_path, d))
     if csv_path:
-        _write(write_csv, csv_path, result.to_rows())
+        _write(csv_path, lambda: write_csv(csv_path, result.to_rows()))
     return 0
 
 
@@ -239,8 +239,9 @@ def cmd_compare(args) -> int:
             out.append(f"{name}: {nfb} op(s) fell back to the dense rate (see `accelsim run` for reasons)")
     _print("\n".join(out))
     if json_path:
-        _write(write_json, json_path, {"meta": _meta(args, trace, args.hw),
-                               "machines": [dict(name=n, **r.to_dict()) for n, r in zip(names, results)]})
+        payload = {"meta": _meta(args, trace, args.hw),
+                   "machines": [dict(name=n, **r.to_dict()) for n, r in zip(names, results)]}
+        _write(json_path, lambda: write_json(json_path, payload))
     return 0
 
 
@@ -255,7 +256,16 @@ def cmd_inspect(args) -> int:
     h = trace.header
     out = [_trace_line(trace)]
     for k, v in h.items():
-        out.append(f"  {k}: {v}")
+        if isinstance(v, dict) and v:
+            out.append(f"  {k}:")
+            for k2, v2 in v.items():
+                if isinstance(v2, dict) and v2:
+                    out.append(f"    {k2}:")
+                    out.extend(f"      {k3}: {v3}" for k3, v3 in v2.items())
+                else:
+                    out.append(f"    {k2}: {v2}")
+        else:
+            out.append(f"  {k}: {v}")
     out.append(f"  tensors: {len(trace.tensors)}, ops: {len(trace.ops)}, saved records: {len(trace.saved)}")
     out.append("")
     rows = []
@@ -291,11 +301,14 @@ def cmd_plot(args) -> int:
     trace = _select_steps(_open_trace(args.trace), parse_steps(args.steps))
     title = f"{Path(str(trace.path)).name}" + (f" on {hw.name}" if hw is not None else "")
     if args.what == "memory":
-        _write(plots.plot_memory, out, _footprint(trace, args.format, hw), title=title)
+        fp = _footprint(trace, args.format, hw)
+        _write(out, lambda: plots.plot_memory(fp, out, title=title))
     elif args.what == "speedup":
-        _write(plots.plot_speedup, out, _simulate(trace, hw, quiet=args.quiet), title=title)
+        res = _simulate(trace, hw, quiet=args.quiet)
+        _write(out, lambda: plots.plot_speedup(res, out, title=title))
     else:
-        _write(plots.plot_timeline, out, _simulate(trace, hw, quiet=args.quiet, timeline=True), title=title)
+        res = _simulate(trace, hw, quiet=args.quiet, timeline=True)
+        _write(out, lambda: plots.plot_timeline(res, out, title=title))
     if not args.quiet:
         _print(f"wrote {out}")
     return 0
@@ -335,13 +348,10 @@ def _parse_nm(text: str) -> tuple[int, int]:
     return n, m
 
 
-def _write(fn, path: Path, obj, **kw) -> None:
-    """fn(obj, path) or fn(path, obj) for writers/plots; an OS refusal is the user's one-line error."""
+def _write(path: Path, write) -> None:
+    """Run ``write()``; a refusal by the OS (full disk, no permission) is a one-line user error."""
     try:
-        if fn.__module__.endswith("plots"):
-            fn(obj, path, **kw)
-        else:
-            fn(path, obj, **kw)
+        write()
     except OSError as e:
         raise AccelsimError(f"{path}: cannot write: {e.strerror or e}") from None
 

@@ -124,7 +124,8 @@ def bench_trace(trace: Path, hw_name: str) -> dict:
     t = res.totals()["all"]
     return {"case": f"ResNet-50 b8 train step (synthetic 50-90%) on {hw_name}", "wall_s": wall,
             "cycles": t["total_cycles"],
-            "note": f"{t['ops']} ops, speedup {t['speedup']:.2f}x, fallbacks {t['fallbacks']}, "
+            "note": f"{t['ops']} ops, speedup {t['speedup']:.2f}x (compute only {t['compute_speedup']:.2f}x), "
+                    f"sparsity fallbacks {t['fallbacks']}, "
                     f"peak RSS {_peak_rss_mb():.0f} MB"}
 
 

@@ -71,6 +71,11 @@ def test_run_table_json_csv(tiny, tmp_path):
     assert d["footprint"]["totals"]["activation"]["dense"] == 1280
     assert d["footprint"]["totals"]["weight"]["dense"] == 1792
     rows = list(csv.DictReader(open(cs)))
+    # every CSV column is documented in README.md's "Output columns" table, in order
+    readme = (ROOT / "README.md").read_text().split("## Output columns", 1)[1].split("\n## ", 1)[0]
+    documented = [c.strip(" `") for line in readme.splitlines() if line.startswith("| `")
+                  for c in line.split("|")[1].split(",")]
+    assert list(rows[0].keys()) == documented
     assert len(rows) == 6 and [r["pass"] for r in rows] == ["fwd", "fwd", "dgrad", "wgrad", "dgrad", "wgrad"]
     assert int(rows[0]["dense_macs"]) == 20736
     for r in rows:  # the totals line and the CSV agree op by op

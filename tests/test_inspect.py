@@ -1,7 +1,6 @@
 """accelsim.trace.inspect on the tiny hand-built trace: shapes as used, dense MACs, densities and
 N:M compliance along each pass's reduction dim, worked by hand."""
 
-import numpy as np
 import pytest
 
 import tiny_trace

@@ -4,7 +4,6 @@ hand-built SimResult / Footprint objects (the simulator itself is tested elsewhe
 import csv
 import io
 import json
-import math
 import os
 from types import SimpleNamespace as NS
 

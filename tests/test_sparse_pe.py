@@ -113,3 +113,12 @@ def test_sparten_like_runs_all_passes_and_compresses():
         assert sp.compute_cycles <= de.compute_cycles
         # bitmap storage of a 30%-dense bf16 operand: 16*nnz + numel bits < 16*numel
         assert sum(v.sum() for v in sp.tiles.load_bytes.values()) < sum(v.sum() for v in de.tiles.load_bytes.values())
+
+
+def test_waves_coalesce_into_buffer_sized_chunks():
+    # bytes per wave 10, 10, 30, 5, 5 with 20-byte chunks: [10+10], [30] (too big, alone), [5+5]
+    starts = sparse_pe._chunk_starts(np.array([10, 10, 30, 5, 5]), 20)
+    assert starts.tolist() == [0, 2, 3]
+    st = sparse_pe._coalesce(np.array([1, 2, 3, 4, 5]), {"a": np.array([10, 10, 30, 5, 5])},
+                             np.zeros(5, np.int64), 20)
+    assert st.compute_cycles.tolist() == [3, 3, 9] and st.load_bytes["a"].tolist() == [20, 30, 10]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from accelsim.hw import load_hw
-from accelsim.hw.config import SparsityFeature, SystolicCompute
+from accelsim.hw.config import SystolicCompute
 from accelsim.sim import systolic
 from accelsim.sim.memory import run_tiles
 from accelsim.sim.workload import conv_params, workload_from_masks

@@ -14,7 +14,6 @@ DATAFLOWS = ("os", "ws", "is")
 SPARSITY_KINDS = ("none", "nm", "one_sided", "two_sided")
 SPARSE_OPERANDS = ("weight", "activation", "a", "b", "auto", "both")
 SEARCH_SHAPES = ("T", "full")
-LOCKSTEP = ("tile", "pe")
 # bytes per element of the data types a config may name
 DATA_TYPES = {"int8": 1, "fp8": 1, "fp16": 2, "bf16": 2, "bfloat16": 2, "tf32": 4, "fp32": 4}
 
@@ -80,8 +79,7 @@ class SparsePECompute:
     """Tiles of pe_rows x pe_cols PEs, each PE with `lanes` MAC lanes (TensorDash: 16 x 4x16 x 16).
 
     A PE row works on one output column n of the lowered GEMM (a filter), a PE column on one output
-    row m (a window). `lockstep`: "tile" = every PE of a tile advances together (waits for the
-    slowest); "pe" = every PE independent (an idealised bound).
+    row m (a window); the PEs of a tile advance in lockstep (accelsim/sim/sparse_pe.py).
     """
 
     tiles: int
@@ -90,7 +88,6 @@ class SparsePECompute:
     lanes: int
     data_type: str
     element_bytes: int
-    lockstep: str = "tile"
 
     @property
     def peak_macs_per_cycle(self) -> int:

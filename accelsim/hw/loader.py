@@ -19,7 +19,6 @@ from accelsim.hw.config import (
     DATA_TYPES,
     DATAFLOWS,
     FAMILIES,
-    LOCKSTEP,
     SEARCH_SHAPES,
     SPARSE_OPERANDS,
     SPARSITY_KINDS,
@@ -37,7 +36,7 @@ COMPUTE_KEYS = {
     "gpu": ("sms", "tensor_cores_per_sm", "dense_macs_per_cycle_per_core", "mma_shape",
             "sparse_mma_shape", "data_type", "element_bytes", "cta_tile", "ctas_per_sm",
             "launch_overhead"),
-    "sparse_pe": ("tiles", "pe_rows", "pe_cols", "lanes", "data_type", "element_bytes", "lockstep"),
+    "sparse_pe": ("tiles", "pe_rows", "pe_cols", "lanes", "data_type", "element_bytes"),
 }
 SPARSITY_KEYS = ("kind", "operand", "n", "m", "along", "lookahead", "lookaside", "search", "metadata_bits")
 MEMORY_KEYS = ("name", "capacity", "bandwidth", "latency", "word_size", "shared")
@@ -143,8 +142,7 @@ def _compute(ctx: _Ctx, family: str, c) -> object:
     dt, eb = _data_type(ctx, c, "compute")
     return SparsePECompute(tiles=ctx.int_(c, "tiles", "compute"), pe_rows=ctx.int_(c, "pe_rows", "compute"),
                            pe_cols=ctx.int_(c, "pe_cols", "compute"), lanes=ctx.int_(c, "lanes", "compute"),
-                           data_type=dt, element_bytes=eb,
-                           lockstep=ctx.choice(c, "lockstep", "compute", LOCKSTEP, default="tile"))
+                           data_type=dt, element_bytes=eb)
 
 
 def _sparsity(ctx: _Ctx, family: str, s) -> SparsityFeature:

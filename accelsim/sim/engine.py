@@ -59,6 +59,7 @@ def simulate_op(work: Workload, hw: HardwareConfig, *, timeline: bool = False,
         utilisation=work.dense_macs / (peak * total) if total and peak else 0.0,
         sparse_operand=sparse_cost.sparse_operand, dram_bytes=dict(eng.bytes_by_operand),
         dram_bytes_dense=dict(deng.bytes_by_operand), fallback=sparse_cost.fallback,
+        dense_compute_cycles=dense_cost.compute_cycles,
     )
     events = [TimelineEvent(e.op_id, e.resource, e.start + start, e.end + start) for e in eng.timeline]
     if timeline and sparse_cost.fixed_cycles:

@@ -236,8 +236,11 @@ def nm_compliance(work: Workload, operand: str, n: int, m: int) -> float:
     """Fraction of the operand's groups of m consecutive elements along the GEMM reduction (K) of
     *this* pass holding at most n non-zeros (1.0 = fully N:M). `operand` is a trace operand name or
     'a'/'b'. A last partial group (K not a multiple of m) counts like a zero-padded group."""
-    side = "a" if operand in ("a", work.a) and not (operand == "b") else "b"
-    if operand not in ("a", "b", work.a, work.b):
+    if operand in ("a", work.a):
+        side = "a"
+    elif operand in ("b", work.b):
+        side = "b"
+    else:
         raise ValueError(f"operand {operand!r} is not an operand of this op ({work.a}, {work.b})")
     v = operand_view(work, side)
     ok, total = _nm_groups(v.src, v.base, v.off, n, m)

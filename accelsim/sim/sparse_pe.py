@@ -198,7 +198,33 @@ def _wave_stream(work: Workload, hw: HardwareConfig, grid: tuple[int, int, int],
                                                                minlength=waves).astype(np.int64)
     out_total = work.output_numel * hw.compute.element_bytes
     store = np.bincount(wave, weights=_split(out_total, nunits), minlength=waves).astype(np.int64)
-    return TileStream(compute_cycles=per_wave, load_bytes=loads, store_bytes=store)
+    return _coalesce(per_wave, loads, store, cap // 2)
+
+
+def _coalesce(compute: np.ndarray, loads: dict[str, np.ndarray], store: np.ndarray, chunk: int) -> TileStream:
+    """Merge consecutive waves into DMA chunks of at most `chunk` bytes (half the double-buffered
+    `buffer`; a wave bigger than that is a chunk of its own). Moving data in buffer-sized chunks
+    rather than per wave keeps the DRAM latency from being paid once per few-cycle wave; sums of
+    cycles and bytes are unchanged."""
+    n = compute.size
+    moved = store.copy()
+    for v in loads.values():
+        moved = moved + v
+    starts = _chunk_starts(moved, max(int(chunk), 1))
+    red = lambda a: np.add.reduceat(a, starts) if n else a  # noqa: E731
+    return TileStream(compute_cycles=red(compute), load_bytes={k: red(v) for k, v in loads.items()},
+                      store_bytes=red(store))
+
+
+def _chunk_starts(moved: np.ndarray, chunk: int) -> np.ndarray:
+    starts = []
+    acc = chunk + 1
+    for i, b in enumerate(moved.tolist()):
+        if acc + b > chunk:
+            starts.append(i)
+            acc = 0
+        acc += b
+    return np.array(starts, dtype=np.int64)
 
 
 def _split(total: int, parts: int) -> np.ndarray:

@@ -61,8 +61,16 @@ def _canon(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
 
 
 def _key(t: torch.Tensor) -> tuple:
-    """Identity of a tensor's data as used (pointer + shape), for matching forward and backward uses."""
-    return (t.data_ptr(), tuple(t.shape))
+    """Identity of the data a tensor covers (first element's address + size): the same for its views,
+    reshapes and transposes, so a backward op that uses ``W.t()`` or ``x.reshape(-1, c)`` matches
+    the forward use of W or x. Only trusted while the forward tensor is alive (see _alive)."""
+    return (t.data_ptr(), t.numel())
+
+
+def _anchor(t: torch.Tensor) -> weakref.ref:
+    """Weak reference to ``t``'s storage: alive while any tensor (view, detached alias, autograd's
+    saved copy) still holds the memory, so while it lives the address cannot hold another tensor."""
+    return weakref.ref(t.untyped_storage())
 
 
 # Float dtypes numpy cannot hold: compare their bit patterns with the sign bit masked off instead
@@ -109,6 +117,13 @@ class _FwdMM:  # what a forward matmul used, to classify its backward ops
     sa: tuple
     sb: tuple
     weight: str | None  # "a" | "b" | None
+    ra: weakref.ref
+    rb: weakref.ref
+
+    def uses(self, which: str, keys: tuple) -> bool:
+        # A freed forward tensor's address may now hold a gradient: only a live one can match.
+        k, r = (self.ka, self.ra) if which == "a" else (self.kb, self.rb)
+        return k in keys and r() is not None
 
 
 @dataclass
@@ -262,7 +277,7 @@ class Recorder:
         self._cache: dict[tuple, _Entry] = {}
         self._storages: dict[tuple, tuple[weakref.ref, int]] = {}
         self._fwd_mm: dict[str, list[_FwdMM]] = {}
-        self._fwd_keys: dict[tuple, tuple[str, str]] = {}
+        self._fwd_keys: dict[tuple, tuple[str, str, weakref.ref]] = {}
         self._nodes: dict[Any, _Node] = {}
         self._pending: list[dict] = []
         self._last_func = None
@@ -328,8 +343,8 @@ class Recorder:
             return info.layer, info.module_type
         for k in keys:  # a node that unpacked nothing: find a forward use of one of its operands
             hit = self._fwd_keys.get(k)
-            if hit is not None:
-                return hit
+            if hit is not None and hit[2]() is not None:
+                return hit[0], hit[1]
         name = node.name() if node is not None else "?"
         msg = f"backward op in autograd node {name} could not be tied to a layer; recorded under {self._root!r}"
         if msg not in self._warnings:
@@ -349,8 +364,8 @@ class Recorder:
             ent = None  # the owner died: the memory may hold another tensor now
         if ent is None:
             packed, nnz = _pack_mask(t)
-            anchor = t._base if t._base is not None else t
-            ent = _Entry(weakref.ref(anchor), packed, nnz)
+            anchor = _anchor(t)
+            ent = _Entry(anchor, packed, nnz)
             self._cache[key] = ent
         tid = ent.tids.get(role)
         if tid is None:
@@ -401,7 +416,7 @@ class Recorder:
                                    _arg(args, kwargs, 5, "dilation"), _arg(args, kwargs, 8, "groups", 1),
                                    x.shape, w.shape, out.shape)
         tx, tw = self._store(x, "activation", layer), self._store(w, "weight", layer)
-        self._fwd_keys.setdefault(_key(w), (layer, mtype))
+        self._fwd_keys[_key(w)] = (layer, mtype, _anchor(w))
         self._emit("fwd", "conv2d", func, layer, mtype, [Operand("input", tx), Operand("weight", tw)],
                    out.shape, params)
 
@@ -441,9 +456,9 @@ class Recorder:
             ra = "weight" if wname == "a" else "activation"
             rb = "weight" if wname == "b" else "activation"
             self._fwd_mm.setdefault(layer, []).append(
-                _FwdMM(kind, ka, kb, tuple(ca.shape), tuple(cb.shape), wname))
-            self._fwd_keys.setdefault(ka, (layer, mtype))
-            self._fwd_keys.setdefault(kb, (layer, mtype))
+                _FwdMM(kind, ka, kb, tuple(ca.shape), tuple(cb.shape), wname, _anchor(ca), _anchor(cb)))
+            self._fwd_keys[ka] = (layer, mtype, _anchor(ca))
+            self._fwd_keys[kb] = (layer, mtype, _anchor(cb))
             pass_ = "fwd"
         else:
             layer, mtype = self._bwd_where([ka, kb])
@@ -460,7 +475,7 @@ class Recorder:
         keys = (ka, kb)
         grad_of, fwd = None, None
         for f in cands:  # 1. which forward operand does it consume?
-            ua, ub = f.ka in keys, f.kb in keys
+            ua, ub = f.uses("a", keys), f.uses("b", keys)
             if ua != ub:
                 grad_of, fwd = ("b" if ua else "a"), f
                 break
@@ -488,14 +503,13 @@ class Recorder:
             msg = f"a backward {kind} in {layer} could not be classified as dgrad or wgrad; recorded as dgrad"
             if msg not in self._warnings:
                 self._warnings.append(msg)
-        wkeys = {f.ka if f.weight == "a" else f.kb for f in cands if f.weight}
-        akeys = {f.kb if f.weight == "a" else f.ka for f in cands if f.weight} | \
-                {k for f in cands if not f.weight for k in (f.ka, f.kb)}
-
         def role(c, k):
-            if k in wkeys or saved.get(k) == "weight" or (c.is_floating_point() and self._is_param(c)):
+            ks = (k,)
+            if saved.get(k) == "weight" or (c.is_floating_point() and self._is_param(c)) or \
+                    any(f.weight and f.uses(f.weight, ks) for f in cands):
                 return "weight"
-            if k in akeys or saved.get(k) == "activation":
+            if saved.get(k) == "activation" or \
+                    any(f.uses(n, ks) for f in cands for n in ("a", "b") if n != f.weight):
                 return "activation"
             return "grad_output"
 
@@ -532,8 +546,7 @@ class Recorder:
             return hit[1]
         sid = self._storage_ids
         self._storage_ids += 1
-        anchor = t._base if t._base is not None else t
-        self._storages[key] = (weakref.ref(anchor), sid)
+        self._storages[key] = (_anchor(t), sid)
         return sid
 
     def _pack_hook(self, t: torch.Tensor) -> tuple:
@@ -583,7 +596,7 @@ class Recorder:
                     info = self._nodes.get(node)
                     if info is None:
                         info = self._nodes[node] = _Node(rec["layer"], mtype)
-                    info.saved[_key(_canon(t)[0])] = rec["category"]
+                    info.saved[_key(t)] = rec["category"]
             finally:
                 self._busy = busy
         return t

@@ -29,6 +29,13 @@ LARGE_MIN = 1.7       # "approaches 2x": at least 1.7x
 FP16_SMALL = ((128, 128, 128), (256, 256, 256), (512, 512, 512), (64, 4096, 64))
 SMALL_MAX = 1.2       # "gains little or loses": at most 1.2x
 
+# Checks known to fail, with the reason (stated in docs/validation.md by run(); the tests mark exactly
+# these xfail, strict, so a fix shows up as an unexpected pass).
+KNOWN_FAILURES = {
+    "INT8 M=N=10240, K=1280": "accelsim ~2x: no sourced model of sparse-kernel inefficiency at small K",
+    "INT8 M=N=10240, K=10240": "accelsim ~2x: no sourced model of sparse-kernel inefficiency at small K",
+}
+
 NM24 = np.uint64(0x3333333333333333)   # bits 0,1 of every nibble: 2 of every 4 consecutive elements
 
 

@@ -30,6 +30,13 @@ N, C, H, W, K, R, S = 4, 64, 16, 16, 128, 3, 3
 KEEP = 0.5          # fraction of filter groups / shape groups kept
 SEED = 0
 TOTAL_TOL = 0.10
+# Checks known to fail, with the reason (stated in docs/validation.md; tests xfail exactly these).
+KNOWN_FAILURES = {
+    "filter: compacted GEMM, total cycles (memory engine)":
+        "super-linear: dense output exceeds the 64 KiB ofmap SRAM and spills partial sums, compacted fits",
+    "both: compacted GEMM, total cycles (memory engine)":
+        "super-linear: dense output exceeds the 64 KiB ofmap SRAM and spills partial sums, compacted fits",
+}
 
 
 def ssl_weight_mask(kind: str, rng: np.random.Generator) -> np.ndarray:
