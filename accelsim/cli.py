@@ -137,8 +137,9 @@ def _trace_line(trace) -> str:
         # scalar parameters only: per-layer tables (e.g. SWAT-ERK densities) are for `inspect`
         params = {k: v for k, v in (method.get("params") or {}).items()
                   if isinstance(v, (int, float, str, bool)) or v is None}
-        if params:
-            bits.append("(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")")
+        text = ", ".join(f"{k}={v}" for k, v in params.items())
+        if text:
+            bits.append("(" + (text if len(text) <= 48 else text[:45].rsplit(",", 1)[0] + ", ...") + ")")
     elif method:
         bits.append(str(method))
     if h.get("dtype"):
@@ -198,10 +199,20 @@ def cmd_run(args) -> int:
     out += [totals_table(result)]
     fb = fallback_lines(result)
     if fb:
-        out += ["", f"fallbacks (sparsity not used, dense rate charged) in {len(fb)} op(s):", *fb]
+        out += ["", f"fallbacks (sparsity not used, dense rate charged) in {len(fb)} op(s):"]
+        if args.quiet and len(fb) > 3:
+            out += [*fb[:3], f"  ... and {len(fb) - 3} more (run without --quiet, or see --csv/--json)"]
+        else:
+            out += fb
     for w in getattr(result, "warnings", []) or []:
         out.append(f"warning: {w}")
-    out += ["", f"backward-pass memory footprint, step {fp.step}, format {fp.format}:", footprint_table(fp)]
+    if args.format:
+        why = "--format"
+    elif getattr(hw, "storage_format", None):
+        why = f"storage_format of {Path(args.hw).name}; --format auto picks the smallest per tensor"
+    else:
+        why = "smallest per tensor"
+    out += ["", f"backward-pass memory footprint, step {fp.step}, format {fp.format} ({why}):", footprint_table(fp)]
     if fp.notes:
         out.append(f"  {len(fp.notes)} saved tensor(s) are not {fp.n}:{fp.m} and count as dense, e.g. {fp.notes[0]}")
     out += [f"\nsimulated {len(result.ops)} ops in {elapsed:.2f} s"]
@@ -364,10 +375,10 @@ def _print(text: str) -> None:
 # -------------------------------------------------------------------------------------- parser
 MAIN_EPILOG = """\
 examples:
-  accelsim run traces/resnet18-cifar_swat90.npz --hw hwconfigs/a100_24.yaml
-  accelsim compare traces/resnet18-cifar_swat90.npz --hw hwconfigs/a100_24.yaml --hw hwconfigs/tensordash.yaml
+  accelsim run traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/a100_24.yaml
+  accelsim compare traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/a100_24.yaml --hw hwconfigs/tensordash.yaml
   accelsim inspect traces/resnet18-cifar_srste24.npz
-  accelsim plot memory traces/resnet18-cifar_swat90.npz -o memory.png
+  accelsim plot memory traces/resnet18_cifar_swat_u90.npz -o memory.png
   accelsim record --model resnet18-cifar --method swat --sparsity 0.9 --steps 1 -o my.npz
 
 Run 'accelsim COMMAND --help' for the options of each command.
@@ -389,10 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     steps_help = "only these recorded steps, e.g. 3, 0,2 or 1-4 (default: all)"
 
     r = add("run", "simulate a trace on one machine: per-op table, totals per pass, memory footprint",
-            "  accelsim run traces/resnet18-cifar_swat90.npz --hw hwconfigs/a100_24.yaml\n"
-            "  accelsim run traces/resnet18-cifar_swat90.npz --hw hwconfigs/tensordash.yaml --quiet \\\n"
+            "  accelsim run traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/a100_24.yaml\n"
+            "  accelsim run traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/tensordash.yaml --quiet \\\n"
             "      --json out.json --csv out.csv\n"
-            "  accelsim run traces/resnet18-cifar_swat90.npz --hw hwconfigs/tensordash.yaml --format bitmap\n\n"
+            "  accelsim run traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/tensordash.yaml --format bitmap\n\n"
             "CSV columns are documented in README.md (section 'Output columns').")
     r.add_argument("trace", metavar="TRACE", help="trace file (.npz) from `accelsim record` or accelsim.record")
     r.add_argument("--hw", required=True, metavar="HW.yaml", help="hardware description (see docs/hwconfig.md)")
@@ -406,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     c = add("compare", "simulate one trace on several machines and compare totals per pass",
-            "  accelsim compare traces/resnet18-cifar_swat90.npz --hw hwconfigs/a100_24.yaml \\\n"
+            "  accelsim compare traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/a100_24.yaml \\\n"
             "      --hw hwconfigs/tensordash.yaml --hw hwconfigs/systolic_32x32_ws.yaml")
     c.add_argument("trace", metavar="TRACE", help="trace file (.npz)")
     c.add_argument("--hw", action="append", required=True, metavar="HW.yaml",
@@ -418,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = add("inspect", "show what a trace holds: ops, operand shapes, densities, N:M compliance, saved tensors",
             "  accelsim inspect traces/resnet18-cifar_srste24.npz\n"
-            "  accelsim inspect traces/resnet18-cifar_swat90.npz --steps 0 --nm 1:4")
+            "  accelsim inspect traces/resnet18_cifar_swat_u90.npz --steps 0 --nm 1:4")
     i.add_argument("trace", metavar="TRACE", help="trace file (.npz)")
     i.add_argument("--nm", default="2:4", metavar="N:M", help="structured pattern to check (default 2:4)")
     i.add_argument("--steps", metavar="LIST", help=steps_help)
@@ -426,8 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = add("plot", "draw a figure: memory (footprint per layer), speedup (per layer and pass), timeline",
              "  accelsim plot memory traces/resnet50-imagenet_swat80.npz -o memory.png\n"
-             "  accelsim plot speedup traces/resnet18-cifar_swat90.npz --hw hwconfigs/tensordash.yaml -o speedup.svg\n"
-             "  accelsim plot timeline traces/resnet18-cifar_swat90.npz --hw hwconfigs/a100_24.yaml -o tl.png")
+             "  accelsim plot speedup traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/tensordash.yaml -o speedup.svg\n"
+             "  accelsim plot timeline traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/a100_24.yaml -o tl.png")
     pl.add_argument("what", choices=("memory", "speedup", "timeline"), help="which figure")
     pl.add_argument("trace", metavar="TRACE", help="trace file (.npz)")
     pl.add_argument("--hw", metavar="HW.yaml", help="hardware file (needed for speedup and timeline)")

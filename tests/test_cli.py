@@ -161,3 +161,23 @@ def test_record_bad_model_and_real_recording(tmp_path):
     assert out.exists() and f"wrote {out}" in p.stdout
     p = accelsim("inspect", out)
     assert p.returncode == 0 and "conv2d" in p.stdout and "wgrad" in p.stdout
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    cmd = "pip install torch==2.13.0 && pip install -e '.[record,test]' && python -m pytest -q"
+    assert f"```bash\n{cmd}\n```" in readme
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    assert ci == ["set -euo pipefail", cmd]
+    assert os.access(ROOT / ".ci" / "run", os.X_OK)
+
+
+def test_readme_first_command_runs_on_a_shipped_trace():
+    readme = (ROOT / "README.md").read_text()
+    line = next(l for l in readme.splitlines() if l.startswith("pip install torch==2.13.0 && pip install -e '.[record]'"))
+    cmd = line.split(" && ")[-1].split()
+    assert cmd[:2] == ["accelsim", "run"]
+    assert (ROOT / cmd[2]).is_file() and (ROOT / cmd[4]).is_file()
+    p = accelsim(*cmd[1:])
+    assert p.returncode == 0, p.stderr
+    assert "backward-pass memory footprint" in p.stdout and "Traceback" not in p.stderr

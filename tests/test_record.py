@@ -266,6 +266,56 @@ def test_custom_autograd_sparse_backward(tmp_path):
     assert tr.header["method"] == {"name": "swat", "params": {"sparsity": 0.5}}
 
 
+class _SparseLinear3dFn(torch.autograd.Function):
+    """SWAT's linear for inputs of rank 3: the backward reshapes the saved X~ to 2-D."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ws = w * (w.abs() >= w.abs().flatten().kthvalue(w.numel() // 2).values)
+        xs = x * (x.abs() >= x.abs().flatten().kthvalue(x.numel() // 2).values)
+        ctx.save_for_backward(xs, ws)
+        return F.linear(x, ws)
+
+    @staticmethod
+    def backward(ctx, dy):
+        xs, ws = ctx.saved_tensors
+        dy2 = dy.reshape(-1, dy.shape[-1])
+        return (dy2 @ ws).reshape(xs.shape), dy2.t() @ xs.reshape(-1, xs.shape[-1])
+
+
+class SquareNet(nn.Module):
+    # batch*tokens = in = out = 8: every matmul of both layers is 8x8 @ 8x8, so output shapes cannot
+    # tell dgrad from wgrad; the recorder must use which tensors each backward op consumes.
+    def __init__(self):
+        super().__init__()
+        self.lin1 = nn.Linear(8, 8)
+        self.lin2 = SwatLinear()
+        self.lin2.weight = nn.Parameter(torch.randn(8, 8))
+
+    def forward(self, x):
+        return _SparseLinear3dFn.apply(torch.tanh(self.lin1(x)), self.lin2.weight)
+
+
+def test_square_linears_on_3d_inputs(tmp_path):
+    torch.manual_seed(2)
+    net = SquareNet()
+    path = tmp_path / "sq.npz"
+    with accelsim.record(net, path):
+        net(torch.randn(2, 4, 8)).square().sum().backward()
+    tr = load_trace(path)
+    # lin2 runs its custom function inside SquareNet.forward (not inside the lin2 module), so its ops
+    # are the model's; lin1's input does not require grad: wgrad only.
+    assert [(o.layer, o.pass_) for o in tr.ops] == [("lin1", "fwd"), ("SquareNet", "fwd"), ("SquareNet", "dgrad"),
+                                                    ("SquareNet", "wgrad"), ("lin1", "wgrad")]
+    assert not tr.header["meta"].get("recorder_warnings")
+    l1, f2, d2, w2, w1 = tr.ops
+    assert all(o.out_shape == (8, 8) for o in tr.ops)
+    assert d2.operand("b").tensor == f2.operand("b").tensor            # dX = dY @ W~
+    assert tr.tensors[w2.operand("b").tensor].nnz == 64 - 32 + 1       # dW = dY^T @ X~ (sparse copy)
+    assert w1.operand("b").tensor == l1.operand("a").tensor            # dW1 = dY^T @ X (its forward input)
+    assert w1.operand("a").tensor == d2.operand("a").tensor or tr.tensors[w1.operand("a").tensor].role == "grad_output"
+
+
 class Attn(nn.Module):
     def forward(self, q, k, v):
         s = torch.bmm(q, k.transpose(1, 2)).softmax(-1)
@@ -371,3 +421,42 @@ def test_inplace_change_of_saved_tensor_still_detected(tmp_path):
         with accelsim.record(Bad(), tmp_path / "x.npz"):
             Bad()(x).sum().backward()
     assert list(tmp_path.iterdir()) == []
+
+
+class Mixed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv1d(2, 3, 3)
+        self.v = nn.Parameter(torch.randn(3))
+
+    def forward(self, x):
+        y = self.c1(x)                    # (2, 3, 6): a 1-d convolution has no op kind here
+        return torch.mv(y[0].t(), self.v)  # matrix-vector: no op kind either
+
+
+def test_ops_without_a_kind_are_counted_not_dropped_silently(tmp_path):
+    net = Mixed()
+    with accelsim.record(net, tmp_path / "m.npz"):
+        net(torch.randn(2, 2, 8)).sum().backward()
+    tr = load_trace(tmp_path / "m.npz")
+    assert tr.ops == []
+    un = tr.header["meta"]["unrecorded_ops"]
+    assert un["aten.convolution.default (1-d convolution)"] == 1
+    assert un["aten.convolution_backward.default (1-d convolution)"] == 1
+    assert un["aten.mv.default"] >= 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64])
+def test_mask_is_tensor_ne_zero_for_every_dtype(dtype):
+    from accelsim.trace.record import _pack_mask
+
+    vals = torch.tensor([0.0, -0.0, 1.0, -2.5, float("nan"), 3.0, 0.0, 1e-30, 7.0, 0.0, -1.0])
+    t = (vals if dtype.is_floating_point else torch.tensor([0, 0, 1, -2, 5, 3, 0, 0, 7, 0, -1])).to(dtype)
+    t = t.reshape(1, 11).expand(2, 11).t()   # non-contiguous (11, 2): C order of the logical shape
+    packed, nnz = _pack_mask(t)
+    want = (t != 0).numpy()
+    assert nnz == int(want.sum())
+    assert np.array_equal(np.unpackbits(packed, count=22, bitorder="little").astype(bool).reshape(11, 2), want)
+    # hand check (float32): zeros at 0, 1 (-0.0), 6, 9; NaN and 1e-30 count as non-zero -> 7 per column
+    if dtype == torch.float32:
+        assert nnz == 14

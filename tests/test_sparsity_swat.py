@@ -196,3 +196,20 @@ def test_swat_bad_arguments_raise_one_line_errors(kw):
         apply_swat(TwoConv(), **kw)
     with pytest.raises(AccelsimError, match="does not take"):
         apply_method(TwoConv(), "swat", sparsity=0.5, lam=1.0)
+
+
+def test_swat_eval_uses_sparse_weights_and_keeps_training_state():
+    torch.manual_seed(3)
+    net = TwoConv()
+    apply_swat(net, 0.8, topk_period=3)
+    st = net.conv1._accelsim_swat
+    x = torch.randn(1, 3, 4, 4)
+    net(x)
+    calls, thr = st.calls, st.w_threshold
+    net.eval()
+    with torch.no_grad():
+        y = net.conv1(x)
+    w = net.conv1.weight.detach()
+    w_s = w * torch.from_numpy(topk_mask(w.numpy(), 0.2))
+    assert torch.allclose(y, F.conv2d(x, w_s, net.conv1.bias, padding=1), atol=1e-6)
+    assert (st.calls, st.w_threshold) == (calls, thr)

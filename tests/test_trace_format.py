@@ -237,6 +237,9 @@ def test_existing_file_replaced_only_on_close(tmp_path):
     w.close()
     assert load_trace(p).tensors[0].nnz == 10
     assert sorted(f.name for f in tmp_path.iterdir()) == ["t.npz"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~umask   # not mkstemp's 0600
 
 
 def test_writer_rejects_bad_records(tmp_path):
@@ -317,6 +320,21 @@ def test_header_not_json(tmp_path):
     p = tmp_path / "j.npz"
     _write_members(p, None, {}, raw={"header.npy": _npy_bytes(np.frombuffer(b"{not json", np.uint8))})
     assert "header is not valid JSON" in _one_line_error(p)
+    _write_members(p, None, {}, raw={"header.npy": _npy_bytes(np.zeros(3, np.float64))})
+    assert "header.npy is float64 with 1 dims, expected 1-D uint8" in _one_line_error(p)
+
+
+def test_npy_header_claiming_a_huge_array(good, tmp_path):
+    # A mask member whose .npy header claims 10^12 bytes: rejected before anything is allocated.
+    h = _header(good)
+    members = _read_members(good)
+    raw = {n: d for n, d in members.items() if n.startswith("masks/") and n != "masks/0.npy"}
+    hdr = io.BytesIO()
+    np.lib.format.write_array_header_1_0(hdr, {"descr": "|u1", "fortran_order": False, "shape": (10**12,)})
+    raw["masks/0.npy"] = hdr.getvalue() + b"\x00" * 27
+    p = tmp_path / "huge.npz"
+    _write_members(p, h, {}, raw=raw)
+    assert "mask of tensor 0 holds 27 bytes of data but its header says 1000000000000" in _one_line_error(p, masks=True)
 
 
 def _npy_bytes(arr):
@@ -395,7 +413,7 @@ def test_mask_that_disagrees_with_header(good, tmp_path):
     # 5. mask stored with the wrong dtype
     bad = {**masks, 5: np.zeros(2, np.int16)}
     _write_members(tmp_path / "d.npz", h, bad)
-    assert "expected 1-D uint8" in _one_line_error(tmp_path / "d.npz", masks=True)
+    assert "mask of tensor 5 is int16 with 1 dims, expected 1-D uint8" in _one_line_error(tmp_path / "d.npz", masks=True)
 
 
 def test_unknown_header_field_and_missing_field(good, tmp_path):

@@ -83,7 +83,8 @@ def plot_memory(fp, path: str | os.PathLike, *, title: str = "") -> None:
     layers = fp.layers
     cats = [c for c in ("activation", "weight", "other") if fp.totals[c]["dense"] > 0] or ["activation"]
     nl = max(1, len(layers))
-    fig, head, ax = _figure(plt, 9.0, min(60.0, 0.8 + nl * 2 * ROW_INCH), 0.35 + 0.19 * (len(cats) + 1))
+    fig, head, ax = _figure(plt, 9.0, min(60.0, 0.8 + nl * 2 * ROW_INCH),
+                            0.35 + 0.19 * (len(cats) + 1) + (0.25 if nl > 25 else 0.0))
     peak = max([sum(lf.dense.values()) for lf in layers] + [sum(lf.stored.values()) for lf in layers] + [1])
     unit, scale = _unit(peak)
     ys = list(range(nl))
@@ -146,7 +147,8 @@ def plot_speedup(result, path: str | os.PathLike, *, title: str = "") -> None:
     layers, agg = _per_layer_pass(result.ops)
     passes = [p for p in ("fwd", "dgrad", "wgrad") if any(k[1] == p for k in agg)]
     nl = max(1, len(layers))
-    fig, head, ax = _figure(plt, 8.5, min(60.0, 0.8 + nl * max(1, len(passes)) * ROW_INCH * 0.8), 1.0)
+    fig, head, ax = _figure(plt, 8.5, min(60.0, 0.8 + nl * max(1, len(passes)) * ROW_INCH * 0.8),
+                            0.85 + (0.25 if nl > 25 else 0.0))
     bar_h = 0.8 / max(1, len(passes))
     totals = pass_totals(result)
     from matplotlib.patches import Patch

@@ -24,6 +24,13 @@ def si(x: float | int | None, digits: int = 3) -> str:
     return str(x)
 
 
+def ratio(x: float | None) -> str:
+    """A speedup / ratio: 2 decimals, 3 significant digits below 0.1 (never a bare 0.00x)."""
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"{x:.2f}x" if x >= 0.1 else f"{x:.3g}x"
+
+
 def nbytes(x: int | float | None) -> str:
     """Binary byte units: 1536 -> '1.50 KiB'."""
     if x is None:
@@ -117,7 +124,7 @@ def compare_table(results: Sequence, names: Sequence[str] | None = None) -> str:
             time_s = t[key]["total_cycles"] / res.clock_hz
             rows.append([key, name, si(t[key]["total_cycles"]), si(t[key]["dense_cycles"]),
                          f"{time_s * 1e6:,.1f}", f"{t[key]['speedup']:.2f}x",
-                         f"{base_time / time_s:.2f}x" if time_s else "-", t[key]["fallbacks"]])
+                         ratio(base_time / time_s) if time_s else "-", t[key]["fallbacks"]])
     return format_table(headers, rows, align="llrrrrrr")
 
 

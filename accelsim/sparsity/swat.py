@@ -33,6 +33,7 @@ from accelsim.sparsity.masks import (
     erk_densities,
     filter_mask,
     to_numpy,
+    topk_mask,
     topk_mask_threshold,
     torch_mask,
 )
@@ -69,6 +70,13 @@ class SwatLayerState:
             m = w.abs() >= self.w_threshold
         self.last_w_mask = m
         return m
+
+    def eval_weight_mask(self, w: torch.Tensor) -> torch.Tensor:
+        """Exact mask for evaluation, leaving the training thresholds and step count alone."""
+        if self.density >= 1.0:
+            return torch.ones_like(w, dtype=torch.bool)
+        rule = {"channel": channel_mask, "filter": filter_mask}.get(self.structure, topk_mask)
+        return torch_mask(rule, w, self.density)
 
     def input_mask(self, x: torch.Tensor, exact: bool) -> torch.Tensor:
         if self.density >= 1.0:
@@ -146,7 +154,7 @@ def _conv_forward(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
         return _SwatConv2d.apply(x, self.weight, self.bias, st, self.stride, self.padding,
                                  self.dilation, self.groups)
     # evaluation: the sparse weights, a dense input, nothing kept for backward
-    w_s = self.weight * st.weight_mask(self.weight, True)
+    w_s = self.weight * st.eval_weight_mask(self.weight)
     return F.conv2d(x, w_s, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
@@ -154,7 +162,7 @@ def _linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     st: SwatLayerState = self._accelsim_swat
     if self.training and torch.is_grad_enabled():
         return _SwatLinear.apply(x, self.weight, self.bias, st)
-    return F.linear(x, self.weight * st.weight_mask(self.weight, True), self.bias)
+    return F.linear(x, self.weight * st.eval_weight_mask(self.weight), self.bias)
 
 
 class SwatHandle(MethodHandle):

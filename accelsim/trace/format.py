@@ -384,6 +384,12 @@ def _json_default(o: Any) -> Any:
 _TRIAL_BYTES = 32768
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _worth_deflating(arr: np.ndarray) -> bool:
     """Deflate a member unless a trial on its first 32 KiB saves < 10%: masks near 50% density are
     close to random bits (deflate level 1 measured 1.000 of the input at density 0.5, 0.90 at 0.3,
@@ -392,7 +398,6 @@ def _worth_deflating(arr: np.ndarray) -> bool:
         return True
     head = arr.reshape(-1).view(np.uint8)[:_TRIAL_BYTES].tobytes()
     return len(zlib.compress(head, 1)) < 0.9 * len(head)
-
 
 
 class TraceWriter:
@@ -446,6 +451,8 @@ class TraceWriter:
         packed = np.ascontiguousarray(packed, dtype=np.uint8).reshape(-1)
         if packed.size != (numel + 7) // 8:
             raise ValueError(f"packed mask of {packed.size} bytes does not fit shape {shape}")
+        if numel % 8 and packed[-1] >> (numel % 8):
+            raise ValueError(f"packed mask of shape {shape} has bits set beyond its {numel} elements")
         if nnz is None:
             nnz = _popcount(packed)
         key = (shape, role, hashlib.blake2b(packed.data, digest_size=20).digest())
@@ -496,13 +503,6 @@ class TraceWriter:
         self._saved.append(d)
         return d["id"]
 
-    def update_saved(self, sid: int, **fields: Any) -> None:
-        """Amend a saved record (the recorder learns t_unpack and saved_by during backward)."""
-        d = dict(self._saved[sid])
-        d.update(json.loads(json.dumps(fields, default=_json_default)))
-        _parse_saved(self._check, sid, d, self._tensors)
-        self._saved[sid] = d
-
     # -- finish
     def close(self) -> Path:
         """Write the header and move the file into place. Returns the path."""
@@ -538,6 +538,8 @@ class TraceWriter:
             self._zip.close()
             self._fh.flush()
             os.fsync(self._fh.fileno())
+            # mkstemp makes the file 0600; give it the permissions a plain open() would (0666 & ~umask)
+            os.fchmod(self._fh.fileno(), 0o666 & ~_umask())
             self._fh.close()
             os.replace(self._tmp, self.path)
             self._done = True
@@ -579,6 +581,24 @@ _READ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, K
                 NotImplementedError, RuntimeError, OverflowError)
 
 
+def _npy_uint8(data: bytes) -> np.ndarray:
+    """The 1-D uint8 array of an .npy member, checked before anything is allocated (ValueError if not)."""
+    f = io.BytesIO(data)
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version in ((2, 0), (3, 0)):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise ValueError(f"unsupported .npy version {version}")
+    if dtype != np.uint8 or len(shape) != 1:
+        raise ValueError(f"is {dtype} with {len(shape)} dims, expected 1-D uint8")
+    start = f.tell()
+    if len(data) - start != shape[0]:
+        raise ValueError(f"holds {len(data) - start} bytes of data but its header says {shape[0]}")
+    return np.frombuffer(data, dtype=np.uint8, count=shape[0], offset=start)
+
+
 class Trace:
     """A loaded trace: metadata tables in memory, masks read on demand (nothing big is cached)."""
 
@@ -609,11 +629,12 @@ class Trace:
         name = f"masks/{tensor_id}.npy"
         try:
             data = self._zip.read(name)  # checks the member's CRC-32
-            arr = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
         except _READ_ERRORS as e:
             raise self._fail(f"mask of tensor {tensor_id} is unreadable (corrupt file?): {e}") from None
-        if arr.dtype != np.uint8 or arr.ndim != 1:
-            raise self._fail(f"mask of tensor {tensor_id} is {arr.dtype} with {arr.ndim} dims, expected 1-D uint8")
+        try:
+            arr = _npy_uint8(data)
+        except ValueError as e:
+            raise self._fail(f"mask of tensor {tensor_id} {e}") from None
         want = (t.numel + 7) // 8
         if arr.size != want:
             raise self._fail(f"mask of tensor {tensor_id} has {arr.size} bytes but its shape {list(t.shape)} "
@@ -687,11 +708,13 @@ def load_trace(path: str | os.PathLike) -> Trace:
         if "header.npy" not in names:
             raise c.fail("not a trace file (no header.npy member)")
         try:
-            raw = np.lib.format.read_array(io.BytesIO(zf.read("header.npy")), allow_pickle=False)
+            data = zf.read("header.npy")
         except _READ_ERRORS as e:
             raise c.fail(f"header is unreadable (corrupt file?): {e}") from None
-        if raw.dtype != np.uint8 or raw.ndim != 1:
-            raise c.fail("header.npy must be a 1-D uint8 array of UTF-8 JSON")
+        try:
+            raw = _npy_uint8(data)
+        except ValueError as e:
+            raise c.fail(f"header.npy {e} (UTF-8 JSON)") from None
         try:
             header = json.loads(raw.tobytes().decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:

@@ -19,18 +19,25 @@ tensors it saved in forward, and each saved record knows its layer. Nothing is i
 the listed steps, so unrecorded steps run at full speed.
 
 Pass of a backward matmul (autograd gives no label): for C = A @ B in forward, the backward op
-that consumes B computes dA, the one that consumes A computes dB (matched by storage pointer and
-shape against the forward operands of the same layer, which is exact for standard autograd);
-failing that (e.g. SWAT saves a sparse copy of A), an op consuming a saved *activation* is the
-weight gradient and one consuming a saved *weight* the input gradient; failing that, the output
-shape decides. The gradient of the weight operand is ``wgrad``, the other ``dgrad``; with no weight
-(attention's Q @ K^T) the gradient of ``a`` is ``dgrad`` and of ``b`` ``wgrad``.
+that consumes B computes dA, the one that consumes A computes dB (matched by data address and size
+against the still-alive forward operands of the same layer, which is exact for standard
+autograd); failing that (e.g. SWAT saves a sparse copy of A), an op consuming a saved *activation*
+is the weight gradient and one consuming a saved *weight* the input gradient; failing that, the
+output shape decides (a warning goes into the header's meta if nothing does). The gradient of the
+weight operand is ``wgrad``, the other ``dgrad``; with no weight (attention's Q @ K^T) the gradient
+of ``a`` is ``dgrad`` and of ``b`` ``wgrad``. A weight is a parameter, a view of one, or a same-size
+tensor computed from one during the step's forward (SWAT's ``W~ = W * mask``), tracked through the
+dispatch mode.
+
+Limits: ops inside ``torch.compile``d regions are not guaranteed to be seen, and tensors saved
+under the user's own ``saved_tensors_hooks`` (e.g. activation checkpointing) are not seen;
+transposed and non-2-D convolutions, matrix-vector products and fused attention kernels have no op
+kind and are counted in the header's ``meta["unrecorded_ops"]`` instead.
 """
 
 from __future__ import annotations
 
 import collections
-import math
 import warnings
 import weakref
 from dataclasses import dataclass, field
@@ -76,17 +83,18 @@ def _anchor(t: torch.Tensor) -> weakref.ref:
 # Float dtypes numpy cannot hold: compare their bit patterns with the sign bit masked off instead
 # (an IEEE-style float is zero iff every bit but the sign is zero; NaN counts as non-zero).
 _BITS_VIEW = {torch.bfloat16: (torch.int16, 0x7FFF)}
-for _name in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz"):
+for _name in ("float8_e4m3fn", "float8_e5m2"):  # (the *fnuz formats use 0x80 for NaN: left to torch)
     if hasattr(torch, _name):
         _BITS_VIEW[getattr(torch, _name)] = (torch.uint8, 0x7F)
 
 
 def _nonzero_np(t: torch.Tensor) -> np.ndarray:
-    """Boolean numpy array ``t != 0`` (same shape). numpy's comparison: on CPU torch's ``ne`` to a
-    bool tensor measured ~15x slower here (13 ms vs 0.8 ms for 2M floats, benchmarks/bench_record.py)."""
+    """Boolean numpy array ``t != 0`` (same shape), compared by numpy: torch's ``ne`` into a bool
+    tensor measured 13 ms vs numpy's 0.8 ms for a 32x64x32x32 float32 activation on the 2-core
+    development machine, and the mask is the recorder's main cost (benchmarks/bench_record.py)."""
     t = t.detach()
-    if t.device.type != "cpu":
-        t = t.cpu()
+    if t.device.type != "cpu":  # compare on the device, move 1 byte per element
+        return t.ne(0).cpu().numpy()
     view = _BITS_VIEW.get(t.dtype)
     try:
         if view is not None:
@@ -189,11 +197,8 @@ class Recorder:
         self._wanted = set(wanted)
         self._root = type(model).__name__
         self._names: dict[int, tuple[str, str, torch.nn.Module]] = {}
-        for name, mod in model.named_modules():
-            self._names[id(mod)] = (name or self._root, type(mod).__name__, mod)
-        params = [p for p in model.parameters()]
         if dtype is None:
-            floats = [p.dtype for p in params if p.is_floating_point()]
+            floats = [p.dtype for p in model.parameters() if p.is_floating_point()]
             dtype = _dtype_name(floats[0]) if floats else None
         self._header = {
             "torch": torch.__version__, "model": model_name or self._root,
@@ -239,9 +244,11 @@ class Recorder:
     def __exit__(self, exc_type, exc, tb) -> bool:
         w = self._writer
         if exc_type is not None:
-            if self._active:
-                self._deactivate(flush=False)
-            w.abort()
+            try:
+                if self._active:
+                    self._deactivate(flush=False)
+            finally:
+                w.abort()
             return False
         try:
             if self._active:  # the last iteration ended without rec.step(): it is complete, keep it
@@ -273,6 +280,8 @@ class Recorder:
 
         self._token = object()
         self._seq = 0
+        # Module paths are read now, not at record(): methods such as apply_swat may add modules.
+        self._names = {id(m): (name or self._root, type(m).__name__, m) for name, m in self.model.named_modules()}
         self._stack: list[tuple[str, str, torch.nn.Module]] = []
         self._cache: dict[tuple, _Entry] = {}
         self._storages: dict[tuple, tuple[weakref.ref, int]] = {}
@@ -282,6 +291,7 @@ class Recorder:
         self._pending: list[dict] = []
         self._last_func = None
         self._param_ptrs = {p.untyped_storage().data_ptr() for p in self.model.parameters()}
+        self._wderived: dict[int, weakref.ref] = {}
         self._h_pre = register_module_forward_pre_hook(self._pre_hook)
         self._h_post = register_module_forward_hook(self._post_hook)
         self._saved_ctx = torch.autograd.graph.saved_tensors_hooks(self._pack_hook, self._unpack_hook)
@@ -310,6 +320,8 @@ class Recorder:
         self._pending = []
         self._fwd_mm = {}
         self._fwd_keys = {}
+        self._wderived = {}
+        self._names = {}
 
     # ---------------------------------------------------------------- module tracking (forward)
     def _pre_hook(self, mod, inputs) -> None:
@@ -375,13 +387,28 @@ class Recorder:
         return tid
 
     def _is_param(self, t: torch.Tensor) -> bool:
-        return t.untyped_storage().data_ptr() in self._param_ptrs
+        """A parameter, a view of one, or a same-size tensor computed from one in this step's forward
+        (SWAT's ``W~ = W * mask``, SR-STE's masked weight, a bf16 cast): the weights an op uses."""
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in self._param_ptrs:
+            return True
+        ref = self._wderived.get(ptr)
+        return ref is not None and ref() is not None
 
-    @staticmethod
-    def _weight_shapes(mod: torch.nn.Module | None) -> set[tuple]:
-        if mod is None:
-            return set()
-        return {tuple(p.shape) for p in mod.parameters(recurse=False) if p.dim() >= 2}
+    def _track_weight_derived(self, args: tuple, out: Any) -> None:
+        # An op's floating output is weight-derived if a same-size input is a weight and no other
+        # same-size input is an activation (requires grad without being a weight): W * mask counts,
+        # x + positional_embedding does not.
+        if not isinstance(out, torch.Tensor) or not out.is_floating_point() or self._in_backward():
+            return
+        n = out.numel()
+        same = [a for a in args if isinstance(a, torch.Tensor) and a.numel() == n and a.is_floating_point()]
+        if not same:
+            return
+        weights = [self._is_param(a) for a in same]
+        if any(weights) and not any(a.requires_grad and not w for a, w in zip(same, weights)):
+            st = out.untyped_storage()
+            self._wderived[st.data_ptr()] = weakref.ref(st)
 
     # ---------------------------------------------------------------- ops
     def _on_op(self, func, args: tuple, kwargs: dict, out: Any) -> None:
@@ -390,6 +417,8 @@ class Recorder:
             handler(self, func, args, kwargs, out)
         elif func in _UNMODELED:
             self._unrecorded[str(func)] += 1
+        else:
+            self._track_weight_derived(args, out)
         self._last_func = func
 
     def _emit(self, pass_: str, kind: str, func, layer: str, mtype: str, operands: list[Operand],
@@ -446,11 +475,10 @@ class Recorder:
         cb, tb = _canon(b)
         ka, kb = _key(ca), _key(cb)
         if not self._in_backward():
-            layer, mtype, mod = self._fwd_where()
-            shapes = self._weight_shapes(mod)
+            layer, mtype, _ = self._fwd_where()
 
             def is_weight(c):
-                return c.is_floating_point() and (self._is_param(c) or tuple(c.shape) in shapes)
+                return c.is_floating_point() and self._is_param(c)
 
             wname = "b" if is_weight(cb) else ("a" if is_weight(ca) else None)
             ra = "weight" if wname == "a" else "activation"
@@ -528,12 +556,12 @@ class Recorder:
         self._matmul(func, "bmm", args[1], args[2], out, {"bias": True})
 
     # ---------------------------------------------------------------- saved tensors
-    def _category(self, t: torch.Tensor, mod: torch.nn.Module | None) -> str:
-        # parameter (or a view of one) or weight-shaped (SWAT's sparse W~) -> weight; floating tensors
-        # with >= 2 dims and a last dim > 1 -> activation; BN/LN statistics, indices, masks -> other.
+    def _category(self, t: torch.Tensor) -> str:
+        # parameter, a view of one or computed from one (SWAT's W~) -> weight; floating tensors with
+        # >= 2 dims and a last dim > 1 -> activation; BN/LN statistics, indices, masks -> other.
         if not t.is_floating_point():
             return "other"
-        if self._is_param(t) or (t.dim() >= 2 and tuple(t.shape) in self._weight_shapes(mod)):
+        if self._is_param(t):
             return "weight"
         if t.dim() >= 2 and t.shape[-1] > 1:
             return "activation"
@@ -555,10 +583,10 @@ class Recorder:
             if self._in_backward():
                 node = torch._C._current_autograd_node()
                 info = self._nodes.get(node) if node is not None else None
-                layer, mtype, mod = (info.layer, info.module_type, None) if info else (self._root, self._root, None)
+                layer, mtype = (info.layer, info.module_type) if info else (self._root, self._root)
             else:
-                layer, mtype, mod = self._fwd_where()
-            cat = self._category(t, mod)
+                layer, mtype, _ = self._fwd_where()
+            cat = self._category(t)
             tid = None
             if cat in ("activation", "weight"):
                 tid = self._store(t, cat, layer)

@@ -13,6 +13,12 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temp file next to ``path``; on success it replaces ``path``, on error it is removed."""
@@ -20,6 +26,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        # mkstemp creates 0600 files and os.replace keeps that mode: give the result the permissions
+        # an ordinary open() would (0666 minus the umask).
+        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()

@@ -68,9 +68,9 @@ def run() -> CaseReport:
         rep.notes.append(f"`{path.name}` peak of live saved bytes over the step: dense "
                          f"{fp.peak_dense:,} B, stored {fp.peak_stored:,} B ({fp.peak_saved_pct:.1f}% saved).")
     rep.tables.append("Saved-for-backward bytes of the first recorded step (dense vs stored in the chosen "
-                      "format), and which share of them SWAT sparsified:\n\n" + md_table(
+                      "format), and how many of them carry zeros (SWAT top-k, ReLU outputs):\n\n" + md_table(
                           ["trace", "category", "dense B", "stored B", "saved", "saved (values only)",
-                           "sparse tensors", "share of bytes in sparse tensors"], rows))
+                           f"tensors with density < {SPARSE_BELOW}", "their share of the dense bytes"], rows))
     if why:
         rep.notes.append("**Outside the published ranges:**\n\n" + "\n".join(why))
     return rep

@@ -1,15 +1,15 @@
 """Case 1: accelsim's systolic model = SCALE-Sim 3.0 (stall-free compute cycles, per layer).
 
-Three comparisons, each exact (tolerance 0 cycles):
+Four comparisons, each exact (tolerance 0 cycles):
 (a) SCALE-Sim's own output (committed CSVs, data/scalesim_*.csv) = the independent fold formula
     (systolic_ref.py, written from FACTS.md) -> the formula is a faithful reading of SCALE-Sim;
 (b) accelsim.sim.systolic = SCALE-Sim's output on the same layers;
 (c) accelsim.sim.systolic = the fold formula on the whole os/ws/is x 8..256 grid (square and
     rectangular arrays) on ResNet-18 and ResNet-50 (SCALE-Sim topologies).
 Layers are given to accelsim as dense GEMMs of SCALE-Sim's (M, N, K): SCALE-Sim computes output sizes
-with ceil and no padding, PyTorch (and so accelsim's conv lowering) with floor, which differ for the
-1x1 stride-2 layers (14x14 -> 8x8 vs 7x7); (d) checks the conv lowering separately on layers whose
-sizes agree.
+with ceil and no padding, PyTorch (and so accelsim's conv lowering) with floor, which differ for
+several stride-2 layers (1x1 on 14x14: 8x8 vs 7x7; 3x3 on 56x56: 28x28 vs 27x27); (d) checks the conv
+lowering (batch 1, padding 0) against SCALE-Sim's GEMM on the layers whose sizes agree.
 """
 
 from __future__ import annotations

@@ -37,3 +37,14 @@ def test_case_passes_against_readme():
     assert len(rep.checks) == 8
     for c in rep.checks:
         assert c.passed, f"{c.name}: {c.value} vs {c.reference}"
+
+
+def test_trace_crosscheck_fwd_dgrad_exact():
+    paths = case_swat_flops._traces()
+    if not paths:
+        pytest.skip(f"no shipped trace matches {case_swat_flops.TRACE_GLOB}")
+    rep = case_swat_flops.run()
+    exact = [c for c in rep.checks if "= F·d_w per op" in c.name]
+    assert len(exact) == 2 * len(paths)
+    for c in exact:
+        assert c.passed, f"{c.name}: {c.value}"
