@@ -22,6 +22,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from accelsim.errors import AccelsimError
+from accelsim.sim.formats import nm_kept_slots
 
 CATEGORIES = ("activation", "weight", "other")
 FORMAT_CHOICES = ("auto", "dense", "bitmap", "coo", "csr", "nm")
@@ -202,7 +203,8 @@ def footprint(trace, *, step: int | None = None, format: str = "auto", n: int = 
         nnz = int(big.nnz)
         bits = dtype_bits(big.dtype)
         is_nm = False
-        if format in ("auto", "nm"):
+        if format in ("auto", "nm") and nnz <= nm_kept_slots(shape, n, m):
+            # (more non-zeros than N:M slots cannot be N:M: skip reading the mask)
             with_mask = [r for r in recs if r.tensor is not None and tuple(r.shape) == shape]
             if with_mask:
                 is_nm = nm_fraction(trace.mask(with_mask[0].tensor), n, m) == 1.0

@@ -26,7 +26,7 @@ class OpResult:
     total_cycles: int
     dense_cycles: int  # total cycles of the same op with sparsity support off
     speedup: float  # dense_cycles / total_cycles
-    utilisation: float  # dense_macs / (peak MACs/cycle * total_cycles)
+    utilisation: float  # effectual_macs / (peak MACs/cycle * total_cycles): MAC slots doing useful work, <= 1
     sparse_operand: str | None
     dram_bytes: dict[str, int]
     dram_bytes_dense: dict[str, int]
@@ -67,7 +67,7 @@ class SimResult:
             t["speedup"] = t["dense_cycles"] / t["total_cycles"] if t["total_cycles"] else 1.0
             t["compute_speedup"] = (t["dense_compute_cycles"] / t["compute_cycles"]) if t["compute_cycles"] else 1.0
             peak = self.peak_macs_per_cycle * t["total_cycles"]
-            t["utilisation"] = t["dense_macs"] / peak if peak else 0.0
+            t["utilisation"] = t["effectual_macs"] / peak if peak else 0.0
             t["seconds"] = t["total_cycles"] / self.clock_hz if self.clock_hz else 0.0
             t["fallbacks"] = sum(1 for o in sel if o.fallback)
             out[key] = t
