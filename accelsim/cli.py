@@ -377,7 +377,7 @@ MAIN_EPILOG = """\
 examples:
   accelsim run traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/a100_24.yaml
   accelsim compare traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/a100_24.yaml --hw hwconfigs/tensordash.yaml
-  accelsim inspect traces/resnet18-cifar_srste24.npz
+  accelsim inspect traces/resnet18_cifar_srste_2of4.npz
   accelsim plot memory traces/resnet18_cifar_swat_u90.npz -o memory.png
   accelsim record --model resnet18-cifar --method swat --sparsity 0.9 --steps 1 -o my.npz
 
@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
 
     i = add("inspect", "show what a trace holds: ops, operand shapes, densities, N:M compliance, saved tensors",
-            "  accelsim inspect traces/resnet18-cifar_srste24.npz\n"
+            "  accelsim inspect traces/resnet18_cifar_srste_2of4.npz\n"
             "  accelsim inspect traces/resnet18_cifar_swat_u90.npz --steps 0 --nm 1:4")
     i.add_argument("trace", metavar="TRACE", help="trace file (.npz)")
     i.add_argument("--nm", default="2:4", metavar="N:M", help="structured pattern to check (default 2:4)")
@@ -436,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_inspect)
 
     pl = add("plot", "draw a figure: memory (footprint per layer), speedup (per layer and pass), timeline",
-             "  accelsim plot memory traces/resnet50-imagenet_swat80.npz -o memory.png\n"
+             "  accelsim plot memory traces/resnet50_imagenet_swat_u80.npz -o memory.png\n"
              "  accelsim plot speedup traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/tensordash.yaml -o speedup.svg\n"
              "  accelsim plot timeline traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/a100_24.yaml -o tl.png")
     pl.add_argument("what", choices=("memory", "speedup", "timeline"), help="which figure")

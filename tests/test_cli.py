@@ -181,3 +181,29 @@ def test_readme_first_command_runs_on_a_shipped_trace():
     p = accelsim(*cmd[1:])
     assert p.returncode == 0, p.stderr
     assert "backward-pass memory footprint" in p.stdout and "Traceback" not in p.stderr
+
+
+def test_help_examples_name_shipped_files():
+    import re
+
+    text = (ROOT / "accelsim" / "cli.py").read_text()
+    paths = sorted(set(re.findall(r"(?:traces|hwconfigs)/[\w.\-]+\.(?:npz|yaml)", text)))
+    assert paths
+    missing = [p for p in paths if not (ROOT / p).is_file()]
+    assert not missing
+
+
+@pytest.mark.torch
+def test_record_flags_map_one_to_one_onto_record_training():
+    pytest.importorskip("torch")
+    import inspect
+
+    from accelsim.cli import RECORD_KWARGS, build_parser
+    from accelsim.training import record_training
+
+    params = [p for p in inspect.signature(record_training).parameters if p not in ("model", "method", "out",
+                                                                                     "progress")]
+    assert sorted(RECORD_KWARGS) == sorted(params)
+    args = build_parser().parse_args(["record", "--model", "m", "--method", "x", "-o", "o.npz"])
+    defaults = {p: inspect.signature(record_training).parameters[p].default for p in params}
+    assert {k: getattr(args, k) for k in RECORD_KWARGS} == defaults   # the CLI's defaults are the API's

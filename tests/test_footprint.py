@@ -127,3 +127,17 @@ def test_steps_and_errors():
     with pytest.raises(AccelsimError, match="format"):
         footprint(tr, format="zip")
     assert dtype_bits("torch.float16") == 16 and dtype_bits("int64") == 64
+
+
+def test_transposed_matrix_is_nm_along_dim0():
+    # addmm saves W^T: an N:M weight (out, in) shows up as (in, out), N:M along dim 0. Mask (8, 4)
+    # fp32, 1:4 down every column, but rows 0 and 4 hold 2 non-zeros (6 of 8 rows 1:4 along dim 1). nnz 8.
+    w = np.zeros((8, 4), dtype=bool)
+    w[[0, 4], 0] = w[[0, 4], 1] = w[[1, 5], 2] = w[[2, 6], 3] = True
+    # dense 1024 b = 128 B; bitmap 8*32+32 = 288 b = 36 B; coo 8*(32+5) = 296 b = 37 B;
+    # csr 8*(32+2) + 9*4 = 308 b = 39 B; nm 1:4 along dim 0: 4 columns * 2 groups * 1 slot * (32+2) = 272 b = 34 B
+    tr = fake_trace([rec(0, w, category="weight")], {0: w})
+    fp = footprint(tr, format="auto", n=1, m=4)
+    assert (fp.items[0].format, fp.items[0].stored_bytes) == ("nm", 34)
+    assert footprint(tr, format="csr", n=1, m=4).items[0].stored_bytes == 39
+    assert nm_fraction(w, 1, 4, axis=1) == 0.75 and nm_fraction(w, 1, 4, axis=0) == 1.0

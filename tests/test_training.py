@@ -98,3 +98,11 @@ def test_bad_arguments_raise_one_line_accelsim_errors(tmp_path, args, kw, msg):
 def test_missing_output_directory_is_an_error(tmp_path):
     with pytest.raises(AccelsimError, match="does not exist"):
         record_training("transformer-block", "dense", tmp_path / "no" / "x.npz")
+
+
+def test_model_and_method_lists_agree_with_their_modules():
+    from accelsim.models import MODELS
+    from accelsim.sparsity import METHODS
+    from accelsim import training
+
+    assert training.MODELS == MODELS and training.METHODS == METHODS

@@ -84,7 +84,7 @@ def plot_memory(fp, path: str | os.PathLike, *, title: str = "") -> None:
     cats = [c for c in ("activation", "weight", "other") if fp.totals[c]["dense"] > 0] or ["activation"]
     nl = max(1, len(layers))
     fig, head, ax = _figure(plt, 9.0, min(60.0, 0.8 + nl * 2 * ROW_INCH),
-                            0.35 + 0.19 * (len(cats) + 1) + (0.25 if nl > 25 else 0.0))
+                            0.25 + 0.19 * (len(cats) + 1) + (0.2 if nl > 25 else 0.0))
     peak = max([sum(lf.dense.values()) for lf in layers] + [sum(lf.stored.values()) for lf in layers] + [1])
     unit, scale = _unit(peak)
     ys = list(range(nl))

@@ -51,12 +51,21 @@ def _nm_axis(ndim: int) -> int:
     return 1 if ndim == 4 else ndim - 1
 
 
-def nm_fraction(mask: np.ndarray, n: int, m: int) -> float:
-    """Fraction of the groups of ``m`` (along the N:M axis, zero padded) with at most ``n`` non-zeros."""
+def nm_axes(ndim: int) -> tuple[int, ...]:
+    """Axes along which an N:M storage format may run. A matrix may be saved as the transposed view
+    of an N:M weight (addmm saves W^T for backward), so both of its axes are tried."""
+    if ndim == 2:
+        return (1, 0)
+    return (_nm_axis(ndim),) if ndim else ()
+
+
+def nm_fraction(mask: np.ndarray, n: int, m: int, axis: int | None = None) -> float:
+    """Fraction of the groups of ``m`` along ``axis`` (default: the channel / reduction axis), zero
+    padded at the end, that hold at most ``n`` non-zeros."""
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim == 0 or mask.size == 0:
         return 1.0
-    moved = np.moveaxis(mask, _nm_axis(mask.ndim), -1)
+    moved = np.moveaxis(mask, _nm_axis(mask.ndim) if axis is None else axis, -1)
     length = moved.shape[-1]
     pad = (-length) % m
     if pad:
@@ -130,27 +139,37 @@ class Footprint:
         return d
 
 
-def _storage_bytes(fmt: str, shape, nnz: int, bits: int, n: int, m: int) -> int:
+def _storage_bytes(fmt: str, shape, nnz: int, bits: int, n: int, m: int, axis: int | None = None) -> int:
     from accelsim.sim.formats import storage_bits
 
     if fmt == "nm":
-        b = storage_bits("nm", tuple(shape), nnz, bits, n=n, m=m)
+        b = storage_bits("nm", tuple(shape), nnz, bits, n=n, m=m, axis=axis)
     else:
         b = storage_bits(fmt, tuple(shape), nnz, bits)
     return int(math.ceil(b / 8))
 
 
-def _choose(fmt: str, shape, nnz: int, bits: int, is_nm: bool, n: int, m: int) -> tuple[str, int, str | None]:
-    """(format, stored bytes, note) for one tensor."""
-    from accelsim.sim.formats import best_format
-
+def _choose(fmt: str, shape, nnz: int, bits: int, nm_axis: int | None, n: int, m: int
+            ) -> tuple[str, int, str | None]:
+    """(format, stored bytes, note) for one tensor; ``nm_axis`` is the axis along which its mask is
+    N:M, None when it is not (or cannot be shown to be)."""
     if fmt == "auto":
-        name, b = best_format(tuple(shape), nnz, bits, nm=(n, m) if is_nm else None)
-        return name, int(math.ceil(b / 8)), None
-    if fmt == "nm" and not is_nm:
+        # Smallest of the formats that apply; ties go to the earlier of FORMATS (dense first), as
+        # formats.best_format does -- done here because the N:M axis may differ from its default.
+        from accelsim.sim.formats import FORMATS
+
+        best: tuple[str, int] | None = None
+        for name in FORMATS:
+            if name == "nm" and nm_axis is None:
+                continue
+            b = _storage_bytes(name, shape, nnz, bits, n, m, nm_axis)
+            if best is None or b < best[1]:
+                best = (name, b)
+        return best[0], best[1], None
+    if fmt == "nm" and nm_axis is None:
         # Honest fallback: a mask that is not N:M cannot be stored as N:M.
         return "dense", _storage_bytes("dense", shape, nnz, bits, n, m), f"not {n}:{m}, stored dense"
-    return fmt, _storage_bytes(fmt, shape, nnz, bits, n, m), None
+    return fmt, _storage_bytes(fmt, shape, nnz, bits, n, m, nm_axis), None
 
 
 def _peak(intervals: Iterable[tuple[int, int | None, int]]) -> tuple[int, int | None]:
@@ -202,13 +221,15 @@ def footprint(trace, *, step: int | None = None, format: str = "auto", n: int = 
         numel = math.prod(shape)
         nnz = int(big.nnz)
         bits = dtype_bits(big.dtype)
-        is_nm = False
-        if format in ("auto", "nm") and nnz <= nm_kept_slots(shape, n, m):
-            # (more non-zeros than N:M slots cannot be N:M: skip reading the mask)
+        nm_axis = None
+        if format in ("auto", "nm"):
             with_mask = [r for r in recs if r.tensor is not None and tuple(r.shape) == shape]
-            if with_mask:
-                is_nm = nm_fraction(trace.mask(with_mask[0].tensor), n, m) == 1.0
-        fmt, stored, note = _choose(format, shape, nnz, bits, is_nm, n, m)
+            # (more non-zeros than N:M slots cannot be N:M: skip reading the mask)
+            axes = [ax for ax in nm_axes(len(shape)) if nnz <= nm_kept_slots(shape, n, m, ax)]
+            if with_mask and axes:
+                mask = trace.mask(with_mask[0].tensor)
+                nm_axis = next((ax for ax in axes if nm_fraction(mask, n, m, ax) == 1.0), None)
+        fmt, stored, note = _choose(format, shape, nnz, bits, nm_axis, n, m)
         dense = _storage_bytes("dense", shape, nnz, bits, n, m)
         values = int(math.ceil(nnz * bits / 8))   # the ideal: non-zero values, indices for free
         unpacks = [r.t_unpack for r in recs]

@@ -30,6 +30,12 @@ stays here as failing, with its reason. The same code runs as the test suite
 (`python -m pytest tests/validation -q`). No shipped hardware file is fitted to any of these cases;
 where a case varies a parameter (array size, lookahead, data type) it derives the variant in code
 from the shipped file and says so.
+
+Reproduce: `python -m accelsim.validation` rewrites this file (about a minute). The SCALE-Sim
+reference cycles in `accelsim/validation/data/scalesim_*.csv` came from the real SCALE-Sim 3.0 (each
+CSV's header names the command and version); `python -m accelsim.validation.scalesim_run` regenerates
+them and `python benchmarks/bench_scalesim.py` runs SCALE-Sim and accelsim side by side, both given a
+venv with `pip install scalesim 'numpy<2.4'` at /tmp/scalesim-venv.
 """
 
 

@@ -31,8 +31,13 @@ def trace_crosscheck(path) -> dict:
     from accelsim.sim.kernels import one_sided_macs
     from accelsim.sim.workload import lower
     from accelsim.trace.format import load_trace
-    out = {p: {"ops": 0, "exact": 0, "ours": 0, "closed": 0.0, "worst": (1.0, "")} for p in ("fwd", "dgrad", "wgrad")}
+    out = {p: {"ops": 0, "exact": 0, "ours": 0, "closed": 0.0, "worst": (1.0, ""), "dense": 0}
+           for p in ("fwd", "dgrad", "wgrad")}
     with load_trace(path) as tr:
+        params = (tr.header.get("method") or {}).get("params") or {}
+        out["sparsity"] = params.get("sparsity")
+        dense_layers = set(params.get("dense_layers") or [])
+        out["first_fwd"] = 0
         step0 = min(op.step for op in tr.ops)
         for op in tr.ops:
             if op.step != step0:
@@ -44,6 +49,9 @@ def trace_crosscheck(path) -> dict:
             got = one_sided_macs(w, "a" if nm == w.a else "b")
             numel, nnz = w.numel(nm), w.nnz[nm]
             r = out[op.pass_]
+            r["dense"] += w.dense_macs
+            if op.pass_ == "fwd" and op.layer in dense_layers:
+                out["first_fwd"] += w.dense_macs
             r["ops"] += 1
             r["exact"] += int(got * numel == w.dense_macs * nnz)
             r["ours"] += got
@@ -123,6 +131,15 @@ def run() -> CaseReport:
             f"{r['exact']}/{r['ops']} ops exact; sum {r['ours']:,} vs {r['closed']:,.0f} "
             f"({r['ours'] / r['closed']:.4f}); furthest {r['worst'][0]:.3f} at {r['worst'][1]}",
             f"{r['ours'] / r['closed'] - 1:+.2%}", "reported (see note)", None))
+        sp = cc["sparsity"]
+        if sp is not None and cc["fwd"]["dense"]:
+            f1 = cc["first_fwd"] / cc["fwd"]["dense"]
+            red = 1 - cc["fwd"]["ours"] / cc["fwd"]["dense"]
+            rep.checks.append(Check(
+                f"{path.name}: forward MAC reduction on the trace (accelsim counts)",
+                f"s·(1−f1) = {100 * sp * (1 - f1):.2f}%", f"closed form, s = {sp}, f1 = {f1:.4f} from the trace's shapes",
+                f"{100 * red:.2f}%", f"{100 * (red - sp * (1 - f1)):+.2f} pp",
+                "reported (top-k keeps ceil((1−s)·numel))", None))
         rep.notes.append(
             f"**wgrad and F·d_a** (`{path.name}`). fwd and dgrad count the weight's zeros: every "
             "non-zero weight meets all N·P·Q windows, so one-sided MACs = N·P·Q·nnz(W) = F·d_w exactly. "

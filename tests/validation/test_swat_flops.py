@@ -34,9 +34,19 @@ def test_closed_form_tiny_network():
 
 def test_case_passes_against_readme():
     rep = case_swat_flops.run()
-    assert len(rep.checks) == 8
-    for c in rep.checks:
+    closed = [c for c in rep.checks if "reduction" in c.name]
+    assert len(closed) == 8   # 2 models x 2 sparsities x (forward closed form, README training value)
+    for c in closed:
         assert c.passed, f"{c.name}: {c.value} vs {c.reference}"
+
+
+def test_readme_gap_is_explained_by_one_dense_downsample_pass():
+    # the reconstruction in the doc: counting one of the three passes of the 1x1 downsample convs
+    # dense lands within the README's 0.05 pp rounding for all four published values
+    from accelsim.validation.swat_flops import README_TRAIN_REDUCTION
+    for (model, s), pub in README_TRAIN_REDUCTION.items():
+        alt = swat_flops(model, s, dense_downsample_passes=1)
+        assert abs(100 * alt.train_reduction - pub) <= 0.05
 
 
 def test_trace_crosscheck_fwd_dgrad_exact():

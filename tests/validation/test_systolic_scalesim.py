@@ -66,3 +66,31 @@ def test_accelsim_equals_formula_on_grid(report):
 def test_conv_lowering_matches_scalesim_gemm(report):
     pytest.importorskip("accelsim.sim.systolic")
     _check(report, "(d)")
+
+
+def test_scalesim_report_parsing_and_reference_roundtrip(tmp_path):
+    from accelsim.validation.scalesim_run import (ScalesimRun, parse_compute_report, write_config,
+                                                  write_reference)
+    topo = tmp_path / "t.csv"
+    topo.write_text("Layer name, a,\n\nL1,5,5,3,3,2,4,1,\nL2,1,1,1,1,8,10,1,\n")
+    rep = tmp_path / "COMPUTE_REPORT.csv"
+    rep.write_text("LayerID, Total Cycles (incl. prefetch), Total Cycles, Stall Cycles, x,\n"
+                   "0, 120, 99, 0, 1,\n1, 50.0, 40, 3, 1,\n")
+    rows = parse_compute_report(rep, topo, dataflow="os", rows=8, cols=8)
+    assert [(r["layer"], r["total_cycles"], r["stall_cycles"]) for r in rows] == [("L1", 99, 0), ("L2", 40, 3)]
+    out = tmp_path / "ref.csv"
+    write_reference(out, [ScalesimRun(rows, 1.0, "scalesim 3.0.0 (numpy 2.3.5)", "cmd")], "note")
+    assert out.read_text().startswith("# SCALE-Sim reference cycles, produced by scalesim 3.0.0")
+    back = read_reference(out)
+    assert back[1]["total_cycles"] == 40 and back[1]["rows"] == 8
+    cfg = tmp_path / "c.cfg"
+    write_config(_scale_cfg(tmp_path), cfg, dataflow="is", rows=16, cols=64)
+    text = cfg.read_text()
+    assert "ArrayHeight = 16" in text and "ArrayWidth = 64" in text and "Dataflow = is" in text
+
+
+def _scale_cfg(tmp_path):
+    p = tmp_path / "scale.cfg"
+    p.write_text("[general]\nrun_name = x\n\n[architecture_presets]\nArrayHeight:    32\n"
+                 "ArrayWidth:     32\nDataflow : ws\n")
+    return p
