@@ -207,3 +207,117 @@ def test_record_flags_map_one_to_one_onto_record_training():
     args = build_parser().parse_args(["record", "--model", "m", "--method", "x", "-o", "o.npz"])
     defaults = {p: inspect.signature(record_training).parameters[p].default for p in params}
     assert {k: getattr(args, k) for k in RECORD_KWARGS} == defaults   # the CLI's defaults are the API's
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad input, in process (fast): every case is one `accelsim: error:` line, exit 2, and no output file
+# (not even the good one of a --json/--csv pair) is left behind.
+# ------------------------------------------------------------------------------------------------
+
+def _rewrite_trace(src, dst, header_fn=None, mask_fn=None):
+    """Copy a trace zip member by member, editing the JSON header and/or a mask array."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(src) as zi, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zo:
+        for name in zi.namelist():
+            data = zi.read(name)
+            if name == "header.npy" and header_fn is not None:
+                h = json.loads(bytes(np.load(io.BytesIO(data))).decode())
+                header_fn(h)
+                buf = io.BytesIO()
+                np.save(buf, np.frombuffer(json.dumps(h).encode(), np.uint8))
+                data = buf.getvalue()
+            if name.startswith("masks/") and mask_fn is not None:
+                buf = io.BytesIO()
+                np.save(buf, mask_fn(name, np.load(io.BytesIO(data))))
+                data = buf.getvalue()
+            zo.writestr(name, data)
+    return dst
+
+
+def _bad_traces(tiny, d):
+    import numpy as np
+
+    raw = tiny.read_bytes()
+    out = {}
+    (d / "trunc.npz").write_bytes(raw[: len(raw) // 2])
+    out["trunc.npz"] = "truncated or corrupt"
+    flip = bytearray(raw)
+    flip[len(flip) // 2] ^= 0xFF  # inside a (compressed) mask member: CRC or inflate fails
+    (d / "flip.npz").write_bytes(bytes(flip))
+    out["flip.npz"] = "flip.npz"
+    np.savez(d / "other.npz", x=np.arange(3))
+    out["other.npz"] = "not a trace file"
+    _rewrite_trace(tiny, d / "v2.npz", header_fn=lambda h: h.update(version=2))
+    out["v2.npz"] = "trace version 2 is not supported"
+
+    def grow(h):
+        h["tensors"][0]["shape"][0] += 1
+    _rewrite_trace(tiny, d / "shape.npz", header_fn=grow)
+    out["shape.npz"] = "shape.npz"
+    _rewrite_trace(tiny, d / "short.npz", mask_fn=lambda n, a: a[:-1] if n == "masks/0.npy" else a)
+    out["short.npz"] = "mask of tensor 0 has"
+
+    def flipbit(n, a):
+        a = a.copy()
+        if n == "masks/0.npy":
+            a[0] ^= 1
+        return a
+    _rewrite_trace(tiny, d / "bits.npz", mask_fn=flipbit)
+    out["bits.npz"] = "set bits but the header says nnz="
+    return out
+
+
+def _bad_hw(d):
+    import yaml
+
+    base = yaml.safe_load((ROOT / "hwconfigs" / "systolic_128_nm.yaml").read_text())
+    out = {}
+
+    def variant(name, fn, needle):
+        y = json.loads(json.dumps(base))
+        fn(y)
+        (d / name).write_text(yaml.safe_dump(y))
+        out[name] = needle
+    variant("unknown.yaml", lambda y: y["compute"].update(turbo=3), "compute.turbo: unknown key")
+    variant("ngtm.yaml", lambda y: y["sparsity"].update(n=6), "sparsity.n: N:M needs N < M, got 6:4")
+    variant("zerobw.yaml", lambda y: y["memory"][-1].update(bandwidth="0 GB/s"), "bandwidth: must be > 0")
+    variant("negsize.yaml", lambda y: y["memory"][0].update(capacity="-256 KiB"), "capacity: must be > 0")
+    variant("units.yaml", lambda y: y["memory"][0].update(capacity="256 GHz"), "unknown unit 'ghz'")
+    (d / "list.yaml").write_text("- a\n- b\n")
+    out["list.yaml"] = "top level: expected a mapping"
+    return out
+
+
+def test_bad_input_in_process_one_line_and_no_partial_output(tiny, tmp_path, capsys):
+    from accelsim.cli import main
+
+    def check(argv, needle):
+        rc = main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        assert rc == 2, (argv, err)
+        lines = err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("accelsim: error: "), (argv, err)
+        assert needle in lines[0], (needle, lines[0])
+        assert not list(outd.iterdir()), (argv, list(outd.iterdir()))  # nothing written, no temp files
+
+    outd = tmp_path / "out"
+    outd.mkdir()
+    both = ["--json", outd / "r.json", "--csv", outd / "r.csv", "-q"]
+    for name, needle in _bad_traces(tiny, tmp_path).items():
+        check(["run", tmp_path / name, "--hw", A100, *both], needle)
+        check(["inspect", tmp_path / name], needle)
+    for name, needle in _bad_hw(tmp_path).items():
+        check(["run", tiny, "--hw", tmp_path / name, *both], f"{name}: {needle}" if "top" in needle else needle)
+    # --hw given a trace; an output in a missing directory (the other, valid output is not written)
+    check(["run", tiny, "--hw", tiny, *both], "not a hardware file")
+    check(["run", tiny, "--hw", A100, "-q", "--json", tmp_path / "nodir" / "r.json", "--csv", outd / "r.csv"],
+          "does not exist")
+    check(["run", tiny, "--hw", A100, "-q", "--csv", tmp_path / "nodir" / "r.csv", "--json", outd / "r.json"],
+          "does not exist")
+    check(["plot", "memory", tiny, "-o", tmp_path / "nodir" / "m.png", "-q"], "does not exist")
+    check(["compare", tiny, "--hw", A100, "--hw", TDASH, "-q", "--json", tmp_path / "nodir" / "c.json"],
+          "does not exist")

@@ -161,3 +161,72 @@ def test_words_per_cycle_uses_clock(tmp_path):
     hw = load_hw(_write(tmp_path, d, "ok.yaml"))
     assert hw.dram().bandwidth_bytes_per_s == pytest.approx(10 * 2 * 2e9)
     assert math.isinf(hw.level("ifmap_sram").bandwidth_bytes_per_s)
+
+
+def test_not_a_mapping_names_the_top_level(tmp_path):
+    # QA finding: a YAML list or scalar read "x.yaml: : expected a mapping ..." (empty key)
+    p = tmp_path / "list.yaml"
+    p.write_text("- a\n- b\n")
+    with pytest.raises(HardwareConfigError) as e:
+        load_hw(p)
+    assert str(e.value).startswith(f"{p}: top level: expected a mapping with keys name, ")
+    assert str(e.value).endswith("got list") and ": :" not in str(e.value)
+    p.write_text("just a string\n")
+    with pytest.raises(HardwareConfigError, match=r"list.yaml: top level: expected a mapping .* got str"):
+        load_hw(p)
+
+
+def test_binary_file_with_yaml_suffix_is_one_line_error(tmp_path):
+    p = tmp_path / "trace.yaml"
+    p.write_bytes(b"PK\x03\x04\x14\x00\xf3\xff")  # a zip (trace) header: not UTF-8
+    with pytest.raises(HardwareConfigError, match=r"trace.yaml: cannot read"):
+        load_hw(p)
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "hwconfig.md"
+
+
+def test_hwconfig_doc_matches_loader(tmp_path):
+    from accelsim.hw import loader
+
+    text = DOC.read_text()
+
+    def section(title):
+        return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+    def table_keys(sec):
+        return {k.strip("` ") for line in sec.splitlines() if line.startswith("| `")
+                for k in line.split("|")[1].split(",")}
+    assert table_keys(section("Top level")) == set(loader.TOP_KEYS)
+    assert table_keys(section("`sparsity`")) == set(loader.SPARSITY_KEYS)
+    assert table_keys(section("`memory`")) == set(loader.MEMORY_KEYS)
+    comp = section("`compute`")
+    for fam, keys in loader.COMPUTE_KEYS.items():
+        para = comp.split(f"**{fam}**", 1)[1].split("**", 1)[0]
+        assert all(f"`{k}`" in para for k in keys), (fam, [k for k in keys if f"`{k}`" not in para])
+    # every yaml example loads; tiny_td: 2 tiles x 4 x 16 PEs x 16 lanes = 2048 MACs/cycle,
+    # 32 bytes/cycle at 800 MHz = 25.6 GB/s, 100 ns at 800 MHz = 80 cycles
+    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+    assert blocks
+    for i, b in enumerate(blocks):
+        hw = load_hw(_write_text(tmp_path / f"ex{i}.yaml", b))
+    assert hw.peak_macs_per_cycle == 2048 and hw.dram().bandwidth_bytes_per_s == pytest.approx(25.6e9)
+    assert hw.dram().latency_cycles == 80 and hw.compute.tap_padded is True
+    # the error lines shown at the top are what the loader really says
+    errs = [line.split("hwconfigs/x.yaml: ", 1)[1] for line in text.splitlines()
+            if line.startswith("accelsim: error: hwconfigs/x.yaml: ")]
+    d = _base()
+    d["compute"]["rowz"] = 3
+    got = [_err(tmp_path, d)]
+    d = yaml.safe_load((HW / "systolic_128_nm.yaml").read_text())
+    d["sparsity"]["n"] = 6
+    got.append(_err(tmp_path, d))
+    d = _base()
+    d["memory"][-1]["bandwidth"] = "0 GB/s"
+    got.append(_err(tmp_path, d))
+    assert len(errs) == 3 and [g.split(": ", 1)[1] for g in got] == errs
+
+
+def _write_text(p, text):
+    p.write_text(text)
+    return p

@@ -172,3 +172,17 @@ def test_pair_group_work_matches_brute_force(idx):
             for ni in range(cyc.shape[2]):
                 blk = pairs[g, mi * gm:(mi + 1) * gm, ni * gn:(ni + 1) * gn]
                 assert cyc[g, mi, ni] == -(-int(blk.max()) // lanes)
+
+
+def test_nm_fraction_along_is_the_same_counter_as_nm_compliance():
+    # rows of a (M=2, K=6), groups of 4 along K, the last one zero padded:
+    # row 0: [1,1,1,0] 3 nnz > 2 fails, [1,0,_,_] ok; row 1: [1,0,0,0] ok, [1,1,_,_] ok -> 3/4
+    from accelsim.sim.kernels import nm_fraction_along
+
+    a = np.array([[1, 1, 1, 0, 1, 0], [1, 0, 0, 0, 1, 1]], bool)
+    b = np.ones((6, 3), bool)
+    w = workload_from_masks("matmul", "fwd", {"a": a, "b": b})
+    assert nm_fraction_along(a, 2, 4, axis=1) == 0.75 == K.nm_compliance(w, "a", 2, 4)
+    # along the other axis: 6 columns, one group of 2 (padded to 4) each, nnz 2,1,1,0,2,1:
+    # all hold <= 2; with n=1 columns 0 and 4 fail -> 4/6
+    assert nm_fraction_along(a, 2, 4, axis=0) == 1.0 and nm_fraction_along(a, 1, 4, axis=0) == 4 / 6

@@ -132,3 +132,11 @@ def test_run_tiles_timeline_events():
     assert r.timeline == [TimelineEvent(7, "compute", 10, 40), TimelineEvent(7, "dma", 0, 16),
                           TimelineEvent(7, "dma", 20, 28)]
     assert run_tiles(_stream([10], [8]), bytes_per_cycle=1, latency_cycles=2).timeline == []
+
+
+def test_split_bytes_sums_exactly():
+    # the one byte splitter the family models share: 10 bytes in 4 pieces, edges 0,2,5,7,10
+    from accelsim.sim.memory import split_bytes
+
+    assert split_bytes(10, 4).tolist() == [2, 3, 2, 3]
+    assert split_bytes(3, 5).tolist() == [0, 1, 0, 1, 1] and split_bytes(3, 5).dtype == np.int64

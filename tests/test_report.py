@@ -46,6 +46,8 @@ def make_result(n_layers=3, *, hw="machine", clock=1e9, scale=1, timeline=False)
 def test_si_and_bytes():
     assert si(1234) == "1,234" and si(1_234_567) == "1.23M" and si(2.5e9) == "2.5G" and si(None) == "-"
     assert nbytes(1536) == "1.50 KiB" and nbytes(12) == "12 B" and nbytes(3 * 2**20) == "3.00 MiB"
+    # one formatter for tables (2 decimals) and figure legends (1 decimal); negative sizes keep units
+    assert nbytes(1536, 1) == "1.5 KiB" and nbytes(5 * 2**30, 1) == "5.0 GiB" and nbytes(-2048) == "-2.00 KiB"
 
 
 def test_format_table_aligns_columns():
@@ -141,3 +143,24 @@ def test_plots_write_files_deterministically(tmp_path, ext):
         assert a.stat().st_size > 5000
         assert a.read_bytes() == b.read_bytes()
     assert (tmp_path / f"mem.{ext}").read_bytes()[:4] == (b"\x89PNG" if ext == "png" else b"<?xm")
+
+
+def test_pandas_reads_csv_and_json_ops_without_help(tmp_path):
+    # QA finding: the JSON ops carried the Python attribute name "pass_" while the CSV column (and
+    # the trace file) say "pass", so df["pass"] failed on a frame built from the JSON.
+    pd = pytest.importorskip("pandas")
+    res = make_result(2)
+    js, cs = tmp_path / "r.json", tmp_path / "r.csv"
+    write_json(js, res.to_dict())
+    write_csv(cs, res.to_rows())
+    dc = pd.read_csv(cs)
+    dj = pd.DataFrame(json.load(open(js))["ops"])
+    assert len(dc) == len(dj) == 6 and "pass_" not in dj.columns
+    assert dc["pass"].tolist() == dj["pass"].tolist() == ["fwd", "dgrad", "wgrad"] * 2
+    # layer 0: cycles 100, dense 200 (fwd); layer 1: 110 (fwd) -> speedups 2.0 in both files
+    assert dc.loc[0, "speedup"] == dj.loc[0, "speedup"] == 2.0
+    assert dc["total_cycles"].tolist() == dj["total_cycles"].tolist()
+    assert dc["dram_bytes"].tolist()[0] == 160 and dj["dram_bytes"][0] == {"input": 64, "weight": 32, "output": 64}
+    # the totals table is a rectangular mapping of mappings: pandas reads it directly
+    tot = pd.read_json(io.StringIO(json.dumps(json.load(open(js))["totals"])))
+    assert list(tot.columns) == ["fwd", "dgrad", "wgrad", "all"] and tot.loc["ops", "all"] == 6

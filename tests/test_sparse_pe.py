@@ -122,3 +122,24 @@ def test_waves_coalesce_into_buffer_sized_chunks():
     st = sparse_pe._coalesce(np.array([1, 2, 3, 4, 5]), {"a": np.array([10, 10, 30, 5, 5])},
                              np.zeros(5, np.int64), 20)
     assert st.compute_cycles.tolist() == [3, 3, 9] and st.load_bytes["a"].tolist() == [20, 30, 10]
+
+
+def test_dual_sided_dense_input_has_no_phantom_speedup():
+    # QA finding: ResNet-18's first conv (C=3, 3x3) on sparten_like ran 4.5x faster than its own
+    # dense baseline on an all-dense input. The bitmap join packs the reduction K = R*S*C = 27
+    # contiguously: ceil(27/16) = 2 cycles per window/filter pair; the dense baseline padded each
+    # tap's 3 channels to 16 lanes as TensorDash does (9 taps = 9 cycles). The same machine's dense
+    # baseline must use its own layout (module docstring: "Dense: ceil(K/lanes)"), so dense data
+    # runs at speedup 1. 4 windows x 4 filters = 1 unit of a 4x16-PE tile: 2 cycles both ways.
+    # input 4x4, no padding: 2x2 = 4 windows, each with all 27 taps x channels real
+    p = conv_params(1, 3, 4, 4, 4, 3, 3)
+    w = workload_from_masks("conv2d", "fwd", {"input": np.ones((1, 3, 4, 4), bool),
+                                              "weight": np.ones((4, 3, 3, 3), bool)}, p)
+    hw = _hw(pe_rows=4, pe_cols=16, sparsity={"kind": "two_sided", "operand": "both"})
+    assert hw.compute.tap_padded is False
+    assert sparse_pe.op_cost(w, hw, sparse=True).compute_cycles == 2
+    assert sparse_pe.op_cost(w, hw.dense(), sparse=False).compute_cycles == 2
+    # TensorDash (one-sided) keeps DNNsim's per-tap padding: ceil(round_up(3,16)*9/16) = 9
+    td = _hw(pe_rows=4, pe_cols=16)
+    assert td.compute.tap_padded is True
+    assert sparse_pe.op_cost(w, td.dense(), sparse=False).compute_cycles == 9

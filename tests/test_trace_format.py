@@ -421,3 +421,30 @@ def test_unknown_header_field_and_missing_field(good, tmp_path):
     assert "header has unknown field(s) extra" in _one_line_error(p)
     p = _variant(tmp_path, good, lambda h: h.pop("saved"))
     assert "header lacks saved" in _one_line_error(p)
+
+
+def test_trace_format_doc_lists_every_field():
+    """docs/trace-format.md documents exactly the fields the reader accepts, and its header example
+    (with the elided tables filled in empty) has only known top-level fields."""
+    import json as _json
+    from pathlib import Path as _Path
+
+    from accelsim.trace import format as fmt
+
+    text = (_Path(__file__).resolve().parents[1] / "docs" / "trace-format.md").read_text()
+
+    def table_fields(title):
+        sec = text.split(title, 1)[1].split("\n#", 1)[0]
+        return {f.strip("` ") for line in sec.splitlines() if line.startswith("| `")
+                for f in line.split("|")[1].split(",")}
+    assert table_fields("## Header") == set(fmt.HEADER_KEYS)
+    assert table_fields("### `tensors`") == set(fmt._TENSOR_KEYS)
+    assert table_fields("### `ops`") == set(fmt._OP_KEYS)
+    assert table_fields("### `saved`") == set(fmt._SAVED_KEYS)
+    params = [line for line in text.splitlines() if line.startswith("| `params`")][0]
+    assert all(f"`{k}`" in params for k in fmt._CONV_PARAM_KEYS)
+    for words in (fmt.ROLES, fmt.PASSES, fmt.KINDS, fmt.CATEGORIES):
+        assert all(f"`{w}`" in text for w in words)
+    example = text.split("```json\n", 1)[1].split("```", 1)[0].replace("[...]", "[]")
+    h = _json.loads(example)
+    assert set(h) == set(fmt.HEADER_KEYS) and h["schema"] == fmt.SCHEMA and h["version"] == fmt.VERSION

@@ -106,3 +106,44 @@ def test_model_and_method_lists_agree_with_their_modules():
     from accelsim import training
 
     assert training.MODELS == MODELS and training.METHODS == METHODS
+
+
+def test_model_zoo_layer_counts_and_output_shapes():
+    from torch import nn
+
+    from accelsim.models import build_model
+
+    def count(m, cls):
+        return sum(isinstance(x, cls) for x in m.modules())
+
+    r18 = build_model("resnet18-cifar")
+    assert count(r18, nn.Conv2d) == 20 and r18.conv1.kernel_size == (3, 3) and r18.fc.out_features == 10
+    r50 = build_model("resnet50-imagenet", 32)     # 1 stem + 16 bottlenecks x 3 + 4 downsample convs
+    assert count(r50, nn.Conv2d) == 53 and r50.conv1.kernel_size == (7, 7) and r50.fc.in_features == 2048
+    assert sum(p.numel() for p in r50.parameters()) == 25_557_032          # torchvision's ResNet-50
+    assert sum(p.numel() for p in r18.parameters()) == 11_173_962          # CIFAR ResNet-18
+    vgg = build_model("vgg16-cifar")
+    assert count(vgg, nn.Conv2d) == 13 and count(vgg, nn.BatchNorm2d) == 13
+    tb = build_model("transformer-block")
+    assert tb.tokens == 64 and tb.attn.q.in_features == 256 and tb.attn.heads == 4
+    with torch.no_grad():
+        assert r50.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 1000)
+        assert tb(torch.zeros(3, 3, 32, 32)).shape == (3, 10)
+    with pytest.raises(AccelsimError, match="multiple of 4"):
+        build_model("transformer-block", 30)
+
+
+def test_digits_data_is_real_and_seeded():
+    from accelsim.models.data import DigitsData
+
+    a, b, c = DigitsData(16, seed=1), DigitsData(16, seed=1), DigitsData(16, seed=2)
+    xa, ya = a.next_batch(8)
+    xb, yb = b.next_batch(8)
+    xc, yc = c.next_batch(8)
+    assert torch.equal(xa, xb) and torch.equal(ya, yb) and not torch.equal(ya, yc)
+    assert xa.shape == (8, 3, 16, 16) and torch.equal(xa[:, 0], xa[:, 2])
+    assert len(a) == 1797 and set(a.labels.tolist()) == set(range(10))
+    # the same digit class looks alike: mean images of two disjoint halves of the 0s correlate
+    zeros = a.images[a.labels == 0]
+    m1, m2 = zeros[::2].mean(0).flatten(), zeros[1::2].mean(0).flatten()
+    assert torch.corrcoef(torch.stack([m1, m2]))[0, 1] > 0.95

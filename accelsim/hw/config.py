@@ -88,6 +88,12 @@ class SparsePECompute:
     lanes: int
     data_type: str
     element_bytes: int
+    # How a PE's lanes are fed along a conv's reduction. True (TensorDash, DNNsim): each kernel tap's
+    # channel run starts a new row of `lanes` (dense cycles ceil(round_up(C,16)*R*S/16), FACTS.md).
+    # False (bitmap inner-join designs, SparTen): the reduction is packed contiguously, ceil(K/lanes).
+    # The loader derives it from sparsity.kind (two_sided -> False); dense() keeps it, so a machine's
+    # dense baseline uses the machine's own layout.
+    tap_padded: bool = True
 
     @property
     def peak_macs_per_cycle(self) -> int:

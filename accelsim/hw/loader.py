@@ -7,6 +7,8 @@ name the key. The format is documented in docs/hwconfig.md.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import os
 from pathlib import Path
@@ -55,7 +57,8 @@ class _Ctx:
         self.path = path
 
     def fail(self, key: str, problem: str) -> HardwareConfigError:
-        return HardwareConfigError(f"{self.path}: {key}: {problem}")
+        # key "" is the document itself: "file: top level: problem", never "file: : problem"
+        return HardwareConfigError(f"{self.path}: {key or 'top level'}: {problem}")
 
     def keys(self, d, key: str, valid: tuple[str, ...], required: tuple[str, ...]) -> None:
         if not isinstance(d, dict):
@@ -247,6 +250,9 @@ def parse_hw(data, source: str = "<memory>") -> HardwareConfig:
     compute = _compute(ctx, family, data["compute"])
     sparsity = _sparsity(ctx, family, data.get("sparsity"))
     memory = _memory(ctx, data["memory"], clock)
+    if isinstance(compute, SparsePECompute) and sparsity.kind == "two_sided":
+        # a bitmap inner-join PE packs the reduction contiguously (SparsePECompute.tap_padded)
+        compute = dataclasses.replace(compute, tap_padded=False)
     fmt = data.get("storage_format")
     if fmt is not None and fmt not in STORAGE_FORMATS:
         raise ctx.fail("storage_format", f"{fmt!r} is not one of {', '.join(STORAGE_FORMATS)}")

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from accelsim.report.table import byte_unit, nbytes
 from accelsim.util.atomic import atomic_write
 
 PASS_COLORS = {"fwd": "#4C72B0", "dgrad": "#DD8452", "wgrad": "#55A868"}
@@ -64,18 +65,6 @@ def _long_axis(ax, nrows: int) -> None:
         ax.tick_params(axis="x", top=True, labeltop=True)
 
 
-def _unit(max_bytes: float) -> tuple[str, float]:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if max_bytes >= scale:
-            return unit, scale
-    return "B", 1.0
-
-
-def _fmt_bytes(b: float) -> str:
-    unit, scale = _unit(b)
-    return f"{b / scale:.1f} {unit}" if scale > 1 else f"{int(b)} B"
-
-
 def plot_memory(fp, path: str | os.PathLike, *, title: str = "") -> None:
     """Per layer: what is kept for backward, dense (light) vs as stored (solid), stacked by
     category; totals and % saved per category in the legend."""
@@ -86,7 +75,7 @@ def plot_memory(fp, path: str | os.PathLike, *, title: str = "") -> None:
     fig, head, ax = _figure(plt, 9.0, min(60.0, 0.8 + nl * 2 * ROW_INCH),
                             0.25 + 0.19 * (len(cats) + 1) + (0.2 if nl > 25 else 0.0))
     peak = max([sum(lf.dense.values()) for lf in layers] + [sum(lf.stored.values()) for lf in layers] + [1])
-    unit, scale = _unit(peak)
+    unit, scale = byte_unit(peak)
     ys = list(range(nl))
     bar_h = 0.4
     for kind, offset, alpha in (("dense", -bar_h / 2, 0.35), ("stored", bar_h / 2, 1.0)):
@@ -112,11 +101,11 @@ def plot_memory(fp, path: str | os.PathLike, *, title: str = "") -> None:
     for cat in cats:
         t = fp.totals[cat]
         handles.append(Patch(color=CAT_COLORS[cat],
-                             label=f"{PLURAL[cat]}: {_fmt_bytes(t['dense'])} -> {_fmt_bytes(t['stored'])} "
+                             label=f"{PLURAL[cat]}: {nbytes(t['dense'], 1)} -> {nbytes(t['stored'], 1)} "
                                    f"({fp.saved_pct(cat):.0f}% saved; {fp.saved_pct(cat, False):.0f}% without index)"))
     t = fp.totals["all"]
-    handles.append(Patch(color="white", label=f"total: {_fmt_bytes(t['dense'])} -> {_fmt_bytes(t['stored'])}; "
-                                             f"peak live {_fmt_bytes(fp.peak_dense)} -> {_fmt_bytes(fp.peak_stored)}"))
+    handles.append(Patch(color="white", label=f"total: {nbytes(t['dense'], 1)} -> {nbytes(t['stored'], 1)}; "
+                                             f"peak live {nbytes(fp.peak_dense, 1)} -> {nbytes(fp.peak_stored, 1)}"))
     _header(head, f"Backward-pass memory per layer, step {fp.step}" + (f": {title}" if title else ""), handles)
     _long_axis(ax, nl)
     _save(fig, path)

@@ -31,14 +31,20 @@ def ratio(x: float | None) -> str:
     return f"{x:.2f}x" if x >= 0.1 else f"{x:.3g}x"
 
 
-def nbytes(x: int | float | None) -> str:
-    """Binary byte units: 1536 -> '1.50 KiB'."""
-    if x is None:
-        return "-"
+def byte_unit(x: int | float) -> tuple[str, int]:
+    """The largest binary unit not above |x|: (name, bytes per unit); 'B', 1 below 1 KiB."""
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if abs(x) >= scale:
-            return f"{x / scale:.2f} {unit}"
-    return f"{int(x)} B"
+            return unit, scale
+    return "B", 1
+
+
+def nbytes(x: int | float | None, decimals: int = 2) -> str:
+    """Binary byte units: 1536 -> '1.50 KiB' (the one byte formatter of tables and figures)."""
+    if x is None:
+        return "-"
+    unit, scale = byte_unit(x)
+    return f"{x / scale:.{decimals}f} {unit}" if scale > 1 else f"{int(x)} B"
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, align: str | None = None,

@@ -62,16 +62,12 @@ def nm_axes(ndim: int) -> tuple[int, ...]:
 def nm_fraction(mask: np.ndarray, n: int, m: int, axis: int | None = None) -> float:
     """Fraction of the groups of ``m`` along ``axis`` (default: the channel / reduction axis), zero
     padded at the end, that hold at most ``n`` non-zeros."""
+    from accelsim.sim.kernels import nm_fraction_along  # the one N:M group counter
+
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim == 0 or mask.size == 0:
         return 1.0
-    moved = np.moveaxis(mask, _nm_axis(mask.ndim) if axis is None else axis, -1)
-    length = moved.shape[-1]
-    pad = (-length) % m
-    if pad:
-        moved = np.concatenate([moved, np.zeros(moved.shape[:-1] + (pad,), dtype=bool)], axis=-1)
-    counts = moved.reshape(-1, m).sum(axis=1)
-    return float(np.count_nonzero(counts <= n)) / counts.size
+    return nm_fraction_along(mask, n, m, _nm_axis(mask.ndim) if axis is None else axis)
 
 
 @dataclass

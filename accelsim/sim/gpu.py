@@ -331,10 +331,6 @@ def gemm_cost(m: int, n: int, k: int, groups: int, hw, *, sparse_a: bool, names:
 # ---------------------------------------------------------------------------------------------
 # When the sparse MMA applies (module docstring, "When sparsity is used").
 
-_REDUCTION_DIM = {("conv2d", "fwd"): "C (with R, S)", ("conv2d", "dgrad"): "K (output channels)",
-                  ("conv2d", "wgrad"): "N*P*Q (batch and output pixels)"}
-
-
 def candidates(feature_operand: str, a: str, b: str, role_of) -> list[str]:
     """Trace operands the hardware may treat as the 2:4 operand, GEMM A first.
 
@@ -367,17 +363,13 @@ def decide_sparsity(hw, *, m: int, n: int, k: int, kind: str, pass_: str, a: str
     cands = candidates(feat.operand, a, b, role_of)
     if not cands:
         return SparseChoice(None, False, f"no {feat.operand} operand to run {nm} in this {kind} {pass_}")
-    dim = _REDUCTION_DIM.get((kind, pass_), "K")
+    from accelsim.sim.workload import nm_reason
+
     reasons = []
     for name in cands:
         frac = float(compliance(name))
         if frac < 1.0:
-            pct = 100.0 * (1.0 - frac)
-            why = (f"{name} not {nm} along {dim}, the {pass_} reduction dim: {pct:.3g}% of groups of "
-                   f"{feat.m} have >{feat.n} non-zeros")
-            if kind == "conv2d" and pass_ == "dgrad" and name == "weight":
-                why += " (a fwd N:M weight mask runs along C, dgrad reduces over K)"
-            reasons.append(why)
+            reasons.append(nm_reason(name, kind, pass_, feat.n, feat.m, frac))
             continue
         mult = sparse_dim_multiple(hw.compute.element_bytes)
         bad = [f"{d}={v}" for d, v in (("M", m), ("N", n), ("K", k)) if v % mult]

@@ -232,6 +232,22 @@ def _nm_groups(src, base, off, n, m):
     return ok, ngroups * base.size
 
 
+def nm_fraction_along(mask: np.ndarray, n: int, m: int, axis: int) -> float:
+    """Fraction of the groups of m consecutive elements along `axis` of a stored tensor's mask
+    (the last group zero padded) holding at most n non-zeros. The same group counter as
+    nm_compliance, for a plain tensor axis (footprint's N:M storage check) instead of a pass's
+    GEMM reduction."""
+    mask = np.asarray(mask)
+    if mask.ndim == 0 or mask.size == 0:
+        return 1.0
+    moved = np.moveaxis(mask, axis, -1)
+    length = moved.shape[-1]
+    src = _u8(moved != 0)
+    base = np.arange(src.size // length, dtype=np.int64) * length
+    ok, total = _nm_groups(src, base, np.arange(length, dtype=np.int64), n, m)
+    return ok / total if total else 1.0
+
+
 def nm_compliance(work: Workload, operand: str, n: int, m: int) -> float:
     """Fraction of the operand's groups of m consecutive elements along the GEMM reduction (K) of
     *this* pass holding at most n non-zeros (1.0 = fully N:M). `operand` is a trace operand name or

@@ -39,6 +39,15 @@ from numba import njit
 SIMPY_MAX_TILES = 48
 
 
+def split_bytes(total: int, parts: int) -> np.ndarray:
+    """`total` bytes split into `parts` integer pieces (int64) that sum exactly to `total` and
+    differ by at most one: piece i = floor((i+1)*total/parts) - floor(i*total/parts). Family models use
+    it to spread an operand's bytes over the tiles that load it."""
+    total = int(total)
+    edges = (np.arange(parts + 1, dtype=np.int64) * total) // parts
+    return np.diff(edges)
+
+
 @dataclass
 class TileStream:
     """A sequence of tiles of one op, as arrays (no per-tile Python objects)."""

@@ -96,7 +96,15 @@ class SimResult:
             "hw_name": self.hw_name, "hw_path": self.hw_path, "trace_path": self.trace_path,
             "clock_hz": self.clock_hz, "peak_macs_per_cycle": self.peak_macs_per_cycle,
             "totals": self.totals(),
-            "ops": [{**dataclasses.asdict(o), "gemm": list(o.gemm)} for o in self.ops],
+            # "pass", not the attribute name "pass_": the same key as the CSV column and the trace
+            "ops": [_op_dict(o) for o in self.ops],
             "timeline": [dataclasses.asdict(e) for e in self.timeline],
             "warnings": list(self.warnings),
         }
+
+
+def _op_dict(o: OpResult) -> dict:
+    d = {}
+    for k, v in dataclasses.asdict(o).items():
+        d["pass" if k == "pass_" else k] = list(v) if k == "gemm" else v
+    return d

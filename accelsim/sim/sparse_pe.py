@@ -20,7 +20,10 @@ ceil(round_up(C,16)*R*S/16) for a conv fwd window (FACTS.md).
 Dual-sided (kind two_sided, SparTen/SIGMA-like): a PE multiplies only effectual pairs, found by
 ANDing the two operands' bitmaps (Gondimalla et al., MICRO 2019, SparTen's bitmask inner-join), at
 `lanes` pairs per cycle: ceil(popcount(A_m & B_n) / lanes) cycles per output; a unit costs its
-slowest PE and at least 1 cycle (the bitmaps still have to be read and joined). Dense: ceil(K/lanes).
+slowest PE and at least 1 cycle (the bitmaps still have to be read and joined). Dense: ceil(K/lanes)
+-- the join packs the reduction contiguously, so the machine's dense baseline does too
+(SparsePECompute.tap_padded = False; TensorDash's per-tap padding would make dense data look 4.5x
+faster on a C=3 first layer).
 
 Data movement per wave of `tiles` consecutive units: a unit loads its A row block and B column
 block unless that operand fits the `buffer` memory level (then each block is fetched once), in the
@@ -37,7 +40,7 @@ import numpy as np
 from accelsim.hw.config import HardwareConfig
 from accelsim.sim import kernels
 from accelsim.sim.formats import storage_bits
-from accelsim.sim.memory import TileStream
+from accelsim.sim.memory import TileStream, split_bytes
 from accelsim.sim.workload import FamilyCost, Workload, resolve_operand
 
 
@@ -122,7 +125,7 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
         unit = np.maximum(unit, 1)
         skipped = ("a", "b")
     if kind == "none":
-        unit = np.full((g, mb, nb), dense_stream_rows(work, comp.lanes), np.int64)
+        unit = np.full((g, mb, nb), dense_stream_rows(work, comp.lanes, comp.tap_padded), np.int64)
     # loop order: row blocks outer (A block stays while every column block passes) or column blocks
     # outer; the one that moves fewer DRAM bytes is used, as a mapper would choose it
     best = None
@@ -139,11 +142,11 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
                       sparse_operand="+".join(names) if names else None, fallback=fallback, tiles=stream)
 
 
-def dense_stream_rows(work: Workload, lanes: int) -> int:
+def dense_stream_rows(work: Workload, lanes: int, tap_padded: bool = True) -> int:
     """Rows of `lanes` in one dense reduction stream: R*S*ceil((C/g)/lanes) for a conv fwd window
-    (each tap's channel run padded to the lanes, DNNsim's ceil(round_up(C,16)*Kx*Ky/16)), else
-    ceil(K/lanes)."""
-    if work.conv is not None and work.pass_ == "fwd":
+    on a tap-padded datapath (each tap's channel run padded to the lanes, DNNsim's
+    ceil(round_up(C,16)*Kx*Ky/16)), else ceil(K/lanes) (SparsePECompute.tap_padded)."""
+    if tap_padded and work.conv is not None and work.pass_ == "fwd":
         geo = work.conv
         return geo.r * geo.s * -(-(geo.c // geo.groups) // lanes)
     return -(-work.k // lanes)
@@ -184,7 +187,7 @@ def _wave_stream(work: Workload, hw: HardwareConfig, grid: tuple[int, int, int],
     loads = {}
     for side, blk_idx, nblk in (("a", gi * mb + mi, g * mb), ("b", gi * nb + ni, g * nb)):
         total = _operand_bytes(work, hw, side, side in skipped)
-        part = _split(total, nblk)[blk_idx]
+        part = split_bytes(total, nblk)[blk_idx]
         if total <= cap:  # the whole operand stays on chip: each block fetched at its first use
             first = np.zeros(nunits, bool)
             _, first_idx = np.unique(blk_idx, return_index=True)
@@ -197,7 +200,7 @@ def _wave_stream(work: Workload, hw: HardwareConfig, grid: tuple[int, int, int],
         loads[work.a if side == "a" else work.b] = np.bincount(wave, weights=np.where(first, part, 0),
                                                                minlength=waves).astype(np.int64)
     out_total = work.output_numel * hw.compute.element_bytes
-    store = np.bincount(wave, weights=_split(out_total, nunits), minlength=waves).astype(np.int64)
+    store = np.bincount(wave, weights=split_bytes(out_total, nunits), minlength=waves).astype(np.int64)
     return _coalesce(per_wave, loads, store, cap // 2)
 
 
@@ -225,8 +228,3 @@ def _chunk_starts(moved: np.ndarray, chunk: int) -> np.ndarray:
             acc = 0
         acc += b
     return np.array(starts, dtype=np.int64)
-
-
-def _split(total: int, parts: int) -> np.ndarray:
-    edges = (np.arange(parts + 1, dtype=np.int64) * int(total)) // parts
-    return np.diff(edges)

@@ -34,8 +34,8 @@ import numpy as np
 
 from accelsim.hw.config import HardwareConfig
 from accelsim.sim.kernels import effectual_macs, nm_compliance
-from accelsim.sim.memory import TileStream
-from accelsim.sim.workload import FamilyCost, Workload, resolve_operand
+from accelsim.sim.memory import TileStream, split_bytes
+from accelsim.sim.workload import FamilyCost, Workload, nm_reason, resolve_operand
 
 
 def fold_cycles(m: int, n: int, k: int, rows: int, cols: int, dataflow: str) -> tuple[int, int]:
@@ -81,8 +81,7 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
             name = work.a if side == "a" else work.b
             comp_frac = nm_compliance(work, side, sp.n, sp.m)
             if comp_frac < 1.0:
-                fallback = (f"{name} not {sp.n}:{sp.m} along K for {work.pass_} "
-                            f"({comp_frac:.1%} of groups comply): dense")
+                fallback = nm_reason(name, work.kind, work.pass_, sp.n, sp.m, comp_frac)
             else:
                 sparse_side = side
                 k_run = nm_reduced_k(k, sp.n, sp.m)
@@ -139,23 +138,23 @@ def _fold_stream(work: Workload, hw: HardwareConfig, folds: int, per_fold: int, 
     o_slice = size[outer_side] / n_out
     first_inner = j_of == 0
     if size[outer_side] <= caps[outer_side] or o_slice <= caps[outer_side]:
-        loads[outer_side][first_inner] = _split(size[outer_side], n_out)
+        loads[outer_side][first_inner] = split_bytes(size[outer_side], n_out)
     else:  # slice does not fit: fetch it again every fold
-        loads[outer_side][:] = _split(size[outer_side], n_out)[i_of]
+        loads[outer_side][:] = split_bytes(size[outer_side], n_out)[i_of]
     # inner operand
     if df in ("os",):
-        in_parts = _split(size[inner_side], n_in)  # B slice depends on j only
+        in_parts = split_bytes(size[inner_side], n_in)  # B slice depends on j only
         if size[inner_side] <= caps[inner_side]:
             loads[inner_side][i_of == 0] = in_parts
         else:
             loads[inner_side][:] = in_parts[j_of]
     else:  # ws: B slice (K-tile i, N-tile j) unique per fold; is: A slice (K-tile i, M-tile j) unique
-        loads[inner_side][:] = _split(size[inner_side], t)
+        loads[inner_side][:] = split_bytes(size[inner_side], t)
     # output
     if df == "os":
-        store[:] = _split(out_bytes, t)
+        store[:] = split_bytes(out_bytes, t)
     else:
-        parts = _split(out_bytes, n_in)[j_of]
+        parts = split_bytes(out_bytes, n_in)[j_of]
         if n_out == 1 or out_bytes <= ocap:
             store[i_of == n_out - 1] = parts[i_of == n_out - 1]
         else:  # partial sums spill: write every fold, read back from the second K tile on
@@ -171,10 +170,3 @@ def _fold_stream(work: Workload, hw: HardwareConfig, folds: int, per_fold: int, 
         store = np.tile(store, g)
     dense_bytes = {work.a: dense["a"] * g, work.b: dense["b"] * g, "output": out_bytes * g}
     return TileStream(compute_cycles=compute, load_bytes=load_bytes, store_bytes=store), dense_bytes
-
-
-def _split(total: int, parts: int) -> np.ndarray:
-    """`total` bytes split into `parts` integer pieces that sum exactly to total."""
-    total = int(total)
-    edges = (np.arange(parts + 1, dtype=np.int64) * total) // parts
-    return np.diff(edges)

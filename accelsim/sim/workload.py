@@ -336,3 +336,20 @@ def resolve_operand(work: Workload, spec: str) -> tuple[str | None, str | None]:
             return None, f"no {spec} operand in {work.kind} {work.pass_} ({work.a} x {work.b})"
         return sides[-1] if spec == "weight" else sides[0], None
     raise ValueError(f"operand spec {spec!r} is resolved by the family model")
+
+
+# The reduction dim of each pass (lowering above), named for users in N:M fallback reasons.
+_REDUCTION_DIM = {("conv2d", "fwd"): "C (with R, S)", ("conv2d", "dgrad"): "K (output channels)",
+                  ("conv2d", "wgrad"): "N*P*Q (batch and output pixels)"}
+
+
+def nm_reason(name: str, kind: str, pass_: str, n: int, m: int, compliance: float) -> str:
+    """Why an operand whose kernels.nm_compliance is below 1 cannot take the N:M rate: one wording
+    for every family (GPU mma.sp, systolic N:M PEs)."""
+    dim = _REDUCTION_DIM.get((kind, pass_), "K")
+    pct = 100.0 * (1.0 - compliance)
+    why = (f"{name} not {n}:{m} along {dim}, the {pass_} reduction dim: {pct:.3g}% of groups of {m} "
+           f"have >{n} non-zeros")
+    if kind == "conv2d" and pass_ == "dgrad" and name == "weight":
+        why += " (a fwd N:M weight mask runs along C, dgrad reduces over K)"
+    return why

@@ -140,12 +140,13 @@ def run() -> CaseReport:
                 f"s·(1−f1) = {100 * sp * (1 - f1):.2f}%", f"closed form, s = {sp}, f1 = {f1:.4f} from the trace's shapes",
                 f"{100 * red:.2f}%", f"{100 * (red - sp * (1 - f1)):+.2f} pp",
                 "reported (top-k keeps ceil((1−s)·numel))", None))
+    if paths:
         rep.notes.append(
-            f"**wgrad and F·d_a** (`{path.name}`). fwd and dgrad count the weight's zeros: every "
+            "**wgrad and F·d_a.** fwd and dgrad count the weight's zeros: every "
             "non-zero weight meets all N·P·Q windows, so one-sided MACs = N·P·Q·nnz(W) = F·d_w exactly. "
             "wgrad counts the saved input's zeros per window tap, and F·d_a assumes every input element "
-            "is used R·S/stride² times. That holds only for stride-1 convs without padding (1x1 convs, "
-            "the FC layer). With padding, border taps read zero padding (never effectual, but in F); "
+            "is used R·S/stride² times. That holds only for stride-1 convs without padding (the 1x1 "
+            "stride-1 convs, the FC layer). With padding, border taps read zero padding (never effectual, but in F); "
             "with stride 2, inputs between strides are never read, so whether their top-k non-zeros "
             "count depends on where they fall. accelsim counts the real taps; F·d_a is the "
             "closed-form approximation FACTS.md derives, and the SWAT FLOP numbers above use it.")

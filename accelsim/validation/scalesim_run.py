@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import configparser
 import csv
-import os
 import subprocess
 import sys
 import tempfile

@@ -1,6 +1,5 @@
 """Case 4: A100 2:4 sparse tensor cores vs Mishra et al. 2021 Fig. 3."""
 
-import numpy as np
 import pytest
 
 from accelsim.validation import case_a100

@@ -34,7 +34,7 @@ def test_closed_form_tiny_network():
 
 def test_case_passes_against_readme():
     rep = case_swat_flops.run()
-    closed = [c for c in rep.checks if "reduction" in c.name]
+    closed = [c for c in rep.checks if " s=" in c.name]
     assert len(closed) == 8   # 2 models x 2 sparsities x (forward closed form, README training value)
     for c in closed:
         assert c.passed, f"{c.name}: {c.value} vs {c.reference}"

@@ -54,17 +54,14 @@ def test_scalesim_output_equals_fold_formula(report):
 
 
 def test_accelsim_equals_scalesim_per_layer(report):
-    pytest.importorskip("accelsim.sim.systolic")
     _check(report, "(b)")
 
 
 def test_accelsim_equals_formula_on_grid(report):
-    pytest.importorskip("accelsim.sim.systolic")
     _check(report, "(c)")
 
 
 def test_conv_lowering_matches_scalesim_gemm(report):
-    pytest.importorskip("accelsim.sim.systolic")
     _check(report, "(d)")
 
 
