@@ -352,10 +352,10 @@ RECORD_KWARGS = ("steps", "warmup", "batch", "sparsity", "distribution", "struct
 def _parse_nm(text: str) -> tuple[int, int]:
     try:
         n, m = (int(x) for x in text.split(":"))
-        if not 0 < n <= m:
+        if not 0 < n < m:  # as hardware files (hw/loader.py): N = M is no sparsity at all
             raise ValueError
     except ValueError:
-        raise AccelsimError(f"--nm {text!r}: expected N:M with 0 < N <= M, e.g. 2:4") from None
+        raise AccelsimError(f"--nm {text!r}: expected N:M with 0 < N < M, e.g. 2:4") from None
     return n, m
 
 

@@ -219,6 +219,9 @@ class _Run:
         if self.image_size != default_size:
             meta["image_size_note"] = (f"input reduced from the model's usual {default_size}x{default_size} "
                                        f"to {self.image_size}x{self.image_size}; layer shapes are not the full-size ones")
+        zeroed = getattr(self.handle, "groups_zeroed", None)
+        if zeroed is not None:       # SSL: how many groups fell below the zeroing threshold so far
+            meta["ssl_groups_zeroed"] = zeroed
         sad = getattr(self.handle, "last_sad", None)
         if sad is not None:
             meta["sad_last_warmup_step"] = sad

@@ -167,3 +167,23 @@ def test_psum_spill_when_ofmap_too_small():
     assert c.tiles.load_bytes["psum"].sum() == 4096 * 64
     r = run_tiles(c.tiles, bytes_per_cycle=10, latency_cycles=0)
     assert r.compute_cycles == c.compute_cycles and r.total_cycles > r.compute_cycles
+
+
+def test_strided_1x1_conv_loads_only_the_pixels_it_reads():
+    # QA finding: ResNet-18 layer4.0.downsample.0 (1x1, stride 2) on systolic_128_nm charged the
+    # whole 32x256x8x8 input (512 KiB) while the GEMM reads a quarter (M=512 x K=256 = 128 KiB); the
+    # 2:4 run's single K' fold then "did not fit" the 256 KiB ifmap SRAM, re-read the slice every fold
+    # and ran at 0.42x its dense baseline. Here: N=1, C=8, 8x8, K=4, 1x1 stride 2 -> P=Q=4, GEMM A
+    # M=16 x K=8 = 128 int8 bytes (not the stored 512), B 8x4 = 32 bytes, both fit: loaded once.
+    hw = _hw(32, 32, "ws")
+    p = conv_params(1, 8, 8, 8, 4, 1, 1, stride=2)
+    w = workload_from_masks("conv2d", "fwd", {"input": np.ones((1, 8, 8, 8), bool),
+                                              "weight": np.ones((4, 8, 1, 1), bool)}, p)
+    assert (w.m, w.n, w.k) == (16, 4, 8) and w.read_numel("input") == 128 and w.read_numel("weight") == 32
+    c = systolic.op_cost(w, hw, sparse=False)
+    assert int(c.tiles.load_bytes["input"].sum()) == 128 and int(c.tiles.load_bytes["weight"].sum()) == 32
+    # a 3x3 stride-1 window matrix repeats input elements, so the stored tensor bounds it instead
+    p3 = conv_params(1, 8, 8, 8, 4, 3, 3, padding=1)
+    w3 = workload_from_masks("conv2d", "fwd", {"input": np.ones((1, 8, 8, 8), bool),
+                                               "weight": np.ones((4, 8, 3, 3), bool)}, p3)
+    assert w3.read_numel("input") == 512 < w3.m * w3.k

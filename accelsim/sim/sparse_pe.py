@@ -26,7 +26,8 @@ slowest PE and at least 1 cycle (the bitmaps still have to be read and joined). 
 faster on a C=3 first layer).
 
 Data movement per wave of `tiles` consecutive units: a unit loads its A row block and B column
-block unless that operand fits the `buffer` memory level (then each block is fetched once), in the
+block unless that operand fits the `buffer` memory level (then each block is fetched once) or the
+previous wave used the same block (it is still there: the buffer holds two waves' blocks), in the
 config's storage_format for the skipped operand(s) (accelsim.sim.formats, Hoefler et al. §2.2),
 and stores its outputs.
 """
@@ -116,6 +117,10 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
                 per = _block_max(streams, comp.pe_rows)  # (G, nb)
                 unit = np.repeat(per[:, None, :], mb, axis=1)
             skipped = (side,)
+    elif kind == "two_sided" and work.density(work.a) == 1.0 and work.density(work.b) == 1.0:
+        # as for one-sided (choose_side): nothing to skip, so the op runs at the dense rate with
+        # dense storage instead of paying bitmap metadata for all-ones masks
+        kind, fallback = "none", "both operands dense: nothing to skip"
     elif kind == "two_sided":
         va = kernels.operand_view(work, "a")
         vb = kernels.operand_view(work, "b")
@@ -156,10 +161,11 @@ def _operand_bytes(work: Workload, hw: HardwareConfig, side: str, compressed: bo
     name = work.a if side == "a" else work.b
     e = hw.compute.element_bytes
     fmt = hw.storage_format or "dense"
+    read, full = work.read_numel(name), work.numel(name)  # a strided conv reads part of its input
     if not compressed or fmt in ("dense", "nm"):
-        return work.numel(name) * e
+        return read * e
     bits = storage_bits(fmt, work.shapes[name], work.nnz[name], 8 * e)
-    return -(-bits // 8)
+    return -(-bits * read // (8 * full))
 
 
 def _cap(hw: HardwareConfig) -> int:
@@ -192,16 +198,29 @@ def _wave_stream(work: Workload, hw: HardwareConfig, grid: tuple[int, int, int],
             first = np.zeros(nunits, bool)
             _, first_idx = np.unique(blk_idx, return_index=True)
             first[first_idx] = True
-        else:  # fetched by every unit that needs it, except the same block twice in one wave
-            key = wave * nblk + blk_idx
-            first = np.zeros(nunits, bool)
-            _, first_idx = np.unique(key, return_index=True)
-            first[first_idx] = True
+        else:  # fetched by every wave that needs it, unless the previous wave used it too
+            first = _refetch(wave, blk_idx, nblk, resident=2 * tiles * int(part.max(initial=0)) <= cap)
         loads[work.a if side == "a" else work.b] = np.bincount(wave, weights=np.where(first, part, 0),
                                                                minlength=waves).astype(np.int64)
     out_total = work.output_numel * hw.compute.element_bytes
     store = np.bincount(wave, weights=split_bytes(out_total, nunits), minlength=waves).astype(np.int64)
     return _coalesce(per_wave, loads, store, cap // 2)
+
+
+def _refetch(wave: np.ndarray, blk: np.ndarray, nblk: int, *, resident: bool) -> np.ndarray:
+    """Units (in order) that fetch their block of an operand too big for the buffer: the first
+    unit of each wave that uses the block -- unless, with `resident`, the previous wave used the
+    same block, which then is still in the buffer (it holds two waves' blocks: double buffering).
+    Without that, a 2 KiB A block shared by the nb consecutive units of one row block was fetched
+    once per wave, ~10x the tensor for a dgrad with N = 576 (QA finding)."""
+    key = wave * nblk + blk
+    first = np.zeros(key.size, bool)
+    uniq, first_idx = np.unique(key, return_index=True)
+    first[first_idx] = True
+    if resident and key.size:
+        kept = np.isin(key - nblk, uniq)  # (wave-1, block) was used
+        first &= ~kept
+    return first
 
 
 def _coalesce(compute: np.ndarray, loads: dict[str, np.ndarray], store: np.ndarray, chunk: int) -> TileStream:

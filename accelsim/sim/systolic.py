@@ -21,8 +21,9 @@ tiles for ws/is; inner over the other). Each fold's DRAM loads are the operand s
 are not already in the operand's SRAM (GEMM A -> ifmap_sram, B -> filter_sram, C -> ofmap_sram,
 as in SCALE-Sim's GEMM naming): an operand that fits its SRAM is fetched once; otherwise the slice
 that stays put across the inner loop is fetched once per outer iteration and the other one every
-fold. Slice bytes are the operand tensor's bytes times the slice's share of the GEMM dimension
-(the halo that overlapping conv windows share is not modelled). Partial sums of ws/is (K split over
+fold. Slice bytes are the operand's bytes read (Workload.read_numel: the stored tensor, or the GEMM
+operand where a strided conv skips input pixels) times the slice's share of the GEMM dimension (the
+halo that overlapping conv windows share is not modelled). Partial sums of ws/is (K split over
 folds) stay in ofmap_sram if C fits, else spill: stored every fold and re-loaded ("psum").
 """
 
@@ -62,7 +63,7 @@ def nm_reduced_k(k: int, n: int, m: int) -> int:
 
 def _operand_bytes(work: Workload, side: str, elem: int) -> int:
     nm = work.a if side == "a" else work.b
-    return work.numel(nm) * elem
+    return work.read_numel(nm) * elem
 
 
 def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:

@@ -127,6 +127,14 @@ class Workload:
     def numel(self, name: str) -> int:
         return int(math.prod(self.shapes[name]))
 
+    def read_numel(self, name: str) -> int:
+        """Distinct elements of operand `name` the lowered GEMM reads: min(stored tensor, GEMM
+        operand). A conv with stride > kernel (ResNet's 1x1 stride-2 downsample) reads a quarter of
+        its input; a 3x3 window matrix repeats input elements 9x but each is fetched once. The GPU
+        model's _unique_scale is the same bound as a ratio."""
+        gemm = self.groups * self.k * (self.m if name == self.a else self.n)
+        return min(self.numel(name), gemm)
+
     def density(self, name: str) -> float:
         n = self.numel(name)
         return self.nnz[name] / n if n else 0.0
