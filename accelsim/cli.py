@@ -120,6 +120,8 @@ def _progress(label: str, quiet: bool):
 def _simulate(trace, hw, *, quiet: bool, timeline: bool = False, label: str | None = None):
     from accelsim.sim import simulate
 
+    if not trace.ops:  # nothing to replay: say so rather than print empty tables (or fail in a plot)
+        raise AccelsimError(f"{trace.path}: no conv2d/matmul/bmm ops to simulate (see `accelsim inspect`)")
     bar = _progress(label or f"simulating on {hw.name}", quiet)
     try:
         return simulate(trace, hw, progress=bar, timeline=timeline)
@@ -147,7 +149,8 @@ def _trace_line(trace) -> str:
     if h.get("batch_size") is not None:
         bits.append(f"batch {h['batch_size']}")
     steps = sorted({op.step for op in trace.ops})
-    bits.append(f"step{'s' if len(steps) != 1 else ''} {', '.join(map(str, steps))}")
+    if steps:
+        bits.append(f"step{'s' if len(steps) != 1 else ''} {', '.join(map(str, steps))}")
     bits.append(f"{len(trace.ops)} ops")
     return f"trace  {trace.path}: " + " ".join(bits)
 
@@ -175,7 +178,9 @@ def _footprint(trace, fmt: str | None, hw=None):
 
 
 def _meta(args, trace, hw_paths: Sequence[str]) -> dict:
-    return {"accelsim_version": __version__, "command": " ".join([PROG, *sys.argv[1:]]),
+    argv = getattr(args, "argv", None)
+    argv = sys.argv[1:] if argv is None else argv
+    return {"accelsim_version": __version__, "command": " ".join([PROG, *map(str, argv)]),
             "trace": str(trace.path), "trace_header": trace.header, "hw": list(hw_paths)}
 
 
@@ -485,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = None if argv is None else list(argv)  # for the JSON's meta.command
     try:
         return int(args.func(args) or 0)
     except AccelsimError as e:

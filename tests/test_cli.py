@@ -82,6 +82,13 @@ def test_run_table_json_csv(tiny, tmp_path):
         assert float(r["speedup"]) == pytest.approx(int(r["dense_cycles"]) / int(r["total_cycles"]))
     # the tensor-core dgrad of conv1 uses a weight that is not 2:4 along K: an honest fallback
     assert "fallbacks" in out
+    # pandas reads both files as written, and the JSON ops carry the CSV's column names
+    pd = pytest.importorskip("pandas")
+    dc = pd.read_csv(cs)
+    dj = pd.DataFrame(json.load(open(js))["ops"])
+    assert dc["pass"].tolist() == dj["pass"].tolist() and dc["dense_macs"].tolist() == dj["dense_macs"].tolist()
+    assert dc["dense_macs"].iloc[0] == 20736 and (dc["utilisation"] <= 1).all()
+    assert pd.DataFrame(json.load(open(js))["totals"]).loc["ops", "all"] == 6
 
 
 def test_run_quiet_and_format(tiny):
@@ -323,3 +330,32 @@ def test_bad_input_in_process_one_line_and_no_partial_output(tiny, tmp_path, cap
     check(["inspect", tiny, "--nm", "4:4"], "0 < N < M")
     check(["compare", tiny, "--hw", A100, "--hw", TDASH, "-q", "--json", tmp_path / "nodir" / "c.json"],
           "does not exist")
+
+
+def test_trace_without_ops_is_one_line_error_not_a_crash(tmp_path, capsys):
+    # QA finding: `plot speedup` on a trace with no ops raised KeyError 'all' (a traceback) and
+    # `run` printed empty tables; simulating nothing is now a one-line error, inspect still works.
+    from accelsim.cli import main
+    from accelsim.trace.format import TraceWriter
+
+    empty = tmp_path / "empty.npz"
+    with TraceWriter(empty, {"steps": [0]}):
+        pass
+    for argv in (["run", empty, "--hw", A100, "-q"], ["compare", empty, "--hw", A100, "--hw", TDASH, "-q"],
+                 ["plot", "speedup", empty, "--hw", A100, "-o", tmp_path / "s.png", "-q"],
+                 ["plot", "timeline", empty, "--hw", A100, "-o", tmp_path / "t.png", "-q"]):
+        assert main([str(a) for a in argv]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0] == f"accelsim: error: {empty}: no conv2d/matmul/bmm ops to simulate " \
+                                           "(see `accelsim inspect`)"
+    assert not list(tmp_path.glob("*.png"))
+    assert main(["inspect", str(empty)]) == 0
+    assert capsys.readouterr().out.startswith(f"trace  {empty}: 0 ops")
+
+
+def test_json_meta_records_the_in_process_command(tiny, tmp_path):
+    from accelsim.cli import main
+
+    js = tmp_path / "m.json"
+    assert main(["run", str(tiny), "--hw", str(A100), "-q", "--json", str(js)]) == 0
+    assert json.loads(js.read_text())["meta"]["command"] == f"accelsim run {tiny} --hw {A100} -q --json {js}"

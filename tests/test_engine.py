@@ -115,6 +115,7 @@ def test_nm_fallback_reported(trace_path):
     res = simulate(trace_path, ROOT / "hwconfigs" / "systolic_128_nm.yaml")
     by = {(o.layer, o.pass_): o for o in res.ops}
     assert by[("conv1", "fwd")].sparse_operand == "weight" and by[("conv1", "fwd")].fallback is None
-    assert by[("conv1", "dgrad")].fallback.startswith("weight not 2:4 along K for dgrad")
+    assert by[("conv1", "dgrad")].fallback.startswith("weight not 2:4 along K (output channels), the dgrad "
+                                                      "reduction dim")
     assert by[("conv1", "wgrad")].fallback == "no weight operand in conv2d wgrad (input x grad_output)"
     assert any("ran without sparsity support" in w for w in res.warnings)

@@ -230,3 +230,14 @@ def test_hwconfig_doc_matches_loader(tmp_path):
 def _write_text(p, text):
     p.write_text(text)
     return p
+
+
+def test_duplicate_key_is_an_error(tmp_path):
+    # QA finding: PyYAML keeps the last of two equal keys, so a file with `rows: 128` and `rows: 64`
+    # loaded silently as a 64-row array. The second `rows` is on line 4 of this file.
+    p = tmp_path / "dup.yaml"
+    p.write_text("name: x\ncompute:\n  rows: 128\n  rows: 64\n")
+    with pytest.raises(HardwareConfigError, match=r"dup.yaml: line 4: invalid YAML \(duplicate key 'rows'\)"):
+        load_hw(p)
+    for f in sorted(HW.glob("*.yaml")):  # the shipped files have none
+        load_hw(f)

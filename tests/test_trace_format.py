@@ -448,3 +448,21 @@ def test_trace_format_doc_lists_every_field():
     example = text.split("```json\n", 1)[1].split("```", 1)[0].replace("[...]", "[]")
     h = _json.loads(example)
     assert set(h) == set(fmt.HEADER_KEYS) and h["schema"] == fmt.SCHEMA and h["version"] == fmt.VERSION
+
+
+def test_one_packed_word_layout_for_traces_and_hand_built_workloads(tmp_path):
+    # bits 0 and 9 set: bytes 0x01, 0x02 -> one little-endian word 0x0201 = 513, on any host
+    from accelsim.sim.workload import pack_mask
+    from accelsim.trace.format import bytes_to_words, pack_words, unpack_words
+
+    m = np.zeros(10, bool)
+    m[[0, 9]] = True
+    assert pack_words(m).tolist() == [513] and pack_mask(m).tolist() == [513]
+    assert bytes_to_words(np.array([1, 2], np.uint8)).tolist() == [513]
+    x = np.random.default_rng(0).random((3, 5, 7)) < 0.3
+    assert np.array_equal(unpack_words(pack_words(x), x.shape), x)
+    p = tmp_path / "t.npz"
+    with TraceWriter(p, {}) as tw:
+        tid = tw.add_tensor(x, dtype="float32", role="activation", layer="l")
+    with load_trace(p) as tr:
+        assert np.array_equal(tr.packed(tid), pack_words(x))

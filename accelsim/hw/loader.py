@@ -260,6 +260,21 @@ def parse_hw(data, source: str = "<memory>") -> HardwareConfig:
                           memory=memory, storage_format=fmt, source=source, description=desc)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last,
+    so `rows: 128` then `rows: 64` would quietly build a different machine)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_hw(path: str | os.PathLike) -> HardwareConfig:
     """Read and validate a hardware YAML file (docs/hwconfig.md)."""
     p = Path(path)
@@ -270,7 +285,7 @@ def load_hw(path: str | os.PathLike) -> HardwareConfig:
     except (OSError, UnicodeDecodeError) as e:
         raise HardwareConfigError(f"{p}: cannot read: {e}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "YAML"

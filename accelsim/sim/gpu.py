@@ -382,10 +382,11 @@ def decide_sparsity(hw, *, m: int, n: int, k: int, kind: str, pass_: str, a: str
 
 
 def _unique_scale(work, name: str, gemm_elems: int) -> Fraction:
-    """min(1, stored tensor elements / GEMM operand elements) (module docstring), exact."""
-    if work.conv is None or not gemm_elems:
+    """min(1, stored tensor elements / GEMM operand elements) (module docstring), exact: the
+    distinct elements read (Workload.read_numel, shared with the other families) per GEMM element."""
+    if not gemm_elems:
         return Fraction(1)
-    return min(Fraction(1), Fraction(work.numel(name), gemm_elems))
+    return Fraction(work.read_numel(name), gemm_elems)
 
 
 def _out_scale(work) -> Fraction:

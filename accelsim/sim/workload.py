@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from accelsim.errors import TraceError, UnsupportedError
+from accelsim.trace.format import pack_words, unpack_words
 
 # operand names feeding GEMM A and B per (kind, pass)
 GEMM_OPERANDS = {
@@ -142,9 +143,7 @@ class Workload:
     def mask(self, name: str) -> np.ndarray:
         """Bool mask in the stored (trace) layout, unpacked once and cached (numpy, little bit order)."""
         if name not in self._bits:
-            words = np.ascontiguousarray(self.packed[name], dtype=np.uint64)
-            bits = np.unpackbits(words.view(np.uint8), bitorder="little")[: self.numel(name)]
-            self._bits[name] = bits.view(bool).reshape(self.shapes[name])
+            self._bits[name] = unpack_words(self.packed[name], tuple(self.shapes[name]))
         return self._bits[name]
 
     def used_mask(self, name: str) -> np.ndarray:
@@ -180,13 +179,9 @@ class FamilyCost:
 
 
 def pack_mask(mask: np.ndarray) -> np.ndarray:
-    """Bool array -> uint64 words, bit i of the C-order flattening = (w[i>>6] >> (i&63)) & 1."""
-    flat = np.ascontiguousarray(mask, dtype=bool).reshape(-1)
-    nwords = (flat.size + 63) // 64
-    buf = np.zeros(nwords * 8, dtype=np.uint8)
-    packed = np.packbits(flat, bitorder="little")
-    buf[: packed.size] = packed
-    return buf.view(np.uint64)
+    """Bool array -> uint64 words, bit i of the C-order flattening = (w[i>>6] >> (i&63)) & 1
+    (the trace's layout: accelsim.trace.format.pack_words)."""
+    return pack_words(mask)
 
 
 def _pair(v, key: str, where: str) -> tuple[int, int]:

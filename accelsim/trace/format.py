@@ -400,6 +400,33 @@ def _worth_deflating(arr: np.ndarray) -> bool:
     return len(zlib.compress(head, 1)) < 0.9 * len(head)
 
 
+
+# The one packed-mask layout (docs/trace-format.md "Mask bit order"): bytes are
+# np.packbits(mask.ravel(), bitorder="little"); words are those bytes zero padded to a multiple of 8
+# and read little-endian, so bit i is (w[i >> 6] >> (i & 63)) & 1 on any host. Used by Trace.packed
+# and by accelsim.sim.workload (pack_mask / Workload.mask) for hand-built masks.
+
+def bytes_to_words(packed: np.ndarray) -> np.ndarray:
+    """Little-bit-order packed bytes -> uint64 words (zero padded)."""
+    packed = np.asarray(packed, dtype=np.uint8).reshape(-1)
+    buf = np.zeros(((packed.size + 7) // 8) * 8, dtype=np.uint8)
+    buf[: packed.size] = packed
+    return buf.view("<u8").astype(np.uint64, copy=False)
+
+
+def pack_words(mask: np.ndarray) -> np.ndarray:
+    """Bool array -> uint64 words of its C-order flattening."""
+    flat = np.ascontiguousarray(mask, dtype=bool).reshape(-1)
+    return bytes_to_words(np.packbits(flat, bitorder="little"))
+
+
+def unpack_words(words: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """uint64 words -> bool array of `shape` (inverse of pack_words)."""
+    numel = int(np.prod(shape, dtype=np.int64))
+    le = np.ascontiguousarray(words, dtype=np.uint64).astype("<u8", copy=False)
+    return np.unpackbits(le.view(np.uint8), count=numel, bitorder="little").view(bool).reshape(shape)
+
+
 class TraceWriter:
     """Streams a trace to ``path``: masks are written as they come, the header on :meth:`close`.
 
@@ -655,10 +682,7 @@ class Trace:
 
     def packed(self, tensor_id: int) -> np.ndarray:
         """uint64 words; bit i of the C-order flattening is ``(w[i >> 6] >> (i & 63)) & 1``, zero padded."""
-        arr = self._read_bytes(tensor_id)
-        words = np.zeros(((arr.size + 7) // 8) * 8, dtype=np.uint8)
-        words[: arr.size] = arr
-        return words.view("<u8").astype(np.uint64, copy=False)
+        return bytes_to_words(self._read_bytes(tensor_id))
 
     def operand_mask(self, op: OpRecord, name: str) -> np.ndarray:
         """Mask of an op's operand in the layout the op used it (transposed: last two dims swapped)."""
