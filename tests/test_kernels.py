@@ -38,13 +38,13 @@ def test_counts_and_views_match_im2col(idx):
     # operand views reproduce every row of A and column of B, without padding lanes ...
     for side, ref in (("a", A), ("b", np.swapaxes(B, 1, 2))):
         v = K.operand_view(work, side)
-        got = v.src[v.base[:, None] + v.off[None, :]].reshape(ref.shape)
+        got = v.bits()[v.base[:, None] + v.off[None, :]].reshape(ref.shape)
         assert np.array_equal(got, ref)
         # ... and laid out in 16-lane rows (padding lanes are -1 and hold nothing)
         v16 = K.operand_view(work, side, lanes=16)
         assert v16.off.size % 16 == 0
         real = v16.off >= 0
-        got16 = v16.src[v16.base[:, None] + np.where(real, v16.off, 0)[None, :]] * real
+        got16 = v16.bits()[v16.base[:, None] + np.where(real, v16.off, 0)[None, :]] * real
         assert np.array_equal(got16[:, real].reshape(ref.shape), ref)
         assert got16.sum() == ref.sum()
 
@@ -148,7 +148,7 @@ def test_td_stream_cycles_matches_rows():
     A, _ = ref_gemm(w)
     v = K.operand_view(w, "a", lanes=16)
     h, d = K.td_candidates(2, 5)
-    got = K.td_stream_cycles(v.src, v.base, v.off, 16, 2, h, d)
+    got = K.td_stream_cycles(v.src, v.base, *v.runs, v.off.size, 16, 2, h, d)
     cg = w.conv.c
     taps = w.conv.r * w.conv.s
     for i in range(A.shape[1]):
@@ -163,8 +163,8 @@ def test_pair_group_work_matches_brute_force(idx):
     A, B = ref_gemm(work)
     gm, gn, lanes = 4, 3, 2
     va, vb = K.operand_view(work, "a"), K.operand_view(work, "b")
-    cyc, eff = K.pair_group_work(va.src, va.base, va.off, vb.src, vb.base, vb.off, work.m, work.n,
-                                 work.groups, gm, gn, lanes)
+    cyc, eff = K.pair_group_work(va.src, va.base, va.runs, vb.src, vb.base, vb.runs, work.k, work.m,
+                                 work.n, work.groups, gm, gn, lanes)
     pairs = np.einsum("gmk,gkn->gmn", A, B)
     assert eff == int(pairs.sum())
     for g in range(work.groups):

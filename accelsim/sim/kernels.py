@@ -1,9 +1,14 @@
 """Numba kernels over operand masks, walking the lowered GEMM without building im2col.
 
-Every GEMM operand side of every pass is an *operand view*: a flat uint8 source array (the operand's
-mask in a layout with zero padding where the convolution reads padding) plus, per GEMM row of A
-(or column of B), a base index, plus, per reduction position, an offset (-1 = a padding lane). The
-element at (row i, reduction kk) is ``src[base[i] + off[kk]]``. Because conv windows are separable
+Every GEMM operand side of every pass is an *operand view*: a bit-packed source (the operand's mask
+in a layout with zero padding where the convolution reads padding, packed once per operand per op
+into uint64 words, bit i at ``(src[i >> 6] >> (i & 63)) & 1`` -- accelsim.trace.format.pack_words)
+plus, per GEMM row of A (or column of B), a base bit index, plus, per reduction position, an offset
+(-1 = a padding lane). The element at (row i, reduction kk) is bit ``base[i] + off[kk]``. The kernels
+do not read that bit by bit: the offsets split into *runs* of consecutive source bits (one run per
+kernel tap's channel run, per wgrad output row, per matrix row; at most 64 bits, never across a
+64-bit word of the gathered row), so a GEMM row is gathered into contiguous reduction-order words
+with a few shifts per run, and the kernels then work on 64-bit words (AND + popcount). Because conv windows are separable
 (base depends on the output pixel, offset on the kernel tap), this covers conv fwd windows, the
 wgrad transposed windows and plain matrices with three small arrays; the im2col matrix itself is
 never built. The lowering conventions are those of accelsim/sim/workload.py.
@@ -21,23 +26,57 @@ import numpy as np
 from numba import njit
 
 from accelsim.sim.workload import Workload
+from accelsim.trace.format import pack_words, unpack_words
 
 
 @dataclass
 class OperandView:
-    src: np.ndarray  # uint8, 0/1
-    base: np.ndarray  # int64 per GEMM row (A) / column (B), all groups: index g*rows + i
+    src: np.ndarray  # uint64 words, bit-packed source (pack_words layout)
+    base: np.ndarray  # int64 bit index per GEMM row (A) / column (B), all groups: index g*rows + i
     off: np.ndarray  # int64 per reduction position (-1: padding lane)
     rows: int  # rows (A) or columns (B) per group
     groups: int
+    run_k: np.ndarray = None  # int64 per run: first reduction position
+    run_off: np.ndarray = None  # int64 per run: its source bit offset (added to base)
+    run_len: np.ndarray = None  # int64 per run: 1..64 bits, never crossing a multiple of 64 in k
+
+    def __post_init__(self) -> None:
+        if self.run_k is None:
+            self.run_k, self.run_off, self.run_len = _runs(self.off)
+
+    @property
+    def runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.run_k, self.run_off, self.run_len
+
+    def bits(self) -> np.ndarray:
+        """The unpacked source (uint8 0/1) -- for tests and debugging only."""
+        return unpack_words(self.src, (self.src.size * 64,)).astype(np.uint8)
+
+
+def _runs(off: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split reduction offsets into runs of consecutive source bits: a run starts at every real
+    lane whose predecessor is padding or not its source neighbour, and at every k % 64 == 0, so a
+    run fits in one 64-bit word of the gathered row."""
+    k = np.arange(off.size, dtype=np.int64)
+    real = off >= 0
+    prev_real = np.concatenate([[False], real[:-1]])
+    prev_next = np.concatenate([[-2], off[:-1] + 1])
+    start = real & ((k % 64 == 0) | ~prev_real | (off != prev_next))
+    starts = np.flatnonzero(start)
+    stops = np.flatnonzero(start | ~real)  # a run ends at the next start or padding lane
+    nxt = np.searchsorted(stops, starts, side="right")
+    ends = np.where(nxt < stops.size, stops[np.minimum(nxt, stops.size - 1)], off.size)
+    return starts.astype(np.int64), off[starts].astype(np.int64), (ends - starts).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------------------------
 # operand views
 # ----------------------------------------------------------------------------------------------
 
-def _u8(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x, dtype=np.uint8).reshape(-1)
+def _packed(x: np.ndarray) -> np.ndarray:
+    """Bit-pack a mask in its C order, with one spare zero word so a two-word read past the last
+    run never leaves the array."""
+    return np.concatenate([pack_words(np.asarray(x) != 0), np.zeros(1, np.uint64)])
 
 
 def _lane_offsets(outer: np.ndarray, inner: np.ndarray, lanes: int | None) -> np.ndarray:
@@ -68,10 +107,10 @@ def operand_view(work: Workload, side: str, lanes: int | None = None) -> Operand
         cg = c // g
         (ph, pw), (sh, sw), (dh, dw) = geo.padding, geo.stride, geo.dilation
         hp, wp = h + 2 * ph, w + 2 * pw
-        xp = np.zeros((n, c, hp, wp), dtype=np.uint8)
+        xp = np.zeros((n, c, hp, wp), dtype=bool)
         xp[:, :, ph:ph + h, pw:pw + w] = x
         if pass_ == "fwd":  # rows (g, n, p, q); reduction (r, s, c) channels fastest
-            src = _u8(xp.transpose(0, 2, 3, 1))  # NHWC
+            src = _packed(xp.transpose(0, 2, 3, 1))  # NHWC
             nn, pp, qq = np.meshgrid(np.arange(n), np.arange(geo.p), np.arange(geo.q), indexing="ij")
             pix = (((nn * hp + pp * sh) * wp + qq * sw) * c).reshape(-1)
             base = (pix[None, :] + (np.arange(g) * cg)[:, None]).reshape(-1)
@@ -80,7 +119,7 @@ def operand_view(work: Workload, side: str, lanes: int | None = None) -> Operand
             off = _lane_offsets(outer, np.arange(cg), lanes)
             return OperandView(src, base.astype(np.int64), off, n * geo.p * geo.q, g)
         # wgrad: rows (g, c, r, s); reduction (n, p, q), q fastest
-        src = _u8(xp.transpose(1, 0, 2, 3))  # C N Hp Wp
+        src = _packed(xp.transpose(1, 0, 2, 3))  # C N Hp Wp
         cc, rr, ss = np.meshgrid(np.arange(c), np.arange(geo.r), np.arange(geo.s), indexing="ij")
         base = (cc * n * hp * wp + rr * dh * wp + ss * dw).reshape(-1)
         nn, pp = np.meshgrid(np.arange(n), np.arange(geo.p), indexing="ij")
@@ -91,7 +130,7 @@ def operand_view(work: Workload, side: str, lanes: int | None = None) -> Operand
         return OperandView(src, base.astype(np.int64), off, cg * geo.r * geo.s, g)
     mat = gemm_side_matrix(work, side)  # (G, rows, K) bool, small layout change of one operand
     G, rows, K = mat.shape
-    src = _u8(mat)
+    src = _packed(mat)
     base = np.arange(G * rows, dtype=np.int64) * K
     if geo is not None and pass_ == "fwd" and lanes is not None:  # weight: (r, s, c) runs of channels
         cg = geo.c // g
@@ -214,22 +253,54 @@ def one_sided_macs(work: Workload, side: str) -> int:
 # ----------------------------------------------------------------------------------------------
 
 @njit(cache=True)
-def _nm_groups(src, base, off, n, m):
-    k = off.size
+def _popcount64(x):
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@njit(cache=True)
+def _bits_at(words, pos, nbits):
+    """Bits pos .. pos+nbits-1 (1 <= nbits <= 64) of a packed array, as the low bits of a uint64."""
+    w = pos >> 6
+    sh = np.uint64(pos & 63)
+    v = words[w] >> sh
+    if sh != np.uint64(0) and (pos & 63) + nbits > 64:
+        v |= words[w + 1] << (np.uint64(64) - sh)
+    if nbits < 64:
+        v &= (np.uint64(1) << np.uint64(nbits)) - np.uint64(1)
+    return v
+
+
+@njit(cache=True)
+def _gather(src, b, run_k, run_off, run_len, out):
+    """GEMM row with source bit base b, gathered into reduction-order words out[:] (padding lanes 0)."""
+    for w in range(out.size):
+        out[w] = 0
+    for r in range(run_k.size):
+        k = run_k[r]
+        out[k >> 6] |= _bits_at(src, b + run_off[r], run_len[r]) << np.uint64(k & 63)
+
+
+@njit(cache=True)
+def _nm_groups(src, base, run_k, run_off, run_len, k, n, m):
+    """(groups of m consecutive reduction positions holding <= n non-zeros, all groups) over every
+    row of a view: the row is gathered into words, each group is one popcount of m bits."""
     ngroups = (k + m - 1) // m
+    row = np.zeros((ngroups * m + 63) // 64 + 1, np.uint64)
     ok = 0
     for i in range(base.size):
-        b = base[i]
+        _gather(src, base[i], run_k, run_off, run_len, row)
         for gi in range(ngroups):
-            cnt = 0
-            end = min(k, (gi + 1) * m)
-            for kk in range(gi * m, end):
-                o = off[kk]
-                if o >= 0 and src[b + o] != 0:
-                    cnt += 1
-            if cnt <= n:
+            if _popcount64(_bits_at(row, gi * m, m)) <= n:
                 ok += 1
     return ok, ngroups * base.size
+
+
+def _check_m(m: int) -> None:
+    if not 1 <= m <= 64:
+        raise ValueError(f"N:M group size m={m} must be in 1..64")
 
 
 def nm_fraction_along(mask: np.ndarray, n: int, m: int, axis: int) -> float:
@@ -240,11 +311,12 @@ def nm_fraction_along(mask: np.ndarray, n: int, m: int, axis: int) -> float:
     mask = np.asarray(mask)
     if mask.ndim == 0 or mask.size == 0:
         return 1.0
+    _check_m(m)
     moved = np.moveaxis(mask, axis, -1)
     length = moved.shape[-1]
-    src = _u8(moved != 0)
-    base = np.arange(src.size // length, dtype=np.int64) * length
-    ok, total = _nm_groups(src, base, np.arange(length, dtype=np.int64), n, m)
+    base = np.arange(moved.size // length, dtype=np.int64) * length
+    v = OperandView(_packed(moved), base, np.arange(length, dtype=np.int64), moved.size // length, 1)
+    ok, total = _nm_groups(v.src, v.base, *v.runs, length, n, m)
     return ok / total if total else 1.0
 
 
@@ -258,8 +330,9 @@ def nm_compliance(work: Workload, operand: str, n: int, m: int) -> float:
         side = "b"
     else:
         raise ValueError(f"operand {operand!r} is not an operand of this op ({work.a}, {work.b})")
+    _check_m(m)
     v = operand_view(work, side)
-    ok, total = _nm_groups(v.src, v.base, v.off, n, m)
+    ok, total = _nm_groups(v.src, v.base, *v.runs, v.off.size, n, m)
     return ok / total if total else 1.0
 
 
@@ -331,20 +404,18 @@ def td_schedule(rows, nrows, lanes, lookahead, cand_h, cand_d):
 
 
 @njit(cache=True)
-def td_stream_cycles(src, base, off, lanes, lookahead, cand_h, cand_d):
-    """TensorDash cycles of the stream of every row of an operand view (off laid out in lanes)."""
-    nrows = off.size // lanes
+def td_stream_cycles(src, base, run_k, run_off, run_len, k, lanes, lookahead, cand_h, cand_d):
+    """TensorDash cycles of the stream of every row of an operand view whose k reduction positions
+    are laid out in rows of `lanes` (k a multiple of lanes, lanes <= 63): each row is gathered into
+    words once, then each lane row is one bit-field read."""
+    nrows = k // lanes
     out = np.empty(base.size, np.int64)
     buf = np.zeros(nrows + 1, np.int64)
+    row = np.zeros((k + 63) // 64 + 1, np.uint64)
     for i in range(base.size):
-        b = base[i]
+        _gather(src, base[i], run_k, run_off, run_len, row)
         for t in range(nrows):
-            v = 0
-            for ln in range(lanes):
-                o = off[t * lanes + ln]
-                if o >= 0 and src[b + o] != 0:
-                    v |= 1 << ln
-            buf[t] = v
+            buf[t] = np.int64(_bits_at(row, t * lanes, lanes))
         out[i] = td_schedule(buf, nrows, lanes, lookahead, cand_h, cand_d)
     return out
 
@@ -354,47 +425,26 @@ def td_stream_cycles(src, base, off, lanes, lookahead, cand_h, cand_d):
 # ----------------------------------------------------------------------------------------------
 
 @njit(cache=True)
-def _pack_rows(src, base, off, lo, hi, out):
-    """Bit-pack rows lo..hi-1 of a view into out[hi-lo, words] (uint64, little bit order)."""
-    k = off.size
-    for i in range(lo, hi):
-        b = base[i]
-        r = i - lo
-        for w in range(out.shape[1]):
-            out[r, w] = 0
-        for kk in range(k):
-            o = off[kk]
-            if o >= 0 and src[b + o] != 0:
-                out[r, kk >> 6] |= np.uint64(1) << np.uint64(kk & 63)
-
-
-@njit(cache=True)
-def _popcount64(x):
-    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
-    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
-    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
-
-
-@njit(cache=True)
-def pair_group_work(a_src, a_base, a_off, b_src, b_base, b_off, m, n, groups, gm, gn, lanes):
+def pair_group_work(a_src, a_base, a_runs, b_src, b_base, b_runs, k, m, n, groups, gm, gn, lanes):
     """Per lockstep group of gm GEMM rows x gn GEMM columns: the slowest PE's cycles,
     max over its pairs (i, j) of ceil(popcount(A_i & B_j) / lanes) (effectual pairs, both non-zero),
-    and the group's effectual MACs. Returns (cycles[G, ceil(m/gm), ceil(n/gn)], effectual)."""
-    k = a_off.size
+    and the group's effectual MACs. Returns (cycles[G, ceil(m/gm), ceil(n/gn)], effectual).
+    a_runs / b_runs: (run_k, run_off, run_len) of the two views over the same k positions."""
     words = (k + 63) // 64
     mb = (m + gm - 1) // gm
     nb = (n + gn - 1) // gn
     cyc = np.zeros((groups, mb, nb), np.int64)
-    bpk = np.zeros((n, words), np.uint64)
-    apk = np.zeros((gm, words), np.uint64)
+    bpk = np.zeros((n, words + 1), np.uint64)
+    apk = np.zeros((gm, words + 1), np.uint64)
     eff = 0
     for g in range(groups):
-        _pack_rows(b_src, b_base, b_off, g * n, (g + 1) * n, bpk)
+        for j in range(n):
+            _gather(b_src, b_base[g * n + j], b_runs[0], b_runs[1], b_runs[2], bpk[j])
         for mi in range(mb):
             lo = g * m + mi * gm
             hi = min(lo + gm, (g + 1) * m)
-            _pack_rows(a_src, a_base, a_off, lo, hi, apk)
+            for i in range(lo, hi):
+                _gather(a_src, a_base[i], a_runs[0], a_runs[1], a_runs[2], apk[i - lo])
             for ni in range(nb):
                 worst = 0
                 for i in range(hi - lo):

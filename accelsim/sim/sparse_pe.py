@@ -82,7 +82,7 @@ def _stream_cycles(work: Workload, hw: HardwareConfig, side: str) -> tuple[np.nd
     sp, comp = hw.sparsity, hw.compute
     v = kernels.operand_view(work, side, lanes=comp.lanes)
     ch, cd = kernels.td_candidates(sp.lookahead, sp.lookaside, sp.search)
-    cyc = kernels.td_stream_cycles(v.src, v.base, v.off, comp.lanes, sp.lookahead, ch, cd)
+    cyc = kernels.td_stream_cycles(v.src, v.base, *v.runs, v.off.size, comp.lanes, sp.lookahead, ch, cd)
     return cyc.reshape(v.groups, v.rows), v.off.size // comp.lanes
 
 
@@ -124,8 +124,8 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
     elif kind == "two_sided":
         va = kernels.operand_view(work, "a")
         vb = kernels.operand_view(work, "b")
-        unit, eff2 = kernels.pair_group_work(va.src, va.base, va.off, vb.src, vb.base, vb.off, work.m,
-                                             work.n, g, comp.pe_cols, comp.pe_rows, comp.lanes)
+        unit, eff2 = kernels.pair_group_work(va.src, va.base, va.runs, vb.src, vb.base, vb.runs, work.k,
+                                             work.m, work.n, g, comp.pe_cols, comp.pe_rows, comp.lanes)
         assert eff2 == eff, "two-sided pair count disagrees with the factorised count"
         unit = np.maximum(unit, 1)
         skipped = ("a", "b")

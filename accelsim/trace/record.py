@@ -68,16 +68,33 @@ def _canon(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
 
 
 def _key(t: torch.Tensor) -> tuple:
-    """Identity of the data a tensor covers (first element's address + size): the same for its views,
+    """Where the data a tensor covers lies (first element's address + size): the same for its views,
     reshapes and transposes, so a backward op that uses ``W.t()`` or ``x.reshape(-1, c)`` matches
-    the forward use of W or x. Only trusted while the forward tensor is alive (see _alive)."""
+    the forward use of W or x. An address is not an identity: every lookup by key also checks
+    that the tensor found is held by the entry's own live storage (:class:`_Owner`)."""
     return (t.data_ptr(), t.numel())
 
 
-def _anchor(t: torch.Tensor) -> weakref.ref:
-    """Weak reference to ``t``'s storage: alive while any tensor (view, detached alias, autograd's
-    saved copy) still holds the memory, so while it lives the address cannot hold another tensor."""
-    return weakref.ref(t.untyped_storage())
+class _Owner:
+    """The storage that held a tensor's memory when an entry was made (weakly) and where that memory
+    was. An address-keyed entry is valid only for a tensor whose storage *is* that storage (same
+    ``StorageImpl``, ``_cdata``) and still holds that memory. Trusting a bare address is wrong
+    twice over: once the owner dies, malloc hands the address to the next tensor of that size (a
+    Q @ K^T gradient got the id and role of the freed softmax output, in some runs and not others,
+    depending on when Python freed wrappers); and a live storage can give its memory back in place
+    (``untyped_storage().resize_(0)``, as FSDP does with parameters). The weak reference is to the
+    storage's Python object, which torch keeps for as long as the C++ storage lives (any view,
+    detached alias or autograd's saved copy), and which never keeps the memory alive itself."""
+
+    __slots__ = ("ref", "cdata", "ptr")
+
+    def __init__(self, t: torch.Tensor):
+        st = t.untyped_storage()
+        self.ref, self.cdata, self.ptr = weakref.ref(st), st._cdata, st.data_ptr()
+
+    def holds(self, t: torch.Tensor) -> bool:
+        st = self.ref()  # alive -> its _cdata is unique among live storages, so equal means the same
+        return st is not None and st.data_ptr() == self.ptr and t.untyped_storage()._cdata == self.cdata
 
 
 # Float dtypes numpy cannot hold: compare their bit patterns with the sign bit masked off instead
@@ -110,8 +127,8 @@ def _pack_mask(t: torch.Tensor) -> tuple[np.ndarray, int]:
 
 
 @dataclass
-class _Entry:  # mask cache entry: valid while the tensor owning the memory is alive
-    anchor: weakref.ref
+class _Entry:  # mask cache entry: valid for tensors held by the same live storage (see _Owner)
+    owner: _Owner
     packed: np.ndarray
     nnz: int
     tids: dict = field(default_factory=dict)  # role -> tensor id
@@ -125,20 +142,25 @@ class _FwdMM:  # what a forward matmul used, to classify its backward ops
     sa: tuple
     sb: tuple
     weight: str | None  # "a" | "b" | None
-    ra: weakref.ref
-    rb: weakref.ref
+    oa: _Owner
+    ob: _Owner
 
-    def uses(self, which: str, keys: tuple) -> bool:
-        # A freed forward tensor's address may now hold a gradient: only a live one can match.
-        k, r = (self.ka, self.ra) if which == "a" else (self.kb, self.rb)
-        return k in keys and r() is not None
+    def uses(self, which: str, ops: tuple) -> bool:
+        """Is forward operand ``which`` one of ``ops`` ((key, tensor) pairs)? A freed forward
+        tensor's address may now hold a gradient: only the same live storage matches."""
+        k, o = (self.ka, self.oa) if which == "a" else (self.kb, self.ob)
+        return any(k == kk and o.holds(t) for kk, t in ops)
 
 
 @dataclass
 class _Node:  # a backward autograd node: its layer (from what it unpacked) and its saved tensors
     layer: str
     module_type: str
-    saved: dict = field(default_factory=dict)  # key -> category
+    saved: dict = field(default_factory=dict)  # key -> (category, _Owner)
+
+    def category(self, k: tuple, t: torch.Tensor) -> str | None:
+        hit = self.saved.get(k)
+        return hit[0] if hit is not None and hit[1].holds(t) else None
 
 
 # Compute ops the simulator has no op kind for: counted so that the trace says what it misses.
@@ -284,13 +306,15 @@ class Recorder:
         self._names = {id(m): (name or self._root, type(m).__name__, m) for name, m in self.model.named_modules()}
         self._stack: list[tuple[str, str, torch.nn.Module]] = []
         self._cache: dict[tuple, _Entry] = {}
-        self._storages: dict[tuple, tuple[weakref.ref, int]] = {}
+        self._storages: dict[tuple, tuple[_Owner, int]] = {}
         self._fwd_mm: dict[str, list[_FwdMM]] = {}
-        self._fwd_keys: dict[tuple, tuple[str, str, weakref.ref]] = {}
+        self._fwd_keys: dict[tuple, tuple[str, str, _Owner]] = {}
         self._nodes: dict[Any, _Node] = {}
         self._pending: list[dict] = []
         self._last_func = None
-        self._param_ptrs = {p.untyped_storage().data_ptr() for p in self.model.parameters()}
+        # Weights by storage identity (_cdata, checked alive), not address: FSDP-style code frees and
+        # reallocates a parameter's memory in place, and a dead storage's address is soon reused.
+        self._params = {st._cdata: weakref.ref(st) for st in (p.untyped_storage() for p in self.model.parameters())}
         self._wderived: dict[int, weakref.ref] = {}
         self._h_pre = register_module_forward_pre_hook(self._pre_hook)
         self._h_post = register_module_forward_hook(self._post_hook)
@@ -321,6 +345,7 @@ class Recorder:
         self._fwd_mm = {}
         self._fwd_keys = {}
         self._wderived = {}
+        self._params = {}
         self._names = {}
 
     # ---------------------------------------------------------------- module tracking (forward)
@@ -348,14 +373,14 @@ class Recorder:
     def _in_backward() -> bool:
         return torch._C._current_graph_task_id() != -1
 
-    def _bwd_where(self, keys: Iterable[tuple]) -> tuple[str, str]:
+    def _bwd_where(self, ops: Iterable[tuple]) -> tuple[str, str]:
         node = torch._C._current_autograd_node()
         info = self._nodes.get(node) if node is not None else None
         if info is not None:
             return info.layer, info.module_type
-        for k in keys:  # a node that unpacked nothing: find a forward use of one of its operands
+        for k, t in ops:  # a node that unpacked nothing: find a forward use of one of its operands
             hit = self._fwd_keys.get(k)
-            if hit is not None and hit[2]() is not None:
+            if hit is not None and hit[2].holds(t):
                 return hit[0], hit[1]
         name = node.name() if node is not None else "?"
         msg = f"backward op in autograd node {name} could not be tied to a layer; recorded under {self._root!r}"
@@ -372,12 +397,11 @@ class Recorder:
         """Tensor id of ``t`` (as laid out) in ``role``; masks computed once per live tensor and step."""
         key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()), t._version, t.dtype, t.device)
         ent = self._cache.get(key)
-        if ent is not None and ent.anchor() is None:
-            ent = None  # the owner died: the memory may hold another tensor now
+        if ent is not None and not ent.owner.holds(t):
+            ent = None  # the owner died or let go of the memory: this is another tensor
         if ent is None:
             packed, nnz = _pack_mask(t)
-            anchor = _anchor(t)
-            ent = _Entry(anchor, packed, nnz)
+            ent = _Entry(_Owner(t), packed, nnz)
             self._cache[key] = ent
         tid = ent.tids.get(role)
         if tid is None:
@@ -389,11 +413,9 @@ class Recorder:
     def _is_param(self, t: torch.Tensor) -> bool:
         """A parameter, a view of one, or a same-size tensor computed from one in this step's forward
         (SWAT's ``W~ = W * mask``, SR-STE's masked weight, a bf16 cast): the weights an op uses."""
-        ptr = t.untyped_storage().data_ptr()
-        if ptr in self._param_ptrs:
-            return True
-        ref = self._wderived.get(ptr)
-        return ref is not None and ref() is not None
+        cd = t.untyped_storage()._cdata
+        ref = self._params.get(cd) or self._wderived.get(cd)
+        return ref is not None and ref() is not None  # alive -> the same storage (unique _cdata)
 
     def _track_weight_derived(self, args: tuple, out: Any) -> None:
         # An op's floating output is weight-derived if a same-size input is a weight and no other
@@ -408,7 +430,7 @@ class Recorder:
         weights = [self._is_param(a) for a in same]
         if any(weights) and not any(a.requires_grad and not w for a, w in zip(same, weights)):
             st = out.untyped_storage()
-            self._wderived[st.data_ptr()] = weakref.ref(st)
+            self._wderived[st._cdata] = weakref.ref(st)
 
     # ---------------------------------------------------------------- ops
     def _on_op(self, func, args: tuple, kwargs: dict, out: Any) -> None:
@@ -445,7 +467,7 @@ class Recorder:
                                    _arg(args, kwargs, 5, "dilation"), _arg(args, kwargs, 8, "groups", 1),
                                    x.shape, w.shape, out.shape)
         tx, tw = self._store(x, "activation", layer), self._store(w, "weight", layer)
-        self._fwd_keys[_key(w)] = (layer, mtype, _anchor(w))
+        self._fwd_keys[_key(w)] = (layer, mtype, _Owner(w))
         self._emit("fwd", "conv2d", func, layer, mtype, [Operand("input", tx), Operand("weight", tw)],
                    out.shape, params)
 
@@ -456,7 +478,7 @@ class Recorder:
             self._unrecorded[f"{func} ({'transposed' if transposed else f'{gy.dim() - 2}-d'} convolution)"] += 1
             return
         mask = list(_arg(args, kwargs, 10, "output_mask", (True, True, True)))
-        layer, mtype = self._bwd_where([_key(w), _key(x)])
+        layer, mtype = self._bwd_where([(_key(w), w), (_key(x), x)])
         params = self._conv_params(_arg(args, kwargs, 4, "stride"), _arg(args, kwargs, 5, "padding"),
                                    _arg(args, kwargs, 6, "dilation"), _arg(args, kwargs, 9, "groups", 1),
                                    x.shape, w.shape, gy.shape)
@@ -484,12 +506,12 @@ class Recorder:
             ra = "weight" if wname == "a" else "activation"
             rb = "weight" if wname == "b" else "activation"
             self._fwd_mm.setdefault(layer, []).append(
-                _FwdMM(kind, ka, kb, tuple(ca.shape), tuple(cb.shape), wname, _anchor(ca), _anchor(cb)))
-            self._fwd_keys[ka] = (layer, mtype, _anchor(ca))
-            self._fwd_keys[kb] = (layer, mtype, _anchor(cb))
+                _FwdMM(kind, ka, kb, tuple(ca.shape), tuple(cb.shape), wname, _Owner(ca), _Owner(cb)))
+            self._fwd_keys[ka] = (layer, mtype, _Owner(ca))
+            self._fwd_keys[kb] = (layer, mtype, _Owner(cb))
             pass_ = "fwd"
         else:
-            layer, mtype = self._bwd_where([ka, kb])
+            layer, mtype = self._bwd_where([(ka, ca), (kb, cb)])
             pass_, ra, rb = self._classify_bwd(kind, layer, ca, cb, ka, kb, out)
         ida, idb = self._store(ca, ra, layer), self._store(cb, rb, layer)
         self._emit(pass_, kind, func, layer, mtype, [Operand("a", ida, ta), Operand("b", idb, tb)], out.shape, params)
@@ -499,17 +521,19 @@ class Recorder:
         cands = [f for f in reversed(self._fwd_mm.get(layer, ())) if f.kind == kind]
         node = torch._C._current_autograd_node()
         info = self._nodes.get(node) if node is not None else None
-        saved = info.saved if info is not None else {}
-        keys = (ka, kb)
+        def saved_cat(k, c):
+            return info.category(k, c) if info is not None else None
+
+        ops = ((ka, ca), (kb, cb))
         grad_of, fwd = None, None
         for f in cands:  # 1. which forward operand does it consume?
-            ua, ub = f.uses("a", keys), f.uses("b", keys)
+            ua, ub = f.uses("a", ops), f.uses("b", ops)
             if ua != ub:
                 grad_of, fwd = ("b" if ua else "a"), f
                 break
         pass_ = None
         if grad_of is None:  # 2. consumes a saved activation -> weight gradient; a saved weight -> dgrad
-            cats = {saved.get(k) for k in keys} - {None}
+            cats = {saved_cat(k, c) for k, c in ops} - {None}
             if cats == {"weight"}:
                 pass_ = "dgrad"
             elif cats == {"activation"} and any(f.weight for f in cands):
@@ -532,11 +556,11 @@ class Recorder:
             if msg not in self._warnings:
                 self._warnings.append(msg)
         def role(c, k):
-            ks = (k,)
-            if saved.get(k) == "weight" or (c.is_floating_point() and self._is_param(c)) or \
+            ks, cat = ((k, c),), saved_cat(k, c)
+            if cat == "weight" or (c.is_floating_point() and self._is_param(c)) or \
                     any(f.weight and f.uses(f.weight, ks) for f in cands):
                 return "weight"
-            if saved.get(k) == "activation" or \
+            if cat == "activation" or \
                     any(f.uses(n, ks) for f in cands for n in ("a", "b") if n != f.weight):
                 return "activation"
             return "grad_output"
@@ -570,11 +594,11 @@ class Recorder:
     def _storage_id(self, t: torch.Tensor) -> int:
         key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.numel(), t.device)
         hit = self._storages.get(key)
-        if hit is not None and hit[0]() is not None:
+        if hit is not None and hit[0].holds(t):
             return hit[1]
         sid = self._storage_ids
         self._storage_ids += 1
-        self._storages[key] = (_anchor(t), sid)
+        self._storages[key] = (_Owner(t), sid)
         return sid
 
     def _pack_hook(self, t: torch.Tensor) -> tuple:
@@ -624,7 +648,7 @@ class Recorder:
                     info = self._nodes.get(node)
                     if info is None:
                         info = self._nodes[node] = _Node(rec["layer"], mtype)
-                    info.saved[_key(t)] = rec["category"]
+                    info.saved[_key(t)] = (rec["category"], _Owner(t))
             finally:
                 self._busy = busy
         return t
