@@ -3,10 +3,13 @@
 1. ResNet-18 from SCALE-Sim's topology file (batch 1, no padding, SCALE-Sim's GEMM dims) on
    hwconfigs/systolic_32x32_ws.yaml: wall time and compute cycles (== SCALE-Sim's stall-free count).
 2. A ResNet-50 ImageNet-shape training step (fwd + dgrad + wgrad of every conv and the FC layer),
-   batch 8, on tensordash.yaml and a100_24.yaml. The trace is SYNTHETIC: written with TraceWriter,
-   every mask i.i.d. random at a density drawn per tensor from 50-90% (no shipped trace was used).
+   batch 8, on tensordash.yaml and a100_24.yaml. Without --trace the trace is SYNTHETIC: written
+   with TraceWriter, every mask i.i.d. random at a density drawn per tensor from 50-90%. With
+   --trace PATH that recorded trace is used instead (e.g. a real one from
+   `accelsim record --model resnet50-imagenet --method swat --sparsity 0.8 --steps 1 --warmup 2
+   --batch 8 --lr 0.001 -o /tmp/r50_b8.npz`); the table says which.
 
-Run: python benchmarks/bench_sim.py [--batch 8] [--trace PATH] [--skip-resnet50]
+Run: python benchmarks/bench_sim.py [--batch 8] [--trace PATH] [--skip-resnet50] [--hw NAME ...]
 """
 
 from __future__ import annotations
@@ -115,14 +118,14 @@ def bench_resnet18_scalesim() -> dict:
             "cycles": cycles, "note": f"SCALE-Sim formula {ref}; with DRAM stalls {total}"}
 
 
-def bench_trace(trace: Path, hw_name: str) -> dict:
+def bench_trace(trace: Path, hw_name: str, label: str) -> dict:
     from accelsim.sim.engine import simulate
 
     t0 = time.perf_counter()
     res = simulate(trace, ROOT / "hwconfigs" / f"{hw_name}.yaml")
     wall = time.perf_counter() - t0
     t = res.totals()["all"]
-    return {"case": f"ResNet-50 b8 train step (synthetic 50-90%) on {hw_name}", "wall_s": wall,
+    return {"case": f"ResNet-50 train step ({label}) on {hw_name}", "wall_s": wall,
             "cycles": t["total_cycles"],
             "note": f"{t['ops']} ops, speedup {t['speedup']:.2f}x (compute only {t['compute_speedup']:.2f}x), "
                     f"sparsity fallbacks {t['fallbacks']}, "
@@ -140,13 +143,14 @@ def main(argv=None) -> int:
     if not args.skip_resnet50:
         with tempfile.TemporaryDirectory() as tmp:
             trace = args.trace
+            label = f"trace {trace}" if trace is not None else f"b{args.batch} synthetic 50-90%"
             if trace is None:
                 t0 = time.perf_counter()
                 trace = write_resnet50_trace(Path(tmp) / "resnet50_b8.accelsim-trace", batch=args.batch)
                 print(f"(synthetic ResNet-50 trace written in {time.perf_counter() - t0:.1f} s; "
                       f"masks i.i.d. random at 50-90% density)", file=sys.stderr)
             for hw in args.hw:
-                rows.append(bench_trace(trace, hw))
+                rows.append(bench_trace(trace, hw, label))
     w = max(len(r["case"]) for r in rows)
     print(f"{'case':<{w}}  {'wall s':>8}  {'cycles':>14}  note")
     for r in rows:

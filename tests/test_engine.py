@@ -102,20 +102,31 @@ def test_conv_fwd_on_32x32_ws_hand_worked(trace_path):
     # DRAM 10 B/cycle, no latency, double buffered: fold loads are half of the input (144 B) and
     # half of the weight (144 B) = 288 B -> 29 cycles each. Fold 0 waits for its load (0..29),
     # computes 29..195; fold 1's load ends at 58, it computes 195..361; the 576-byte output
-    # (72 x 8 int8) is stored after it in 58 cycles -> 419 total, 87 stall cycles.
+    # (72 x 8 int8) is stored after it in 58 cycles -> 419 total, 87 stall cycles. That is the
+    # dense baseline; the sparse run deletes the weight's all-zero channels 2, 3 (tiny_trace:
+    # 18 of 36 (c,r,s) taps, structure.compact): K' = 18 -> 1 fold of 166 cycles, loading the input
+    # channels 0, 1 (144 B) and the kept weight 8 x 18 (144 B) = 288 B in 29 cycles, output 576 B
+    # in 58 -> 29 + 166 + 58 = 253 total, 87 stalls.
     res = simulate(trace_path, ROOT / "hwconfigs" / "systolic_32x32_ws.yaml")
     o = res.ops[0]
     assert (o.pass_, o.kind, o.gemm) == ("fwd", "conv2d", (72, 8, 36))
-    assert (o.compute_cycles, o.total_cycles, o.stall_cycles) == (332, 419, 87)
-    assert o.dram_bytes == {"input": 288, "weight": 288, "output": 576}
-    assert o.dense_cycles == 419 and o.speedup == 1.0
+    assert (o.dense_compute_cycles, o.dense_cycles) == (332, 419)
+    assert o.dram_bytes_dense == {"input": 288, "weight": 288, "output": 576}
+    assert (o.compute_cycles, o.total_cycles, o.stall_cycles) == (166, 253, 87)
+    assert o.dram_bytes == {"input": 144, "weight": 144, "output": 576}
+    assert o.speedup == 419 / 253 and o.sparse_operand == "weight" and o.fallback is None
+    assert o.compaction == "weight: 0 of 8 filters and 18 of 36 (c,r,s) taps all zero: GEMM K 36->18"
 
 
 def test_nm_fallback_reported(trace_path):
     res = simulate(trace_path, ROOT / "hwconfigs" / "systolic_128_nm.yaml")
     by = {(o.layer, o.pass_): o for o in res.ops}
     assert by[("conv1", "fwd")].sparse_operand == "weight" and by[("conv1", "fwd")].fallback is None
-    assert by[("conv1", "dgrad")].fallback.startswith("weight not 2:4 along K (output channels), the dgrad "
-                                                      "reduction dim")
+    # dgrad: the weight is not 2:4 along K, but its all-zero (c,r,s) taps are deleted (N 36 -> 18):
+    # sparsity was exploited, so no fallback; the N:M reason is part of the compaction note
+    dg = by[("conv1", "dgrad")]
+    assert dg.fallback is None and dg.sparse_operand == "weight"
+    assert dg.compaction.startswith("weight: 0 of 8 filters and 18 of 36 (c,r,s) taps all zero: GEMM N 36->18; "
+                                    "weight not 2:4 along K (output channels), the dgrad reduction dim")
     assert by[("conv1", "wgrad")].fallback == "no weight operand in conv2d wgrad (input x grad_output)"
     assert any("ran without sparsity support" in w for w in res.warnings)

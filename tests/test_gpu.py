@@ -200,7 +200,8 @@ def test_op_cost_conv_weight_24_in_fwd_not_in_dgrad():
     # c % 4 < 2 are all ones along K (dgrad): half the groups of 4 along K hold 4 non-zeros.
     hw = tiny(cta=(64, 64, 32), operand="weight")
     w = np.zeros((16, 16, 1, 1), dtype=bool)
-    w[:, (np.arange(16) % 4) < 2] = True
+    w[:8, (np.arange(16) % 4) < 2] = True
+    w[8:, (np.arange(16) % 4) >= 2] = True  # no all-zero column: nothing for structure.compact to delete
     params = conv_params(1, 16, 4, 4, 16, 1, 1)
     x = np.ones((1, 16, 4, 4), dtype=bool)
     dy = np.ones((1, 16, 4, 4), dtype=bool)
@@ -235,8 +236,10 @@ def test_shipped_a100_yaml_conv_fwd_and_first_layer():
     hw = load_hw(Path(__file__).resolve().parents[1] / "hwconfigs" / "a100_24.yaml")
     # 3x3 conv, C = K = 64, weight 2:4 along C (keep c % 4 in {0, 2}): fwd runs the weight as mma.sp's A
     w = np.zeros((64, 64, 3, 3), dtype=bool)
-    w[:, 0::4] = True
-    w[:, 2::4] = True
+    w[:32, 0::4] = True
+    w[:32, 2::4] = True
+    w[32:, 1::4] = True  # the other filters keep the other two: no all-zero (c,r,s) tap to delete
+    w[32:, 3::4] = True
     x = np.ones((2, 64, 16, 16), dtype=bool)
     work = workload_from_masks("conv2d", "fwd", {"input": x, "weight": w},
                                conv_params(2, 64, 16, 16, 64, 3, 3, padding=1),
@@ -254,6 +257,7 @@ def test_shipped_a100_yaml_conv_fwd_and_first_layer():
     # weight 2:4 along the conv reduction order (r, s, c), c fastest: keep 0 and 2 of every 4
     flat = (np.arange(147) % 4) % 2 == 0
     w1 = np.broadcast_to(flat.reshape(7, 7, 3).transpose(2, 0, 1), (64, 3, 7, 7)).copy()
+    w1[1::2] = ~w1[1::2]  # odd filters keep 1 and 3 of every 4 (still 2:4): no all-zero tap to delete
     work = workload_from_masks("conv2d", "fwd", {"input": np.ones((1, 3, 32, 32), bool), "weight": w1},
                                conv_params(1, 3, 32, 32, 64, 7, 7, stride=2, padding=3), roles={"weight": "weight"})
     c = gpu.op_cost(work, hw, sparse=True)
@@ -284,3 +288,56 @@ def test_bad_sparse_mma_shape_names_the_file():
     hw = dataclasses.replace(hw, compute=dataclasses.replace(hw.compute, sparse_mma_shape=(16, 8, 24), cta_tile=(128, 128, 48)))
     with pytest.raises(HardwareConfigError, match="tiny.yaml: compute.sparse_mma_shape"):
         gpu.gemm_cost(64, 64, 64, 1, hw, sparse_a=False)
+
+
+# ---- SSL structured weight sparsity deleted as a smaller dense GEMM (sim/structure.py)
+
+
+def test_ssl_linear_weight_compacted_gemm_hand_worked():
+    # linear fwd: x (256, 128) @ W^T, W stored (out 256, in 128), used transposed. Output neurons
+    # 128..255 and input features 64..127 all zero: GEMM N 256 -> 128, K 128 -> 64.
+    # Dense on tiny (2 SMs, 128x128x32 CTAs, step 512 cycles): 2x2 = 4 tiles in 2 waves x 4 K steps
+    # = 4096 cycles. Compacted 256 x 128 x 64: 2 tiles (= SMs: no split-K) in 1 wave x 2 steps = 1024.
+    hw = tiny()
+    lw = np.ones((256, 128), dtype=bool)
+    lw[128:] = False
+    lw[:, 64:] = False
+    work = workload_from_masks("matmul", "fwd", {"a": np.ones((256, 128), bool), "b": lw},
+                               transposed={"b": True}, roles={"b": "weight"})
+    sp, dn = gpu.op_cost(work, hw, sparse=True), gpu.op_cost(work, hw.dense(), sparse=False)
+    assert (sp.compute_cycles, dn.compute_cycles) == (1024, 4096)
+    assert sp.fixed_cycles == dn.fixed_cycles == 1000
+    # fp16, all fits in L2: x's kept half of K (256 x 64 x 2 B), kept W 64 x 128 x 2 B, C 256 x 128 x 2 B
+    assert int(sp.tiles.load_bytes["a"].sum()) == 32768 and int(dn.tiles.load_bytes["a"].sum()) == 65536
+    assert int(sp.tiles.load_bytes["b"].sum()) == 16384 and int(dn.tiles.load_bytes["b"].sum()) == 65536
+    assert int(sp.tiles.store_bytes.sum()) == 65536 and int(dn.tiles.store_bytes.sum()) == 131072
+    assert (sp.sparse_operand, sp.fallback, dn.compaction) == ("b", None, None)
+    # the 2:4 reason (neither operand is 2:4) is kept in the note, not as a fallback: sparsity was used
+    assert sp.compaction.startswith("b: 128 of 256 N columns and 64 of 128 K lines all zero: GEMM N 256->128, "
+                                    "K 128->64; ")
+    assert "not 2:4" in sp.compaction
+    # the same density scattered (every row and column keeps a non-zero): nothing deleted, dense rate
+    u = np.random.default_rng(0).random((256, 128)) < 0.25  # not 2:4 either (some groups hold 3, 4)
+    assert u.any(axis=0).all() and u.any(axis=1).all()
+    uw = workload_from_masks("matmul", "fwd", {"a": np.ones((256, 128), bool), "b": u},
+                             transposed={"b": True}, roles={"b": "weight"})
+    su = gpu.op_cost(uw, hw, sparse=True)
+    assert su.compute_cycles == 4096 and su.compaction is None
+
+
+def test_ssl_grouped_conv_runs_at_the_largest_group():
+    # groups=2, C=K=4, 3x3 pad 1, N=1 8x8: per group GEMM 64 x 2 x 18. Group 0 loses filter 1 (N 1),
+    # group 1 its local channel 1 (K 9): the uniform batched launch runs 64 x 2 x 18 per group, the
+    # same tiles and steps as dense (2 tiles, 1 K step of 512 cycles), but moves only the kept
+    # weight: (1*18 + 2*9) * 2 B = 72 B instead of 4*2*9*2 = 144 B.
+    hw = tiny()
+    w = np.ones((4, 2, 3, 3), bool)
+    w[1] = False
+    w[2:, 1] = False
+    p = conv_params(1, 4, 8, 8, 4, 3, 3, padding=1, groups=2)
+    work = workload_from_masks("conv2d", "fwd", {"input": np.ones((1, 4, 8, 8), bool), "weight": w}, p,
+                               roles={"weight": "weight"})
+    sp, dn = gpu.op_cost(work, hw, sparse=True), gpu.op_cost(work, hw.dense(), sparse=False)
+    assert sp.compute_cycles == dn.compute_cycles
+    assert int(sp.tiles.load_bytes["weight"].sum()) == 72 and int(dn.tiles.load_bytes["weight"].sum()) == 144
+    assert "GEMM N 2->1..2, K 18->9..18 (per group, 2 groups); " in sp.compaction

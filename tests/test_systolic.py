@@ -117,8 +117,10 @@ def test_nm_reduced_k():
 
 def _nm_conv():
     wt = np.zeros((32, 64, 3, 3), bool)
-    wt[:, 0::4] = True
-    wt[:, 2::4] = True  # 2 of every 4 channels: 2:4 along C, hence along the fwd reduction (r,s,c)
+    wt[:16, 0::4] = True
+    wt[:16, 2::4] = True  # 2 of every 4 channels: 2:4 along C, hence along the fwd reduction (r,s,c)
+    wt[16:, 1::4] = True  # the other half of the filters keeps the other two, so no (c,r,s) tap is
+    wt[16:, 3::4] = True  # all zero (a structured weight would be deleted: test_structure*)
     p = conv_params(1, 64, 8, 8, 32, 3, 3, padding=1)
     fwd = workload_from_masks("conv2d", "fwd", {"input": np.ones((1, 64, 8, 8), bool), "weight": wt}, p)
     dg = workload_from_masks("conv2d", "dgrad", {"grad_output": np.ones((1, 32, 8, 8), bool), "weight": wt}, p)
@@ -187,3 +189,107 @@ def test_strided_1x1_conv_loads_only_the_pixels_it_reads():
     w3 = workload_from_masks("conv2d", "fwd", {"input": np.ones((1, 8, 8, 8), bool),
                                                "weight": np.ones((4, 8, 3, 3), bool)}, p3)
     assert w3.read_numel("input") == 512 < w3.m * w3.k
+
+
+# ---- SSL structured weight sparsity deleted as a smaller dense GEMM (sim/structure.py)
+
+def _ssl_conv(pass_, w, groups=1):
+    """N=1, 6x6, K=4 filters, 3x3, pad 1 (M = 36); C from the weight (times groups)."""
+    c = w.shape[1] * groups
+    p = conv_params(1, c, 6, 6, 4, 3, 3, padding=1, groups=groups)
+    first = ("input", np.ones((1, c, 6, 6), bool)) if pass_ == "fwd" else ("grad_output", np.ones((1, 4, 6, 6), bool))
+    return workload_from_masks("conv2d", pass_, {first[0]: first[1], "weight": w}, p, roles={"weight": "weight"})
+
+
+def _ssl_weight():
+    w = np.ones((4, 3, 3, 3), bool)
+    w[[1, 3]] = False  # 2 of 4 filters all zero
+    w[:, 2] = False    # channel 2: 9 of the 27 (c,r,s) taps all zero
+    return w
+
+
+def test_ssl_conv_fwd_compacted_fold_cycles_hand_worked():
+    # 4x2 WS (K on 4 rows, N on 2 cols), fold = 2*4 + 2 + 36 - 2 = 44 cycles (SCALE-Sim, FACTS.md).
+    # dense GEMM 36x4x27: ceil(27/4)*ceil(4/2) = 7*2 = 14 folds = 616 cycles;
+    # compacted 36x2x18: ceil(18/4)*ceil(2/2) = 5 folds = 220 cycles.
+    hw = _hw(4, 2, "ws")
+    w = _ssl_conv("fwd", _ssl_weight())
+    sp, de = systolic.op_cost(w, hw, sparse=True), systolic.op_cost(w, hw.dense(), sparse=False)
+    assert (sp.compute_cycles, de.compute_cycles) == (220, 616)
+    assert sp.tiles.n_tiles == 5 and de.tiles.n_tiles == 14
+    assert sp.compaction == "weight: 2 of 4 filters and 9 of 27 (c,r,s) taps all zero: GEMM N 4->2, K 27->18"
+    assert (sp.sparse_operand, sp.fallback, de.compaction) == ("weight", None, None)
+    # int8, everything fits the SRAMs: weight 2 filters x 18 taps = 36 B (dense 108), input channels
+    # 0, 1 = 72 B (dense 108), output 36 x 2 = 72 B (dense 36 x 4 = 144)
+    assert int(sp.tiles.load_bytes["weight"].sum()) == 36 and int(de.tiles.load_bytes["weight"].sum()) == 108
+    assert int(sp.tiles.load_bytes["input"].sum()) == 72 and int(de.tiles.load_bytes["input"].sum()) == 108
+    assert int(sp.tiles.store_bytes.sum()) == 72 and int(de.tiles.store_bytes.sum()) == 144
+
+
+def test_ssl_unstructured_same_density_no_speedup():
+    t, f = np.meshgrid(np.arange(27), np.arange(4))
+    w = ((t + f) % 3 == 0).reshape(4, 3, 3, 3)  # 36 of 108 like _ssl_weight, no all-zero filter or tap
+    assert w.sum() == _ssl_weight().sum()
+    hw = _hw(4, 2, "ws")
+    work = _ssl_conv("fwd", w)
+    sp, de = systolic.op_cost(work, hw, sparse=True), systolic.op_cost(work, hw.dense(), sparse=False)
+    assert sp.compute_cycles == de.compute_cycles == 616 and sp.compaction is None and sp.sparse_operand is None
+
+
+def test_ssl_conv_dgrad_transposed_roles_hand_worked():
+    # dgrad GEMM 36 x 27 (taps) x 4 (filters): dense ceil(4/4)*ceil(27/2) = 14 folds = 616;
+    # compacted 36 x 18 x 2: ceil(2/4)*ceil(18/2) = 9 folds = 396
+    hw = _hw(4, 2, "ws")
+    w = _ssl_conv("dgrad", _ssl_weight())
+    sp, de = systolic.op_cost(w, hw, sparse=True), systolic.op_cost(w, hw.dense(), sparse=False)
+    assert (sp.compute_cycles, de.compute_cycles) == (396, 616)
+    assert sp.compaction.endswith("GEMM N 27->18, K 4->2")
+    # dY channels of the 2 kept filters (2 x 36 B), the kept weight (36 B), dX written whole (108 B)
+    assert int(sp.tiles.load_bytes["grad_output"].sum()) == 72 and int(sp.tiles.load_bytes["weight"].sum()) == 36
+    assert int(sp.tiles.store_bytes.sum()) == 108
+
+
+def test_ssl_grouped_conv_per_group_folds():
+    # groups=2: per group GEMM 36 x 2 x 18; group 0 keeps 1 filter (N 1), group 1 half its taps (K 9).
+    # dense 2 x ceil(18/4)*ceil(2/2) = 10 folds = 440; compacted 5 + ceil(9/4) = 5 + 3 = 8 folds = 352
+    w = np.ones((4, 2, 3, 3), bool)
+    w[1] = False
+    w[2:, 1] = False
+    hw = _hw(4, 2, "ws")
+    work = _ssl_conv("fwd", w, groups=2)
+    sp, de = systolic.op_cost(work, hw, sparse=True), systolic.op_cost(work, hw.dense(), sparse=False)
+    assert (sp.compute_cycles, de.compute_cycles) == (352, 440)
+    assert sp.tiles.n_tiles == 8
+
+
+def _nm_1x1(keep):
+    """1x1 conv N=1, C=8, 6x6, K=4 (fwd GEMM 36 x 4 x 8); filter f keeps channels keep[f]."""
+    w = np.zeros((4, 8, 1, 1), bool)
+    for f, chans in enumerate(keep):
+        w[f, list(chans)] = True
+    p = conv_params(1, 8, 6, 6, 4, 1, 1)
+    return workload_from_masks("conv2d", "fwd", {"input": np.ones((1, 8, 6, 6), bool), "weight": w}, p,
+                               roles={"weight": "weight"})
+
+
+def test_ssl_with_nm_pes_filter_deletion_combines_k_deletion_is_exclusive():
+    # filters 1, 3 all zero; 0 and 2 are 2:4 along C with no all-zero channel: N 4 -> 2 combines with
+    # 2:4 (K' = 4). 4x2 WS: dense ceil(8/4)*ceil(4/2) = 4 folds of 44 = 176; sparse 1 fold = 44.
+    hw = _hw(4, 2, "ws", name="systolic_128_nm.yaml")
+    work = _nm_1x1([(0, 2, 4, 6), (), (1, 3, 5, 7), ()])
+    sp, de = systolic.op_cost(work, hw, sparse=True), systolic.op_cost(work, hw.dense(), sparse=False)
+    assert (sp.compute_cycles, de.compute_cycles) == (44, 176)
+    assert (sp.sparse_operand, sp.fallback) == ("weight", None)
+    assert sp.compaction == "weight: 2 of 4 filters and 0 of 8 (c,r,s) taps all zero: GEMM N 4->2"
+    # kept weight 2 x 8 = 16 B, 2:4-stored: 8 values + 2 bits each = 10 B
+    assert int(sp.tiles.load_bytes["weight"].sum()) == 10
+    # only channels 0 and 1 used at all: K deletion leaves K' = 2 < 2:4's K' = 4. On 2x2 WS (fold
+    # 2*2 + 2 + 36 - 2 = 40): deletion ceil(2/2)*ceil(4/2) = 2 folds = 80, 2:4 2*2 = 4 folds = 160,
+    # dense 4*2 = 8 folds = 320 -> deletion is used, 2:4 not (exclusive along K), and the note says so
+    hw2 = _hw(2, 2, "ws", name="systolic_128_nm.yaml")
+    work2 = _nm_1x1([(0,), (1,), (0,), (1,)])
+    sp2, de2 = systolic.op_cost(work2, hw2, sparse=True), systolic.op_cost(work2, hw2.dense(), sparse=False)
+    assert (sp2.compute_cycles, de2.compute_cycles) == (80, 320)
+    assert (sp2.sparse_operand, sp2.fallback) == ("weight", None)
+    assert sp2.compaction == ("weight: 0 of 4 filters and 6 of 8 (c,r,s) taps all zero: GEMM K 8->2; "
+                              "2:4 not used: exclusive with K deletion along K, which costs fewer cycles")

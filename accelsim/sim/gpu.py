@@ -47,6 +47,13 @@ A lowered op C[M,N] += A[M,K] @ B[K,N] (x groups) runs as one kernel launch of C
   C^T = B^T A^T (M and N swap), so the YAML's ``operand: a`` (mma.sp's A) admits either GEMM
   operand; ``weight`` / ``activation`` restrict by role. Otherwise the dense rate, with
   FamilyCost.fallback saying why.
+* Structured weight sparsity (SSL, FACTS.md "SSL"). In the sparse run (not the dense baseline) the
+  weight's all-zero rows/columns are deleted (structure.compact) and the op runs as the smaller
+  dense GEMM; groups run as one uniform batched launch at the largest kept (M', N', K') of any
+  group. Weight panels scale to the kept rows x columns, the output to the kept M' x N' (conv dgrad:
+  the whole dX). Deleting lines and 2:4 mma.sp are kept exclusive here (deleted lines change the
+  M, N, K multiples and the groups of 4 along K that cuSPARSELt needs): the op takes the one with
+  fewer compute + launch cycles and says which.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ import numpy as np
 
 from accelsim.errors import HardwareConfigError
 from accelsim.sim.memory import TileStream
+from accelsim.sim.structure import compact
 
 PARTIAL_BYTES = 4  # split-K partial sums are fp32 (tensor-core accumulators)
 # CTA raster: bands of this many N tiles (cta_order). An assumption in the spirit of CUTLASS's
@@ -421,12 +429,51 @@ def op_cost(work, hw, *, sparse: bool):
         plan, stream, fixed, dense_bytes = gemm_cost(
             work.m, work.n, work.k, g, hw, sparse_a=choice.operand is not None, names=(work.a, work.b),
             scale_a=sa, scale_b=sb, scale_out=so)
-    return FamilyCost(
+    fallback, exploited, note = choice.fallback, choice.operand, None
+    cpt = compact(work) if sparse else None
+    if cpt is not None:
+        mc, nc, kc = cpt.uniform
+        elems = {nm: min(work.read_numel(nm), cpt.operand_elems(side)) for nm, side in ((work.a, "a"), (work.b, "b"))}
+        if cpt.act is not None:  # only the part of the activation a kept line reads (Compaction.act_kept)
+            elems[cpt.act] = min(elems[cpt.act], math.floor(work.read_numel(cpt.act) * cpt.act_fraction))
+        sa_c = Fraction(elems[work.a], g * mc * kc)
+        sb_c = Fraction(elems[work.b], g * kc * nc)
+        so_c = _out_scale_compacted(work, cpt, g * mc * nc)
+        _, c_stream, c_fixed, _ = gemm_cost(mc, nc, kc, g, hw, sparse_a=False, names=(work.a, work.b),
+                                            scale_a=sa_c, scale_b=sb_c, scale_out=so_c)
+        nm_cycles = int(stream.compute_cycles.sum()) + fixed
+        if choice.operand is None or int(c_stream.compute_cycles.sum()) + c_fixed < nm_cycles:
+            note = cpt.note
+            if choice.operand is not None:
+                note += (f"; {hw.sparsity.n}:{hw.sparsity.m} mma.sp not used: exclusive with line deletion "
+                         "on this model, which costs fewer cycles")
+            elif fallback:  # sparsity was exploited (by deletion): the reason 2:4 was not moves here
+                note += f"; {fallback}"
+                fallback = None
+            stream, fixed, exploited = c_stream, c_fixed, cpt.operand
+        else:
+            note = cpt.note + f"; not used: {hw.sparsity.n}:{hw.sparsity.m} mma.sp on the full GEMM is cheaper"
+    cost = FamilyCost(
         compute_cycles=int(stream.compute_cycles.sum()),
         effectual_macs=int(kernels.effectual_macs(work)),
-        sparse_operand=choice.operand,
-        fallback=choice.fallback,
+        sparse_operand=exploited,
+        fallback=fallback,
         tiles=stream,
         fixed_cycles=fixed,
         dram_bytes_dense=dense_bytes,
     )
+    # FamilyCost.compaction (docs/architecture.md); an attribute until workload.py's owner adds the
+    # field, read by engine.py with getattr
+    cost.compaction = note
+    return cost
+
+
+def _out_scale_compacted(work, cpt, gemm_out: int) -> Fraction:
+    """Output elements written per element of the (uniform) compacted C: the kept M' x N' of each
+    group; conv dgrad still writes the whole dX (deleted taps scatter zeros, dX is still needed)."""
+    geo = work.conv
+    if geo is not None and work.pass_ == "dgrad":
+        out = geo.n * geo.c * geo.h * geo.w
+    else:
+        out = cpt.operand_elems("c")
+    return min(Fraction(1), Fraction(out, gemm_out))

@@ -34,6 +34,9 @@ class OpResult:
     # stall-free compute cycles of the dense baseline: dense_compute_cycles / compute_cycles is the
     # compute-only speedup, what cycle-count-only simulators such as DNNsim report
     dense_compute_cycles: int = 0
+    # structured weight sparsity deleted as a smaller dense GEMM (sim/structure.py), e.g. "weight: 32
+    # of 64 filters and 288 of 576 (c,r,s) taps all zero: GEMM N 64->32, K 576->288"; None: not done
+    compaction: str | None = None
 
 
 @dataclass
@@ -86,7 +89,7 @@ class SimResult:
                 "dense_compute_cycles": o.dense_compute_cycles,
                 "utilisation": o.utilisation, "sparse_operand": o.sparse_operand or "",
                 "dram_bytes": sum(o.dram_bytes.values()), "dram_bytes_dense": sum(o.dram_bytes_dense.values()),
-                "fallback": o.fallback or "",
+                "fallback": o.fallback or "", "compaction": o.compaction or "",
             })
         return rows
 

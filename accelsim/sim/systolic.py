@@ -25,6 +25,13 @@ fold. Slice bytes are the operand's bytes read (Workload.read_numel: the stored 
 operand where a strided conv skips input pixels) times the slice's share of the GEMM dimension (the
 halo that overlapping conv windows share is not modelled). Partial sums of ws/is (K split over
 folds) stay in ofmap_sram if C fits, else spill: stored every fold and re-loaded ("psum").
+
+Structured weight sparsity (SSL, FACTS.md "SSL"): in the sparse run (not the dense baseline) the
+weight operand's all-zero rows/columns are deleted (structure.compact) and each group runs as the
+smaller dense GEMM (M', N', K'): folds and per-fold cycles from the table above on the compacted
+dims, weight bytes = its kept rows x columns. N:M PEs: deleting M/N lines keeps the remaining K
+groups N:M, so that part combines; deleting K lines re-forms the groups along K, so K deletion and
+N:M are exclusive: the op takes the one with fewer compute cycles and the result says which.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import numpy as np
 from accelsim.hw.config import HardwareConfig
 from accelsim.sim.kernels import effectual_macs, nm_compliance
 from accelsim.sim.memory import TileStream, split_bytes
+from accelsim.sim.structure import compact
 from accelsim.sim.workload import FamilyCost, Workload, nm_reason, resolve_operand
 
 
@@ -73,7 +81,7 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
     sp = hw.sparsity
     fallback = None
     sparse_side = None
-    k_run = k
+    k_nm = k
     if sparse and sp.kind == "nm":
         side, why = resolve_operand(work, sp.operand)
         if side is None:
@@ -85,13 +93,95 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
                 fallback = nm_reason(name, work.kind, work.pass_, sp.n, sp.m, comp_frac)
             else:
                 sparse_side = side
-                k_run = nm_reduced_k(k, sp.n, sp.m)
-    folds, per_fold = fold_cycles(m, n, k_run, comp.rows, comp.cols, comp.dataflow)
-    compute = g * folds * per_fold
-    stream, dense_bytes = _fold_stream(work, hw, folds, per_fold, k_run, sparse_side)
-    return FamilyCost(compute_cycles=compute, effectual_macs=effectual_macs(work),
-                      sparse_operand=(work.a if sparse_side == "a" else work.b) if sparse_side else None,
-                      fallback=fallback, tiles=stream, dram_bytes_dense=dense_bytes)
+                k_nm = nm_reduced_k(k, sp.n, sp.m)
+    cpt = compact(work) if sparse else None
+    dims = list(cpt.kept) if cpt is not None else [(m, n, k)] * g
+    note = cpt.note if cpt is not None else None
+    if sparse_side is not None:
+        # N:M groups are formed along the full K of this pass (nm_compliance); deleting all-zero K
+        # lines re-forms them, so N:M and K deletion are exclusive. Deleting M/N lines removes whole
+        # groups and keeps the rest N:M, so that part combines. Take whichever K costs fewer cycles.
+        with_nm = [(mm, nn, k_nm) for mm, nn, _ in dims]
+        if cpt is None or _compute(with_nm, comp) <= _compute(dims, comp):
+            if cpt is not None and any(d[2] != k for d in dims):
+                note += f"; K deletion not used: {sp.n}:{sp.m} along the full K costs no more cycles"
+            dims = with_nm
+        else:
+            sparse_side = None
+            note += f"; {sp.n}:{sp.m} not used: exclusive with K deletion along K, which costs fewer cycles"
+    if cpt is not None and sparse_side is None and fallback is not None:
+        # sparsity was exploited (by deletion): the N:M reason moves into the note, so that
+        # fallback keeps meaning "this op ran without sparsity support"
+        note += f"; {fallback}"
+        fallback = None
+    compute = _compute(dims, comp)
+    stream, dense_bytes = _op_stream(work, hw, dims, sparse_side, k_nm, cpt)
+    exploited = None
+    if sparse_side:
+        exploited = work.a if sparse_side == "a" else work.b
+    elif cpt is not None:
+        exploited = cpt.operand
+    cost = FamilyCost(compute_cycles=compute, effectual_macs=effectual_macs(work),
+                      sparse_operand=exploited, fallback=fallback, tiles=stream,
+                      dram_bytes_dense=dense_bytes)
+    # FamilyCost.compaction (docs/architecture.md); set as an attribute until workload.py's owner
+    # adds the field, read by engine.py with getattr
+    cost.compaction = note
+    return cost
+
+
+def _compute(dims: list[tuple[int, int, int]], comp) -> int:
+    """Stall-free cycles of the groups' GEMMs, run one after another (a group left with no rows
+    or columns after compaction has no folds)."""
+    total = 0
+    for mm, nn, kk in dims:
+        folds, per_fold = fold_cycles(mm, nn, kk, comp.rows, comp.cols, comp.dataflow)
+        total += folds * per_fold
+    return total
+
+
+def _op_stream(work: Workload, hw: HardwareConfig, dims: list[tuple[int, int, int]],
+               sparse_side: str | None, k_nm: int, cpt=None) -> tuple[TileStream, dict[str, int]]:
+    """The op's folds, group after group. Per-group bytes: the full GEMM's per-group share
+    (Workload.read_numel / groups), bounded by the compacted operand's elements (a compacted weight
+    moves exactly its kept rows x columns; an activation the same min(tensor, GEMM operand) bound and
+    only the part a kept line reads: Compaction.act_kept, e.g. input channels with a kept tap). Output: the compacted C (M' x N'); conv dgrad's dX stays whole (deleted taps
+    are col2im-scattered zeros, dX still has to be written)."""
+    e = hw.compute.element_bytes
+    sp = hw.sparsity
+    g = work.groups
+    full = {"a": _operand_bytes(work, "a", e) // g, "b": _operand_bytes(work, "b", e) // g}
+    out_full = work.output_numel * e // g
+    dgrad = work.conv is not None and work.pass_ == "dgrad"
+    parts = []
+    cache = {}
+    act_side = None if cpt is None or cpt.act is None else ("a" if cpt.act == work.a else "b")
+    for gi, d in enumerate(dims):
+        if 0 in d:  # a group compacted away entirely: no folds, no traffic
+            continue
+        frac = cpt.act_kept[gi] if act_side else 1
+        key = (d, frac)
+        if key not in cache:
+            mm, nn, kk = d
+            kb = work.k if sparse_side is not None else kk  # N:M: bytes of the full K, compressed below
+            size = {"a": min(full["a"], mm * kb * e), "b": min(full["b"], kb * nn * e)}
+            if act_side is not None and sparse_side is None:
+                size[act_side] = min(size[act_side], int(full[act_side] * frac))
+            if sparse_side is not None:
+                # N:M storage: the kept K'/K values plus metadata_bits per kept value (FACTS.md, A100 / N:M)
+                kept = size[sparse_side] * k_nm // max(work.k, 1)
+                size[sparse_side] = kept + (kept // e) * sp.metadata_bits // 8
+            out = out_full if dgrad else min(out_full, mm * nn * e)
+            cache[key] = _fold_stream(hw, mm, nn, kk, size, out)
+        parts.append(cache[key])
+    names = {"a": work.a, "b": work.b, "psum": "psum"}
+    compute = np.concatenate([p[0] for p in parts])
+    store = np.concatenate([p[2] for p in parts])
+    load_bytes = {names[s]: np.concatenate([p[1][s] for p in parts]) for s in ("a", "b", "psum")}
+    if not load_bytes["psum"].any():
+        del load_bytes["psum"]
+    dense_bytes = {work.a: full["a"] * g, work.b: full["b"] * g, "output": out_full * g}
+    return TileStream(compute_cycles=compute, load_bytes=load_bytes, store_bytes=store), dense_bytes
 
 
 def _cap(hw: HardwareConfig, name: str) -> int:
@@ -101,20 +191,12 @@ def _cap(hw: HardwareConfig, name: str) -> int:
     return lv.capacity_bytes if lv.capacity_bytes is not None else 2**62
 
 
-def _fold_stream(work: Workload, hw: HardwareConfig, folds: int, per_fold: int, k_run: int,
-                 sparse_side: str | None) -> tuple[TileStream, dict[str, int]]:
+def _fold_stream(hw: HardwareConfig, m: int, n: int, k_run: int, size: dict[str, int],
+                 out_bytes: int) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Per-fold (compute, loads {"a", "b", "psum"}, stores) of one group's GEMM (module docstring)."""
     comp = hw.compute
-    e = comp.element_bytes
-    sp = hw.sparsity
-    m, n, g = work.m, work.n, work.groups
     rows, cols = comp.rows, comp.cols
-    dense = {"a": _operand_bytes(work, "a", e) // g, "b": _operand_bytes(work, "b", e) // g}
-    size = dict(dense)
-    if sparse_side is not None:
-        # N:M storage: the kept K'/K values plus metadata_bits per kept value (FACTS.md, A100 / N:M)
-        kept = size[sparse_side] * k_run // max(work.k, 1)
-        size[sparse_side] = kept + (kept // e) * sp.metadata_bits // 8
-    out_bytes = work.output_numel * e // g  # per group
+    folds, per_fold = fold_cycles(m, n, k_run, rows, cols, comp.dataflow)
     df = comp.dataflow
     # (outer, inner) tile counts and which side is the outer-stationary operand
     if df == "os":
@@ -162,12 +244,4 @@ def _fold_stream(work: Workload, hw: HardwareConfig, folds: int, per_fold: int, 
             store[:] = parts
             psum[i_of > 0] = parts[i_of > 0]
     compute = np.full(t, per_fold, np.int64)
-    load_bytes = {work.a: loads["a"], work.b: loads["b"]}
-    if psum.any():
-        load_bytes["psum"] = psum
-    if g > 1:  # groups run one after another, each with the same fold pattern
-        compute = np.tile(compute, g)
-        load_bytes = {kk: np.tile(v, g) for kk, v in load_bytes.items()}
-        store = np.tile(store, g)
-    dense_bytes = {work.a: dense["a"] * g, work.b: dense["b"] * g, "output": out_bytes * g}
-    return TileStream(compute_cycles=compute, load_bytes=load_bytes, store_bytes=store), dense_bytes
+    return compute, {"a": loads["a"], "b": loads["b"], "psum": psum}, store

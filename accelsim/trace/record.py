@@ -20,14 +20,20 @@ the listed steps, so unrecorded steps run at full speed.
 
 Pass of a backward matmul (autograd gives no label): for C = A @ B in forward, the backward op
 that consumes B computes dA, the one that consumes A computes dB (matched by data address and size
-against the still-alive forward operands of the same layer, which is exact for standard
-autograd); failing that (e.g. SWAT saves a sparse copy of A), an op consuming a saved *activation*
-is the weight gradient and one consuming a saved *weight* the input gradient; failing that, the
-output shape decides (a warning goes into the header's meta if nothing does). The gradient of the
+against the forward operands of the same layer, and only if held by the very same still-alive
+storage, which is exact for standard autograd); failing that (e.g. SWAT saves a sparse copy of
+A), an op consuming a saved *activation* is the weight gradient and one consuming a saved *weight*
+the input gradient; failing that, the output shape decides (a warning goes into the header's meta
+if nothing does). The gradient of the
 weight operand is ``wgrad``, the other ``dgrad``; with no weight (attention's Q @ K^T) the gradient
 of ``a`` is ``dgrad`` and of ``b`` ``wgrad``. A weight is a parameter, a view of one, or a same-size
 tensor computed from one during the step's forward (SWAT's ``W~ = W * mask``), tracked through the
 dispatch mode.
+
+Determinism: the same seeded run gives the same tables bit for bit. Every cache is keyed on an
+address but trusted only for a tensor held by the entry's own live storage with its memory unmoved
+(:class:`_Owner`), never on when Python happens to free a wrapper; ids, roles and storage numbers
+follow the program order of ops alone.
 
 Limits: ops inside ``torch.compile``d regions are not guaranteed to be seen, and tensors saved
 under the user's own ``saved_tensors_hooks`` (e.g. activation checkpointing) are not seen;
@@ -108,17 +114,20 @@ for _name in ("float8_e4m3fn", "float8_e5m2"):  # (the *fnuz formats use 0x80 fo
 def _nonzero_np(t: torch.Tensor) -> np.ndarray:
     """Boolean numpy array ``t != 0`` (same shape), compared by numpy: torch's ``ne`` into a bool
     tensor measured 13 ms vs numpy's 0.8 ms for a 32x64x32x32 float32 activation on the 2-core
-    development machine, and the mask is the recorder's main cost (benchmarks/bench_record.py)."""
+    development machine, and the mask is the recorder's main cost (benchmarks/bench_record.py).
+    The zero-copy view is taken through DLPack, not ``Tensor.numpy()``: the latter marks the user's
+    storage non-resizable for good, so recording would break code that frees memory in place
+    (``untyped_storage().resize_(0)``, as FSDP does); DLPack leaves the storage as it was."""
     t = t.detach()
     if t.device.type != "cpu":  # compare on the device, move 1 byte per element
         return t.ne(0).cpu().numpy()
     view = _BITS_VIEW.get(t.dtype)
     try:
         if view is not None:
-            return (t.view(view[0]).numpy() & view[1]) != 0
-        return t.resolve_conj().resolve_neg().numpy() != 0
-    except (TypeError, RuntimeError):  # a dtype numpy has no view of: let torch compare
-        return t.ne(0).numpy()
+            return (np.from_dlpack(t.view(view[0])) & view[1]) != 0
+        return np.from_dlpack(t.resolve_conj().resolve_neg()) != 0
+    except (TypeError, RuntimeError, BufferError):  # a dtype numpy has no view of: let torch compare
+        return t.ne(0).numpy()  # (a new tensor of ours: marking it non-resizable harms no one)
 
 
 def _pack_mask(t: torch.Tensor) -> tuple[np.ndarray, int]:
@@ -314,7 +323,8 @@ class Recorder:
         self._last_func = None
         # Weights by storage identity (_cdata, checked alive), not address: FSDP-style code frees and
         # reallocates a parameter's memory in place, and a dead storage's address is soon reused.
-        self._params = {st._cdata: weakref.ref(st) for st in (p.untyped_storage() for p in self.model.parameters())}
+        stores = [p.untyped_storage() for p in self.model.parameters()]
+        self._params = {st._cdata: weakref.ref(st) for st in stores}
         self._wderived: dict[int, weakref.ref] = {}
         self._h_pre = register_module_forward_pre_hook(self._pre_hook)
         self._h_post = register_module_forward_hook(self._post_hook)
