@@ -341,3 +341,15 @@ def test_ssl_grouped_conv_runs_at_the_largest_group():
     assert sp.compute_cycles == dn.compute_cycles
     assert int(sp.tiles.load_bytes["weight"].sum()) == 72 and int(dn.tiles.load_bytes["weight"].sum()) == 144
     assert "GEMM N 2->1..2, K 18->9..18 (per group, 2 groups); " in sp.compaction
+
+
+def test_ssl_deletion_and_24_are_exclusive_24_first():
+    # a weight (M=64, K=64) keeping positions 0 and 2 of every 4 in every row: 2:4 along K *and* half
+    # its K lines all zero. mma.sp runs (2x rate, as test_op_cost_matmul_sparse_a_and_swapped_b);
+    # the deletion is reported as not used.
+    hw = tiny(cta=(64, 64, 32))
+    w = workload_from_masks("matmul", "fwd", {"a": _nm_rows(64, 64), "b": np.ones((64, 64), bool)},
+                            roles={"a": "weight"})
+    sp, dn = gpu.op_cost(w, hw, sparse=True), gpu.op_cost(w, hw.dense(), sparse=False)
+    assert (sp.sparse_operand, sp.fallback) == ("a", None) and 2 * sp.compute_cycles == dn.compute_cycles
+    assert sp.compaction == "not used (2:4 mma.sp runs instead): a: 32 of 64 K lines all zero: GEMM K 64->32"

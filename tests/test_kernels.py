@@ -142,6 +142,38 @@ def test_td_never_more_than_h_plus_1():
         assert c >= -(-nnz // 16)  # never beats the ideal (all lanes busy)
 
 
+def _td_reference(rows, lanes, H, ch, cd):
+    """The scheduler as specified (td_schedule docstring), plain Python, every lane in order."""
+    rows = [int(r) for r in rows]
+    n, t, cycles = len(rows), 0, 0
+    while t < n:
+        for ln in range(lanes):
+            if not (rows[t] >> ln) & 1:
+                for h, d in zip(ch.tolist(), cd.tolist()):
+                    if t + h < n and 0 <= ln + d < lanes and (rows[t + h] >> (ln + d)) & 1:
+                        rows[t + h] &= ~(1 << (ln + d))
+                        break
+        cycles += 1
+        t += 1
+        skipped = 0
+        while skipped < H and t < n and rows[t] == 0:
+            t, skipped = t + 1, skipped + 1
+    return cycles
+
+
+@pytest.mark.parametrize("search", ["T", "full"])
+def test_td_schedule_matches_plain_reference(search):
+    # td_schedule visits only lanes that can reach a candidate; it must equal the plain loop
+    rng = np.random.default_rng(5)
+    for H, D in ((2, 5), (1, 2), (3, 3)):
+        h, d = K.td_candidates(H, D, search)
+        for _ in range(150):
+            n, lanes = int(rng.integers(1, 30)), int(rng.choice([4, 13, 16]))
+            rows = (rng.random((n, lanes)) < rng.random()) * (1 << np.arange(lanes))
+            buf = rows.sum(axis=1).astype(np.int64)
+            assert K.td_schedule(buf.copy(), n, lanes, H, h, d) == _td_reference(buf, lanes, H, h, d)
+
+
 def test_td_stream_cycles_matches_rows():
     works, _ = conv_workloads(CONV_CASES[0], seed=3)
     w = works["fwd"]
@@ -186,3 +218,64 @@ def test_nm_fraction_along_is_the_same_counter_as_nm_compliance():
     # along the other axis: 6 columns, one group of 2 (padded to 4) each, nnz 2,1,1,0,2,1:
     # all hold <= 2; with n=1 columns 0 and 4 fail -> 4/6
     assert nm_fraction_along(a, 2, 4, axis=0) == 1.0 and nm_fraction_along(a, 1, 4, axis=0) == 4 / 6
+
+
+def test_runs_split_offsets_into_consecutive_bit_runs():
+    # offsets 10,11,12 | pad | 20,21 | 30 (not 22: a new run) -> runs (k, off, len):
+    # (0,10,3), (4,20,2), (6,30,1)
+    off = np.array([10, 11, 12, -1, 20, 21, 30], np.int64)
+    k, o, n = K._runs(off)
+    assert (k.tolist(), o.tolist(), n.tolist()) == ([0, 4, 6], [10, 20, 30], [3, 2, 1])
+    # a run never crosses k = 64: 70 consecutive offsets -> lengths 64 and 6
+    k, o, n = K._runs(np.arange(100, 170, dtype=np.int64))
+    assert (k.tolist(), o.tolist(), n.tolist()) == ([0, 64], [100, 164], [64, 6])
+
+
+def test_bits_at_reads_across_word_boundaries():
+    from accelsim.trace.format import pack_words
+
+    bits = np.zeros(192, bool)
+    bits[[60, 62, 63, 64, 66, 127, 128]] = True
+    w = np.concatenate([pack_words(bits), np.zeros(1, np.uint64)])  # spare word, as _packed
+    # bits 60..67 = 1,0,1,1,1,0,1,0 -> 0b01011101 = 0x5D
+    assert int(K._bits_at(w, 60, 8)) == 0x5D
+    assert int(K._bits_at(w, 127, 2)) == 0b11 and int(K._bits_at(w, 64, 1)) == 1
+    assert int(K._bits_at(w, 0, 64)) == (1 << 60) | (1 << 62) | (1 << 63)
+    assert int(K._popcount64(K._bits_at(w, 59, 64))) == 5  # bits 59..122 hold 60, 62, 63, 64, 66
+
+
+def test_views_are_bit_packed_words():
+    # a conv fwd input view holds the padded NHWC input packed 64 per word (+1 spare word):
+    # N=2, C=4, 6x5 padded by 1 -> 2*4*8*7 = 448 bits = 7 words + 1
+    works, _ = conv_workloads(CONV_CASES[0], seed=0)
+    v = K.operand_view(works["fwd"], "a")
+    assert v.src.dtype == np.uint64 and v.src.size == 448 // 64 + 1
+    # the 3 taps (r, 0..2) of a kernel row are 3*C = 12 consecutive NHWC bits: 3 runs; in 16-lane
+    # rows each tap's 4 channels are followed by 12 padding lanes: 9 runs of 4
+    assert v.run_len.tolist() == [12] * 3 and v.run_k.tolist() == [0, 12, 24]
+    v16 = K.operand_view(works["fwd"], "a", lanes=16)
+    assert v16.run_len.tolist() == [4] * 9 and v16.run_k.tolist() == list(range(0, 144, 16))
+
+
+@pytest.mark.parametrize("m,lanes", [(3, 12), (5, 10), (16, 16)])
+def test_odd_group_sizes_and_lanes_match_brute_force(m, lanes):
+    # groups of m and lane rows that straddle 64-bit words of the gathered row
+    rng = np.random.default_rng(11)
+    p = conv_params(1, 40, 5, 5, 3, 3, 3, padding=1)
+    x = rng.random((1, 40, 5, 5)) < .4
+    w = workload_from_masks("conv2d", "fwd", {"input": x, "weight": rng.random((3, 40, 3, 3)) < .5}, p)
+    A, _ = ref_gemm(w)
+    r = A[0]
+    kk = r.shape[1]  # 360
+    pad = np.zeros((r.shape[0], -(-kk // m) * m), np.int64)
+    pad[:, :kk] = r
+    assert K.nm_compliance(w, "a", 1, m) == pytest.approx((pad.reshape(r.shape[0], -1, m).sum(2) <= 1).mean())
+    v = K.operand_view(w, "a", lanes=lanes)
+    h, d = K.td_candidates(2, 5)
+    got = K.td_stream_cycles(v.src, v.base, *v.runs, v.off.size, lanes, 2, h, d)
+    real = v.off >= 0
+    for i in range(r.shape[0]):
+        row = np.zeros(v.off.size, np.int64)
+        row[real] = r[i]
+        buf = (row.reshape(-1, lanes) * (1 << np.arange(lanes))).sum(axis=1).astype(np.int64)
+        assert got[i] == K.td_schedule(buf, buf.size, lanes, 2, h, d)

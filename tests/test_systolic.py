@@ -283,13 +283,13 @@ def test_ssl_with_nm_pes_filter_deletion_combines_k_deletion_is_exclusive():
     assert sp.compaction == "weight: 2 of 4 filters and 0 of 8 (c,r,s) taps all zero: GEMM N 4->2"
     # kept weight 2 x 8 = 16 B, 2:4-stored: 8 values + 2 bits each = 10 B
     assert int(sp.tiles.load_bytes["weight"].sum()) == 10
-    # only channels 0 and 1 used at all: K deletion leaves K' = 2 < 2:4's K' = 4. On 2x2 WS (fold
-    # 2*2 + 2 + 36 - 2 = 40): deletion ceil(2/2)*ceil(4/2) = 2 folds = 80, 2:4 2*2 = 4 folds = 160,
-    # dense 4*2 = 8 folds = 320 -> deletion is used, 2:4 not (exclusive along K), and the note says so
+    # only channels 0 and 1 used at all: K deletion would leave K' = 2, 2:4 leaves K' = 4. The two are
+    # exclusive along K and the N:M PEs take priority (the note says so). On 2x2 WS (fold
+    # 2*2 + 2 + 36 - 2 = 40): 2:4 ceil(4/2)*ceil(4/2) = 4 folds = 160, dense 4*2 = 8 folds = 320
     hw2 = _hw(2, 2, "ws", name="systolic_128_nm.yaml")
     work2 = _nm_1x1([(0,), (1,), (0,), (1,)])
     sp2, de2 = systolic.op_cost(work2, hw2, sparse=True), systolic.op_cost(work2, hw2.dense(), sparse=False)
-    assert (sp2.compute_cycles, de2.compute_cycles) == (80, 320)
+    assert (sp2.compute_cycles, de2.compute_cycles) == (160, 320)
     assert (sp2.sparse_operand, sp2.fallback) == ("weight", None)
     assert sp2.compaction == ("weight: 0 of 4 filters and 6 of 8 (c,r,s) taps all zero: GEMM K 8->2; "
-                              "2:4 not used: exclusive with K deletion along K, which costs fewer cycles")
+                              "K deletion not used: the 2:4 PEs run the full K (exclusive along K)")

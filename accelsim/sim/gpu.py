@@ -52,8 +52,8 @@ A lowered op C[M,N] += A[M,K] @ B[K,N] (x groups) runs as one kernel launch of C
   dense GEMM; groups run as one uniform batched launch at the largest kept (M', N', K') of any
   group. Weight panels scale to the kept rows x columns, the output to the kept M' x N' (conv dgrad:
   the whole dX). Deleting lines and 2:4 mma.sp are kept exclusive here (deleted lines change the
-  M, N, K multiples and the groups of 4 along K that cuSPARSELt needs): the op takes the one with
-  fewer compute + launch cycles and says which.
+  M, N, K multiples and the groups of 4 along K that cuSPARSELt needs): where an operand qualifies
+  for mma.sp, 2:4 runs and the compaction note says the deletion was not used.
 """
 
 from __future__ import annotations
@@ -431,7 +431,11 @@ def op_cost(work, hw, *, sparse: bool):
             scale_a=sa, scale_b=sb, scale_out=so)
     fallback, exploited, note = choice.fallback, choice.operand, None
     cpt = compact(work) if sparse else None
-    if cpt is not None:
+    if cpt is not None and choice.operand is not None:
+        # exclusive on this model: deleted lines change the M, N, K multiples and the groups of 4
+        # along K that cuSPARSELt needs; the 2:4 operand (what the mask was trained for) takes priority
+        note = f"not used (2:4 mma.sp runs instead): {cpt.note}"
+    elif cpt is not None:
         mc, nc, kc = cpt.uniform
         elems = {nm: min(work.read_numel(nm), cpt.operand_elems(side)) for nm, side in ((work.a, "a"), (work.b, "b"))}
         if cpt.act is not None:  # only the part of the activation a kept line reads (Compaction.act_kept)
@@ -439,20 +443,12 @@ def op_cost(work, hw, *, sparse: bool):
         sa_c = Fraction(elems[work.a], g * mc * kc)
         sb_c = Fraction(elems[work.b], g * kc * nc)
         so_c = _out_scale_compacted(work, cpt, g * mc * nc)
-        _, c_stream, c_fixed, _ = gemm_cost(mc, nc, kc, g, hw, sparse_a=False, names=(work.a, work.b),
-                                            scale_a=sa_c, scale_b=sb_c, scale_out=so_c)
-        nm_cycles = int(stream.compute_cycles.sum()) + fixed
-        if choice.operand is None or int(c_stream.compute_cycles.sum()) + c_fixed < nm_cycles:
-            note = cpt.note
-            if choice.operand is not None:
-                note += (f"; {hw.sparsity.n}:{hw.sparsity.m} mma.sp not used: exclusive with line deletion "
-                         "on this model, which costs fewer cycles")
-            elif fallback:  # sparsity was exploited (by deletion): the reason 2:4 was not moves here
-                note += f"; {fallback}"
-                fallback = None
-            stream, fixed, exploited = c_stream, c_fixed, cpt.operand
-        else:
-            note = cpt.note + f"; not used: {hw.sparsity.n}:{hw.sparsity.m} mma.sp on the full GEMM is cheaper"
+        _, stream, fixed, _ = gemm_cost(mc, nc, kc, g, hw, sparse_a=False, names=(work.a, work.b),
+                                        scale_a=sa_c, scale_b=sb_c, scale_out=so_c)
+        exploited, note = cpt.operand, cpt.note
+        if fallback:  # sparsity was exploited (by deletion): the reason 2:4 was not moves here
+            note += f"; {fallback}"
+            fallback = None
     cost = FamilyCost(
         compute_cycles=int(stream.compute_cycles.sum()),
         effectual_macs=int(kernels.effectual_macs(work)),

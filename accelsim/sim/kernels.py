@@ -118,13 +118,19 @@ def operand_view(work: Workload, side: str, lanes: int | None = None) -> Operand
             outer = (((rr * dh) * wp + ss * dw) * c).reshape(-1)
             off = _lane_offsets(outer, np.arange(cg), lanes)
             return OperandView(src, base.astype(np.int64), off, n * geo.p * geo.q, g)
-        # wgrad: rows (g, c, r, s); reduction (n, p, q), q fastest
-        src = _packed(xp.transpose(1, 0, 2, 3))  # C N Hp Wp
+        # wgrad: rows (g, c, r, s); reduction (n, p, q), q fastest. Columns are split into sw
+        # phases (w = w' * sw + phase), layout C, phase, N, Hp, W' with W' = ceil(Wp/sw): the
+        # input column s*dw + q*sw of tap s is phase (s*dw) % sw, w' = (s*dw)//sw + q, so the
+        # q run of every (n, p) is consecutive bits even for a strided conv (sw = 1: C N Hp Wp).
+        wq = -(-wp // sw)
+        xs = np.zeros((n, c, hp, wq * sw), dtype=bool)
+        xs[:, :, :, :wp] = xp
+        src = _packed(xs.reshape(n, c, hp, wq, sw).transpose(1, 4, 0, 2, 3))
         cc, rr, ss = np.meshgrid(np.arange(c), np.arange(geo.r), np.arange(geo.s), indexing="ij")
-        base = (cc * n * hp * wp + rr * dh * wp + ss * dw).reshape(-1)
+        base = ((((cc * sw + (ss * dw) % sw) * n) * hp + rr * dh) * wq + (ss * dw) // sw).reshape(-1)
         nn, pp = np.meshgrid(np.arange(n), np.arange(geo.p), indexing="ij")
-        outer = (nn * hp * wp + pp * sh * wp).reshape(-1)
-        off = _lane_offsets(outer, np.arange(geo.q) * sw, None)
+        outer = ((nn * hp + pp * sh) * wq).reshape(-1)
+        off = _lane_offsets(outer, np.arange(geo.q), None)
         if lanes is not None:
             off = _pad_end(off, lanes)
         return OperandView(src, base.astype(np.int64), off, cg * geo.r * geo.s, g)
@@ -262,15 +268,13 @@ def _popcount64(x):
 
 @njit(cache=True)
 def _bits_at(words, pos, nbits):
-    """Bits pos .. pos+nbits-1 (1 <= nbits <= 64) of a packed array, as the low bits of a uint64."""
-    w = pos >> 6
+    """Bits pos .. pos+nbits-1 (1 <= nbits <= 64) of a packed array, as the low bits of a uint64.
+    Branch-free (a data-dependent branch here made the kernels ~10x slower): it always reads
+    words[(pos >> 6) + 1], so every packed array and row buffer keeps one spare zero word."""
     sh = np.uint64(pos & 63)
-    v = words[w] >> sh
-    if sh != np.uint64(0) and (pos & 63) + nbits > 64:
-        v |= words[w + 1] << (np.uint64(64) - sh)
-    if nbits < 64:
-        v &= (np.uint64(1) << np.uint64(nbits)) - np.uint64(1)
-    return v
+    w = pos >> 6
+    v = (words[w] >> sh) | ((words[w + 1] << (np.uint64(63) - sh)) << np.uint64(1))
+    return v & (((np.uint64(1) << np.uint64(nbits - 1)) << np.uint64(1)) - np.uint64(1))
 
 
 @njit(cache=True)
@@ -385,15 +389,26 @@ def td_schedule(rows, nrows, lanes, lookahead, cand_h, cand_d):
     while t < nrows:
         row = rows[t]
         if row != full:
-            for ln in range(lanes):
-                if (row >> ln) & 1 == 0:
-                    for ci in range(nc):
-                        tt = t + cand_h[ci]
-                        ll = ln + cand_d[ci]
-                        if tt < nrows and ll >= 0 and ll < lanes and (rows[tt] >> ll) & 1:
-                            rows[tt] &= ~(1 << ll)
-                            row |= 1 << ln
-                            break
+            # only empty lanes that see a non-zero among their candidates can promote: the union
+            # of the candidate rows shifted by -d (claims only clear bits, so it is an upper bound
+            # for the whole lane-order pass and skipping the other lanes changes nothing)
+            reach = 0
+            for ci in range(nc):
+                tt = t + cand_h[ci]
+                if tt < nrows:
+                    d = cand_d[ci]
+                    reach |= (rows[tt] >> d) if d >= 0 else (rows[tt] << -d)
+            todo = ~row & full & reach
+            while todo != 0:
+                ln = _popcount64(np.uint64((todo & -todo) - 1))  # lowest empty lane left, in order
+                todo &= todo - 1
+                for ci in range(nc):
+                    tt = t + cand_h[ci]
+                    ll = ln + cand_d[ci]
+                    if tt < nrows and ll >= 0 and ll < lanes and (rows[tt] >> ll) & 1:
+                        rows[tt] &= ~(1 << ll)
+                        row |= 1 << ln
+                        break
         cycles += 1
         t += 1
         skipped = 0

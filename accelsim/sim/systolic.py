@@ -31,7 +31,8 @@ weight operand's all-zero rows/columns are deleted (structure.compact) and each 
 smaller dense GEMM (M', N', K'): folds and per-fold cycles from the table above on the compacted
 dims, weight bytes = its kept rows x columns. N:M PEs: deleting M/N lines keeps the remaining K
 groups N:M, so that part combines; deleting K lines re-forms the groups along K, so K deletion and
-N:M are exclusive: the op takes the one with fewer compute cycles and the result says which.
+N:M are exclusive: where the operand is N:M the PEs take priority and the note says K deletion was
+not used.
 """
 
 from __future__ import annotations
@@ -99,16 +100,12 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
     note = cpt.note if cpt is not None else None
     if sparse_side is not None:
         # N:M groups are formed along the full K of this pass (nm_compliance); deleting all-zero K
-        # lines re-forms them, so N:M and K deletion are exclusive. Deleting M/N lines removes whole
-        # groups and keeps the rest N:M, so that part combines. Take whichever K costs fewer cycles.
-        with_nm = [(mm, nn, k_nm) for mm, nn, _ in dims]
-        if cpt is None or _compute(with_nm, comp) <= _compute(dims, comp):
-            if cpt is not None and any(d[2] != k for d in dims):
-                note += f"; K deletion not used: {sp.n}:{sp.m} along the full K costs no more cycles"
-            dims = with_nm
-        else:
-            sparse_side = None
-            note += f"; {sp.n}:{sp.m} not used: exclusive with K deletion along K, which costs fewer cycles"
+        # lines would re-form them, so the two are exclusive along K and the machine's N:M PEs take
+        # priority (the mask was trained for them). Deleting M/N lines removes whole groups and keeps
+        # the rest N:M, so that part combines.
+        if cpt is not None and any(d[2] != k for d in dims):
+            note += f"; K deletion not used: the {sp.n}:{sp.m} PEs run the full K (exclusive along K)"
+        dims = [(mm, nn, k_nm) for mm, nn, _ in dims]
     if cpt is not None and sparse_side is None and fallback is not None:
         # sparsity was exploited (by deletion): the N:M reason moves into the note, so that
         # fallback keeps meaning "this op ran without sparsity support"
@@ -145,8 +142,9 @@ def _op_stream(work: Workload, hw: HardwareConfig, dims: list[tuple[int, int, in
     """The op's folds, group after group. Per-group bytes: the full GEMM's per-group share
     (Workload.read_numel / groups), bounded by the compacted operand's elements (a compacted weight
     moves exactly its kept rows x columns; an activation the same min(tensor, GEMM operand) bound and
-    only the part a kept line reads: Compaction.act_kept, e.g. input channels with a kept tap). Output: the compacted C (M' x N'); conv dgrad's dX stays whole (deleted taps
-    are col2im-scattered zeros, dX still has to be written)."""
+    only the part a kept line reads: Compaction.act_kept, e.g. input channels with a kept tap).
+    Output: the compacted C (M' x N'); conv dgrad's dX stays whole (deleted taps are col2im-scattered
+    zeros, dX still has to be written)."""
     e = hw.compute.element_bytes
     sp = hw.sparsity
     g = work.groups
