@@ -36,9 +36,9 @@ class OperandView:
     off: np.ndarray  # int64 per reduction position (-1: padding lane)
     rows: int  # rows (A) or columns (B) per group
     groups: int
-    run_k: np.ndarray = None  # int64 per run: first reduction position
-    run_off: np.ndarray = None  # int64 per run: its source bit offset (added to base)
-    run_len: np.ndarray = None  # int64 per run: 1..64 bits, never crossing a multiple of 64 in k
+    run_k: np.ndarray | None = None  # int64 per run: first reduction position
+    run_off: np.ndarray | None = None  # int64 per run: its source bit offset (added to base)
+    run_len: np.ndarray | None = None  # int64 per run: 1..64 bits, never crossing a multiple of 64 in k
 
     def __post_init__(self) -> None:
         if self.run_k is None:
@@ -76,7 +76,8 @@ def _runs(off: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _packed(x: np.ndarray) -> np.ndarray:
     """Bit-pack a mask in its C order, with one spare zero word so a two-word read past the last
     run never leaves the array."""
-    return np.concatenate([pack_words(np.asarray(x) != 0), np.zeros(1, np.uint64)])
+    x = np.asarray(x)
+    return np.concatenate([pack_words(x if x.dtype == np.bool_ else x != 0), np.zeros(1, np.uint64)])
 
 
 def _lane_offsets(outer: np.ndarray, inner: np.ndarray, lanes: int | None) -> np.ndarray:
@@ -107,9 +108,9 @@ def operand_view(work: Workload, side: str, lanes: int | None = None) -> Operand
         cg = c // g
         (ph, pw), (sh, sw), (dh, dw) = geo.padding, geo.stride, geo.dilation
         hp, wp = h + 2 * ph, w + 2 * pw
-        xp = np.zeros((n, c, hp, wp), dtype=bool)
-        xp[:, :, ph:ph + h, pw:pw + w] = x
         if pass_ == "fwd":  # rows (g, n, p, q); reduction (r, s, c) channels fastest
+            xp = np.zeros((n, c, hp, wp), dtype=bool)
+            xp[:, :, ph:ph + h, pw:pw + w] = x
             src = _packed(xp.transpose(0, 2, 3, 1))  # NHWC
             nn, pp, qq = np.meshgrid(np.arange(n), np.arange(geo.p), np.arange(geo.q), indexing="ij")
             pix = (((nn * hp + pp * sh) * wp + qq * sw) * c).reshape(-1)
@@ -124,7 +125,7 @@ def operand_view(work: Workload, side: str, lanes: int | None = None) -> Operand
         # q run of every (n, p) is consecutive bits even for a strided conv (sw = 1: C N Hp Wp).
         wq = -(-wp // sw)
         xs = np.zeros((n, c, hp, wq * sw), dtype=bool)
-        xs[:, :, :, :wp] = xp
+        xs[:, :, ph:ph + h, pw:pw + w] = x
         src = _packed(xs.reshape(n, c, hp, wq, sw).transpose(1, 4, 0, 2, 3))
         cc, rr, ss = np.meshgrid(np.arange(c), np.arange(geo.r), np.arange(geo.s), indexing="ij")
         base = ((((cc * sw + (ss * dw) % sw) * n) * hp + rr * dh) * wq + (ss * dw) // sw).reshape(-1)
