@@ -60,7 +60,7 @@ def simulate_op(work: Workload, hw: HardwareConfig, *, timeline: bool = False,
         sparse_operand=sparse_cost.sparse_operand, dram_bytes=dict(eng.bytes_by_operand),
         dram_bytes_dense=dict(deng.bytes_by_operand), fallback=sparse_cost.fallback,
         dense_compute_cycles=dense_cost.compute_cycles,
-        compaction=getattr(sparse_cost, "compaction", None),
+        compaction=sparse_cost.compaction,
     )
     events = [TimelineEvent(e.op_id, e.resource, e.start + start, e.end + start) for e in eng.timeline]
     if timeline and sparse_cost.fixed_cycles:

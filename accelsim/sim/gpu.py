@@ -457,10 +457,8 @@ def op_cost(work, hw, *, sparse: bool):
         tiles=stream,
         fixed_cycles=fixed,
         dram_bytes_dense=dense_bytes,
+        compaction=note,
     )
-    # FamilyCost.compaction (docs/architecture.md); an attribute until workload.py's owner adds the
-    # field, read by engine.py with getattr
-    cost.compaction = note
     return cost
 
 

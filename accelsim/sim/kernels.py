@@ -205,10 +205,10 @@ def factor_counts(work: Workload) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     """
     geo, g = work.conv, work.groups
     if geo is None:
-        a = gemm_side_matrix(work, "a").astype(np.int64)
-        bt = gemm_side_matrix(work, "b").astype(np.int64)
-        af = a.sum(axis=1).reshape(-1)
-        bf = bt.sum(axis=1).reshape(-1)
+        # Sum the 0/1 matrices with an int64 accumulator instead of converting them first: a
+        # 10240x20480 operand would otherwise cost 1.7 GB of int64 for a count.
+        af = gemm_side_matrix(work, "a").sum(axis=1, dtype=np.int64).reshape(-1)
+        bf = gemm_side_matrix(work, "b").sum(axis=1, dtype=np.int64).reshape(-1)
         return af, bf, np.full_like(af, work.m), np.full_like(bf, work.n)
     cg, kg = geo.c // g, geo.k // g
     if work.pass_ == "dgrad":

@@ -120,10 +120,7 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
         exploited = cpt.operand
     cost = FamilyCost(compute_cycles=compute, effectual_macs=effectual_macs(work),
                       sparse_operand=exploited, fallback=fallback, tiles=stream,
-                      dram_bytes_dense=dense_bytes)
-    # FamilyCost.compaction (docs/architecture.md); set as an attribute until workload.py's owner
-    # adds the field, read by engine.py with getattr
-    cost.compaction = note
+                      dram_bytes_dense=dense_bytes, compaction=note)
     return cost
 
 

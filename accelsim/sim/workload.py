@@ -176,6 +176,7 @@ class FamilyCost:
     tiles: Any  # accelsim.sim.memory.TileStream: per-tile compute cycles and DRAM bytes
     fixed_cycles: int = 0  # e.g. GPU kernel launch overhead, added after the memory engine
     dram_bytes_dense: dict[str, int] | None = None
+    compaction: str | None = None  # structured weight deletion applied (accelsim/sim/structure.py)
 
 
 def pack_mask(mask: np.ndarray) -> np.ndarray:
