@@ -16,12 +16,11 @@ from typing import Sequence
 
 from accelsim import __version__
 from accelsim.errors import AccelsimError
+from accelsim.training import METHODS, MODELS  # torch is imported only inside record_training
 
 PROG = "accelsim"
-# Mirrors accelsim.training.MODELS / METHODS (not imported here: that module needs PyTorch, and
-# `accelsim --help` must stay fast); record_training itself rejects anything else.
-MODELS_HELP = "resnet18-cifar, resnet50-imagenet, vgg16-cifar, transformer-block"
-METHODS_HELP = "dense, swat, srste, ste, asp, ssl, gmp"
+MODELS_HELP = ", ".join(MODELS)
+METHODS_HELP = ", ".join(METHODS)
 FOOTPRINT_FORMATS = ("auto", "dense", "bitmap", "coo", "csr", "nm")
 
 
