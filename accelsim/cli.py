@@ -54,6 +54,8 @@ def _output_file(path: str | None, exts: Sequence[str], what: str) -> Path | Non
     p = Path(path)
     if p.suffix.lower() not in exts:
         raise AccelsimError(f"{path}: {what} must end in {' or '.join(exts)}")
+    if p.is_dir():  # fail before a long simulation, not when writing the result
+        raise AccelsimError(f"{path}: {what} is a directory, expected a file path")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise AccelsimError(f"{path}: directory {parent} does not exist")

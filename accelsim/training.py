@@ -70,6 +70,10 @@ def _method_params(method: str, *, sparsity, distribution, structure, topk_perio
     return {}
 
 
+# Defaults: srste_lambda = 2e-4 is SR-STE's lambda_W (Zhou et al. 2021, FACTS.md "SR-STE").
+# ASSUMPTION: lr 0.05, momentum 0.9, weight decay 5e-4, batch 32, warmup 20 and ssl_lambda 1e-4 are
+# ordinary CIFAR-style SGD settings chosen so that a short run yields trained-looking masks; they are
+# not taken from a paper, and a trace records sparsity patterns, not accuracy.
 def record_training(model: str, method: str, out, *, steps: int = 1, warmup: int = 20,
                     batch: int = 32, sparsity: float | None = None,
                     distribution: str = "uniform",      # swat: uniform (SWAT-U) | erk
@@ -119,6 +123,8 @@ def record_training(model: str, method: str, out, *, steps: int = 1, warmup: int
     weight_decay = _num("weight_decay", weight_decay, 0.0)
     if progress is not None and not callable(progress):
         raise AccelsimError("record: progress must be a callable (stage, done, total)")
+    if not isinstance(out, (str, os.PathLike)):
+        raise AccelsimError(f"record: out must be a file path (str or os.PathLike), got {type(out).__name__}")
     out = Path(os.fspath(out))
     if out.is_dir():
         raise AccelsimError(f"record: output {out} is a directory, expected a file path")

@@ -326,6 +326,10 @@ def test_bad_input_in_process_one_line_and_no_partial_output(tiny, tmp_path, cap
     check(["run", tiny, "--hw", A100, "-q", "--csv", tmp_path / "nodir" / "r.csv", "--json", outd / "r.json"],
           "does not exist")
     check(["plot", "memory", tiny, "-o", tmp_path / "nodir" / "m.png", "-q"], "does not exist")
+    # an output path that is a directory fails before simulating, not after (review finding)
+    (tmp_path / "d.csv").mkdir()
+    check(["run", tiny, "--hw", A100, "-q", "--csv", tmp_path / "d.csv", "--json", outd / "r.json"],
+          "is a directory")
     # N:M with N = M is not a pattern (hardware files refuse it too)
     check(["inspect", tiny, "--nm", "4:4"], "0 < N < M")
     check(["compare", tiny, "--hw", A100, "--hw", TDASH, "-q", "--json", tmp_path / "nodir" / "c.json"],

@@ -127,6 +127,10 @@ def test_steps_and_errors():
     with pytest.raises(AccelsimError, match="format"):
         footprint(tr, format="zip")
     assert dtype_bits("torch.float16") == 16 and dtype_bits("int64") == 64
+    # torch's alias names and bool (one byte per element in memory)
+    assert [dtype_bits(d) for d in ("half", "torch.double", "long", "bool", "bfloat16")] == [16, 64, 64, 8, 16]
+    with pytest.raises(AccelsimError, match="unknown dtype"):
+        dtype_bits("float4")
 
 
 def test_transposed_matrix_is_nm_along_dim0():

@@ -152,6 +152,13 @@ def test_bad_files(tmp_path):
     p.write_text("")
     with pytest.raises(HardwareConfigError, match="empty hardware file"):
         load_hw(p)
+    # review finding: a non-path raised a bare TypeError; a directory read "cannot read: [Errno 21] ..."
+    for bad in (None, 3, {"name": "x"}):
+        with pytest.raises(HardwareConfigError, match=f"load_hw: expected a hardware YAML file path .* "
+                                                      f"got {type(bad).__name__}$"):
+            load_hw(bad)
+    with pytest.raises(HardwareConfigError, match=f"^{tmp_path}: is a directory, not a hardware file$"):
+        load_hw(tmp_path)
 
 
 def test_words_per_cycle_uses_clock(tmp_path):

@@ -158,17 +158,115 @@ def test_nm_on_wgrad_has_no_weight():
     assert c.fallback == "no weight operand in conv2d wgrad (input x grad_output)"
 
 
-def test_psum_spill_when_ofmap_too_small():
-    # ws with 2 K tiles; output 4096 x 64 bytes = 256 KiB > 64 KiB ofmap SRAM: partial sums of the
-    # first K tile are written and read back
+CAPS = {"a": 65536, "b": 65536, "c": 65536}  # systolic_32x32_ws.yaml: 64 KiB ifmap / filter / ofmap
+
+
+def test_naive_order_spills_chosen_schedule_does_not():
+    # ws 32x32, int8, GEMM M=4096, N=64, K=64: 2 K tiles x 2 N tiles, 4 folds of 2*32+32+4096-2 = 4190.
+    # A = 4096*64 = 262,144 B, B = 64*64 = 4,096 B, C = 262,144 B; partial sums at 4 B: 1,048,576 B.
     hw = _hw(32, 32, "ws")
+    size, out, psum = {"a": 262144, "b": 4096}, 262144, 4096 * 64 * 4
+    cands = systolic.candidate_schedules(4096, 64, 64, 32, 32, "ws", size, psum, CAPS)
+    naive = cands[0]
+    assert naive == systolic.Schedule("mkn", {"m": 1, "n": 2, "k": 2})  # SCALE-Sim's order comes first
+    # naive: A's slice per K tile (131,072 B) > 64 KiB, so A is fetched again per N tile: 2 x 262,144;
+    # B fits: once; C's 1 MiB of partial sums > 64 KiB: the first K tile writes them, the second
+    # reads them back, then C is written at element width.
+    t = systolic.schedule_traffic(naive, size, out, psum, CAPS)
+    assert (t.a, t.b, t.psum, t.store) == (524288, 4096, 1048576, 1048576 + 262144)
+    assert t.total == 2887680
+    # chosen: loops M-chunk > N > K with 8 chunks of 512 rows: the partial sums of one (chunk, N tile)
+    # are 512*32*4 = 65,536 B (fit), A's slices of a chunk 262,144/8 = 32,768 B (fit): each operand
+    # once. (M > K > N would need 16 chunks for the same bytes; fewer tiles wins the tie.)
+    sched, tr = systolic.choose_schedule(4096, 64, 64, hw, size, out, psum)
+    assert sched == systolic.Schedule("mnk", {"m": 8, "n": 2, "k": 2})
+    assert (tr.a, tr.b, tr.psum, tr.store) == (262144, 4096, 0, 262144)
     c = systolic.op_cost(_dense_gemm(4096, 64, 64), hw, sparse=False)
-    f, _ = systolic.fold_cycles(4096, 64, 64, 32, 32, "ws")
-    assert f == 4
-    assert c.tiles.store_bytes.sum() == 2 * 4096 * 64
-    assert c.tiles.load_bytes["psum"].sum() == 4096 * 64
+    assert c.tiles.n_tiles == 32 and "psum" not in c.tiles.load_bytes
+    assert int(c.tiles.load_bytes["a"].sum()) == 262144 and int(c.tiles.load_bytes["b"].sum()) == 4096
+    assert int(c.tiles.store_bytes.sum()) == 262144
+    # compute is still SCALE-Sim's: 4 folds x 4190 = 16,760, each fold split over its 8 chunks
+    assert c.compute_cycles == 16760 == int(c.tiles.compute_cycles.sum())
+    assert set(c.tiles.compute_cycles.tolist()) == {523, 524}
     r = run_tiles(c.tiles, bytes_per_cycle=10, latency_cycles=0)
-    assert r.compute_cycles == c.compute_cycles and r.total_cycles > r.compute_cycles
+    assert r.compute_cycles == 16760 and r.bytes_by_operand == {"a": 262144, "b": 4096, "output": 262144}
+
+
+def test_is_dataflow_chunks_the_streamed_n():
+    # the mirror image on an is array: M=64, N=4096, K=64 (K and M on the array, N streamed):
+    # A = 4,096 B, B = 262,144 B, C = 262,144 B, partial sums 1 MiB. SCALE-Sim's order (N-chunk > K > M,
+    # no chunks) re-fetches B's 131,072 B K-tile slices per M tile and spills the partial sums;
+    # N-chunk > M > K with 8 chunks keeps both resident: each operand once.
+    hw = _hw(32, 32, "is")
+    size, out, psum = {"a": 4096, "b": 262144}, 262144, 64 * 4096 * 4
+    naive = systolic.Schedule("nkm", {"m": 2, "n": 1, "k": 2})
+    t = systolic.schedule_traffic(naive, size, out, psum, CAPS)
+    assert (t.a, t.b, t.psum, t.store) == (4096, 524288, 1048576, 1310720)
+    sched, tr = systolic.choose_schedule(64, 4096, 64, hw, size, out, psum)
+    assert sched == systolic.Schedule("nmk", {"m": 2, "n": 8, "k": 2})
+    assert (tr.a, tr.b, tr.psum, tr.store) == (4096, 262144, 0, 262144)
+    c = systolic.op_cost(_dense_gemm(64, 4096, 64), hw, sparse=False)
+    assert c.compute_cycles == 4 * (2 * 32 + 32 + 4096 - 2) == int(c.tiles.compute_cycles.sum())
+
+
+def test_chunked_schedule_refetches_weights_that_do_not_fit():
+    # case 6's dense conv dgrad as a GEMM: ws 32x32, M=1024, N=576, K=128 (4 K x 18 N tiles).
+    # A = 131,072 B, B = 73,728 B (> 64 KiB), C = 589,824 B, partial sums 1024*576*4 = 2,359,296 B.
+    # Fitting the partial sums needs chunks of M with K innermost: 2,359,296 / (chunks * 18) <= 65,536
+    # -> 2 chunks; then A per chunk (65,536) fits, but B (M-independent, reused across chunks) does
+    # not: it is fetched once per chunk, 2 x 73,728. Keeping B resident (N outermost) would re-fetch A
+    # 18 times; K outermost spills the partial sums. Minimum: 131,072 + 147,456 + 589,824 = 868,352.
+    hw = _hw(32, 32, "ws")
+    size, out, psum = {"a": 131072, "b": 73728}, 589824, 1024 * 576 * 4
+    sched, tr = systolic.choose_schedule(1024, 576, 128, hw, size, out, psum)
+    assert sched == systolic.Schedule("mnk", {"m": 2, "n": 18, "k": 4})
+    assert (tr.a, tr.b, tr.psum, tr.store) == (131072, 147456, 0, 589824) and tr.total == 868352
+    for s in systolic.candidate_schedules(1024, 576, 128, 32, 32, "ws", size, psum, CAPS):
+        assert systolic.schedule_traffic(s, size, out, psum, CAPS).total >= 868352
+
+
+@pytest.mark.parametrize("df", ["os", "ws", "is"])
+def test_everything_fits_each_operand_once(df):
+    # M=20, N=10, K=30 int8 on 8x8: A 600 B, B 300 B, C 200 B (partial sums 800 B) all fit 64 KiB:
+    # each operand loaded once, C stored once, no partial sums, SCALE-Sim's order without chunks.
+    c = systolic.op_cost(_dense_gemm(20, 10, 30), _hw(8, 8, df), sparse=False)
+    assert int(c.tiles.load_bytes["a"].sum()) == 600 and int(c.tiles.load_bytes["b"].sum()) == 300
+    assert int(c.tiles.store_bytes.sum()) == 200 and "psum" not in c.tiles.load_bytes
+    folds, per_fold = systolic.fold_cycles(20, 10, 30, 8, 8, df)
+    assert c.tiles.n_tiles == folds and c.compute_cycles == folds * per_fold
+    sched, _ = systolic.choose_schedule(20, 10, 30, _hw(8, 8, df), {"a": 600, "b": 300}, 200, 800)
+    assert sched.order == {"os": "mnk", "ws": "mkn", "is": "nkm"}[df] and sched.n_tiles == folds
+
+
+def test_schedule_choice_is_deterministic():
+    hw = _hw(32, 32, "ws")
+    runs = [systolic.op_cost(_dense_gemm(1024, 576, 128), hw, sparse=False).tiles for _ in range(2)]
+    a, b = runs
+    assert np.array_equal(a.compute_cycles, b.compute_cycles) and np.array_equal(a.store_bytes, b.store_bytes)
+    assert a.load_bytes.keys() == b.load_bytes.keys()
+    assert all(np.array_equal(a.load_bytes[k], b.load_bytes[k]) for k in a.load_bytes)
+    args = (4096, 64, 64, 32, 32, "ws", {"a": 262144, "b": 4096}, 4096 * 64 * 4, CAPS)
+    assert systolic.candidate_schedules(*args) == systolic.candidate_schedules(*args)
+
+
+@pytest.mark.parametrize("df", ["os", "ws", "is"])
+def test_stream_matches_closed_form_traffic(df):
+    # every candidate's emitted tiles carry exactly schedule_traffic's bytes and the fold formula's
+    # compute, over shapes and SRAM sizes that make each operand fit or not
+    rng = np.random.default_rng(7)
+    for _ in range(12):
+        m, n, k = (int(x) for x in rng.integers(1, 300, 3))
+        caps = {s: int(rng.choice([64, 512, 4096, 1 << 20])) for s in "abc"}
+        size = {"a": m * k, "b": k * n}
+        psum = m * n * 4
+        folds, per_fold = systolic.fold_cycles(m, n, k, 16, 8, df)
+        chunked = systolic._CHUNKED[df]
+        for s in systolic.candidate_schedules(m, n, k, 16, 8, df, size, psum, caps):
+            t = systolic.schedule_traffic(s, size, m * n, psum, caps)
+            comp, ld, st = systolic._schedule_stream(s, per_fold, size, m * n, psum, caps, chunked)
+            assert int(comp.sum()) == folds * per_fold and len(comp) == s.n_tiles
+            assert (int(ld["a"].sum()), int(ld["b"].sum()), int(ld["psum"].sum()), int(st.sum())) == \
+                (t.a, t.b, t.psum, t.store)
 
 
 def test_strided_1x1_conv_loads_only_the_pixels_it_reads():

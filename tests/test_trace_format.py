@@ -261,6 +261,31 @@ def test_missing_file(tmp_path):
     assert "no such trace file" in _one_line_error(tmp_path / "nope.npz")
 
 
+def test_not_a_path_or_a_directory_is_a_one_line_error(tmp_path):
+    # review finding: load_trace(None) / TraceWriter(3) raised a bare TypeError from pathlib
+    for bad in (None, 3, ["x.npz"]):
+        with pytest.raises(TraceError, match=f"load_trace: expected a trace file path .* got {type(bad).__name__}"):
+            load_trace(bad)
+        with pytest.raises(TraceError, match=f"trace output must be a file path .* got {type(bad).__name__}"):
+            TraceWriter(bad, {})
+    assert "is a directory" in _one_line_error(tmp_path)
+    with pytest.raises(TraceError, match="is a directory"):
+        TraceWriter(tmp_path, {})
+    assert not list(tmp_path.iterdir())  # no temp file left behind
+
+
+def test_unreadable_file_says_permission_denied(good, monkeypatch):
+    # review finding: an unreadable trace was reported as "not a complete zip archive; truncated or
+    # corrupt?". chmod cannot make a file unreadable for root, so the open itself is made to fail.
+    import accelsim.trace.format as fmt
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied", str(good))
+
+    monkeypatch.setattr(fmt.zipfile, "ZipFile", denied)
+    assert _one_line_error(good).endswith("cannot read the trace file: permission denied")
+
+
 def test_not_a_zip(tmp_path):
     p = tmp_path / "x.npz"
     p.write_text("hello\nworld\n")

@@ -98,6 +98,10 @@ def test_bad_arguments_raise_one_line_accelsim_errors(tmp_path, args, kw, msg):
 def test_missing_output_directory_is_an_error(tmp_path):
     with pytest.raises(AccelsimError, match="does not exist"):
         record_training("transformer-block", "dense", tmp_path / "no" / "x.npz")
+    with pytest.raises(AccelsimError, match="is a directory"):
+        record_training("transformer-block", "dense", tmp_path)
+    with pytest.raises(AccelsimError, match="out must be a file path .* got NoneType"):  # was a TypeError
+        record_training("transformer-block", "dense", None)
 
 
 def test_model_and_method_lists_agree_with_their_modules():

@@ -277,7 +277,12 @@ class _StrictLoader(yaml.SafeLoader):
 
 def load_hw(path: str | os.PathLike) -> HardwareConfig:
     """Read and validate a hardware YAML file (docs/hwconfig.md)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise HardwareConfigError(f"load_hw: expected a hardware YAML file path (str or os.PathLike), "
+                                  f"got {type(path).__name__}")
     p = Path(path)
+    if p.is_dir():
+        raise HardwareConfigError(f"{p}: is a directory, not a hardware file")
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:

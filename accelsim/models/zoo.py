@@ -7,7 +7,8 @@
 - ``vgg16-cifar``: VGG-16 configuration D with batch norm after every conv, 512 -> 10 classifier.
 - ``transformer-block``: one pre-norm encoder block (d_model 256, 4 heads, FFN 1024) over 4x4
   image patches (32x32 image -> 64 tokens), q/k/v/out projections as separate nn.Linear so N:M and
-  SWAT see them, mean-pooled tokens -> 10 classes.
+  SWAT see them, mean-pooled tokens -> 10 classes. ASSUMPTION: a small ViT-style configuration of
+  our own (the layer shapes of Vaswani et al. 2017 at reduced width), not a published model.
 """
 
 from __future__ import annotations

@@ -23,24 +23,22 @@ import numpy as np
 
 from accelsim.errors import AccelsimError
 from accelsim.sim.formats import nm_kept_slots
+from accelsim.trace.format import DTYPE_BYTES
 
 CATEGORIES = ("activation", "weight", "other")
 FORMAT_CHOICES = ("auto", "dense", "bitmap", "coo", "csr", "nm")
 
-# Bits per element of the dtypes a recorder can see (torch names, with or without "torch.").
-_DTYPE_BITS = {
-    "float64": 64, "double": 64, "float32": 32, "float": 32, "float16": 16, "half": 16,
-    "bfloat16": 16, "int64": 64, "long": 64, "int32": 32, "int": 32, "int16": 16, "short": 16,
-    "int8": 8, "uint8": 8, "bool": 8, "float8_e4m3fn": 8, "float8_e5m2": 8, "complex64": 64,
-    "complex128": 128, "uint16": 16, "uint32": 32, "uint64": 64,
-}
+# torch's alternative names for dtypes of the trace format's table (trace.format.DTYPE_BYTES, the
+# one list of element sizes).
+_DTYPE_ALIASES = {"double": "float64", "float": "float32", "half": "float16", "long": "int64",
+                  "int": "int32", "short": "int16"}
 
 
 def dtype_bits(dtype: str) -> int:
     """Bits per element of a dtype name such as ``"float32"`` or ``"torch.bfloat16"``."""
     name = str(dtype).removeprefix("torch.").lower()
     try:
-        return _DTYPE_BITS[name]
+        return 8 * DTYPE_BYTES[_DTYPE_ALIASES.get(name, name)]
     except KeyError:
         raise AccelsimError(f"unknown dtype {dtype!r} in saved-for-backward record") from None
 

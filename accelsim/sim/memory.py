@@ -20,6 +20,11 @@ of output back. The machine:
 ``total`` is when the last compute or store ends; ``stall = total - sum(compute)``. Cycles are
 integers and the model is deterministic.
 
+ASSUMPTION: this engine is a first-order model of our own (DESIGN.md "one engine"), not taken from a
+paper or datasheet: one DRAM channel at the configured bandwidth, a fixed pipelined latency, no bank
+or row-buffer effects and no on-chip cache hits beyond what each family's tiling already reuses.
+Its stalls are therefore a lower bound on what a real memory system would add.
+
 Two implementations of exactly this model: the simpy processes below (the readable definition,
 used for short streams) and a compiled replay of the same schedule (numba; a few ns per tile, used
 for long streams -- a ResNet-50 step has thousands of tiles per op). tests/test_memory.py checks

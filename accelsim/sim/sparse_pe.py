@@ -20,12 +20,14 @@ ceil(round_up(C,16)*R*S/16) for a conv fwd window (FACTS.md).
 Dual-sided (kind two_sided, SparTen/SIGMA-like): a PE multiplies only effectual pairs, found by
 ANDing the two operands' bitmaps (Gondimalla et al., MICRO 2019, SparTen's bitmask inner-join), at
 `lanes` pairs per cycle: ceil(popcount(A_m & B_n) / lanes) cycles per output; a unit costs its
-slowest PE and at least 1 cycle (the bitmaps still have to be read and joined). Dense: ceil(K/lanes)
+slowest PE and at least 1 cycle (ASSUMPTION: the bitmaps still have to be read and joined; SparTen's
+own join pipeline timing is not modelled). Dense: ceil(K/lanes)
 -- the join packs the reduction contiguously, so the machine's dense baseline does too
 (SparsePECompute.tap_padded = False; TensorDash's per-tap padding would make dense data look 4.5x
 faster on a C=3 first layer).
 
-Data movement per wave of `tiles` consecutive units: a unit loads its A row block and B column
+Data movement (ASSUMPTION: a buffer policy of our own; DNNsim's TensorDash model counts compute
+cycles only) per wave of `tiles` consecutive units: a unit loads its A row block and B column
 block unless that operand fits the `buffer` memory level (then each block is fetched once) or the
 previous wave used the same block (it is still there: the buffer holds two waves' blocks), in the
 config's storage_format for the skipped operand(s) (accelsim.sim.formats, Hoefler et al. §2.2),

@@ -16,15 +16,29 @@ the layer runs as a dense GEMM with K' = N*floor(K/M) + min(K mod M, N) (FACTS.m
 does that where the named operand's mask really is N:M along K of this pass (nm_compliance == 1);
 otherwise the op runs dense and the fallback says why.
 
-Data movement: folds run in order (outer loop over the dimension mapped to rows for os, over the K
-tiles for ws/is; inner over the other). Each fold's DRAM loads are the operand slices it needs that
-are not already in the operand's SRAM (GEMM A -> ifmap_sram, B -> filter_sram, C -> ofmap_sram,
-as in SCALE-Sim's GEMM naming): an operand that fits its SRAM is fetched once; otherwise the slice
-that stays put across the inner loop is fetched once per outer iteration and the other one every
-fold. Slice bytes are the operand's bytes read (Workload.read_numel: the stored tensor, or the GEMM
-operand where a strided conv skips input pixels) times the slice's share of the GEMM dimension (the
-halo that overlapping conv windows share is not modelled). Partial sums of ws/is (K split over
-folds) stay in ofmap_sram if C fits, else spill: stored every fold and re-loaded ("psum").
+Data movement (choose_schedule): SCALE-Sim fixes the folds but not the order a compiler runs them
+in, and a fixed order falls off capacity cliffs (a ws conv whose M x N partial sums exceed
+ofmap_sram spilled them every K tile: 2.2 MB for a 128 KiB output, docs/validation.md case 6). So
+per group GEMM accelsim enumerates the legal loop nests over the tiles -- all 6 orders of the M, N,
+K tile loops (the array-mapped dims have their fold counts; SCALE-Sim's own order, os M>N, ws K>N,
+is K>M, comes first) and, for ws/is, the streamed dim (M resp. N; rows of C, independent of each
+other) cut into the fewest chunks that make an operand's reuse footprint fit its SRAM -- computes
+each one's exact DRAM bytes per operand (schedule_traffic) and takes the minimum (ties: fewer tiles,
+then that fixed candidate order). GEMM A lives in ifmap_sram, B in filter_sram, C in ofmap_sram
+(SCALE-Sim's GEMM naming). Reuse rule: an operand does not depend on one loop u (A: N, B: M, C: K);
+it is fetched once if the slices it needs between two visits of u (its tiles inside u) fit its SRAM,
+else once per iteration of u. C's partial sums (K split over tiles) stay in ofmap_sram under the
+same rule, else every K tile but the last writes them and every K tile but the first reads them
+back, at the accumulator width ACC_BYTES (4 B, see there); the final C is stored once at element
+width. os never has partial sums (K is streamed through the PEs), so it is not chunked. Slice bytes
+are the operand's bytes read (Workload.read_numel: the stored tensor, or the GEMM operand where a
+strided conv skips input pixels) split evenly over its slices (the halo that overlapping conv
+windows share is not modelled). Compute is unchanged by the schedule: a fold cut into chunks keeps
+SCALE-Sim's cycles per fold, split over the chunks, so the op's compute stays exactly the fold
+formula. That is optimistic by the array fill/drain a real array pays again per chunk if it cannot
+overlap consecutive folds (SCALE-Sim's accounting would add 2R + C - 2 cycles per extra chunk of a
+ws fold); a TPU-style array holds a second weight tile to hide the weight shift-in behind compute
+(Jouppi et al. ISCA 2017, sec. 2).
 
 Structured weight sparsity (SSL, FACTS.md "SSL"): in the sparse run (not the dense baseline) the
 weight operand's all-zero rows/columns are deleted (structure.compact) and each group runs as the
@@ -37,7 +51,9 @@ not used.
 
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -186,57 +202,194 @@ def _cap(hw: HardwareConfig, name: str) -> int:
     return lv.capacity_bytes if lv.capacity_bytes is not None else 2**62
 
 
+# Accumulator width of partial sums that spill to DRAM: int8 MACs accumulate in 32-bit integers
+# (TPU v1 collects its 8-bit x 8-bit products in 4 MiB of 32-bit accumulators, Jouppi et al. ISCA
+# 2017 sec. 2) and fp16/bf16 MACs in fp32 (NVIDIA A100 whitepaper: FP16/BF16 tensor-core MMA with
+# FP32 accumulate), so a partial sum is 4 B, or the element width where that is wider (fp64).
+ACC_BYTES = 4
+# A schedule with more tiles than this is not considered (keeps the stream arrays small).
+MAX_TILES = 1 << 20
+
+_DIMS = "mnk"
+_OPERAND_DIMS = {"a": "mk", "b": "kn", "c": "mn"}  # GEMM A (M x K), B (K x N), C (M x N)
+# SCALE-Sim's own fold order first (module docstring), outermost loop first; ties go to the earliest.
+_NATIVE = {"os": "mnk", "ws": "mkn", "is": "nkm"}
+# the streamed dimension that may be cut into chunks (ws: M, is: N); os streams K, the reduction,
+# whose partial sums stay in the PEs: cutting it would mean draining and re-injecting them.
+_CHUNKED = {"os": None, "ws": "m", "is": "n"}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One loop nest over an op's tiles: `order` names the loops outermost first ("m", "n", "k") and
+    `counts` the tiles of each: the array-mapped dims have their fold counts (module docstring
+    table), the streamed dim its chunks (1 = SCALE-Sim's whole fold; os never chunks its K)."""
+
+    order: str
+    counts: dict[str, int]
+
+    @property
+    def n_tiles(self) -> int:
+        return self.counts["m"] * self.counts["n"] * self.counts["k"]
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Exact DRAM bytes of one schedule: loads of A and B, partial-sum re-loads, stores of C."""
+
+    a: int
+    b: int
+    psum: int
+    store: int
+
+    @property
+    def total(self) -> int:
+        return self.a + self.b + self.psum + self.store
+
+
+def _outside(order: str, counts: dict[str, int], side: str) -> tuple[int, str]:
+    """(tiles of the operand's dims that are loops outside its reuse loop u, u). u is the loop the
+    operand does not depend on (A: N, B: M, C: K); it revisits the same slices, and between two
+    visits of one slice the loops inside u touch every slice they index."""
+    dims = _OPERAND_DIMS[side]
+    u = next(d for d in _DIMS if d not in dims)
+    outside = 1
+    for d in order[: order.index(u)]:
+        if d in dims:
+            outside *= counts[d]
+    return outside, u
+
+
+def _footprint(total: int, order: str, counts: dict[str, int], side: str) -> tuple[int, str]:
+    """(bytes, u): reusing every slice across u needs total / (tiles outside u) bytes resident."""
+    outside, u = _outside(order, counts, side)
+    return -(-total // outside), u
+
+
+def schedule_traffic(sched: Schedule, size: dict[str, int], out_bytes: int, psum_bytes: int,
+                     caps: dict[str, int]) -> Traffic:
+    """DRAM bytes of `sched` (closed form of what _schedule_stream emits, tested equal). An operand
+    whose reuse footprint (_footprint) fits its SRAM is loaded once, else once per iteration of its
+    reuse loop. C: with one K tile, or partial sums (psum_bytes, accumulator width) whose footprint
+    fits ofmap_sram, C is stored once; else every K tile but the last writes its partial sums and
+    every K tile but the first reads them back."""
+    c = sched.counts
+    got = {}
+    for side in ("a", "b"):
+        fp, u = _footprint(size[side], sched.order, c, side)
+        got[side] = size[side] if fp <= caps[side] else size[side] * c[u]
+    fp, _ = _footprint(psum_bytes, sched.order, c, "c")
+    spill = c["k"] > 1 and fp > caps["c"]
+    extra = psum_bytes * (c["k"] - 1) if spill else 0
+    return Traffic(got["a"], got["b"], extra, out_bytes + extra)
+
+
+def candidate_schedules(m: int, n: int, k: int, rows: int, cols: int, dataflow: str,
+                        size: dict[str, int], psum_bytes: int, caps: dict[str, int]) -> list[Schedule]:
+    """The legal schedules considered, in tie-break order. Folds are fixed by the dataflow
+    (fold_cycles), so the choices are (1) the order of the three tile loops, all 6 permutations,
+    SCALE-Sim's first, and (2) for ws/is, cutting the streamed dim into chunks so that a reuse
+    footprint fits its SRAM: per loop order, no chunks plus, for each operand that spills, the fewest
+    chunks that make its footprint fit (footprints only shrink by chunking when the streamed dim is
+    a loop outside the operand's reuse loop; a chunk is at least one row/column)."""
+    if dataflow == "os":
+        base = {"m": math.ceil(m / rows), "n": math.ceil(n / cols), "k": 1}
+    elif dataflow == "ws":
+        base = {"m": 1, "n": math.ceil(n / cols), "k": math.ceil(k / rows)}
+    elif dataflow == "is":
+        base = {"m": math.ceil(m / cols), "n": 1, "k": math.ceil(k / rows)}
+    else:
+        raise ValueError(f"unknown dataflow {dataflow!r}")
+    s = _CHUNKED[dataflow]
+    s_len = {"m": m, "n": n, "k": k}[s] if s else 1
+    orders = [_NATIVE[dataflow]] + sorted(
+        o for o in ("".join(p) for p in itertools.permutations(_DIMS)) if o != _NATIVE[dataflow])
+    totals = {"a": size["a"], "b": size["b"], "c": psum_bytes}
+    out = []
+    for order in orders:
+        chunks = {1}
+        if s is not None:
+            for side in ("a", "b", "c"):
+                outside, u = _outside(order, base, side)  # base: the streamed dim has 1 tile
+                tot, cap = totals[side], caps[side]
+                if -(-tot // outside) <= cap or cap <= 0 or s not in _OPERAND_DIMS[side] \
+                        or order.index(s) > order.index(u):
+                    continue  # fits already, or chunking does not shrink this footprint
+                # ceil(tot / (outside * chunks)) <= cap  <=>  chunks >= tot / (cap * outside)
+                need = -(-tot // (cap * outside))
+                if need <= s_len:
+                    chunks.add(need)
+        for ch in sorted(chunks):
+            sched = Schedule(order, {**base, **({s: ch} if s else {})})
+            if sched.n_tiles <= MAX_TILES or ch == 1:
+                out.append(sched)
+    return out
+
+
+def choose_schedule(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, int], out_bytes: int,
+                    psum_bytes: int) -> tuple[Schedule, Traffic]:
+    """The minimum-DRAM-traffic candidate; ties: fewer tiles (fewer chunks), then candidate order."""
+    comp = hw.compute
+    caps = {"a": _cap(hw, "ifmap_sram"), "b": _cap(hw, "filter_sram"), "c": _cap(hw, "ofmap_sram")}
+    best = None
+    for i, sched in enumerate(candidate_schedules(m, n, k, comp.rows, comp.cols, comp.dataflow, size,
+                                                  psum_bytes, caps)):
+        tr = schedule_traffic(sched, size, out_bytes, psum_bytes, caps)
+        key = (tr.total, sched.n_tiles, i)
+        if best is None or key < best[0]:
+            best = (key, sched, tr)
+    return best[1], best[2]
+
+
+def _schedule_stream(sched: Schedule, per_fold: int, size: dict[str, int], out_bytes: int,
+                     psum_bytes: int, caps: dict[str, int], chunked: str | None
+                     ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Per-tile (compute, loads {"a", "b", "psum"}, stores) of `sched` (schedule_traffic's rules).
+    A slice of an operand is its bytes split evenly (split_bytes) over its tiles; a tile loads a
+    slice at its first use if the reuse footprint fits, else at every use. A fold cut into chunks
+    keeps SCALE-Sim's per-fold cycles, split over its chunks (split_bytes) so the op's compute is
+    exactly the fold formula."""
+    c = sched.counts
+    shape = tuple(c[d] for d in sched.order)
+    grid = np.indices(shape, dtype=np.int64).reshape(len(shape), -1)
+    idx = {d: grid[sched.order.index(d)] for d in _DIMS}
+    t = grid.shape[1]
+    loads = {}
+    for side in ("a", "b"):
+        d1, d2 = _OPERAND_DIMS[side]
+        sid = idx[d1] * c[d2] + idx[d2]
+        part = split_bytes(size[side], c[d1] * c[d2])[sid]
+        fp, _ = _footprint(size[side], sched.order, c, side)
+        if fp <= caps[side]:
+            first = np.zeros(t, bool)
+            first[np.unique(sid, return_index=True)[1]] = True
+            part = np.where(first, part, 0)
+        loads[side] = part
+    sid = idx["m"] * c["n"] + idx["n"]
+    nc = c["m"] * c["n"]
+    kk, last = idx["k"], c["k"] - 1
+    store = np.where(kk == last, split_bytes(out_bytes, nc)[sid], 0)
+    psum = np.zeros(t, np.int64)
+    fp, _ = _footprint(psum_bytes, sched.order, c, "c")
+    if c["k"] > 1 and fp > caps["c"]:
+        pp = split_bytes(psum_bytes, nc)[sid]
+        store = store + np.where(kk < last, pp, 0)
+        psum = np.where(kk > 0, pp, 0)
+    compute = np.full(t, per_fold, np.int64)
+    if chunked is not None and c[chunked] > 1:
+        compute = split_bytes(per_fold, c[chunked])[idx[chunked]]
+    return compute, {"a": loads["a"], "b": loads["b"], "psum": psum}, store
+
+
 def _fold_stream(hw: HardwareConfig, m: int, n: int, k_run: int, size: dict[str, int],
                  out_bytes: int) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Per-fold (compute, loads {"a", "b", "psum"}, stores) of one group's GEMM (module docstring)."""
+    """Per-tile (compute, loads {"a", "b", "psum"}, stores) of one group's GEMM in its
+    minimum-traffic schedule (module docstring, choose_schedule)."""
     comp = hw.compute
-    rows, cols = comp.rows, comp.cols
-    folds, per_fold = fold_cycles(m, n, k_run, rows, cols, comp.dataflow)
-    df = comp.dataflow
-    # (outer, inner) tile counts and which side is the outer-stationary operand
-    if df == "os":
-        n_out, n_in = math.ceil(m / rows), math.ceil(n / cols)
-        outer_side, inner_side = "a", "b"
-    elif df == "ws":
-        n_out, n_in = math.ceil(k_run / rows), math.ceil(n / cols)
-        outer_side, inner_side = "a", "b"  # A slice (all M x K-tile) fixed for the inner loop over N
-    else:
-        n_out, n_in = math.ceil(k_run / rows), math.ceil(m / cols)
-        outer_side, inner_side = "b", "a"  # B slice (K-tile x all N) fixed for the inner loop over M
-    assert n_out * n_in == folds
-    caps = {"a": _cap(hw, "ifmap_sram"), "b": _cap(hw, "filter_sram")}
-    ocap = _cap(hw, "ofmap_sram")
-    t = folds
-    loads = {"a": np.zeros(t, np.int64), "b": np.zeros(t, np.int64)}
-    store = np.zeros(t, np.int64)
-    psum = np.zeros(t, np.int64)
-    idx = np.arange(t)
-    i_of, j_of = idx // n_in, idx % n_in
-    # outer operand: one slice per outer iteration, loaded at the first fold of that iteration
-    o_slice = size[outer_side] / n_out
-    first_inner = j_of == 0
-    if size[outer_side] <= caps[outer_side] or o_slice <= caps[outer_side]:
-        loads[outer_side][first_inner] = split_bytes(size[outer_side], n_out)
-    else:  # slice does not fit: fetch it again every fold
-        loads[outer_side][:] = split_bytes(size[outer_side], n_out)[i_of]
-    # inner operand
-    if df in ("os",):
-        in_parts = split_bytes(size[inner_side], n_in)  # B slice depends on j only
-        if size[inner_side] <= caps[inner_side]:
-            loads[inner_side][i_of == 0] = in_parts
-        else:
-            loads[inner_side][:] = in_parts[j_of]
-    else:  # ws: B slice (K-tile i, N-tile j) unique per fold; is: A slice (K-tile i, M-tile j) unique
-        loads[inner_side][:] = split_bytes(size[inner_side], t)
-    # output
-    if df == "os":
-        store[:] = split_bytes(out_bytes, t)
-    else:
-        parts = split_bytes(out_bytes, n_in)[j_of]
-        if n_out == 1 or out_bytes <= ocap:
-            store[i_of == n_out - 1] = parts[i_of == n_out - 1]
-        else:  # partial sums spill: write every fold, read back from the second K tile on
-            store[:] = parts
-            psum[i_of > 0] = parts[i_of > 0]
-    compute = np.full(t, per_fold, np.int64)
-    return compute, {"a": loads["a"], "b": loads["b"], "psum": psum}, store
+    folds, per_fold = fold_cycles(m, n, k_run, comp.rows, comp.cols, comp.dataflow)
+    psum_bytes = m * n * max(ACC_BYTES, comp.element_bytes)
+    sched, _ = choose_schedule(m, n, k_run, hw, size, out_bytes, psum_bytes)
+    caps = {"a": _cap(hw, "ifmap_sram"), "b": _cap(hw, "filter_sram"), "c": _cap(hw, "ofmap_sram")}
+    chunked = _CHUNKED[comp.dataflow]
+    assert sched.n_tiles == folds * (sched.counts[chunked] if chunked else 1)
+    return _schedule_stream(sched, per_fold, size, out_bytes, psum_bytes, caps, chunked)

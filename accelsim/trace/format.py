@@ -436,7 +436,11 @@ class TraceWriter:
     """
 
     def __init__(self, path: str | os.PathLike, header: dict | None = None, *, compresslevel: int = 1):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TraceError(f"trace output must be a file path (str or os.PathLike), got {type(path).__name__}")
         self.path = Path(path)
+        if self.path.is_dir():
+            raise TraceError(f"cannot write trace {self.path}: is a directory, expected a file path")
         header = dict(header or {})
         allowed = {"torch", "model", "method", "dtype", "batch_size", "steps", "meta", "created", "recorder"}
         unknown = sorted(set(header) - allowed)
@@ -717,6 +721,8 @@ class Trace:
 
 def load_trace(path: str | os.PathLike) -> Trace:
     """Open a trace and validate all its metadata; masks are checked when read (or validate_masks())."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TraceError(f"load_trace: expected a trace file path (str or os.PathLike), got {type(path).__name__}")
     path = Path(path)
     c = _Check(str(path))
     if not path.exists():
@@ -725,6 +731,8 @@ def load_trace(path: str | os.PathLike) -> Trace:
         raise c.fail("is a directory, not a trace file")
     try:
         zf = zipfile.ZipFile(path, "r")
+    except PermissionError:  # an OSError too, but not a sign of a corrupt file
+        raise c.fail("cannot read the trace file: permission denied") from None
     except _READ_ERRORS as e:
         raise c.fail(f"not a trace file (not a complete zip archive; truncated or corrupt?): {e}") from None
     try:
