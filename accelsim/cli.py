@@ -40,7 +40,8 @@ def _fmt() -> type:
 def _input_file(path: str, exts: Sequence[str], what: str) -> Path:
     p = Path(path)
     if p.suffix.lower() not in exts:
-        raise AccelsimError(f"{path}: not a {what} (expected a {' or '.join(exts)} file)")
+        hint = next((f"; did you mean {path}{e}?" for e in exts if Path(f"{path}{e}").is_file()), "")
+        raise AccelsimError(f"{path}: not a {what} (expected a {' or '.join(exts)} file){hint}")
     if not p.exists():
         raise AccelsimError(f"{path}: {what} not found")
     if not p.is_file():

@@ -326,6 +326,8 @@ def test_bad_input_in_process_one_line_and_no_partial_output(tiny, tmp_path, cap
     check(["run", tiny, "--hw", A100, "-q", "--csv", tmp_path / "nodir" / "r.csv", "--json", outd / "r.json"],
           "does not exist")
     check(["plot", "memory", tiny, "-o", tmp_path / "nodir" / "m.png", "-q"], "does not exist")
+    # a trace named without its extension: the error says which file was probably meant
+    check(["run", str(tiny)[:-len(".npz")], "--hw", A100, "-q"], f"did you mean {tiny}?")
     # an output path that is a directory fails before simulating, not after (review finding)
     (tmp_path / "d.csv").mkdir()
     check(["run", tiny, "--hw", A100, "-q", "--csv", tmp_path / "d.csv", "--json", outd / "r.json"],

@@ -266,15 +266,8 @@ def test_custom_autograd_sparse_backward(tmp_path):
     assert tr.header["method"] == {"name": "swat", "params": {"sparsity": 0.5}}
 
 
-class _SparseLinear3dFn(torch.autograd.Function):
-    """SWAT's linear for inputs of rank 3: the backward reshapes the saved X~ to 2-D."""
-
-    @staticmethod
-    def forward(ctx, x, w):
-        ws = w * (w.abs() >= w.abs().flatten().kthvalue(w.numel() // 2).values)
-        xs = x * (x.abs() >= x.abs().flatten().kthvalue(x.numel() // 2).values)
-        ctx.save_for_backward(xs, ws)
-        return F.linear(x, ws)
+class _SparseLinear3dFn(_SparseLinearFn):
+    """SWAT's linear for inputs of rank 3 (same forward): the backward reshapes the saved X~ to 2-D."""
 
     @staticmethod
     def backward(ctx, dy):
@@ -404,6 +397,15 @@ def test_bad_arguments():
         accelsim.record(object(), "x.npz")
     with pytest.raises(AccelsimError, match="steps"):
         accelsim.record(TwoLayer(), "x.npz", steps=[2, 2])
+    # review findings: a string of steps was a bare ValueError, 1.5 was truncated to step 1, and a
+    # non-path a TypeError from pathlib
+    with pytest.raises(AccelsimError, match="steps must be an int or a list"):
+        accelsim.record(TwoLayer(), "x.npz", steps="a")
+    with pytest.raises(AccelsimError, match=r"steps must be integer step indices, got \[1.5\]"):
+        accelsim.record(TwoLayer(), "x.npz", steps=[1.5])
+    assert accelsim.record(TwoLayer(), "x.npz", steps=np.arange(2)).steps == [0, 1]
+    with pytest.raises(AccelsimError, match="path must be a trace file path .* got NoneType"):
+        accelsim.record(TwoLayer(), None)
 
 
 def test_inplace_change_of_saved_tensor_still_detected(tmp_path):

@@ -94,6 +94,7 @@ def test_json_and_csv_roundtrip(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "r.csv").stat().st_mode & 0o777 == 0o666 & ~umask     # not mkstemp's 0600
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_progress_bar_tty_and_pipe():
@@ -143,6 +144,9 @@ def test_plots_write_files_deterministically(tmp_path, ext):
         assert a.stat().st_size > 5000
         assert a.read_bytes() == b.read_bytes()
     assert (tmp_path / f"mem.{ext}").read_bytes()[:4] == (b"\x89PNG" if ext == "png" else b"<?xm")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / f"mem.{ext}").stat().st_mode & 0o777 == 0o666 & ~umask   # not mkstemp's 0600
 
 
 def test_pandas_reads_csv_and_json_ops_without_help(tmp_path):

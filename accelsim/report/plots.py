@@ -39,9 +39,6 @@ def _save(fig, path: str | os.PathLike) -> None:
     fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight", **kwargs)
     with atomic_write(path, "wb") as fh:
         fh.write(buf.getvalue())
-    from accelsim.report.writers import umask_mode
-
-    umask_mode(path)
 
 
 def _figure(plt, width: float, body_inches: float, header_inches: float):

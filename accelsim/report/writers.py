@@ -35,19 +35,10 @@ def _plain(obj: Any) -> Any:
     return str(obj)
 
 
-def umask_mode(path: str | os.PathLike) -> None:
-    """Give a finished output file the usual 0666 & ~umask permissions (atomic_write's mkstemp
-    creates 0600, which other users and tools such as web servers could not read)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-
-
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     text = json.dumps(_plain(obj), indent=1, allow_nan=False) + "\n"
     with atomic_write(path, "wb") as fh:
         fh.write(text.encode("utf-8"))
-    umask_mode(path)
 
 
 def flatten_row(row: dict) -> dict:
@@ -83,4 +74,3 @@ def write_csv(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     text = rows_to_csv(rows)
     with atomic_write(path, "wb") as fh:
         fh.write(text.encode("utf-8"))
-    umask_mode(path)

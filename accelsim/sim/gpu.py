@@ -108,7 +108,8 @@ def mma_rate_factor(gpu, where: str = "hardware file") -> int:
 
 def sparse_dim_multiple(element_bytes: int) -> int:
     """cuSPARSELt's dimension constraint: multiples of 16 for 2-byte, 32 for 1-byte types (FACTS.md
-    "A100"); 32 / element_bytes extends it to 4-byte types (8 for tf32)."""
+    "A100"). ASSUMPTION: 32 / element_bytes extends that rule to 4-byte types (8 for tf32); FACTS.md
+    gives no figure for them."""
     return max(1, 32 // int(element_bytes))
 
 

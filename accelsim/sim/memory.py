@@ -21,9 +21,9 @@ of output back. The machine:
 integers and the model is deterministic.
 
 ASSUMPTION: this engine is a first-order model of our own (DESIGN.md "one engine"), not taken from a
-paper or datasheet: one DRAM channel at the configured bandwidth, a fixed pipelined latency, no bank
-or row-buffer effects and no on-chip cache hits beyond what each family's tiling already reuses.
-Its stalls are therefore a lower bound on what a real memory system would add.
+paper or datasheet: one DRAM channel that always delivers the configured peak bandwidth, a fixed
+pipelined latency, no bank or row-buffer effects, and no on-chip reuse beyond what each family's
+tiling already accounts for. Real DRAM rarely sustains its peak, so stalls lean optimistic.
 
 Two implementations of exactly this model: the simpy processes below (the readable definition,
 used for short streams) and a compiled replay of the same schedule (numba; a few ns per tile, used

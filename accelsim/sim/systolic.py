@@ -16,29 +16,44 @@ the layer runs as a dense GEMM with K' = N*floor(K/M) + min(K mod M, N) (FACTS.m
 does that where the named operand's mask really is N:M along K of this pass (nm_compliance == 1);
 otherwise the op runs dense and the fallback says why.
 
-Data movement (choose_schedule): SCALE-Sim fixes the folds but not the order a compiler runs them
-in, and a fixed order falls off capacity cliffs (a ws conv whose M x N partial sums exceed
-ofmap_sram spilled them every K tile: 2.2 MB for a 128 KiB output, docs/validation.md case 6). So
-per group GEMM accelsim enumerates the legal loop nests over the tiles -- all 6 orders of the M, N,
-K tile loops (the array-mapped dims have their fold counts; SCALE-Sim's own order, os M>N, ws K>N,
-is K>M, comes first) and, for ws/is, the streamed dim (M resp. N; rows of C, independent of each
-other) cut into the fewest chunks that make an operand's reuse footprint fit its SRAM -- computes
-each one's exact DRAM bytes per operand (schedule_traffic) and takes the minimum (ties: fewer tiles,
-then that fixed candidate order). GEMM A lives in ifmap_sram, B in filter_sram, C in ofmap_sram
-(SCALE-Sim's GEMM naming). Reuse rule: an operand does not depend on one loop u (A: N, B: M, C: K);
-it is fetched once if the slices it needs between two visits of u (its tiles inside u) fit its SRAM,
-else once per iteration of u. C's partial sums (K split over tiles) stay in ofmap_sram under the
-same rule, else every K tile but the last writes them and every K tile but the first reads them
-back, at the accumulator width ACC_BYTES (4 B, see there); the final C is stored once at element
-width. os never has partial sums (K is streamed through the PEs), so it is not chunked. Slice bytes
-are the operand's bytes read (Workload.read_numel: the stored tensor, or the GEMM operand where a
-strided conv skips input pixels) split evenly over its slices (the halo that overlapping conv
-windows share is not modelled). Compute is unchanged by the schedule: a fold cut into chunks keeps
-SCALE-Sim's cycles per fold, split over the chunks, so the op's compute stays exactly the fold
-formula. That is optimistic by the array fill/drain a real array pays again per chunk if it cannot
-overlap consecutive folds (SCALE-Sim's accounting would add 2R + C - 2 cycles per extra chunk of a
-ws fold); a TPU-style array holds a second weight tile to hide the weight shift-in behind compute
-(Jouppi et al. ISCA 2017, sec. 2).
+Data movement and schedule (choose_schedule): SCALE-Sim fixes the folds but not the order a
+compiler runs them in, and a fixed order falls off capacity cliffs (a ws conv whose M x N partial
+sums exceed ofmap_sram spilled them every K tile: 2.2 MB for a 128 KiB output, docs/validation.md
+case 6). So per group GEMM accelsim enumerates the legal loop nests over the tiles -- all 6 orders of
+the M, N, K tile loops (the array-mapped dims have their fold counts; SCALE-Sim's own order, os M>N,
+ws K>N, is K>M, comes first) and, for ws/is, the streamed dim (M resp. N; rows of C, independent of
+each other) cut into the fewest chunks that make an operand's reuse footprint fit its SRAM -- costs
+each one's exact DRAM bytes per operand (schedule_traffic) and its exact compute (schedule_compute)
+and runs the fastest legal one: the least total cycles through the memory engine
+(memory.run_tiles, the same DRAM model the op is then timed with), ties: fewer DRAM bytes, fewer
+tiles, then that fixed candidate order. `schedule="scalesim"` costs SCALE-Sim's own order without
+chunks instead (its compute is exactly the fold formula; the SCALE-Sim comparisons use it). GEMM A
+lives in ifmap_sram, B in filter_sram, C in ofmap_sram (SCALE-Sim's GEMM naming). Reuse rule: an
+operand does not depend on one loop u (A: N, B: M, C: K); it is fetched once if the slices it needs
+between two visits of u (its tiles inside u) fit its SRAM, else once per iteration of u. C's partial
+sums (K split over tiles) stay in ofmap_sram under the same rule, else every K tile but the last
+writes them and every K tile but the first reads them back, at the accumulator width ACC_BYTES (4 B,
+see there); the final C is stored once at element width. os never has partial sums (K is streamed
+through the PEs), so it is not chunked. Slice bytes are the operand's bytes read
+(Workload.read_numel: the stored tensor, or the GEMM operand where a strided conv skips input
+pixels) split evenly over its slices (the halo that overlapping conv windows share is not modelled).
+
+Compute of a chunked schedule (schedule_compute), in SCALE-Sim's own per-fold accounting: a fold
+costs fill + T with fill = 2R + C - 2 (ws/is; R + C - 2 for os) -- load the stationary tile and
+skew/drain the array -- and T streamed rows (table above). A tile (fold, chunk) streams its chunk's
+rows; it pays the fill again whenever the array's stationary tile changes from the previous tile
+(ws: B's (K, N) tile; is: A's (K, M) tile; os: C's (M, N) tile), i.e. when a loop over a stationary
+dim ticks. Runs of consecutive tiles on one stationary tile = the product of the tile counts of the
+loops from the outermost down to the innermost stationary loop that has more than one tile, so
+  compute = runs * fill + folds * T.
+Unchunked (and chunk loop inside every stationary loop): runs = folds -> folds * (fill + T), exactly
+SCALE-Sim. Chunk loop outside a stationary loop: runs = chunks * folds, e.g. ws cut into c chunks
+with the K folds inside each chunk: folds * (c * (2R + C - 2) + T), (c - 1) * folds * fill more than
+SCALE-Sim. So OpResult.compute_cycles equal SCALE-Sim's whenever the chosen schedule is SCALE-Sim's
+order (or chunks only inside the stationary loops), and are higher, never lower, otherwise. We
+charge the fill per reload rather than assuming it hidden: SCALE-Sim's model does not overlap
+consecutive folds (a TPU-style array that double-buffers weights could hide the shift-in, Jouppi et
+al. ISCA 2017 sec. 2, but that is not the SCALE-Sim array modelled here).
 
 Structured weight sparsity (SSL, FACTS.md "SSL"): in the sparse run (not the dense baseline) the
 weight operand's all-zero rows/columns are deleted (structure.compact) and each group runs as the
@@ -59,7 +74,7 @@ import numpy as np
 
 from accelsim.hw.config import HardwareConfig
 from accelsim.sim.kernels import effectual_macs, nm_compliance
-from accelsim.sim.memory import TileStream, split_bytes
+from accelsim.sim.memory import TileStream, run_tiles, split_bytes
 from accelsim.sim.structure import compact
 from accelsim.sim.workload import FamilyCost, Workload, nm_reason, resolve_operand
 
@@ -91,8 +106,12 @@ def _operand_bytes(work: Workload, side: str, elem: int) -> int:
     return work.read_numel(nm) * elem
 
 
-def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
-    """Cycles and per-fold DRAM traffic of one op on a systolic array (module docstring)."""
+def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool, schedule: str = "fastest") -> FamilyCost:
+    """Cycles and per-tile DRAM traffic of one op on a systolic array (module docstring).
+    `schedule`: "fastest" (the least total cycles of the legal schedules, choose_schedule) or
+    "scalesim" (SCALE-Sim's own order without chunks: compute = the fold formula exactly)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     comp = hw.compute
     m, n, k, g = work.m, work.n, work.k, work.groups
     sp = hw.sparsity
@@ -127,8 +146,10 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
         # fallback keeps meaning "this op ran without sparsity support"
         note += f"; {fallback}"
         fallback = None
-    compute = _compute(dims, comp)
-    stream, dense_bytes = _op_stream(work, hw, dims, sparse_side, k_nm, cpt)
+    stream, dense_bytes = _op_stream(work, hw, dims, sparse_side, k_nm, cpt, schedule)
+    # the chosen schedules' compute (schedule_compute): the fold formula (_compute) unless a chunked
+    # schedule reloads stationary tiles
+    compute = int(stream.compute_cycles.sum())
     exploited = None
     if sparse_side:
         exploited = work.a if sparse_side == "a" else work.b
@@ -141,8 +162,8 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
 
 
 def _compute(dims: list[tuple[int, int, int]], comp) -> int:
-    """Stall-free cycles of the groups' GEMMs, run one after another (a group left with no rows
-    or columns after compaction has no folds)."""
+    """SCALE-Sim's stall-free cycles of the groups' GEMMs, run one after another (a group left with
+    no rows or columns after compaction has no folds); = op_cost's compute under schedule="scalesim"."""
     total = 0
     for mm, nn, kk in dims:
         folds, per_fold = fold_cycles(mm, nn, kk, comp.rows, comp.cols, comp.dataflow)
@@ -151,7 +172,8 @@ def _compute(dims: list[tuple[int, int, int]], comp) -> int:
 
 
 def _op_stream(work: Workload, hw: HardwareConfig, dims: list[tuple[int, int, int]],
-               sparse_side: str | None, k_nm: int, cpt=None) -> tuple[TileStream, dict[str, int]]:
+               sparse_side: str | None, k_nm: int, cpt=None, schedule: str = "fastest"
+               ) -> tuple[TileStream, dict[str, int]]:
     """The op's folds, group after group. Per-group bytes: the full GEMM's per-group share
     (Workload.read_numel / groups), bounded by the compacted operand's elements (a compacted weight
     moves exactly its kept rows x columns; an activation the same min(tensor, GEMM operand) bound and
@@ -183,7 +205,7 @@ def _op_stream(work: Workload, hw: HardwareConfig, dims: list[tuple[int, int, in
                 kept = size[sparse_side] * k_nm // max(work.k, 1)
                 size[sparse_side] = kept + (kept // e) * sp.metadata_bits // 8
             out = out_full if dgrad else min(out_full, mm * nn * e)
-            cache[key] = _fold_stream(hw, mm, nn, kk, size, out)
+            cache[key] = _fold_stream(hw, mm, nn, kk, size, out, schedule)
         parts.append(cache[key])
     names = {"a": work.a, "b": work.b, "psum": "psum"}
     compute = np.concatenate([p[0] for p in parts])
@@ -217,6 +239,9 @@ _NATIVE = {"os": "mnk", "ws": "mkn", "is": "nkm"}
 # the streamed dimension that may be cut into chunks (ws: M, is: N); os streams K, the reduction,
 # whose partial sums stay in the PEs: cutting it would mean draining and re-injecting them.
 _CHUNKED = {"os": None, "ws": "m", "is": "n"}
+# the streamed dim (module docstring table); the other two index the array's stationary tile
+_STREAMED = {"os": "k", "ws": "m", "is": "n"}
+SCHEDULES = ("fastest", "scalesim")
 
 
 @dataclass(frozen=True)
@@ -284,6 +309,37 @@ def schedule_traffic(sched: Schedule, size: dict[str, int], out_bytes: int, psum
     return Traffic(got["a"], got["b"], extra, out_bytes + extra)
 
 
+def schedule_compute(sched: Schedule, m: int, n: int, k: int, rows: int, cols: int, dataflow: str) -> int:
+    """Compute cycles of `sched` in SCALE-Sim's per-fold accounting (module docstring): every run of
+    consecutive tiles on one stationary tile pays fill = per-fold cycles - T once, every streamed row
+    one cycle: runs * fill + folds * T (closed form of what _schedule_stream emits, tested equal)."""
+    folds, per_fold = fold_cycles(m, n, k, rows, cols, dataflow)
+    s = _STREAMED[dataflow]
+    t_len = {"m": m, "n": n, "k": k}[s]
+    fill = per_fold - t_len
+    c = sched.counts
+    inner = [i for i, d in enumerate(sched.order) if d != s and c[d] > 1]
+    runs = math.prod(c[d] for d in sched.order[: inner[-1] + 1]) if inner else 1
+    if folds == 0:
+        return 0
+    return runs * fill + folds * t_len
+
+
+def scalesim_schedule(m: int, n: int, k: int, rows: int, cols: int, dataflow: str) -> Schedule:
+    """SCALE-Sim's own schedule: its fold order (_NATIVE), streamed dim whole (= candidate 0)."""
+    return Schedule(_NATIVE[dataflow], _base_counts(m, n, k, rows, cols, dataflow))
+
+
+def _base_counts(m: int, n: int, k: int, rows: int, cols: int, dataflow: str) -> dict[str, int]:
+    if dataflow == "os":
+        return {"m": math.ceil(m / rows), "n": math.ceil(n / cols), "k": 1}
+    if dataflow == "ws":
+        return {"m": 1, "n": math.ceil(n / cols), "k": math.ceil(k / rows)}
+    if dataflow == "is":
+        return {"m": math.ceil(m / cols), "n": 1, "k": math.ceil(k / rows)}
+    raise ValueError(f"unknown dataflow {dataflow!r}")
+
+
 def candidate_schedules(m: int, n: int, k: int, rows: int, cols: int, dataflow: str,
                         size: dict[str, int], psum_bytes: int, caps: dict[str, int]) -> list[Schedule]:
     """The legal schedules considered, in tie-break order. Folds are fixed by the dataflow
@@ -292,14 +348,7 @@ def candidate_schedules(m: int, n: int, k: int, rows: int, cols: int, dataflow: 
     footprint fits its SRAM: per loop order, no chunks plus, for each operand that spills, the fewest
     chunks that make its footprint fit (footprints only shrink by chunking when the streamed dim is
     a loop outside the operand's reuse loop; a chunk is at least one row/column)."""
-    if dataflow == "os":
-        base = {"m": math.ceil(m / rows), "n": math.ceil(n / cols), "k": 1}
-    elif dataflow == "ws":
-        base = {"m": 1, "n": math.ceil(n / cols), "k": math.ceil(k / rows)}
-    elif dataflow == "is":
-        base = {"m": math.ceil(m / cols), "n": 1, "k": math.ceil(k / rows)}
-    else:
-        raise ValueError(f"unknown dataflow {dataflow!r}")
+    base = _base_counts(m, n, k, rows, cols, dataflow)
     s = _CHUNKED[dataflow]
     s_len = {"m": m, "n": n, "k": k}[s] if s else 1
     orders = [_NATIVE[dataflow]] + sorted(
@@ -326,29 +375,73 @@ def candidate_schedules(m: int, n: int, k: int, rows: int, cols: int, dataflow: 
     return out
 
 
+def _caps(hw: HardwareConfig) -> dict[str, int]:
+    return {"a": _cap(hw, "ifmap_sram"), "b": _cap(hw, "filter_sram"), "c": _cap(hw, "ofmap_sram")}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The schedule run for one group GEMM: its DRAM bytes, compute cycles (schedule_compute) and
+    total cycles alone through memory.run_tiles (the engine's DRAM model)."""
+
+    schedule: Schedule
+    traffic: Traffic
+    compute: int
+    total: int
+
+
 def choose_schedule(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, int], out_bytes: int,
-                    psum_bytes: int) -> tuple[Schedule, Traffic]:
-    """The minimum-DRAM-traffic candidate; ties: fewer tiles (fewer chunks), then candidate order."""
+                    psum_bytes: int, *, schedule: str = "fastest") -> tuple[Schedule, Traffic]:
+    """The fastest legal schedule (see choose); its Schedule and Traffic."""
+    ch = choose(m, n, k, hw, size, out_bytes, psum_bytes, schedule=schedule)
+    return ch.schedule, ch.traffic
+
+
+def choose(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, int], out_bytes: int,
+           psum_bytes: int, *, schedule: str = "fastest") -> Choice:
+    """schedule="fastest": the candidate with the least total cycles through memory.run_tiles (exact:
+    the same engine, bandwidth, latency and double buffering the op is timed with); ties: fewer DRAM
+    bytes, fewer tiles, then candidate order. Candidates are visited by a lower bound on their total,
+    max(compute, DRAM bytes / bytes per cycle) (the engine can neither compute nor transfer faster),
+    and one whose bound exceeds the best total so far is not replayed -- the result is the same as
+    replaying every candidate. schedule="scalesim": SCALE-Sim's own order (scalesim_schedule)."""
     comp = hw.compute
-    caps = {"a": _cap(hw, "ifmap_sram"), "b": _cap(hw, "filter_sram"), "c": _cap(hw, "ofmap_sram")}
-    best = None
-    for i, sched in enumerate(candidate_schedules(m, n, k, comp.rows, comp.cols, comp.dataflow, size,
-                                                  psum_bytes, caps)):
+    caps = _caps(hw)
+    r, cl, df = comp.rows, comp.cols, comp.dataflow
+    if schedule == "scalesim":
+        sched = scalesim_schedule(m, n, k, r, cl, df)
         tr = schedule_traffic(sched, size, out_bytes, psum_bytes, caps)
-        key = (tr.total, sched.n_tiles, i)
+        return Choice(sched, tr, schedule_compute(sched, m, n, k, r, cl, df), -1)
+    if schedule != "fastest":
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    dram = hw.dram()
+    bpc = dram.bandwidth_bytes_per_s / hw.clock_hz
+    cands = []
+    for i, sched in enumerate(candidate_schedules(m, n, k, r, cl, df, size, psum_bytes, caps)):
+        tr = schedule_traffic(sched, size, out_bytes, psum_bytes, caps)
+        cc = schedule_compute(sched, m, n, k, r, cl, df)
+        cands.append((max(float(cc), tr.total / bpc), tr.total, sched.n_tiles, i, sched, tr, cc))
+    cands.sort(key=lambda x: x[:4])
+    best = None
+    for bound, nbytes, nt, i, sched, tr, cc in cands:
+        if best is not None and bound > best[0][0]:
+            break  # sorted by bound: no later candidate can be faster
+        stream = TileStream(*_schedule_stream(sched, m, n, k, r, cl, df, size, out_bytes, psum_bytes, caps))
+        total = run_tiles(stream, bytes_per_cycle=bpc, latency_cycles=dram.latency_cycles).total_cycles
+        key = (total, nbytes, nt, i)
         if best is None or key < best[0]:
-            best = (key, sched, tr)
-    return best[1], best[2]
+            best = (key, Choice(sched, tr, cc, total))
+    return best[1]
 
 
-def _schedule_stream(sched: Schedule, per_fold: int, size: dict[str, int], out_bytes: int,
-                     psum_bytes: int, caps: dict[str, int], chunked: str | None
+def _schedule_stream(sched: Schedule, m: int, n: int, k: int, rows: int, cols: int, dataflow: str,
+                     size: dict[str, int], out_bytes: int, psum_bytes: int, caps: dict[str, int]
                      ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """Per-tile (compute, loads {"a", "b", "psum"}, stores) of `sched` (schedule_traffic's rules).
     A slice of an operand is its bytes split evenly (split_bytes) over its tiles; a tile loads a
-    slice at its first use if the reuse footprint fits, else at every use. A fold cut into chunks
-    keeps SCALE-Sim's per-fold cycles, split over its chunks (split_bytes) so the op's compute is
-    exactly the fold formula."""
+    slice at its first use if the reuse footprint fits, else at every use. Compute
+    (schedule_compute): a tile streams its chunk's rows (T split evenly over the chunks) and pays
+    the fill when the array's stationary tile differs from the previous tile's."""
     c = sched.counts
     shape = tuple(c[d] for d in sched.order)
     grid = np.indices(shape, dtype=np.int64).reshape(len(shape), -1)
@@ -375,21 +468,27 @@ def _schedule_stream(sched: Schedule, per_fold: int, size: dict[str, int], out_b
         pp = split_bytes(psum_bytes, nc)[sid]
         store = store + np.where(kk < last, pp, 0)
         psum = np.where(kk > 0, pp, 0)
-    compute = np.full(t, per_fold, np.int64)
-    if chunked is not None and c[chunked] > 1:
-        compute = split_bytes(per_fold, c[chunked])[idx[chunked]]
+    _, per_fold = fold_cycles(m, n, k, rows, cols, dataflow)
+    s = _STREAMED[dataflow]
+    t_len = {"m": m, "n": n, "k": k}[s]
+    d1, d2 = (d for d in _DIMS if d != s)  # the stationary tile's dims
+    stat = idx[d1] * c[d2] + idx[d2]
+    new_run = np.ones(t, bool)
+    new_run[1:] = stat[1:] != stat[:-1]
+    compute = split_bytes(t_len, c[s])[idx[s]] + np.where(new_run, per_fold - t_len, 0)
     return compute, {"a": loads["a"], "b": loads["b"], "psum": psum}, store
 
 
 def _fold_stream(hw: HardwareConfig, m: int, n: int, k_run: int, size: dict[str, int],
-                 out_bytes: int) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Per-tile (compute, loads {"a", "b", "psum"}, stores) of one group's GEMM in its
-    minimum-traffic schedule (module docstring, choose_schedule)."""
+                 out_bytes: int, schedule: str = "fastest"
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Per-tile (compute, loads {"a", "b", "psum"}, stores) of one group's GEMM in its chosen
+    schedule (module docstring, choose)."""
     comp = hw.compute
-    folds, per_fold = fold_cycles(m, n, k_run, comp.rows, comp.cols, comp.dataflow)
     psum_bytes = m * n * max(ACC_BYTES, comp.element_bytes)
-    sched, _ = choose_schedule(m, n, k_run, hw, size, out_bytes, psum_bytes)
-    caps = {"a": _cap(hw, "ifmap_sram"), "b": _cap(hw, "filter_sram"), "c": _cap(hw, "ofmap_sram")}
+    ch = choose(m, n, k_run, hw, size, out_bytes, psum_bytes, schedule=schedule)
+    folds, _ = fold_cycles(m, n, k_run, comp.rows, comp.cols, comp.dataflow)
     chunked = _CHUNKED[comp.dataflow]
-    assert sched.n_tiles == folds * (sched.counts[chunked] if chunked else 1)
-    return _schedule_stream(sched, per_fold, size, out_bytes, psum_bytes, caps, chunked)
+    assert ch.schedule.n_tiles == folds * (ch.schedule.counts[chunked] if chunked else 1)
+    return _schedule_stream(ch.schedule, m, n, k_run, comp.rows, comp.cols, comp.dataflow, size,
+                            out_bytes, psum_bytes, _caps(hw))

@@ -28,6 +28,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from accelsim.errors import TraceError
+from accelsim.util.atomic import default_file_mode
 
 SCHEMA = "accelsim-trace"
 VERSION = 1
@@ -384,12 +385,6 @@ def _json_default(o: Any) -> Any:
 _TRIAL_BYTES = 32768
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _worth_deflating(arr: np.ndarray) -> bool:
     """Deflate a member unless a trial on its first 32 KiB saves < 10%: masks near 50% density are
     close to random bits (deflate level 1 measured 1.000 of the input at density 0.5, 0.90 at 0.3,
@@ -569,8 +564,7 @@ class TraceWriter:
             self._zip.close()
             self._fh.flush()
             os.fsync(self._fh.fileno())
-            # mkstemp makes the file 0600; give it the permissions a plain open() would (0666 & ~umask)
-            os.fchmod(self._fh.fileno(), 0o666 & ~_umask())
+            os.fchmod(self._fh.fileno(), default_file_mode())  # not mkstemp's 0600
             self._fh.close()
             os.replace(self._tmp, self.path)
             self._done = True

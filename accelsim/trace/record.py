@@ -44,6 +44,7 @@ kind and are counted in the header's ``meta["unrecorded_ops"]`` instead.
 from __future__ import annotations
 
 import collections
+import os
 import warnings
 import weakref
 from dataclasses import dataclass, field
@@ -217,11 +218,18 @@ class Recorder:
                  batch_size: int | None = None, meta: dict | None = None, dtype: str | None = None):
         if not isinstance(model, torch.nn.Module):
             raise AccelsimError(f"record: model must be a torch.nn.Module, got {type(model).__name__}")
-        if isinstance(steps, bool) or not isinstance(steps, (int, Iterable)):
+        if isinstance(steps, (bool, str, bytes)) or not isinstance(steps, (int, Iterable)):
             raise AccelsimError(f"record: steps must be an int or a list of step indices, got {steps!r}")
-        wanted = list(range(steps)) if isinstance(steps, int) else [int(s) for s in steps]
+        wanted = list(range(steps)) if isinstance(steps, int) else list(steps)
+        # int() would truncate 1.5 to 1 or fail with a bare ValueError on "a"
+        if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in wanted):
+            raise AccelsimError(f"record: steps must be integer step indices, got {steps!r}")
+        wanted = [int(s) for s in wanted]
         if not wanted or min(wanted) < 0 or len(set(wanted)) != len(wanted):
             raise AccelsimError(f"record: steps must be distinct non-negative step indices, got {steps!r}")
+        if not isinstance(path, (str, os.PathLike)):
+            raise AccelsimError(f"record: path must be a trace file path (str or os.PathLike), "
+                                f"got {type(path).__name__}")
         self.model = model
         self.path = Path(path)
         self.steps = sorted(wanted)

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
-def _current_umask() -> int:
+def default_file_mode() -> int:
+    """The permissions an ordinary open() gives a new file: 0666 minus the process umask (mkstemp
+    creates 0600 files and os.replace keeps that mode, so atomic writers apply this instead)."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager
@@ -26,9 +28,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
-        # mkstemp creates 0600 files and os.replace keeps that mode: give the result the permissions
-        # an ordinary open() would (0666 minus the umask).
-        os.fchmod(fd, 0o666 & ~_current_umask())
+        os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()

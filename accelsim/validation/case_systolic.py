@@ -87,8 +87,11 @@ class GemmCache:
 
 
 def accelsim_cycles(work, hw) -> int:
+    """accelsim's compute cycles of SCALE-Sim's own schedule (its fold order, streamed dim whole):
+    SCALE-Sim models that one order, while accelsim by default runs the fastest legal schedule,
+    which may cut the streamed dim into chunks and then pays extra array fills (systolic.py)."""
     from accelsim.sim import systolic
-    return int(systolic.op_cost(work, hw, sparse=False).compute_cycles)
+    return int(systolic.op_cost(work, hw, sparse=False, schedule="scalesim").compute_cycles)
 
 
 # ---- the case ----------------------------------------------------------------------------------
