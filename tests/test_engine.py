@@ -69,7 +69,8 @@ def test_every_config_runs_every_op(trace_path, hwp):
         assert o.speedup == pytest.approx(o.dense_cycles / o.total_cycles)
         assert 0 < o.utilisation <= 1
         assert o.effectual_macs <= o.dense_macs
-        assert (o.sparse_operand is None) or (o.fallback is None)
+        # an exploited operand and a fallback only together when weight deletion ran instead of 2:4
+        assert (o.sparse_operand is None) or (o.fallback is None) or (o.compaction is not None)
     rows = res.to_rows()
     assert len(rows) == 6 and len({tuple(r) for r in rows}) == 1  # same columns in every row
     d = res.to_dict()

@@ -112,7 +112,6 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool, schedule: str =
     "scalesim" (SCALE-Sim's own order without chunks: compute = the fold formula exactly)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    comp = hw.compute
     m, n, k, g = work.m, work.n, work.k, work.groups
     sp = hw.sparsity
     fallback = None
@@ -147,8 +146,8 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool, schedule: str =
         note += f"; {fallback}"
         fallback = None
     stream, dense_bytes = _op_stream(work, hw, dims, sparse_side, k_nm, cpt, schedule)
-    # the chosen schedules' compute (schedule_compute): the fold formula (_compute) unless a chunked
-    # schedule reloads stationary tiles
+    # the chosen schedules' compute (schedule_compute): SCALE-Sim's fold formula, groups one after
+    # another (a group compacted away has no folds), unless a chunked schedule reloads stationary tiles
     compute = int(stream.compute_cycles.sum())
     exploited = None
     if sparse_side:
@@ -159,16 +158,6 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool, schedule: str =
                       sparse_operand=exploited, fallback=fallback, tiles=stream,
                       dram_bytes_dense=dense_bytes, compaction=note)
     return cost
-
-
-def _compute(dims: list[tuple[int, int, int]], comp) -> int:
-    """SCALE-Sim's stall-free cycles of the groups' GEMMs, run one after another (a group left with
-    no rows or columns after compaction has no folds); = op_cost's compute under schedule="scalesim"."""
-    total = 0
-    for mm, nn, kk in dims:
-        folds, per_fold = fold_cycles(mm, nn, kk, comp.rows, comp.cols, comp.dataflow)
-        total += folds * per_fold
-    return total
 
 
 def _op_stream(work: Workload, hw: HardwareConfig, dims: list[tuple[int, int, int]],
@@ -382,12 +371,13 @@ def _caps(hw: HardwareConfig) -> dict[str, int]:
 @dataclass(frozen=True)
 class Choice:
     """The schedule run for one group GEMM: its DRAM bytes, compute cycles (schedule_compute) and
-    total cycles alone through memory.run_tiles (the engine's DRAM model)."""
+    total cycles alone through memory.run_tiles (the engine's DRAM model; None for
+    schedule="scalesim", which is not replayed to be chosen)."""
 
     schedule: Schedule
     traffic: Traffic
     compute: int
-    total: int
+    total: int | None
 
 
 def choose_schedule(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, int], out_bytes: int,
@@ -411,7 +401,7 @@ def choose(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, int], out
     if schedule == "scalesim":
         sched = scalesim_schedule(m, n, k, r, cl, df)
         tr = schedule_traffic(sched, size, out_bytes, psum_bytes, caps)
-        return Choice(sched, tr, schedule_compute(sched, m, n, k, r, cl, df), -1)
+        return Choice(sched, tr, schedule_compute(sched, m, n, k, r, cl, df), None)
     if schedule != "fastest":
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     dram = hw.dram()
