@@ -9,7 +9,7 @@ MACs/clk per tensor core (624 dense TOPS), mma m16n8k32 dense / m16n8k64 sparse,
 its CTA tile 128x128x64 is an assumption (K doubled for 1-byte data, as CUTLASS's INT8 tiles).
 Table 2: FP16 shapes on a100_24.yaml as shipped. Table 3: wall time of the model (plan, traffic,
 tile stream and memory engine, dense + sparse) over the GEMMs of a ResNet-50 ImageNet training step
-at batch 8 (53 convs + fc, fwd/dgrad/wgrad), without the mask kernels (sim-A's kernels.py).
+at batch 8 (53 convs + fc, fwd/dgrad/wgrad), without the mask kernels (accelsim/sim/kernels.py).
 Nothing here is tuned to the measured numbers.
 """
 
