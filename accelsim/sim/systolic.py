@@ -8,8 +8,9 @@ in FACTS.md "SCALE-Sim 3.0 systolic compute"). For a GEMM (M, N, K) on an R x C 
   ws        K         N         M           ceil(K/R)*ceil(N/C)  2R + C + T - 2
   is        K         M         N           ceil(K/R)*ceil(M/C)  2R + C + T - 2
 
-compute_cycles = groups * folds * cycles per fold (SCALE-Sim prints that minus 1 as "Total Cycles",
-see scalesim_total_cycles). Partly filled folds cost a full fold.
+In SCALE-Sim's own schedule compute_cycles = groups * folds * cycles per fold (SCALE-Sim prints
+that minus 1 as "Total Cycles", see scalesim_total_cycles); partly filled folds cost a full fold.
+Chunked schedules pay more (schedule_compute, below).
 
 N:M sparse PEs (sparsity kind nm): SCALE-Sim's layer-wise N:M mode keeps N of every M along K, so
 the layer runs as a dense GEMM with K' = N*floor(K/M) + min(K mod M, N) (FACTS.md). accelsim only
