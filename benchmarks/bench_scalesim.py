@@ -31,7 +31,7 @@ def accelsim_layers(topology: Path, dataflow: str, rows: int, cols: int) -> tupl
     for layer in read_topology(topology):
         m, n, k = layer.gemm
         w = workload_from_masks("matmul", "fwd", {"a": np.ones((m, k), bool), "b": np.ones((k, n), bool)})
-        out.append(systolic.op_cost(w, hw, sparse=False).compute_cycles)
+        out.append(systolic.op_cost(w, hw, sparse=False, schedule="scalesim").compute_cycles)
         simulate_op(w, hw)  # compute model + memory engine, as `accelsim run` does
     return out, time.perf_counter() - t0
 

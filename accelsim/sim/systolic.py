@@ -141,11 +141,6 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool, schedule: str =
         if cpt is not None and any(d[2] != k for d in dims):
             note += f"; K deletion not used: the {sp.n}:{sp.m} PEs run the full K (exclusive along K)"
         dims = [(mm, nn, k_nm) for mm, nn, _ in dims]
-    if cpt is not None and sparse_side is None and fallback is not None:
-        # sparsity was exploited (by deletion): the N:M reason moves into the note, so that
-        # fallback keeps meaning "this op ran without sparsity support"
-        note += f"; {fallback}"
-        fallback = None
     stream, dense_bytes = _op_stream(work, hw, dims, sparse_side, k_nm, cpt, schedule)
     # the chosen schedules' compute (schedule_compute): SCALE-Sim's fold formula, groups one after
     # another (a group compacted away has no folds), unless a chunked schedule reloads stationary tiles
