@@ -4,54 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import accelsim
+import tiny_trace
 from accelsim.hw import load_hw
 from accelsim.sim.engine import simulate
-from accelsim.sim.workload import conv_params
-from accelsim.trace.format import Operand, TraceWriter, load_trace
+from accelsim.trace.format import load_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 HW = sorted((ROOT / "hwconfigs").glob("*.yaml"))
-N, C, H, W, K = 2, 4, 6, 6, 8
-
-
-def _trace(path: Path, seed=0) -> Path:
-    rng = np.random.default_rng(seed)
-    p = conv_params(N, C, H, W, K, 3, 3, padding=1)
-    x = rng.random((N, C, H, W)) < 0.5
-    w = np.zeros((K, C, 3, 3), bool)
-    w[:, :2] = True  # 2:4 along C, not along K
-    g = rng.random((N, K, H, W)) < 0.7
-    a = rng.random((N, 16)) < 0.6
-    lw = rng.random((10, 16)) < 0.3
-    gl = np.ones((N, 10), bool)
-    with TraceWriter(path, {"model": "t", "batch_size": N, "steps": [0]}) as tw:
-        tx = tw.add_tensor(x, dtype="float32", role="activation", layer="conv1")
-        tw_ = tw.add_tensor(w, dtype="float32", role="weight", layer="conv1")
-        tg = tw.add_tensor(g, dtype="float32", role="grad_output", layer="conv1")
-        ta = tw.add_tensor(a, dtype="float32", role="activation", layer="fc")
-        tlw = tw.add_tensor(lw, dtype="float32", role="weight", layer="fc")
-        tgl = tw.add_tensor(gl, dtype="float32", role="grad_output", layer="fc")
-        ops = [
-            ("fwd", "conv2d", "conv1", [Operand("input", tx), Operand("weight", tw_)], (N, K, H, W), p),
-            ("fwd", "matmul", "fc", [Operand("a", ta), Operand("b", tlw, True)], (N, 10), {}),
-            ("dgrad", "matmul", "fc", [Operand("a", tgl), Operand("b", tlw)], (N, 16), {}),
-            ("wgrad", "matmul", "fc", [Operand("a", tgl, True), Operand("b", ta)], (10, 16), {}),
-            ("dgrad", "conv2d", "conv1", [Operand("grad_output", tg), Operand("weight", tw_)], (N, C, H, W), p),
-            ("wgrad", "conv2d", "conv1", [Operand("grad_output", tg), Operand("input", tx)], (K, C, 3, 3), p),
-        ]
-        for i, (ps, kind, layer, operands, out, params) in enumerate(ops):
-            tw.add_op(step=0, seq=i, pass_=ps, kind=kind, layer=layer, module_type="", aten="",
-                      operands=operands, out_shape=list(out), params=params)
-    return path
 
 
 @pytest.fixture(scope="module")
 def trace_path(tmp_path_factory):
-    return _trace(tmp_path_factory.mktemp("tr") / "t.accelsim-trace")
+    return tiny_trace.build_sim(tmp_path_factory.mktemp("tr") / "t.accelsim-trace")
 
 
 @pytest.mark.parametrize("hwp", HW, ids=lambda p: p.stem)

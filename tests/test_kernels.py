@@ -279,3 +279,19 @@ def test_odd_group_sizes_and_lanes_match_brute_force(m, lanes):
         row[real] = r[i]
         buf = (row.reshape(-1, lanes) * (1 << np.arange(lanes))).sum(axis=1).astype(np.int64)
         assert got[i] == K.td_schedule(buf, buf.size, lanes, 2, h, d)
+
+
+def test_views_and_counts_are_memoised_per_workload_read_only():
+    # an op's sparse and dense-baseline costs share one view per (side, lanes) and one set of
+    # factor counts; the memo lives on that Workload only, and shared arrays cannot be written
+    a = np.array([[1, 1, 0, 0, 1, 1, 1, 0]], bool)  # groups of 4: {1,1,0,0} is 2:4, {1,1,1,0} is not
+    b = np.ones((8, 2), bool)
+    w = workload_from_masks("matmul", "fwd", {"a": a, "b": b})
+    v = K.operand_view(w, "a")
+    assert K.operand_view(w, "a") is v and K.operand_view(w, "a", lanes=16) is not v
+    with pytest.raises(ValueError):
+        v.base[0] = 1
+    assert K.factor_counts(w) is K.factor_counts(w) and K.effectual_macs(w) == 5 * 2
+    assert K.nm_compliance(w, "a", 2, 4) == 0.5 == K.nm_compliance(w, "a", 2, 4)
+    w2 = workload_from_masks("matmul", "fwd", {"a": ~a, "b": b})  # another op: its own memo
+    assert K.operand_view(w2, "a") is not v and K.nm_compliance(w2, "a", 2, 4) == 1.0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from accelsim.hw import load_hw, parse_hw
-from accelsim.sim import sparse_pe
+from accelsim.sim import kernels, sparse_pe
 from accelsim.sim.workload import conv_params, workload_from_masks
 from test_workload import CONV_CASES, conv_workloads
 
@@ -106,6 +106,39 @@ def test_dual_sided_hand_worked():
 
 def test_sparten_like_runs_all_passes_and_compresses():
     hw = load_hw(ROOT / "hwconfigs" / "sparten_like.yaml")
+    # Hand-worked matmul on sparten_like (16 tiles of 4 filters x 16 windows, 16 lanes, bf16,
+    # bitmap storage, 4 MiB buffer): A 17 x 40, B 40 x 5, every row / column a prefix of ones, so
+    # popcount(A_i & B_j) = min(a_i, b_j). a_i = 8 except a_3 = 24 and a_16 = 12; b = 10, 10, 17, 0, 40.
+    # Lockstep groups (16 windows x 4 filters): rows 0-15 | row 16 x columns 0-3 | column 4, 4 units.
+    #   (rows 0-15, cols 0-3): max min = min(24, 17) = 17 -> ceil(17/16) = 2 cycles
+    #   (rows 0-15, col 4):    min(24, 40) = 24 -> 2;  (row 16, cols 0-3): min(12, 17) = 12 -> 1
+    #   (row 16, col 4):       min(12, 40) = 12 -> 1.  4 units on 16 tiles: makespan 2.
+    # Dense: ceil(K/lanes) = ceil(40/16) = 3 per unit -> 3.
+    # Effectual pairs: 15 rows of 8 x (8+8+8+0+8) = 480, row 3: 10+10+17+0+24 = 61,
+    # row 16: 10+10+12+0+12 = 44 -> 585.
+    # Bitmap bytes (formats: nnz*16 + numel bits): A nnz 15*8+24+12 = 156 -> (2496+680)/8 = 397;
+    # B nnz 77 -> (1232+200)/8 = 179. Both fit the buffer: each block fetched once. Dense baseline:
+    # 680*2 = 1360 and 200*2 = 400 bytes. Output 17*5*2 = 170 bytes either way.
+    a_len = np.full(17, 8)
+    a_len[3], a_len[16] = 24, 12
+    b_len = np.array([10, 10, 17, 0, 40])
+    ks = np.arange(40)
+    a = ks[None, :] < a_len[:, None]
+    b = ks[:, None] < b_len[None, :]
+    w = workload_from_masks("matmul", "fwd", {"a": a, "b": b})
+    va, vb = kernels.operand_view(w, "a"), kernels.operand_view(w, "b")
+    unit, eff = kernels.pair_group_work(va.src, va.base, va.runs, vb.src, vb.base, vb.runs, 40, 17, 5, 1,
+                                        16, 4, 16)
+    assert unit.tolist() == [[[2, 2], [1, 1]]] and eff == 585
+    sp = sparse_pe.op_cost(w, hw, sparse=True)
+    de = sparse_pe.op_cost(w, hw.dense(), sparse=False)
+    assert (sp.compute_cycles, de.compute_cycles, sp.effectual_macs) == (2, 3, 585)
+    assert sp.sparse_operand == "a+b" and sp.fallback is None
+    assert {k: int(v.sum()) for k, v in sp.tiles.load_bytes.items()} == {"a": 397, "b": 179}
+    assert {k: int(v.sum()) for k, v in de.tiles.load_bytes.items()} == {"a": 1360, "b": 400}
+    assert int(sp.tiles.store_bytes.sum()) == int(de.tiles.store_bytes.sum()) == 170
+    # the real passes of a random conv: inequalities only (bitmap of a 30%-dense bf16 operand:
+    # 16*nnz + numel bits < 16*numel)
     works, (x, wt, dy, geo) = conv_workloads(CONV_CASES[1], dens=(0.3, 0.3, 0.5))
     for w in works.values():
         sp = sparse_pe.op_cost(w, hw, sparse=True)
@@ -189,3 +222,47 @@ def test_dual_sided_dgrad_not_slower_than_dense_from_refetching():
     c = sparse_pe.op_cost(w, hw, sparse=True)
     # bitmap A: 32768 values * 16 bits + 32768 bits = 69632 bytes, fetched exactly once
     assert int(c.tiles.load_bytes["a"].sum()) == 69632
+
+
+def _brute_blocks(grid, order):
+    """Units in _wave_stream's order by plain loops: per side, block ids and the last earlier unit
+    that used the same block (-1: none)."""
+    g, mb, nb = grid
+    units = [(gi, mi, ni) for gi in range(g) for mi in range(mb) for ni in range(nb)] if order == "mn" else \
+        [(gi, mi, ni) for gi in range(g) for ni in range(nb) for mi in range(mb)]
+    out = {}
+    for side in ("a", "b"):
+        blk = [gi * mb + mi if side == "a" else gi * nb + ni for gi, mi, ni in units]
+        last, prev = {}, []
+        for u, b in enumerate(blk):
+            prev.append(last.get(b, -1))
+            last[b] = u
+        out[side] = (blk, prev)
+    return out
+
+
+@pytest.mark.parametrize("grid", [(1, 2, 3), (2, 3, 2), (1, 5, 1), (3, 1, 4), (2, 4, 7)])
+@pytest.mark.parametrize("order", ["mn", "nm"])
+def test_unit_blocks_and_refetch_grid_match_sorting_reference(grid, order):
+    # _wave_stream derives each unit's predecessor on the same block from the loop order instead of
+    # sorting (np.unique); it must give exactly the sorting reference's fetches for every tile count
+    got = sparse_pe._unit_blocks(grid, order)
+    for side, (blk, prev) in _brute_blocks(grid, order).items():
+        g_blk, nblk, g_prev = got[side]
+        assert g_blk.tolist() == blk and g_prev.tolist() == prev
+        assert nblk == grid[0] * (grid[1] if side == "a" else grid[2])
+        blk = np.array(blk)
+        _, first_idx = np.unique(blk, return_index=True)  # first use of each block
+        assert np.flatnonzero(g_prev < 0).tolist() == sorted(first_idx.tolist())
+        for tiles in (1, 2, 3, 5, 16):
+            wave = np.arange(blk.size) // tiles
+            for resident in (False, True):
+                want = sparse_pe._refetch(wave, blk, nblk, resident=resident)
+                assert sparse_pe._refetch_grid(wave, g_prev, tiles, resident=resident).tolist() == want.tolist()
+
+
+def test_chunk_starts_edge_cases():
+    # a first wave bigger than the chunk is a chunk alone; zero-byte waves join the open chunk
+    assert sparse_pe._chunk_starts(np.array([50, 0, 0, 20, 1]), 20).tolist() == [0, 1, 4]
+    assert sparse_pe._chunk_starts(np.zeros(0, np.int64), 20).tolist() == []
+    assert sparse_pe._chunk_starts(np.array([3, 4, 5]), 2**61).tolist() == [0]

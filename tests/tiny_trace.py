@@ -1,10 +1,12 @@
-"""A tiny hand-built trace (one conv layer and one linear layer, all three passes, saved records)
-shared by the front-door tests (test_cli, test_inspect). Built with the real TraceWriter."""
+"""Tiny hand-built traces (one conv layer and one linear layer, all three passes), built with the
+real TraceWriter: `build` (with saved records) for the front-door tests (test_cli, test_inspect),
+`build_sim` (ops only, a sparse output gradient) for the simulator tests (test_engine)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from accelsim.sim.workload import conv_params
 from accelsim.trace.format import Operand, TraceWriter
 
 N, C, H, W, K, R, S = 2, 4, 6, 6, 8, 3, 3
@@ -76,3 +78,36 @@ def build(path, *, steps=(0,), seed=0) -> dict:
                          saved_by="NativeBatchNormBackward0", storage=1000 * step + 9, tensor=None, t_pack=t0,
                          t_unpack=t4)
     return masks
+
+
+def build_sim(path, *, seed=0):
+    """Ops-only trace for the simulator tests (test_engine's hand-worked numbers depend on these
+    exact masks and draws): conv input 50% dense, tiny_trace's 2:4-along-C weight, a 70%-dense
+    output gradient; linear input 60%, weight 30%, dense linear output gradient."""
+    rng = np.random.default_rng(seed)
+    p = conv_params(N, C, H, W, K, R, S, padding=1)
+    x = rng.random((N, C, H, W)) < 0.5
+    w = weight_mask()
+    g = rng.random((N, K, H, W)) < 0.7
+    a = rng.random((N, 16)) < 0.6
+    lw = rng.random((10, 16)) < 0.3
+    gl = np.ones((N, 10), bool)
+    with TraceWriter(path, {"model": "t", "batch_size": N, "steps": [0]}) as tw:
+        tx = tw.add_tensor(x, dtype="float32", role="activation", layer="conv1")
+        tw_ = tw.add_tensor(w, dtype="float32", role="weight", layer="conv1")
+        tg = tw.add_tensor(g, dtype="float32", role="grad_output", layer="conv1")
+        ta = tw.add_tensor(a, dtype="float32", role="activation", layer="fc")
+        tlw = tw.add_tensor(lw, dtype="float32", role="weight", layer="fc")
+        tgl = tw.add_tensor(gl, dtype="float32", role="grad_output", layer="fc")
+        ops = [
+            ("fwd", "conv2d", "conv1", [Operand("input", tx), Operand("weight", tw_)], (N, K, H, W), p),
+            ("fwd", "matmul", "fc", [Operand("a", ta), Operand("b", tlw, True)], (N, 10), {}),
+            ("dgrad", "matmul", "fc", [Operand("a", tgl), Operand("b", tlw)], (N, 16), {}),
+            ("wgrad", "matmul", "fc", [Operand("a", tgl, True), Operand("b", ta)], (10, 16), {}),
+            ("dgrad", "conv2d", "conv1", [Operand("grad_output", tg), Operand("weight", tw_)], (N, C, H, W), p),
+            ("wgrad", "conv2d", "conv1", [Operand("grad_output", tg), Operand("input", tx)], (K, C, R, S), p),
+        ]
+        for i, (ps, kind, layer, operands, out, params) in enumerate(ops):
+            tw.add_op(step=0, seq=i, pass_=ps, kind=kind, layer=layer, module_type="", aten="",
+                      operands=operands, out_shape=list(out), params=params)
+    return path

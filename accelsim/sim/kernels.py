@@ -91,13 +91,43 @@ def _lane_offsets(outer: np.ndarray, inner: np.ndarray, lanes: int | None) -> np
     return off.reshape(-1).astype(np.int64)
 
 
+def _op_cache(work: Workload) -> dict:
+    """Per-op memo of data derived from the masks (operand views, factor counts, N:M compliance),
+    kept on the Workload instance. A Workload is lowered afresh for every op (engine.simulate,
+    trace.inspect) and its masks never change, so an entry lives exactly as long as its op; the
+    sparse and the dense-baseline op_cost of one op share it. It is an instance attribute, not a
+    dataclass field: dataclasses.replace() of a workload starts with an empty memo."""
+    cache = work.__dict__.get("_kernel_cache")
+    if cache is None:
+        cache = work.__dict__["_kernel_cache"] = {}
+    return cache
+
+
+def _frozen(*arrays: np.ndarray) -> None:
+    """Memoised arrays are shared by every caller of the op: make writes fail loudly."""
+    for a in arrays:
+        a.flags.writeable = False
+
+
 def operand_view(work: Workload, side: str, lanes: int | None = None) -> OperandView:
     """View of GEMM operand A ('a': rows over K) or B ('b': columns over K).
 
     With `lanes`, the reduction is laid out in rows of `lanes` (TensorDash: 16): for a conv forward
     pass the channel run of each kernel tap is padded to a multiple of lanes (DNNsim's dense cycles
     ceil(round_up(C,16)*R*S/16), FACTS.md); otherwise the whole reduction is padded at its end.
+    Built once per (workload, side, lanes) and shared, read-only, for the rest of the op.
     """
+    key = ("view", side, lanes)
+    cache = _op_cache(work)
+    v = cache.get(key)
+    if v is None:
+        v = _build_operand_view(work, side, lanes)
+        _frozen(v.src, v.base, v.off, *v.runs)
+        cache[key] = v
+    return v
+
+
+def _build_operand_view(work: Workload, side: str, lanes: int | None) -> OperandView:
     name = work.a if side == "a" else work.b
     g = work.groups
     geo = work.conv
@@ -202,7 +232,18 @@ def factor_counts(work: Workload) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     dgrad: f = (g, k): a_f = nnz of dY channel k, b_f = nnz of filter k.
     wgrad: f = (g, n, p, q): a_f = non-zero input taps of window (n,p,q) over (c,r,s), b_f = nnz of
     dY at pixel (n,p,q) over k. matmul/bmm: f = (batch, k).
+    Computed once per workload (the sparse and the dense op_cost of an op both need it); read-only.
     """
+    cache = _op_cache(work)
+    got = cache.get("factors")
+    if got is None:
+        got = _factor_counts(work)
+        _frozen(*got)
+        cache["factors"] = got
+    return got
+
+
+def _factor_counts(work: Workload) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     geo, g = work.conv, work.groups
     if geo is None:
         # Sum the 0/1 matrices with an int64 accumulator instead of converting them first: a
@@ -336,9 +377,13 @@ def nm_compliance(work: Workload, operand: str, n: int, m: int) -> float:
     else:
         raise ValueError(f"operand {operand!r} is not an operand of this op ({work.a}, {work.b})")
     _check_m(m)
-    v = operand_view(work, side)
-    ok, total = _nm_groups(v.src, v.base, *v.runs, v.off.size, n, m)
-    return ok / total if total else 1.0
+    cache = _op_cache(work)
+    key = ("nm", side, n, m)
+    if key not in cache:
+        v = operand_view(work, side)
+        ok, total = _nm_groups(v.src, v.base, *v.runs, v.off.size, n, m)
+        cache[key] = ok / total if total else 1.0
+    return cache[key]
 
 
 # ----------------------------------------------------------------------------------------------

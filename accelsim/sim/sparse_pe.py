@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from accelsim.hw.config import HardwareConfig
 from accelsim.sim import kernels
@@ -180,33 +181,68 @@ def _cap(hw: HardwareConfig) -> int:
 def _wave_stream(work: Workload, hw: HardwareConfig, grid: tuple[int, int, int], per_wave: np.ndarray,
                  skipped: tuple[str, ...], order: str = "mn") -> TileStream:
     """Per-wave DRAM loads/stores; units enumerated with column blocks fastest ("mn") or row blocks
-    fastest ("nm")."""
+    fastest ("nm").
+
+    Units run (group, outer block, inner block), inner fastest, so each operand's blocks repeat in a
+    fixed pattern: the outer operand's block is shared by `n_in` consecutive units, the inner
+    operand's recurs every `n_in` units within a group. The unit that last used a unit's block
+    before it is therefore u - 1 (outer) or u - n_in (inner), and which units fetch follows from
+    the waves of u and of that predecessor (_refetch_grid) -- O(units), no sort."""
     g, mb, nb = grid
     tiles = hw.compute.tiles
     nunits = g * mb * nb
     waves = per_wave.size
-    u = np.arange(nunits)
-    if order == "mn":
-        gi, mi, ni = u // (mb * nb), (u // nb) % mb, u % nb
-    else:
-        gi, ni, mi = u // (mb * nb), (u // mb) % nb, u % mb
-    wave = u // tiles
+    wave = np.arange(nunits, dtype=np.int64) // tiles
     cap = _cap(hw)
     loads = {}
-    for side, blk_idx, nblk in (("a", gi * mb + mi, g * mb), ("b", gi * nb + ni, g * nb)):
+    for side, (blk_idx, nblk, prev) in _unit_blocks(grid, order).items():
         total = _operand_bytes(work, hw, side, side in skipped)
         part = split_bytes(total, nblk)[blk_idx]
         if total <= cap:  # the whole operand stays on chip: each block fetched at its first use
-            first = np.zeros(nunits, bool)
-            _, first_idx = np.unique(blk_idx, return_index=True)
-            first[first_idx] = True
+            first = prev < 0
         else:  # fetched by every wave that needs it, unless the previous wave used it too
-            first = _refetch(wave, blk_idx, nblk, resident=2 * tiles * int(part.max(initial=0)) <= cap)
-        loads[work.a if side == "a" else work.b] = np.bincount(wave, weights=np.where(first, part, 0),
-                                                               minlength=waves).astype(np.int64)
-    out_total = work.output_numel * hw.compute.element_bytes
-    store = np.bincount(wave, weights=split_bytes(out_total, nunits), minlength=waves).astype(np.int64)
+            first = _refetch_grid(wave, prev, tiles, resident=2 * tiles * int(part.max(initial=0)) <= cap)
+        loads[work.a if side == "a" else work.b] = _per_wave(np.where(first, part, 0), tiles, waves)
+    # output: the per-unit split_bytes pieces of a wave telescope to edges[end] - edges[start]
+    out_total = int(work.output_numel * hw.compute.element_bytes)
+    ends = np.minimum(np.arange(waves + 1, dtype=np.int64) * tiles, nunits)
+    store = np.diff((ends * out_total) // nunits) if nunits else np.zeros(waves, np.int64)
     return _coalesce(per_wave, loads, store, cap // 2)
+
+
+def _unit_blocks(grid: tuple[int, int, int], order: str) -> dict[str, tuple[np.ndarray, int, np.ndarray]]:
+    """Per operand side: (block index of every unit, number of blocks, the unit that used the same
+    block last before it or -1), units in the order of _wave_stream. A's blocks are (group, row
+    block), B's (group, column block)."""
+    g, mb, nb = grid
+    n_out, n_in = (mb, nb) if order == "mn" else (nb, mb)
+    u = np.arange(g * mb * nb, dtype=np.int64)
+    gi, rem = np.divmod(u, n_out * n_in)
+    oi, ii = np.divmod(rem, n_in)
+    outer = (gi * n_out + oi, g * n_out, np.where(ii > 0, u - 1, -1))  # runs of n_in units
+    inner = (gi * n_in + ii, g * n_in, np.where(oi > 0, u - n_in, -1))  # recurs every n_in units
+    return {"a": outer, "b": inner} if order == "mn" else {"a": inner, "b": outer}
+
+
+def _per_wave(x: np.ndarray, tiles: int, waves: int) -> np.ndarray:
+    """Sums of consecutive runs of `tiles` units (wave w = units w*tiles ..), int64."""
+    out = np.zeros(waves, np.int64)
+    if x.size:
+        out[:] = np.add.reduceat(x.astype(np.int64, copy=False), np.arange(0, x.size, tiles))
+    return out
+
+
+def _refetch_grid(wave: np.ndarray, prev: np.ndarray, tiles: int, *, resident: bool) -> np.ndarray:
+    """_refetch for units whose block was last used before them by unit prev[u] (-1: never): the
+    unit fetches unless prev is in its own wave (an earlier unit of the wave fetched it) or, with
+    `resident`, in the wave just before. Equal to _refetch (test_sparse_pe.py::
+    test_unit_blocks_and_refetch_grid_match_sorting_reference);
+    O(units) where _refetch sorts."""
+    pw = np.where(prev >= 0, prev // tiles, -2)
+    first = pw != wave
+    if resident:
+        first &= pw != wave - 1
+    return first
 
 
 def _refetch(wave: np.ndarray, blk: np.ndarray, nblk: int, *, resident: bool) -> np.ndarray:
@@ -214,7 +250,8 @@ def _refetch(wave: np.ndarray, blk: np.ndarray, nblk: int, *, resident: bool) ->
     unit of each wave that uses the block -- unless, with `resident`, the previous wave used the
     same block, which then is still in the buffer (it holds two waves' blocks: double buffering).
     Without that, a 2 KiB A block shared by the nb consecutive units of one row block was fetched
-    once per wave, ~10x the tensor for a dgrad with N = 576 (QA finding)."""
+    once per wave, ~10x the tensor for a dgrad with N = 576 (QA finding).
+    Any block order (it sorts); the simulator uses the O(units) _refetch_grid, tested equal to this."""
     key = wave * nblk + blk
     first = np.zeros(key.size, bool)
     uniq, first_idx = np.unique(key, return_index=True)
@@ -241,11 +278,21 @@ def _coalesce(compute: np.ndarray, loads: dict[str, np.ndarray], store: np.ndarr
 
 
 def _chunk_starts(moved: np.ndarray, chunk: int) -> np.ndarray:
-    starts = []
-    acc = chunk + 1
-    for i, b in enumerate(moved.tolist()):
-        if acc + b > chunk:
-            starts.append(i)
+    """First wave of each chunk: greedy, a chunk takes waves while its bytes stay <= chunk (a
+    first wave bigger than that is a chunk alone)."""
+    return _chunk_starts_nb(np.ascontiguousarray(moved, dtype=np.int64), int(chunk))
+
+
+@njit(cache=True)
+def _chunk_starts_nb(moved, chunk):
+    starts = np.empty(moved.size, np.int64)
+    n = 0
+    acc = 0
+    for i in range(moved.size):
+        b = moved[i]
+        if i == 0 or acc + b > chunk:
+            starts[n] = i
+            n += 1
             acc = 0
         acc += b
-    return np.array(starts, dtype=np.int64)
+    return starts[:n].copy()
