@@ -624,6 +624,19 @@ def _npy_uint8(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, count=shape[0], offset=start)
 
 
+def _read_uint8_member(zf: zipfile.ZipFile, name: str, what: str, fail) -> np.ndarray:
+    """Read one .npy member (its CRC-32 is checked by zipfile) as a 1-D uint8 array; any damage
+    becomes ``fail(message)`` naming ``what`` (e.g. "header", "mask of tensor 3")."""
+    try:
+        data = zf.read(name)
+    except _READ_ERRORS as e:
+        raise fail(f"{what} is unreadable (corrupt file?): {e}") from None
+    try:
+        return _npy_uint8(data)
+    except ValueError as e:
+        raise fail(f"{what} {e}") from None
+
+
 class Trace:
     """A loaded trace: metadata tables in memory, masks read on demand (nothing big is cached)."""
 
@@ -652,14 +665,7 @@ class Trace:
             raise self._fail(f"tensor {tensor_id} does not exist ({len(self.tensors)} tensors)")
         t = self.tensors[tensor_id]
         name = f"masks/{tensor_id}.npy"
-        try:
-            data = self._zip.read(name)  # checks the member's CRC-32
-        except _READ_ERRORS as e:
-            raise self._fail(f"mask of tensor {tensor_id} is unreadable (corrupt file?): {e}") from None
-        try:
-            arr = _npy_uint8(data)
-        except ValueError as e:
-            raise self._fail(f"mask of tensor {tensor_id} {e}") from None
+        arr = _read_uint8_member(self._zip, name, f"mask of tensor {tensor_id}", self._fail)
         want = (t.numel + 7) // 8
         if arr.size != want:
             raise self._fail(f"mask of tensor {tensor_id} has {arr.size} bytes but its shape {list(t.shape)} "
@@ -733,14 +739,7 @@ def load_trace(path: str | os.PathLike) -> Trace:
         names = set(zf.namelist())
         if "header.npy" not in names:
             raise c.fail("not a trace file (no header.npy member)")
-        try:
-            data = zf.read("header.npy")
-        except _READ_ERRORS as e:
-            raise c.fail(f"header is unreadable (corrupt file?): {e}") from None
-        try:
-            raw = _npy_uint8(data)
-        except ValueError as e:
-            raise c.fail(f"header.npy {e} (UTF-8 JSON)") from None
+        raw = _read_uint8_member(zf, "header.npy", "header.npy", c.fail)
         try:
             header = json.loads(raw.tobytes().decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
