@@ -11,12 +11,11 @@ index/bitmap overhead, Hoefler et al. 2021 §2.2). Tolerance: the published rang
 
 from __future__ import annotations
 
-import glob
 from pathlib import Path
 
+from accelsim.validation import shipped_traces
 from accelsim.validation.report import CaseReport, Check, md_table
 
-ROOT = Path(__file__).resolve().parents[2]
 TRACE_GLOB = "traces/*swat*.npz"
 SOURCE = "Raihan & Aamodt, SWAT, NeurIPS 2020 (abstract: 23-50% activations, 50-90% weights)"
 RANGES = {"activation": (23.0, 50.0), "weight": (50.0, 90.0)}
@@ -24,7 +23,7 @@ SPARSE_BELOW = 0.99   # a saved tensor with density below this counts as sparsif
 
 
 def traces() -> list[Path]:
-    return sorted(Path(p) for p in glob.glob(str(ROOT / TRACE_GLOB)))
+    return shipped_traces(TRACE_GLOB)
 
 
 def run() -> CaseReport:

@@ -11,10 +11,8 @@ TRACE_GLOB = "traces/*resnet*swat*.npz"
 
 
 def _traces():
-    import glob
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[2]
-    return sorted(Path(p) for p in glob.glob(str(root / TRACE_GLOB)))
+    from accelsim.validation import shipped_traces
+    return shipped_traces(TRACE_GLOB)
 
 
 def sparse_operand_of(work) -> str | None:

@@ -17,12 +17,11 @@ quantity DNNsim reports; the memory engine's stalls are reported separately by `
 from __future__ import annotations
 
 import dataclasses
-import glob
 from pathlib import Path
 
+from accelsim.validation import ROOT, shipped_traces
 from accelsim.validation.report import CaseReport, Check, md_table
 
-ROOT = Path(__file__).resolve().parents[2]
 HW_FILE = ROOT / "hwconfigs" / "tensordash.yaml"
 TRACE_GLOB = "traces/*resnet*swat*.npz"
 SOURCE = "Raihan & Aamodt, SWAT, NeurIPS 2020 (TensorDash speedups simulated in DNNsim)"
@@ -33,7 +32,7 @@ MAX_OPS = None        # all ops of the first recorded step
 
 
 def traces() -> list[Path]:
-    return sorted(Path(p) for p in glob.glob(str(ROOT / TRACE_GLOB)))
+    return shipped_traces(TRACE_GLOB)
 
 
 def trace_sparsity(tr) -> float | None:
