@@ -30,7 +30,7 @@ MISHRA = {1280: 1.23, 10240: 1.84, 20480: 1.94}
 
 def int8_variant(hw):
     comp = dataclasses.replace(hw.compute, data_type="int8", element_bytes=1, dense_macs_per_cycle_per_core=512,
-                               mma_shape=(16, 8, 32), sparse_mma_shape=(16, 8, 64), cta_tile=(128, 128, 64))
+                               mma_shape=(16, 8, 32), sparse_mma_shape=(16, 8, 64), cta_tiles=tuple((tm, tn, 2 * tk) for tm, tn, tk in hw.compute.cta_tiles))
     return dataclasses.replace(hw, compute=comp, name=hw.name + "-int8")
 
 

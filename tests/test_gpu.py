@@ -15,7 +15,7 @@ from accelsim.sim.workload import conv_params, workload_from_masks
 def tiny(sms=2, ctas_per_sm=1, l2=1 << 20, cta=(128, 128, 32), hbm_latency=0, operand="auto", smem=164 * 1024):
     """A small A100-like GPU: 4 tensor cores x 256 fp16 MACs/cycle per SM (1024/SM), mma m16n8k16 and
     sparse m16n8k32, 1 GHz clock, 64 B/cycle HBM, 1 us launch."""
-    comp = GpuCompute(sms, 4, 256, (16, 8, 16), (16, 8, 32), "fp16", 2, cta, ctas_per_sm, 1e-6)
+    comp = GpuCompute(sms, 4, 256, (16, 8, 16), (16, 8, 32), "fp16", 2, (cta,), ctas_per_sm, 1e-6)
     mem = (MemoryLevel("smem", smem, math.inf, 20, 4, False), MemoryLevel("l2", l2, math.inf, 100, 32, True),
            MemoryLevel("hbm", None, 64e9, hbm_latency, 32, True))
     return HardwareConfig("tiny", "gpu", 1e9, comp, SparsityFeature("nm", operand, 2, 4, metadata_bits=2), mem,
@@ -26,9 +26,9 @@ def a100(dtype="fp16"):
     """FACTS.md "NVIDIA A100": 108 SMs x 4 tensor cores, 256 fp16 (512 int8) MACs/clk per core,
     1.41 GHz, 40 MB L2, 1555 GB/s HBM2, 164 KB shared memory per SM. Launch and latency assumed."""
     if dtype == "fp16":
-        comp = GpuCompute(108, 4, 256, (16, 8, 16), (16, 8, 32), "fp16", 2, (128, 128, 32), 2, 5e-6)
+        comp = GpuCompute(108, 4, 256, (16, 8, 16), (16, 8, 32), "fp16", 2, ((128, 128, 32),), 2, 5e-6)
     else:
-        comp = GpuCompute(108, 4, 512, (16, 8, 32), (16, 8, 64), "int8", 1, (128, 128, 64), 2, 5e-6)
+        comp = GpuCompute(108, 4, 512, (16, 8, 32), (16, 8, 64), "int8", 1, ((128, 128, 64),), 2, 5e-6)
     mem = (MemoryLevel("smem", 164 * 1024, math.inf, 30, 4, False),
            MemoryLevel("l2", 40 * 10**6, math.inf, 200, 32, True),
            MemoryLevel("hbm", None, 1555e9, 500, 32, True))
@@ -75,17 +75,50 @@ def test_traffic_with_and_without_l2_reuse():
     p = gpu.plan_gemm(256, 256, 64, 1, hw.compute, sparse_a=False)
     # wave 0 = row tile 0 x col tiles 0,1: A panel 128x64x2 B = 16384, B panels 2 x 64x128x2 = 32768
     t = gpu.gemm_traffic(p, hw.compute, 1 << 20, compressed_a=False)
-    assert t.fits_l2 and t.a.tolist() == [16384, 16384] and t.b.tolist() == [32768, 0]
+    assert t.a.tolist() == [16384, 16384] and t.b.tolist() == [32768, 0]
     assert t.out.tolist() == [65536, 65536]  # 2 tiles x 128x128 x 2 B per wave
-    # A + B = 64 KiB do not fit a 1000-byte L2: wave 1 re-reads both B panels
-    t = gpu.gemm_traffic(p, hw.compute, 1000, compressed_a=False)
-    assert not t.fits_l2 and t.b.tolist() == [32768, 32768]
+    assert t.epilogue.tolist() == [65536, 65536]  # what the SMs write into L2
+    # LRU window for wave 1's B panels: everything touched since wave 0 (A0 + B0 + B1 = 49152)
+    # plus wave 1's new A1 (16384) = 65536 bytes: kept with a 64 KiB L2, re-read with one byte less
+    assert gpu.gemm_traffic(p, hw.compute, 65536, compressed_a=False).b.tolist() == [32768, 0]
+    assert gpu.gemm_traffic(p, hw.compute, 65535, compressed_a=False).b.tolist() == [32768, 32768]
+    assert gpu.gemm_traffic(p, hw.compute, None, compressed_a=False).b.tolist() == [32768, 32768]
     # 2:4-compressed A: half the values + 2 bits per kept value = 128 x 64 x (1 + 1/8) = 9216 per panel
     t = gpu.gemm_traffic(p, hw.compute, 1 << 20, compressed_a=True)
     assert t.a.tolist() == [9216, 9216]
     # the formula equals formats.storage_bits("nm") for a 2:4 fp16 row
     from accelsim.sim.formats import storage_bits
     assert gpu.a_row_bytes(64, 2, True) * 8 == storage_bits("nm", (1, 64), 32, 16, n=2, m=4)
+
+
+def test_l2_lru_panel_misses_hand_worked():
+    # waves 0: panels 0, 1; 1: panel 2; 2: panel 0 again (10 bytes each). Panel 0's window in wave 2:
+    # panels last touched at or after wave 0 (0, 1, 2) = 30 bytes: a hit with 30 bytes of L2, not 29
+    wave, key, nb = np.array([0, 0, 1, 2]), np.array([0, 1, 2, 0]), np.array([10, 10, 10, 10])
+    assert gpu.l2_panel_misses(wave, key, nb, 3, 30).tolist() == [True, True, True, False]
+    assert gpu.l2_panel_misses(wave, key, nb, 3, 29).tolist() == [True, True, True, True]
+    # two CTAs of one wave sharing a panel fetch it once
+    assert gpu.l2_panel_misses(np.array([0, 0]), np.array([5, 5]), np.array([8, 8]), 1, None).tolist() == [True, False]
+
+
+def test_pipeline_chunk_covers_latency_within_shared_memory():
+    # step 512, loads 384 cycles per step: c*512 >= 600 + c*384 -> c = ceil(600/128) = 5
+    assert gpu.pipeline_chunk(np.array([512]), np.array([384.0]), 600, 8) == 5
+    assert gpu.pipeline_chunk(np.array([512]), np.array([384.0]), 600, 4) == 4  # shared memory caps it
+    assert gpu.pipeline_chunk(np.array([512, 512]), np.array([0.0, 384.0]), 600, 8) == 5  # worst wave
+    assert gpu.pipeline_chunk(np.array([512]), np.array([600.0]), 600, 7) == 7  # bandwidth-bound
+    assert gpu.pipeline_chunk(np.array([512]), np.array([384.0]), 0, 7) == 1
+
+
+def test_fastest_cta_tile_is_chosen():
+    # 128x128x32 on 4 SMs: one 128x128 CTA takes one 512-cycle step; four 64x64 CTAs take
+    # 64*64*32/1024 = 128 cycles each, side by side
+    import dataclasses
+
+    hw = tiny(sms=4)
+    hw = dataclasses.replace(hw, compute=dataclasses.replace(hw.compute, cta_tiles=((128, 128, 32), (64, 64, 32))))
+    plan, s, _, _ = gpu.gemm_cost(128, 128, 32, 1, hw, sparse_a=False)
+    assert plan.tile == (64, 64, 32) and s.compute_cycles.tolist() == [128]
 
 
 def test_hand_worked_op_through_the_memory_engine():
@@ -96,22 +129,24 @@ def test_hand_worked_op_through_the_memory_engine():
     assert s.load_bytes["a"].tolist() == [8192, 8192, 8192, 8192]
     assert s.load_bytes["b"].tolist() == [16384, 16384, 0, 0]
     assert s.store_bytes.tolist() == [0, 65536, 0, 65536]
-    # at 64 B/cycle: L0 0-384, L1 384-768; C0 384-896; L2 896-1024; C1 896-1408; S1 1408-2432;
-    # L3 2432-2560; C2 1408-1920; C3 2560-3072; S3 3072-4096
+    assert s.fence.tolist() == [False, False, True, False]  # wave 1's CTAs start after wave 0's
+    # at 64 B/cycle: L0 0-384, L1 384-768; C0 384-896; C1 896-1408; L2 waits for C1: 1408-1536;
+    # S1 1536-2560; L3 2560-2688; C2 1536-2048; C3 2688-3200; S3 3200-4224
     r = run_tiles(s, bytes_per_cycle=64, latency_cycles=0)
-    assert (r.total_cycles, r.compute_cycles, r.stall_cycles) == (4096, 2048, 2048)
+    assert (r.total_cycles, r.compute_cycles, r.stall_cycles) == (4224, 2048, 2176)
     assert fixed == 1000  # 1 us launch at 1 GHz
     assert dense == {"a": 32768, "b": 32768, "output": 131072}
 
 
-def test_chunks_cover_dram_latency():
-    # latency 600 > one 512-cycle step: chunks of ceil(600/512) = 2 steps, i.e. one tile per wave.
-    # loads 49152 B (768 cycles) and 16384 B (256); stores 1024 cycles each.
-    # L0 0-768 (+600 -> 1368), L1 768-1024 (1624); C0 1368-2392; S0 2392-3416; C1 2392-3416; S1 3416-4440
+def test_chunks_cover_dram_latency_and_waves_are_not_prefetched():
+    # latency 600; wave 0 loads 49152 B = 384 cycles per 512-cycle step: ceil(600/128) = 5 steps,
+    # capped at the 2 steps there are -> one tile per wave. loads 768 and 256 cycles, stores 1024.
+    # L0 0-768 (+600 -> 1368); C0 1368-2392; L1 (fenced) 2392-2648 (3248); S0 2648-3672;
+    # C1 3248-4272; S1 4272-5296
     hw = tiny(hbm_latency=600)
     _, s, _, _ = gpu.gemm_cost(256, 256, 64, 1, hw, sparse_a=False)
     assert s.compute_cycles.tolist() == [1024, 1024]
-    assert run_tiles(s, bytes_per_cycle=64, latency_cycles=600).total_cycles == 4440
+    assert run_tiles(s, bytes_per_cycle=64, latency_cycles=600).total_cycles == 5296
 
 
 def test_split_k_for_few_tiles():
@@ -233,7 +268,10 @@ def test_shipped_a100_yaml_conv_fwd_and_first_layer():
 
     from accelsim.hw import load_hw
 
+    import dataclasses
+
     hw = load_hw(Path(__file__).resolve().parents[1] / "hwconfigs" / "a100_24.yaml")
+    hw = dataclasses.replace(hw, compute=dataclasses.replace(hw.compute, cta_tiles=((128, 128, 32),)))
     # 3x3 conv, C = K = 64, weight 2:4 along C (keep c % 4 in {0, 2}): fwd runs the weight as mma.sp's A
     w = np.zeros((64, 64, 3, 3), dtype=bool)
     w[:32, 0::4] = True
@@ -247,8 +285,10 @@ def test_shipped_a100_yaml_conv_fwd_and_first_layer():
     sp, dn = gpu.op_cost(work, hw, sparse=True), gpu.op_cost(work, hw.dense(), sparse=False)
     assert (sp.sparse_operand, sp.fallback) == ("weight", None)
     # C^T = W^T X^T: M = 64 filters, N = 2*16*16 = 512 pixels -> 1 x 4 tiles, 576/32 = 18 steps;
-    # 4 tiles < 108 SMs: split-K 18 ways -> 72 CTAs of one 512-cycle step (256 with mma.sp)
-    assert sp.compute_cycles * 2 == dn.compute_cycles == 512
+    # 4 tiles < 108 SMs: split-K 18 ways -> 72 CTAs of one 512-cycle step (256 with mma.sp).
+    # Epilogue: 72 partial tiles of 64 valid rows x 128 x 4 B = 2359296 B into L2 at 5120 B/cycle
+    # = 461 cycles; reduction kernel: reads those partials and writes 64 x 512 x 2 B = 2424832 B -> 474
+    assert dn.compute_cycles == 512 + 461 + 474 and sp.compute_cycles == 256 + 461 + 474
     assert sp.fixed_cycles == dn.fixed_cycles == 2 * math.ceil(4e-6 * 1.41e9)  # GEMM + split-K reduction
     # the compressed weight moves 9/16 of its dense bytes; the input is read once (fits in L2)
     assert sp.tiles.load_bytes["weight"].sum() == 64 * 576 * 9 // 8
@@ -285,7 +325,7 @@ def test_bad_sparse_mma_shape_names_the_file():
     import dataclasses
 
     hw = tiny()
-    hw = dataclasses.replace(hw, compute=dataclasses.replace(hw.compute, sparse_mma_shape=(16, 8, 24), cta_tile=(128, 128, 48)))
+    hw = dataclasses.replace(hw, compute=dataclasses.replace(hw.compute, sparse_mma_shape=(16, 8, 24), cta_tiles=((128, 128, 48),)))
     with pytest.raises(HardwareConfigError, match="tiny.yaml: compute.sparse_mma_shape"):
         gpu.gemm_cost(64, 64, 64, 1, hw, sparse_a=False)
 

@@ -55,6 +55,32 @@ def test_compute_bound(method):
     assert (r.total_cycles, r.stall_cycles) == (86, 6)
 
 
+@pytest.mark.parametrize("method", ["simpy", "replay"])
+def test_fence_stops_prefetch(method):
+    # test_stores_share_the_channel's stream with tile 2 fenced (a new CTA / kernel):
+    # L0 0-8 (10), L1 8-16 (18); C0 10-20; S0 20-24; L2 must wait for C1: C1 20-30; L2 30-38
+    # (arrives 40); S1 38-42; C2 40-50; S2 50-54.  total 54 (48 unfenced).
+    s = TileStream(np.array([10, 10, 10]), {"a": np.array([8, 8, 8])}, np.array([4, 4, 4]),
+                   np.array([False, False, True]))
+    r = run_tiles(s, bytes_per_cycle=1, latency_cycles=2, method=method)
+    assert (r.total_cycles, r.stall_cycles) == (54, 24)
+
+
+@pytest.mark.parametrize("method", ["simpy", "replay"])
+def test_fence_on_second_tile_blocks_the_initial_prefetch(method):
+    # tile 1 fenced: L0 0-8 (10); C0 10-20; L1 20-28 (30); L2 28-36 (38), it was queued behind L1;
+    # C1 30-40; C2 40-50.  total 50.  A fence on a tile that loads nothing changes nothing.
+    s = TileStream(np.array([10, 10, 10]), {"a": np.array([8, 8, 8])}, np.zeros(3), np.array([False, True, False]))
+    assert run_tiles(s, bytes_per_cycle=1, latency_cycles=2, method=method).total_cycles == 50
+    s0 = TileStream(np.array([10, 10]), {"a": np.array([8, 0])}, np.zeros(2), np.array([False, True]))
+    assert run_tiles(s0, bytes_per_cycle=1, latency_cycles=2, method=method).total_cycles == 30
+
+
+def test_fence_must_be_bool_per_tile():
+    with pytest.raises(ValueError, match="fence"):
+        TileStream(np.array([1, 2]), {"a": np.array([1, 1])}, np.zeros(2), np.array([1, 0]))
+
+
 def test_transfer_cycles_round_up():
     assert transfer_cycles(np.array([0, 1, 4, 5, 7]), 2.0).tolist() == [0, 1, 2, 3, 4]
     assert transfer_cycles(np.array([5]), 0.5).tolist() == [10]
@@ -76,7 +102,8 @@ def test_zero_load_tiles_wait_only_for_predecessor():
 
 def test_timeline_intervals_are_merged():
     raw_s = memory._run_simpy(np.array([10, 10, 10]), np.array([8, 8, 8]), np.array([True] * 3),
-                              np.zeros(3, np.int64), np.array([False] * 3), 2, 2)[1]
+                              np.zeros(3, np.int64), np.array([False] * 3), 2, 2,
+                              np.zeros(3, bool))[1]
     assert merge_intervals(raw_s) == [("compute", 10, 40), ("dma", 0, 16), ("dma", 20, 28)]
 
 
@@ -100,7 +127,8 @@ def test_replay_equals_simpy_bit_for_bit_on_random_streams():
         la = rng.integers(0, 40, n) * (rng.random(n) < 0.7)
         lb = rng.integers(0, 40, n) * (rng.random(n) < 0.5)
         st = rng.integers(0, 30, n) * (rng.random(n) < 0.4)
-        s = TileStream(c, {"a": la, "b": lb}, st)
+        fence = rng.random(n) < rng.choice([0.0, 0.2, 0.6])
+        s = TileStream(c, {"a": la, "b": lb}, st, fence)
         kw = dict(bytes_per_cycle=float(rng.choice([1.0, 2.5, 7.0, 0.75])),
                   latency_cycles=int(rng.integers(0, 6)), double_buffer=bool(rng.random() < 0.7))
         a = memory._run_simpy(*_prepared(s, kw))
@@ -113,7 +141,7 @@ def _prepared(s, kw):
     load = s.load_bytes["a"] + s.load_bytes["b"]
     return (s.compute_cycles, transfer_cycles(load, kw["bytes_per_cycle"]), load > 0,
             transfer_cycles(s.store_bytes, kw["bytes_per_cycle"]), s.store_bytes > 0,
-            kw["latency_cycles"], 2 if kw["double_buffer"] else 1)
+            kw["latency_cycles"], 2 if kw["double_buffer"] else 1, s.fence & (load > 0))
 
 
 def test_long_stream_uses_replay_and_matches_closed_form():

@@ -65,7 +65,8 @@ class GpuCompute:
     sparse_mma_shape: tuple[int, int, int]
     data_type: str
     element_bytes: int
-    cta_tile: tuple[int, int, int]  # M, N, K of a thread block
+    # M, N, K of a thread block; several = the library's candidates, the fastest is used per GEMM
+    cta_tiles: tuple[tuple[int, int, int], ...]
     ctas_per_sm: int
     launch_overhead_s: float
 

@@ -104,6 +104,16 @@ class _Ctx:
             raise self.fail(_k(where, key), f"expected three positive integers [M, N, K], got {v!r}")
         return (int(v[0]), int(v[1]), int(v[2]))
 
+    def triples(self, d, key: str, where: str) -> tuple[tuple[int, int, int], ...]:
+        """One [M, N, K] or a non-empty list of them (duplicates refused)."""
+        v = d.get(key)
+        if isinstance(v, (list, tuple)) and v and all(isinstance(x, (list, tuple)) for x in v):
+            out = tuple(self.triple({key: x}, key, where) for x in v)
+            if len(set(out)) != len(out):
+                raise self.fail(_k(where, key), f"lists a tile twice: {v!r}")
+            return out
+        return (self.triple(d, key, where),)
+
     def unit(self, fn, value, key: str, **kw):
         try:
             return fn(value, **kw)
@@ -138,7 +148,7 @@ def _compute(ctx: _Ctx, family: str, c) -> object:
                           dense_macs_per_cycle_per_core=ctx.int_(c, "dense_macs_per_cycle_per_core", "compute"),
                           mma_shape=ctx.triple(c, "mma_shape", "compute"),
                           sparse_mma_shape=ctx.triple(c, "sparse_mma_shape", "compute"),
-                          data_type=dt, element_bytes=eb, cta_tile=ctx.triple(c, "cta_tile", "compute"),
+                          data_type=dt, element_bytes=eb, cta_tiles=ctx.triples(c, "cta_tile", "compute"),
                           ctas_per_sm=ctx.int_(c, "ctas_per_sm", "compute", default=1),
                           launch_overhead_s=launch)
     ctx.keys(c, "compute", valid, ("tiles", "pe_rows", "pe_cols", "lanes", "data_type"))

@@ -3,10 +3,12 @@
 
 A lowered op C[M,N] += A[M,K] @ B[K,N] (x groups) runs as one kernel launch of CTA tiles:
 
-* Tiling. CTA tile (tm, tn, tk) = ``cta_tile``. Tiles = groups * ceil(M/tm) * ceil(N/tn); a partial
-  tile costs a full one (tile quantisation) and so does a partial K slice (K runs in ceil(K/tk)
-  main-loop steps on zero-filled data). Tiles are issued in waves of SMs * ctas_per_sm in a
-  swizzled raster (bands of SWIZZLE = 8 column tiles, row after row inside a band; cta_order).
+* Tiling. CTA tile (tm, tn, tk), one of ``cta_tiles``: each candidate is costed through the memory
+  engine and the fastest is used (gemm_cost; a library picks a kernel per problem size). Tiles =
+  groups * ceil(M/tm) * ceil(N/tn); a partial tile costs a full one (tile quantisation) and so does
+  a partial K slice (K runs in ceil(K/tk) main-loop steps on zero-filled data). Tiles are issued in
+  waves of SMs * ctas_per_sm in a swizzled raster (bands of SWIZZLE = 8 column tiles, row after row
+  inside a band; cta_order). The CTAs of a wave run in lockstep (an ASSUMPTION of this model).
 * MMA rate. An SM does ``tensor_cores_per_sm * dense_macs_per_cycle_per_core`` dense MACs per cycle
   (A100 fp16: 4 x 256 = 1024). ``mma.sp`` issues ``sparse_mma_shape`` (m16n8k32) in the time of the
   dense ``mma_shape`` (m16n8k16), so a 2:4 A operand multiplies the rate by the ratio of the two
@@ -17,29 +19,39 @@ A lowered op C[M,N] += A[M,K] @ B[K,N] (x groups) runs as one kernel launch of C
   slices so every SM gets a CTA (the usual cuBLAS/CUTLASS remedy for small-M*N GEMMs such as conv
   wgrad; an assumption of this model, not a measured heuristic). Each slice writes an fp32 (4-byte)
   partial tile; a second kernel (one more launch) reads the s partials and writes the output. The
-  partials stay in L2 when s*M*N*4 bytes fit there, else they go to HBM and back. The reduction's
-  additions (s*M*N on the CUDA cores) are not modelled.
+  partials stay in L2 when s*M*N*4 bytes fit there, else they go to HBM and back. The reduction
+  kernel is fenced (a new launch) and moves its bytes at the L2 bandwidth; its additions (s*M*N on
+  the CUDA cores) are not modelled.
 * HBM traffic with L2 reuse (derivation). Every CTA streams an A panel (its tm rows x K) and a B
   panel (K x its tn columns) through shared memory. CTAs of one wave run together, so a panel shared
-  by several CTAs of a wave is fetched from HBM once per wave (L2 hit for the others). If all of A
-  and B fit in L2 (``capacity`` of the last shared level before DRAM), a panel fetched once stays
-  there: each is read from HBM once (charged to the first wave that touches it). Otherwise L2 is
-  assumed to hold only the current wave's panels, so every wave re-reads the panels it touches.
-  Panel bytes scale by min(1, stored tensor elements / GEMM operand elements): an implicit-GEMM
-  convolution reads each input element from HBM once per pass over it, not once per overlapping
-  im2col window (1 for matmuls, dgrad's grad_output and weights). The output (M x N, same scaling for
-  dgrad's col2im) is written once, ``element_bytes`` per element (gemm_cost's ``out_bytes`` can say
-  otherwise, e.g. INT32 results of an INT8 GEMM).
+  by several CTAs of a wave is fetched from HBM once per wave (L2 hit for the others). Across waves
+  L2 (``capacity`` of the last shared level before DRAM) is an LRU cache at panel granularity
+  (l2_panel_misses): a panel touched again is a hit if the distinct panel bytes touched since its
+  last use fit. L2 hits cost no latency (ASSUMPTION). Panel bytes scale by min(1, stored tensor
+  elements / GEMM operand elements): an implicit-GEMM convolution reads each input element from HBM
+  once per pass over it, not once per overlapping im2col window (1 for matmuls, dgrad's grad_output
+  and weights). The output (M x N, same scaling for dgrad's col2im) is written once,
+  ``element_bytes`` per element (gemm_cost's ``out_bytes`` can say otherwise, e.g. INT32 results of
+  an INT8 GEMM).
+* L2 bandwidth (when the L2 level gives one; A100: 5120 B/clk, whitepaper). Per main-loop step the
+  wave's CTAs read their A and B slices from L2, so a step takes the larger of the MMA time and
+  those bytes / the L2 bandwidth -- with mma.sp the dense B slice often decides. The epilogue (each
+  CTA writes its output tile through shared memory into global memory, CUTLASS's threadblock
+  epilogue, while the tensor cores wait) costs the wave's output bytes / the L2 bandwidth, added to
+  its last chunk; the split-K reduction kernel reads all partials and writes the output at it.
+* Prologue. CTAs are not persistent: a wave's CTAs start when the previous wave's have exited and
+  only then issue their first loads, so each wave's first chunk is a fenced engine tile (no
+  prefetch across it; memory.py): its HBM transfer and the DRAM latency are exposed per wave.
 * Sparse A stored compressed: the 2:4 operand is kept as half its values plus a 2-bit position per
   kept value (PTX sparse storage; formats.storage_bits("nm")), 9/16 of dense for fp16. Compressing a
   non-weight operand at run time (cuSPARSELt's compress kernel) is not modelled.
 * Memory engine. The op becomes a TileStream with one tile per (wave, chunk of main-loop steps):
-  compute = the chunk's MMA cycles (per step the larger of the MMA time and the L2 -> SM feed when
-  the L2 level has a finite bandwidth), loads = the chunk's share of the wave's HBM bytes, stores =
-  the wave's output after its last chunk (gemm_stream says how chunks are sized). The engine
-  (memory.run_tiles, double-buffered) overlaps the next chunk's HBM loads with the current MMAs,
-  so bandwidth stalls fall out of it. Kernel launch overhead (``launch_overhead_s``) is
-  FamilyCost.fixed_cycles.
+  compute = the chunk's step cycles (plus the epilogue on a wave's last chunk), loads = the chunk's
+  share of the wave's HBM bytes, stores = the wave's output after its last chunk. Chunks hold enough
+  steps that the next chunk's loads arrive in time (pipeline_chunk: Little's law, capped by two
+  chunks of slices fitting shared memory). The engine (memory.run_tiles, double-buffered, fences at
+  wave starts) overlaps the next chunk's HBM loads with the current MMAs, so bandwidth and latency
+  stalls fall out of it. Kernel launch overhead (``launch_overhead_s``) is FamilyCost.fixed_cycles.
 * When sparsity is used. mma.sp takes only its first operand sparse (FACTS.md). The rate applies only
   when a candidate operand is 2:4 along the reduction dim of *this* pass
   (kernels.nm_compliance == 1.0) and M, N, K are multiples of 32 / element_bytes (cuSPARSELt: 16 for
@@ -92,6 +104,7 @@ class GemmPlan:
     waves: int
     step_cycles: int  # one CTA main-loop step alone on an SM
     rate_factor: int  # 2 for 2:4 mma.sp on A100, 1 dense
+    tile: tuple[int, int, int]  # the CTA tile (tm, tn, tk) of this plan
 
 
 def mma_rate_factor(gpu, where: str = "hardware file") -> int:
@@ -113,9 +126,12 @@ def sparse_dim_multiple(element_bytes: int) -> int:
     return max(1, 32 // int(element_bytes))
 
 
-def plan_gemm(m: int, n: int, k: int, groups: int, gpu, *, sparse_a: bool) -> GemmPlan:
-    """Tiles, split-K, waves and the per-step MMA cycles of one GEMM (module docstring)."""
-    tm, tn, tk = gpu.cta_tile
+def plan_gemm(m: int, n: int, k: int, groups: int, gpu, *, sparse_a: bool,
+              tile: tuple[int, int, int] | None = None) -> GemmPlan:
+    """Tiles, split-K, waves and the per-step MMA cycles of one GEMM with CTA tile ``tile`` (default:
+    the first of ``cta_tiles``; module docstring)."""
+    tile = tuple(tile) if tile is not None else gpu.cta_tiles[0]
+    tm, tn, tk = tile
     tiles_m, tiles_n = -(-m // tm), -(-n // tn)
     tiles = groups * tiles_m * tiles_n
     ksteps_total = max(1, -(-k // tk))
@@ -129,7 +145,7 @@ def plan_gemm(m: int, n: int, k: int, groups: int, gpu, *, sparse_a: bool) -> Ge
     wave_size = gpu.sms * gpu.ctas_per_sm
     ctas = tiles * split
     return GemmPlan(m, n, k, groups, tiles_m, tiles_n, split, ctas, ksteps, wave_size,
-                    -(-ctas // wave_size), step_cycles, rate_factor)
+                    -(-ctas // wave_size), step_cycles, rate_factor, tile)
 
 
 def _l2_level(hw):
@@ -181,10 +197,54 @@ class GemmTraffic:
     a: np.ndarray  # int64 per wave: A panels fetched from HBM
     b: np.ndarray  # int64 per wave: B panels
     out: np.ndarray  # int64 per wave: output (or split-K partials) written at the wave's end
+    epilogue: np.ndarray  # int64 per wave: bytes the wave's CTAs write out of their SMs (into L2)
     l2_step: np.ndarray  # float per wave: bytes all CTAs of the wave read from L2 per main-loop step
     final_load: int  # split-K: partials the reduction kernel reads from HBM (0 when they stay in L2)
     final_store: int  # split-K: the reduced output the reduction kernel writes
-    fits_l2: bool
+
+
+def l2_panel_misses(wave: np.ndarray, key: np.ndarray, nbytes: np.ndarray, n_waves: int,
+                    capacity: int | None) -> np.ndarray:
+    """Which (CTA, panel) touches fetch the panel from HBM: a bool per entry, True on exactly one
+    entry per (wave, panel) that misses.
+
+    L2 as an LRU cache at wave and panel granularity (LRU stack distance, Mattson et al. 1970): the
+    CTAs of a wave touch their panels together; a panel last touched in wave t is still in L2 in
+    wave w if the distinct panel bytes touched in waves t..w (itself included) fit ``capacity``.
+    First touches always miss; with no L2 (``capacity`` None) every wave fetches its panels."""
+    out = np.zeros(len(key), dtype=bool)
+    if not len(key):
+        return out
+    nkeys = int(key.max()) + 1
+    pair, first = np.unique(wave * nkeys + key, return_index=True)  # sorted by wave, then key
+    pw, pk = pair // nkeys, pair % nkeys
+    size = np.zeros(nkeys, dtype=np.float64)
+    size[key] = nbytes
+    cap = -1.0 if capacity is None else float(capacity)
+    last = np.full(nkeys, -1, dtype=np.int64)
+    bounds = np.searchsorted(pw, np.arange(n_waves + 1))
+    for w in range(n_waves):
+        lo, hi = bounds[w], bounds[w + 1]
+        if lo == hi:
+            continue
+        p = pk[lo:hi]
+        t = last[p]
+        miss = t < 0
+        reuse = ~miss
+        if reuse.any():
+            seen = last >= 0
+            # bytes of every panel whose last touch is at or after t (suffix sums over waves) ...
+            by_last = np.bincount(last[seen], weights=size[seen], minlength=w)
+            suffix = np.cumsum(by_last[::-1])[::-1]
+            # ... plus this wave's panels last touched before t (or never)
+            order = np.argsort(t, kind="stable")
+            cum = np.concatenate([[0.0], np.cumsum(size[p][order])])
+            tr = t[reuse]
+            window = suffix[tr] + cum[np.searchsorted(t[order], tr, side="left")]
+            miss[reuse] = window > cap
+        out[first[lo:hi][miss]] = True
+        last[p] = w
+    return out
 
 
 def gemm_traffic(plan: GemmPlan, gpu, l2_capacity: int | None, *, compressed_a: bool,
@@ -193,7 +253,7 @@ def gemm_traffic(plan: GemmPlan, gpu, l2_capacity: int | None, *, compressed_a: 
     """HBM traffic per wave. ``scale_*``: unique-data factors min(1, tensor elements / GEMM operand
     elements) of an implicit-GEMM convolution (1 for matmuls). ``out_bytes``: bytes per output
     element (default element_bytes: the output has the inputs' type)."""
-    tm, tn, tk = gpu.cta_tile
+    tm, tn, tk = plan.tile
     e = gpu.element_bytes
     eo = e if out_bytes is None else int(out_bytes)
     m, n, k, s = plan.m, plan.n, plan.k, plan.split_k
@@ -203,23 +263,17 @@ def gemm_traffic(plan: GemmPlan, gpu, l2_capacity: int | None, *, compressed_a: 
     cols_valid = np.minimum(tn, n - col * tn)
     k_len = np.clip(k - split * plan.ksteps * tk, 0, plan.ksteps * tk)  # K elements of each slice
 
-    a_all = float(scale_a) * plan.groups * m * a_row_bytes(k, e, compressed_a)
-    b_all = float(scale_b) * plan.groups * n * k * e
-    fits = l2_capacity is not None and a_all + b_all <= l2_capacity
-
-    def per_wave(panel: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
-        # HBM bytes per wave of distinct panels: first touch only when everything fits in L2,
-        # else once per wave that touches the panel. np.unique's return_index is the first CTA.
-        key = (split * plan.groups + g) * (panel.max(initial=0) + 1) + panel
-        if not fits:
-            key = wave * (key.max(initial=0) + 1) + key
-        _, first = np.unique(key, return_index=True)
-        out = np.zeros(plan.waves, dtype=np.float64)
-        np.add.at(out, wave[first], nbytes[first])
-        return out
-
-    a_w = per_wave(row, rows_valid * a_row_bytes(k_len, e, compressed_a))
-    b_w = per_wave(col, cols_valid * k_len * e)
+    # A and B panels in one key space: (split, group, row tile) for A, then (split, group, col tile)
+    sg = split * plan.groups + g
+    n_a = plan.split_k * plan.groups * plan.tiles_m
+    key = np.concatenate([sg * plan.tiles_m + row, n_a + sg * plan.tiles_n + col])
+    nbytes = np.concatenate([rows_valid * a_row_bytes(k_len, e, compressed_a), cols_valid * k_len * e])
+    sides = np.concatenate([np.zeros(plan.ctas, np.int64), np.ones(plan.ctas, np.int64)])
+    fetched = l2_panel_misses(np.concatenate([wave, wave]), key, nbytes, plan.waves, l2_capacity)
+    a_w = np.bincount(np.concatenate([wave, wave])[fetched & (sides == 0)],
+                      weights=nbytes[fetched & (sides == 0)], minlength=plan.waves)
+    b_w = np.bincount(np.concatenate([wave, wave])[fetched & (sides == 1)],
+                      weights=nbytes[fetched & (sides == 1)], minlength=plan.waves)
     a_w = _scaled(a_w, scale_a)
     b_w = _scaled(b_w, scale_b)
 
@@ -237,10 +291,13 @@ def gemm_traffic(plan: GemmPlan, gpu, l2_capacity: int | None, *, compressed_a: 
             final_load = partials
         final_store = int(_scaled(np.array([plan.groups * m * n * eo]), scale_out)[0])
 
+    # SM -> L2: every CTA writes its output tile (split-K: its fp32 partial tile), whether or not
+    # the bytes go on to HBM
+    epi = out_w if s == 1 else out_elems * PARTIAL_BYTES
     # L2 -> SM: each CTA reads its own A and B slices every step (im2col tiles, no unique scaling)
     l2 = np.zeros(plan.waves, dtype=np.float64)
     np.add.at(l2, wave, rows_valid * a_row_bytes(tk, e, compressed_a) + cols_valid * tk * e)
-    return GemmTraffic(a_w, b_w, out_w, l2, int(final_load), final_store, bool(fits))
+    return GemmTraffic(a_w, b_w, out_w, np.asarray(epi, dtype=np.int64), l2, int(final_load), final_store)
 
 
 def _scaled(nbytes: np.ndarray, scale: Fraction | int) -> np.ndarray:
@@ -252,15 +309,12 @@ def _scaled(nbytes: np.ndarray, scale: Fraction | int) -> np.ndarray:
 
 
 def gemm_stream(plan: GemmPlan, traffic: GemmTraffic, gpu, names: tuple[str, str],
-                l2_bytes_per_cycle: float = math.inf, latency_cycles: int = 0) -> TileStream:
+                l2_bytes_per_cycle: float = math.inf, latency_cycles: int = 0,
+                hbm_bytes_per_cycle: float = math.inf, smem_bytes: int | None = None) -> TileStream:
     """The op as a TileStream: each wave's main loop cut into chunks of ``chunk`` steps (one stream
     tile each: the chunk's MMA cycles, its share of the wave's HBM loads), the wave's output stored
-    after its last chunk; split-K appends the reduction kernel's traffic as a last tile.
-
-    chunk = ceil(DRAM latency / wave step cycles) steps: Ampere's multistage cp.async main loop
-    keeps enough K slices in flight to cover the DRAM latency (the reason it exists), and the
-    double-buffered engine reproduces that when each of its two buffers holds >= latency cycles of
-    MMA work. The loads are spread over a wave's chunks in proportion to their steps."""
+    after its last chunk; split-K appends the reduction kernel's traffic as a last tile. Chunk size:
+    pipeline_chunk. The loads are spread over a wave's chunks in proportion to their steps."""
     ks = plan.ksteps
     cnt = np.full(plan.waves, plan.wave_size, dtype=np.int64)
     if plan.waves:
@@ -268,7 +322,11 @@ def gemm_stream(plan: GemmPlan, traffic: GemmTraffic, gpu, names: tuple[str, str
     step = -(-cnt // gpu.sms) * plan.step_cycles  # CTAs on the busiest SM x one CTA's step
     if math.isfinite(l2_bytes_per_cycle):
         step = np.maximum(step, np.ceil(traffic.l2_step / l2_bytes_per_cycle).astype(np.int64))
-    chunk = int(min(ks, max(1, -(-int(latency_cycles) // int(step.min(initial=1) or 1)))))
+    tm, tn, tk = plan.tile
+    stage = tm * a_row_bytes(tk, gpu.element_bytes, plan.rate_factor > 1) + tk * tn * gpu.element_bytes
+    max_chunk = ks if smem_bytes is None else max(1, int(smem_bytes // (2 * gpu.ctas_per_sm * stage)))
+    load_step = (traffic.a + traffic.b) / ks / hbm_bytes_per_cycle  # HBM cycles per main-loop step
+    chunk = pipeline_chunk(step, load_step, int(latency_cycles), min(ks, max_chunk))
     nch = -(-ks // chunk)
     cum = np.minimum(np.arange(1, nch + 1, dtype=np.int64) * chunk, ks)  # steps done after each chunk
     steps = np.diff(cum, prepend=0)
@@ -282,32 +340,70 @@ def gemm_stream(plan: GemmPlan, traffic: GemmTraffic, gpu, names: tuple[str, str
     loads = {names[0]: spread(traffic.a), names[1]: spread(traffic.b)}
     store = np.zeros(plan.waves * nch, dtype=np.int64)
     store[nch - 1 :: nch] = traffic.out
+    # Epilogue: after its main loop a CTA converts its accumulators and writes the output tile
+    # through shared memory to global memory (CUTLASS epilogue); the tensor cores wait meanwhile.
+    # Its SM side runs at the L2 bandwidth shared by the wave; the HBM write-back is the posted store.
+    compute[nch - 1 :: nch] += _l2_cycles(traffic.epilogue, l2_bytes_per_cycle)
+    # Prologue: a wave's CTAs are new CTAs; they issue their first loads once resident, after the
+    # previous wave's CTAs have exited, so nothing of wave w+1 is prefetched during wave w.
+    fence = np.zeros(plan.waves * nch, dtype=np.bool_)
+    fence[nch::nch] = True
     if plan.split_k > 1:
-        compute = np.append(compute, 0)
+        # the reduction kernel (a second launch, fenced too) reads the s partial tiles through L2
+        # and writes the output
+        red = plan.split_k * plan.groups * plan.m * plan.n * PARTIAL_BYTES + traffic.final_store
+        compute = np.append(compute, _l2_cycles(np.array([red]), l2_bytes_per_cycle))
         store = np.append(store, traffic.final_store)
         loads = {nm: np.append(v, 0) for nm, v in loads.items()}
         loads["partials"] = np.zeros(len(compute), dtype=np.int64)
         loads["partials"][-1] = traffic.final_load
-    return TileStream(compute, loads, store)
+        fence = np.append(fence, True)
+    return TileStream(compute, loads, store, fence)
+
+
+def pipeline_chunk(step: np.ndarray, load_step: np.ndarray, latency: int, max_chunk: int) -> int:
+    """Main-loop steps per engine tile: the fewest c with c*step >= latency + c*load_step in every
+    wave, at most ``max_chunk`` (two chunks of A and B slices must fit shared memory; a wave whose
+    step is not longer than its loads is bandwidth-bound and gets ``max_chunk``).
+
+    Why (derivation): the engine double-buffers one tile ahead, so tile i+2's load is issued when
+    tile i ends and must arrive (its transfer plus the DRAM latency) before tile i+1 ends. That is
+    Little's law for the bytes in flight, and it is what Ampere's multistage cp.async main loop is
+    for: enough K slices in flight to cover the latency (CUTLASS "multistage" pipelines)."""
+    if max_chunk <= 1 or not step.size:
+        return max(1, int(max_chunk))
+    slack = step.astype(np.float64) - np.asarray(load_step, dtype=np.float64)
+    if (slack <= 0).any():
+        return int(max_chunk)
+    need = int(np.ceil(latency / slack).max()) if latency > 0 else 1
+    return int(min(max_chunk, max(1, need)))
+
+
+def _l2_cycles(nbytes: np.ndarray, l2_bytes_per_cycle: float) -> np.ndarray:
+    """Cycles to move ``nbytes`` through L2 at its bandwidth (0 where L2 has none given)."""
+    if not math.isfinite(l2_bytes_per_cycle):
+        return np.zeros(len(nbytes), dtype=np.int64)
+    return np.ceil(np.asarray(nbytes, dtype=np.float64) / l2_bytes_per_cycle).astype(np.int64)
 
 
 def check_gpu(hw) -> None:
     """Config facts the model relies on; a violation is a defect of the hardware file."""
     gpu = hw.compute
     where = hw.source or hw.name
-    tm, tn, tk = gpu.cta_tile
-    for label, shape in (("mma_shape", gpu.mma_shape), ("sparse_mma_shape", gpu.sparse_mma_shape)):
-        if tm % shape[0] or tn % shape[1] or tk % shape[2]:
-            raise HardwareConfigError(f"{where}: compute.cta_tile {gpu.cta_tile} is not a multiple of {label} {shape}")
     mma_rate_factor(gpu, where)
     smem = _smem_level(hw)
-    if smem is not None:
-        # two pipeline stages of the A and B slices per resident CTA (double-buffered main loop)
-        need = 2 * (tm * tk + tk * tn) * gpu.element_bytes * gpu.ctas_per_sm
-        if need > smem.capacity_bytes:
-            raise HardwareConfigError(
-                f"{where}: {gpu.ctas_per_sm} CTAs of {gpu.cta_tile} need {need} bytes of {smem.name} per SM "
-                f"(two stages of A and B slices), it holds {smem.capacity_bytes}")
+    for tile in gpu.cta_tiles:
+        tm, tn, tk = tile
+        for label, shape in (("mma_shape", gpu.mma_shape), ("sparse_mma_shape", gpu.sparse_mma_shape)):
+            if tm % shape[0] or tn % shape[1] or tk % shape[2]:
+                raise HardwareConfigError(f"{where}: compute.cta_tile {list(tile)} is not a multiple of {label} {shape}")
+        if smem is not None:
+            # two pipeline stages of the A and B slices per resident CTA (double-buffered main loop)
+            need = 2 * (tm * tk + tk * tn) * gpu.element_bytes * gpu.ctas_per_sm
+            if need > smem.capacity_bytes:
+                raise HardwareConfigError(
+                    f"{where}: {gpu.ctas_per_sm} CTAs of {list(tile)} need {need} bytes of {smem.name} per SM "
+                    f"(two stages of A and B slices), it holds {smem.capacity_bytes}")
 
 
 def launch_cycles(hw) -> int:
@@ -318,22 +414,44 @@ def gemm_cost(m: int, n: int, k: int, groups: int, hw, *, sparse_a: bool, names:
               scale_a: Fraction | int = 1, scale_b: Fraction | int = 1, scale_out: Fraction | int = 1,
               out_bytes: int | None = None):
     """(plan, TileStream, fixed cycles, dense-format bytes per operand) of one GEMM on the GPU,
-    A given as ``names[0]``; ``sparse_a``: A is 2:4 and stored compressed (mma.sp rate)."""
+    A given as ``names[0]``; ``sparse_a``: A is 2:4 and stored compressed (mma.sp rate).
+
+    With several ``cta_tiles`` each is costed and the fastest kept (least total cycles through
+    memory.run_tiles plus launches; ties: fewer DRAM bytes, then the earlier tile): the library picks
+    a kernel per problem size (cuBLAS heuristics, cuSPARSELt's cusparseLtMatmulSearch autotuning).
+    The dense baseline and the sparse run choose independently."""
+    from accelsim.sim.memory import run_tiles
+
     check_gpu(hw)
     gpu = hw.compute
     l2 = _l2_level(hw)
     cap = None if l2 is None else l2.capacity_bytes
     l2_bpc = math.inf if l2 is None else l2.bandwidth_bytes_per_s / hw.clock_hz
-    plan = plan_gemm(m, n, k, groups, gpu, sparse_a=sparse_a)
+    smem = _smem_level(hw)
+    dram = hw.dram()
+    hbm_bpc = dram.bandwidth_bytes_per_s / hw.clock_hz
     scales = dict(scale_a=scale_a, scale_b=scale_b, scale_out=scale_out, out_bytes=out_bytes)
-    traffic = gemm_traffic(plan, gpu, cap, compressed_a=sparse_a, **scales)
-    stream = gemm_stream(plan, traffic, gpu, names, l2_bpc, hw.dram().latency_cycles)
+    best = None
+    for tile in gpu.cta_tiles:
+        plan = plan_gemm(m, n, k, groups, gpu, sparse_a=sparse_a, tile=tile)
+        traffic = gemm_traffic(plan, gpu, cap, compressed_a=sparse_a, **scales)
+        stream = gemm_stream(plan, traffic, gpu, names, l2_bpc, dram.latency_cycles, hbm_bpc,
+                             None if smem is None else smem.capacity_bytes)
+        fixed = launch_cycles(hw) * (2 if plan.split_k > 1 else 1)
+        if len(gpu.cta_tiles) == 1:
+            best = (plan, traffic, stream, fixed)
+            break
+        total = run_tiles(stream, bytes_per_cycle=hbm_bpc, latency_cycles=dram.latency_cycles).total_cycles
+        nbytes = sum(int(v.sum()) for v in stream.load_bytes.values()) + int(stream.store_bytes.sum())
+        key = (total + fixed, nbytes)
+        if best is None or key < best[4]:
+            best = (plan, traffic, stream, fixed, key)
+    plan, traffic, stream, fixed = best[:4]
     dense_t = gemm_traffic(plan, gpu, cap, compressed_a=False, **scales) if sparse_a else traffic
     dense_bytes = {names[0]: int(dense_t.a.sum()), names[1]: int(dense_t.b.sum()),
                    "output": int(dense_t.out.sum()) + dense_t.final_store}
     if plan.split_k > 1:
         dense_bytes["partials"] = dense_t.final_load
-    fixed = launch_cycles(hw) * (2 if plan.split_k > 1 else 1)
     return plan, stream, fixed, dense_bytes
 
 

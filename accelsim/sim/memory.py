@@ -16,6 +16,11 @@ of output back. The machine:
   loads, compute and stores serialise.
 * one compute unit: tile i starts when tile i-1 has finished and tile i's loads have arrived.
   A tile with no bytes to load waits for nothing but its predecessor.
+* fences: a tile marked ``fence`` starts something new that cannot be prefetched -- a new CTA on a
+  GPU SM (it can only issue its first loads once resident, i.e. after the previous CTA on that SM
+  has exited) or a new kernel launch. Its load is not issued before tile i-1's compute has ended:
+  the DMA queue waits there (``... S_{i-2}; wait compute i-1; L_i; S_{i-1} ...``), so the load's
+  transfer and latency are exposed. Without fences the program is exactly the one above.
 
 ``total`` is when the last compute or store ends; ``stall = total - sum(compute)``. Cycles are
 integers and the model is deterministic.
@@ -60,12 +65,20 @@ class TileStream:
     compute_cycles: np.ndarray  # int64 per tile
     load_bytes: dict[str, np.ndarray]  # per operand, bytes fetched from DRAM before the tile runs
     store_bytes: np.ndarray  # int64 per tile, output bytes written after the tile
+    fence: np.ndarray | None = None  # bool per tile: no prefetch across it (module docstring)
 
     def __post_init__(self) -> None:
         self.compute_cycles = _as_counts(self.compute_cycles, "compute_cycles")
         t = self.compute_cycles.shape[0]
         self.store_bytes = _as_counts(self.store_bytes, "store_bytes", t)
         self.load_bytes = {k: _as_counts(v, f"load_bytes[{k!r}]", t) for k, v in self.load_bytes.items()}
+        if self.fence is None:
+            self.fence = np.zeros(t, dtype=np.bool_)
+        else:
+            f = np.asarray(self.fence)
+            if f.dtype != np.bool_ or f.shape != (t,):
+                raise ValueError(f"TileStream.fence must be a bool array of {t} tiles, got {f.dtype} {f.shape}")
+            self.fence = np.ascontiguousarray(f)
 
     @property
     def n_tiles(self) -> int:
@@ -125,12 +138,13 @@ def run_tiles(
     lflag = load > 0
     sflag = stream.store_bytes > 0
     depth = 2 if double_buffer else 1
+    fence = stream.fence & lflag  # a fence on a tile that loads nothing waits for nothing
     if method == "auto":
         method = "simpy" if t <= SIMPY_MAX_TILES else "replay"
     if method == "simpy":
-        total, raw = _run_simpy(c, ldur, lflag, sdur, sflag, int(latency_cycles), depth)
+        total, raw = _run_simpy(c, ldur, lflag, sdur, sflag, int(latency_cycles), depth, fence)
     elif method == "replay":
-        total, raw = _run_replay(c, ldur, lflag, sdur, sflag, int(latency_cycles), depth)
+        total, raw = _run_replay(c, ldur, lflag, sdur, sflag, int(latency_cycles), depth, fence)
     else:
         raise ValueError(f"method must be auto, simpy or replay, got {method!r}")
     compute = int(c.sum())
@@ -148,7 +162,7 @@ def run_tiles(
 # The model as simpy processes (the definition).
 
 
-def _run_simpy(c, ldur, lflag, sdur, sflag, lat: int, depth: int):
+def _run_simpy(c, ldur, lflag, sdur, sflag, lat: int, depth: int, fence):
     env = simpy.Environment()
     channel = simpy.Resource(env, capacity=1)
     n = len(c)
@@ -172,6 +186,8 @@ def _run_simpy(c, ldur, lflag, sdur, sflag, lat: int, depth: int):
 
     def load(j):
         if lflag[j]:
+            if fence[j] and j > 0:
+                yield done[j - 1]
             yield from transfer(ldur[j])
             env.process(deliver(j))
 
@@ -205,13 +221,19 @@ def _run_simpy(c, ldur, lflag, sdur, sflag, lat: int, depth: int):
 
 
 @njit(cache=True)
-def _replay(c, ldur, lflag, sdur, sflag, lat, depth, cstart, lstart, sstart):  # pragma: no cover
+def _replay(c, ldur, lflag, sdur, sflag, lat, depth, fence, cstart, lstart, sstart):  # pragma: no cover
+    # A fenced load L_j waits for compute j-1, which is only known in iteration j-1; the DMA queue
+    # is blocked meanwhile, so L_j is issued there (``pending``), before S_{j-1}, keeping the order.
     n = c.shape[0]
     arrive = np.zeros(n, dtype=np.int64)
     free = 0  # when the channel is next free (DMA queue position)
+    pending = -1  # a fenced load the queue is waiting to issue
     for j in range(min(depth, n)):
         lstart[j] = -1
         if lflag[j]:
+            if fence[j] and j > 0:
+                pending = j  # only j == 1 with depth 2; everything after it in the queue waits
+                break
             lstart[j] = free
             free += ldur[j]
             arrive[j] = free + lat
@@ -220,6 +242,12 @@ def _replay(c, ldur, lflag, sdur, sflag, lat, depth, cstart, lstart, sstart):  #
         s = max(cend, arrive[i])
         cstart[i] = s
         cend = s + c[i]
+        if pending == i + 1:
+            s = max(free, cend)
+            lstart[pending] = s
+            free = s + ldur[pending]
+            arrive[pending] = free + lat
+            pending = -1
         sstart[i] = -1
         if sflag[i]:
             s = max(free, cend)
@@ -229,19 +257,22 @@ def _replay(c, ldur, lflag, sdur, sflag, lat, depth, cstart, lstart, sstart):  #
         if j < n:
             lstart[j] = -1
             if lflag[j]:
-                s = max(free, cend)
-                lstart[j] = s
-                free = s + ldur[j]
-                arrive[j] = free + lat
+                if fence[j] and depth > 1:
+                    pending = j
+                else:
+                    s = max(free, cend)
+                    lstart[j] = s
+                    free = s + ldur[j]
+                    arrive[j] = free + lat
     return max(cend, free)
 
 
-def _run_replay(c, ldur, lflag, sdur, sflag, lat: int, depth: int):
+def _run_replay(c, ldur, lflag, sdur, sflag, lat: int, depth: int, fence):
     n = len(c)
     cstart = np.empty(n, dtype=np.int64)
     lstart = np.empty(n, dtype=np.int64)
     sstart = np.empty(n, dtype=np.int64)
-    total = _replay(c, ldur, lflag, sdur, sflag, lat, depth, cstart, lstart, sstart)
+    total = _replay(c, ldur, lflag, sdur, sflag, lat, depth, fence, cstart, lstart, sstart)
     raw = _Intervals(c, cstart, ldur, lstart, sdur, sstart)
     return int(total), raw
 

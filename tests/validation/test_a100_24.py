@@ -17,7 +17,7 @@ def test_int8_variant_is_derived_from_the_shipped_file():
     assert int8.compute.dense_macs_per_cycle_per_core == 2 * fp16.compute.dense_macs_per_cycle_per_core == 512
     assert int8.compute.mma_shape[2] == 32 and int8.compute.sparse_mma_shape[2] == 64
     assert int8.compute.element_bytes == 1
-    assert int8.compute.cta_tile[2] == 2 * fp16.compute.cta_tile[2]
+    assert [t[2] for t in int8.compute.cta_tiles] == [2 * t[2] for t in fp16.compute.cta_tiles]
     assert int8.memory == fp16.memory and int8.clock_hz == fp16.clock_hz
 
 
@@ -41,8 +41,9 @@ def test_published_points(report, name):
     assert_check(report, name, KF)
 
 
-def test_monotone_rise(report):
-    assert_check(report, "INT8 M=N=10240: speedup rises monotonically with K", KF)
+@pytest.mark.parametrize("name", [xfail_if_known("INT8 M=N=10240: speedup rises monotonically with K", KF)])
+def test_monotone_rise(report, name):
+    assert_check(report, name, KF)
 
 
 @pytest.mark.parametrize("shape", case_a100.FP16_LARGE + case_a100.FP16_SMALL)
