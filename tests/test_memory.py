@@ -32,12 +32,31 @@ def test_three_tiles_single_buffer_serialises(method):
 
 
 @pytest.mark.parametrize("method", ["simpy", "replay"])
-def test_stores_share_the_channel(method):
-    # as above plus 4-byte stores: C0 10-20; S0 20-24; L2 24-32 (arrives 34); C1 20-30;
-    # S1 waits for the channel: 32-36; C2 34-44; S2 44-48.  total 48.
+def test_stores_share_the_channel_after_loads(method):
+    # as above plus 4-byte stores: C0 10-20; L2 20-28 (arrives 30) goes before S0 (loads first):
+    # S0 28-32; C1 20-30; C2 needs L2 (30) and its output buffer, the one S0 drains (32): 32-42;
+    # S1 32-36; S2 42-46.  total 46.
     r = run_tiles(_stream([10, 10, 10], [8, 8, 8], [4, 4, 4]), bytes_per_cycle=1, latency_cycles=2, method=method)
-    assert (r.total_cycles, r.compute_cycles, r.stall_cycles) == (48, 30, 18)
+    assert (r.total_cycles, r.compute_cycles, r.stall_cycles) == (46, 30, 16)
     assert r.bytes_by_operand["output"] == 12
+
+
+@pytest.mark.parametrize("method", ["simpy", "replay"])
+def test_a_load_preempts_a_long_store(method):
+    # loads 4, 4, 6, 6; tile 0 stores 20 bytes, tile 1 4. L0 0-4, L1 4-8; C0 4-14; L2 14-20 (arrives
+    # 20) before S0; S0 20-24, preempted by L3 24-30 (issued when C1 ends), resumes 30-46; S1 46-50;
+    # C1 14-24; C2 and C3 fill the output buffer S0 drains: C2 46-56, C3 56-66.
+    r = run_tiles(_stream([10, 10, 10, 10], [4, 4, 6, 6], [20, 4, 0, 0]), bytes_per_cycle=1, latency_cycles=0,
+                  method=method, timeline=True)
+    assert r.total_cycles == 66
+    assert [(e.resource, e.start, e.end) for e in r.timeline] == [("compute", 4, 24), ("compute", 46, 66),
+                                                                  ("dma", 0, 8), ("dma", 14, 50)]
+    # an output group spans the tiles up to its store: tiles 0-1 fill buffer 0 (stored after tile 1),
+    # tiles 2-3 buffer 1; with loads only at tile 0 nothing else limits it:
+    # C0 1-11, C1 11-21, S1 21-41, C2 21-31, C3 31-41, S3 41-61; group 2 would wait for S1
+    r = run_tiles(_stream([10, 10, 10, 10], [1, 0, 0, 0], [0, 20, 0, 20]), bytes_per_cycle=1, latency_cycles=0,
+                  method=method)
+    assert r.total_cycles == 61
 
 
 @pytest.mark.parametrize("method", ["simpy", "replay"])

@@ -9,26 +9,37 @@ of output back. The machine:
   transfer); a load's data arrives ``latency_cycles`` after its last byte leaves the channel
   (latency is pipelined: the next transfer may start meanwhile). Writes are posted: a store is
   done when its last byte is on the channel.
-* one in-order DMA queue drives the channel. With double buffering (two tile buffers) its program
-  is ``L0, L1, then for each tile i: wait for compute i to end; S_i; L_{i+2}`` -- tile i+2 reuses
-  tile i's buffer, so the DMA runs at most one tile ahead of compute, and output writes share the
-  channel with loads. Without double buffering it is ``L0, then: wait compute i; S_i; L_{i+1}``, so
-  loads, compute and stores serialise.
-* one compute unit: tile i starts when tile i-1 has finished and tile i's loads have arrived.
-  A tile with no bytes to load waits for nothing but its predecessor.
+* loads have priority over stores (the usual memory-controller policy: reads first, writes
+  buffered and drained in the gaps -- e.g. gem5's DRAM controller; AXI gives reads and writes
+  separate channels). A load preempts a store in progress, which resumes when the channel is free
+  again (bursts interleave finely), so a long output write never holds up the next tile's operands.
+* loads, in order: with double buffering (``depth`` = 2 tile buffers) ``L_j`` is issued when
+  compute ``j-2`` has ended (tile j reuses tile j-2's buffer; ``L_0, L_1`` at once), so the loads run
+  at most one tile ahead of compute; without it (``depth`` = 1) when compute ``j-1`` has ended.
+  A load starts when it is issued and the previous load is done.
+* stores, in order: ``S_i`` may start when compute i has ended and the previous store is done, and
+  uses the channel time loads leave free.
+* output buffers: the tiles up to and including one that stores form a group that fills one output
+  buffer (a systolic output slice accumulated over K tiles, a GPU wave's output tiles). There are
+  ``depth`` of them: the tiles of group g start only once group g - depth's store is complete (the
+  output buffer drains while the next group fills the other one, like SCALE-Sim's double-buffered
+  ofmap write buffer).
+* one compute unit: tile i starts when tile i-1 has finished, tile i's loads have arrived and its
+  output buffer is free. A tile with no bytes to load waits for nothing else.
 * fences: a tile marked ``fence`` starts something new that cannot be prefetched -- a new CTA on a
   GPU SM (it can only issue its first loads once resident, i.e. after the previous CTA on that SM
-  has exited) or a new kernel launch. Its load is not issued before tile i-1's compute has ended:
-  the DMA queue waits there (``... S_{i-2}; wait compute i-1; L_i; S_{i-1} ...``), so the load's
-  transfer and latency are exposed. Without fences the program is exactly the one above.
+  has exited) or a new kernel launch. Its load is also not issued before tile i-1's compute has
+  ended (loads after it wait behind it), so the load's transfer and latency are exposed.
 
 ``total`` is when the last compute or store ends; ``stall = total - sum(compute)``. Cycles are
 integers and the model is deterministic.
 
 ASSUMPTION: this engine is a first-order model of our own (DESIGN.md "one engine"), not taken from a
 paper or datasheet: one DRAM channel that always delivers the configured peak bandwidth, a fixed
-pipelined latency, no bank or row-buffer effects, and no on-chip reuse beyond what each family's
-tiling already accounts for. Real DRAM rarely sustains its peak, so stalls lean optimistic.
+pipelined latency, no bank or row-buffer effects or read/write turnaround, preemption at cycle
+granularity, input prefetch limited to one tile ahead (not to what the buffers could hold), and no
+on-chip reuse beyond what each family's tiling already accounts for. Real DRAM rarely sustains its
+peak, so stalls lean optimistic.
 
 Two implementations of exactly this model: the simpy processes below (the readable definition,
 used for short streams) and a compiled replay of the same schedule (numba; a few ns per tile, used
@@ -162,135 +173,187 @@ def run_tiles(
 # The model as simpy processes (the definition).
 
 
+def _groups(sflag):
+    """Output-buffer group of each tile: the number of stores issued by the tiles before it."""
+    g = np.zeros(len(sflag), dtype=np.int64)
+    if len(sflag) > 1:
+        g[1:] = np.cumsum(sflag[:-1])
+    return g
+
+
 def _run_simpy(c, ldur, lflag, sdur, sflag, lat: int, depth: int, fence):
     env = simpy.Environment()
-    channel = simpy.Resource(env, capacity=1)
+    channel = simpy.PreemptiveResource(env, capacity=1)
     n = len(c)
     arrived = [env.event() for _ in range(n)]
     done = [env.event() for _ in range(n)]
+    stored = [env.event() for _ in range(int(np.count_nonzero(sflag)))]
+    group = _groups(sflag)
     raw: list[tuple[str, int, int]] = []
     for j in range(n):
         if not lflag[j]:
             arrived[j].succeed()  # nothing to fetch: the tile waits only for its predecessor
 
-    def transfer(dur):
-        with channel.request() as req:
-            yield req
-            start = env.now
-            yield env.timeout(int(dur))
-        raw.append(("dma", int(start), int(env.now)))
-
     def deliver(j):
         yield env.timeout(lat)
         arrived[j].succeed()
 
-    def load(j):
-        if lflag[j]:
+    def loads():
+        for j in range(n):
+            if j >= depth:
+                yield done[j - depth]
+            if not lflag[j]:
+                continue
             if fence[j] and j > 0:
                 yield done[j - 1]
-            yield from transfer(ldur[j])
+            with channel.request(priority=0, preempt=True) as req:
+                yield req
+                start = env.now
+                yield env.timeout(int(ldur[j]))
+            raw.append(("dma", int(start), int(env.now)))
             env.process(deliver(j))
 
-    def dma():
-        for j in range(min(depth, n)):
-            yield from load(j)
+    def stores():
+        q = 0
         for i in range(n):
+            if not sflag[i]:
+                continue
             yield done[i]
-            if sflag[i]:
-                yield from transfer(sdur[i])
-            if i + depth < n:
-                yield from load(i + depth)
+            left = int(sdur[i])
+            while left > 0:  # resumed after every load that preempts it
+                req = channel.request(priority=1, preempt=False)
+                start = None
+                try:
+                    yield req
+                    start = env.now
+                    yield env.timeout(left)
+                    left = 0
+                except simpy.Interrupt:
+                    if start is not None:
+                        left -= env.now - start
+                finally:
+                    channel.release(req)
+                    if start is not None and env.now > start:
+                        raw.append(("dma", int(start), int(env.now)))
+            stored[q].succeed()
+            q += 1
 
     def compute():
         for i in range(n):
             yield arrived[i]
+            if group[i] >= depth:
+                yield stored[group[i] - depth]
             start = env.now
             yield env.timeout(int(c[i]))
             raw.append(("compute", int(start), int(env.now)))
             done[i].succeed()
 
-    env.process(dma())
+    env.process(loads())
+    env.process(stores())
     env.process(compute())
     env.run()
     return int(env.now), raw
 
 
 # ---------------------------------------------------------------------------------------------
-# The same schedule replayed in compiled code: the processes above never race (one in-order DMA
-# queue, one compute unit), so each start time is a max() of already-known times.
+# The same schedule replayed in compiled code, tile by tile. Loads never wait for stores, so each
+# load's start is a max() of known times; a store fills the channel gaps the loads leave, and the
+# loads that can fall inside it before compute i needs it are all issued by then (any later load
+# is issued after compute i has started).
 
 
 @njit(cache=True)
-def _replay(c, ldur, lflag, sdur, sflag, lat, depth, fence, cstart, lstart, sstart):  # pragma: no cover
-    # A fenced load L_j waits for compute j-1, which is only known in iteration j-1; the DMA queue
-    # is blocked meanwhile, so L_j is issued there (``pending``), before S_{j-1}, keeping the order.
+def _replay(c, ldur, lflag, sdur, sflag, lat, depth, fence, group, cstart, lstart, piece):  # pragma: no cover
     n = c.shape[0]
     arrive = np.zeros(n, dtype=np.int64)
-    free = 0  # when the channel is next free (DMA queue position)
-    pending = -1  # a fenced load the queue is waiting to issue
-    for j in range(min(depth, n)):
-        lstart[j] = -1
-        if lflag[j]:
-            if fence[j] and j > 0:
-                pending = j  # only j == 1 with depth 2; everything after it in the queue waits
+    cend = np.zeros(n, dtype=np.int64)
+    stile = np.flatnonzero(sflag)
+    sdone = np.zeros(stile.shape[0], dtype=np.int64)
+    load_tiles = np.empty(n, dtype=np.int64)  # tiles whose load was issued, in channel order
+    nl = 0
+    load_free = 0
+    nxt = 0  # next load to issue
+    sq = 0  # next store to finish
+    s_free = 0  # when the previous store finished
+    lp = 0  # first issued load that may still overlap the store being placed
+    npiece = 0
+    last_end = 0
+    for i in range(n + 1):
+        # issue every load whose conditions are known once computes 0 .. i-1 have ended
+        while nxt < n:
+            j = nxt
+            if j >= depth and j - depth > i - 1:
                 break
-            lstart[j] = free
-            free += ldur[j]
-            arrive[j] = free + lat
-    cend = 0
-    for i in range(n):
-        s = max(cend, arrive[i])
-        cstart[i] = s
-        cend = s + c[i]
-        if pending == i + 1:
-            s = max(free, cend)
-            lstart[pending] = s
-            free = s + ldur[pending]
-            arrive[pending] = free + lat
-            pending = -1
-        sstart[i] = -1
-        if sflag[i]:
-            s = max(free, cend)
-            sstart[i] = s
-            free = s + sdur[i]
-        j = i + depth
-        if j < n:
-            lstart[j] = -1
+            if lflag[j] and fence[j] and j > 0 and j - 1 > i - 1:
+                break
             if lflag[j]:
-                if fence[j] and depth > 1:
-                    pending = j
-                else:
-                    s = max(free, cend)
-                    lstart[j] = s
-                    free = s + ldur[j]
-                    arrive[j] = free + lat
-    return max(cend, free)
+                t = load_free
+                if j >= depth:
+                    t = max(t, cend[j - depth])
+                if fence[j] and j > 0:
+                    t = max(t, cend[j - 1])
+                lstart[j] = t
+                load_free = t + ldur[j]
+                arrive[j] = load_free + lat
+                load_tiles[nl] = j
+                nl += 1
+            else:
+                lstart[j] = -1
+            nxt += 1
+        # finish the stores compute i waits for (all of them after the last tile)
+        need = stile.shape[0] if i == n else group[i] - depth + 1
+        while sq < need:
+            t = max(cend[stile[sq]], s_free)
+            left = sdur[stile[sq]]
+            while left > 0:
+                while lp < nl and lstart[load_tiles[lp]] + ldur[load_tiles[lp]] <= t:
+                    lp += 1
+                if lp < nl and lstart[load_tiles[lp]] <= t:
+                    t = lstart[load_tiles[lp]] + ldur[load_tiles[lp]]  # the channel is a load's
+                    continue
+                gap = left
+                if lp < nl:
+                    gap = min(gap, lstart[load_tiles[lp]] - t)
+                piece[npiece, 0] = t
+                piece[npiece, 1] = t + gap
+                npiece += 1
+                t += gap
+                left -= gap
+            s_free = t
+            sdone[sq] = t
+            sq += 1
+        if i == n:
+            break
+        s = max(last_end, arrive[i])
+        if group[i] >= depth:
+            s = max(s, sdone[group[i] - depth])
+        cstart[i] = s
+        cend[i] = s + c[i]
+        last_end = cend[i]
+    return max(last_end, s_free, load_free), npiece
 
 
 def _run_replay(c, ldur, lflag, sdur, sflag, lat: int, depth: int, fence):
     n = len(c)
     cstart = np.empty(n, dtype=np.int64)
-    lstart = np.empty(n, dtype=np.int64)
-    sstart = np.empty(n, dtype=np.int64)
-    total = _replay(c, ldur, lflag, sdur, sflag, lat, depth, fence, cstart, lstart, sstart)
-    raw = _Intervals(c, cstart, ldur, lstart, sdur, sstart)
+    lstart = np.full(n, -1, dtype=np.int64)
+    piece = np.empty((n + int(np.count_nonzero(sflag)) + 1, 2), dtype=np.int64)
+    total, npiece = _replay(c, ldur, lflag, sdur, sflag, lat, depth, fence, _groups(sflag), cstart, lstart, piece)
+    raw = _Intervals(c, cstart, ldur, lstart, piece[:npiece])
     return int(total), raw
 
 
 class _Intervals:
     """Busy intervals of a replay, kept as arrays until a timeline is asked for."""
 
-    def __init__(self, c, cstart, ldur, lstart, sdur, sstart):
-        self.arrays = (c, cstart, ldur, lstart, sdur, sstart)
+    def __init__(self, c, cstart, ldur, lstart, store_pieces):
+        self.arrays = (c, cstart, ldur, lstart, store_pieces)
 
     def as_arrays(self):
-        c, cstart, ldur, lstart, sdur, sstart = self.arrays
+        c, cstart, ldur, lstart, pieces = self.arrays
         comp = np.stack([cstart, cstart + c], axis=1)
-        lm, sm = lstart >= 0, sstart >= 0
-        dma = np.concatenate(
-            [np.stack([lstart[lm], lstart[lm] + ldur[lm]], axis=1),
-             np.stack([sstart[sm], sstart[sm] + sdur[sm]], axis=1)]
-        )
+        lm = lstart >= 0
+        dma = np.concatenate([np.stack([lstart[lm], lstart[lm] + ldur[lm]], axis=1), pieces.reshape(-1, 2)])
         return {"compute": comp, "dma": dma}
 
 

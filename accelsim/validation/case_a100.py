@@ -36,10 +36,8 @@ SMALL_MAX = 1.2       # "gains little or loses": at most 1.2x
 # Checks known to fail, with the reason (stated in docs/validation.md by run(); the tests mark exactly
 # these xfail, strict, so a fix shows up as an unexpected pass).
 KNOWN_FAILURES = {
-    "INT8 M=N=10240, K=1280": "accelsim ~1.8x: per-wave costs are microseconds, the measured curve "
+    "INT8 M=N=10240, K=1280": "accelsim ~1.9x: per-wave costs are microseconds, the measured curve "
                               "needs ~0.7 ms that 2:4 does not shrink",
-    "INT8 M=N=10240: speedup rises monotonically with K": "a dip of a few thousandths where the dense "
-                                                          "baseline changes CTA tile",
 }
 
 NM24 = np.uint64(0x3333333333333333)   # bits 0,1 of every nibble: 2 of every 4 consecutive elements
