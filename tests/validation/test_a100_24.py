@@ -31,6 +31,15 @@ def test_synthetic_gemm_is_exactly_2_4():
     assert w.used_mask("b").all()
 
 
+def test_direct_gemm_path_equals_simulate_op():
+    # the output-type sensitivity table costs GEMMs directly; with the inputs' type it must give
+    # exactly what the trace path (simulate_op) gives
+    from accelsim.hw import load_hw
+    int8 = case_a100.int8_variant(load_hw(case_a100.HW_FILE))
+    for k in (256, 1280):
+        assert case_a100.gemm_speedup(int8, 2048, 1024, k, 1) == case_a100.speedup(int8, 2048, 1024, k)[0]
+
+
 @pytest.fixture(scope="module")
 def report():
     return case_a100.run()
