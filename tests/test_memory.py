@@ -120,9 +120,8 @@ def test_zero_load_tiles_wait_only_for_predecessor():
 
 
 def test_timeline_intervals_are_merged():
-    raw_s = memory._run_simpy(np.array([10, 10, 10]), np.array([8, 8, 8]), np.array([True] * 3),
-                              np.zeros(3, np.int64), np.array([False] * 3), 2, 2,
-                              np.zeros(3, bool))[1]
+    s = _stream([10, 10, 10], [8, 8, 8])
+    raw_s = memory._run_simpy(*memory._engine_args(s, 1.0, 2, True))[1]
     assert merge_intervals(raw_s) == [("compute", 10, 40), ("dma", 0, 16), ("dma", 20, 28)]
 
 
@@ -138,29 +137,73 @@ def test_bad_stream():
         TileStream(np.array([-1]), {}, np.zeros(1))
 
 
-def test_replay_equals_simpy_bit_for_bit_on_random_streams():
-    rng = np.random.default_rng(1234)
-    for case in range(150):
-        n = int(rng.integers(0, 40))
-        c = rng.integers(0, 25, n) * (rng.random(n) < 0.9)
-        la = rng.integers(0, 40, n) * (rng.random(n) < 0.7)
-        lb = rng.integers(0, 40, n) * (rng.random(n) < 0.5)
-        st = rng.integers(0, 30, n) * (rng.random(n) < 0.4)
-        fence = rng.random(n) < rng.choice([0.0, 0.2, 0.6])
-        s = TileStream(c, {"a": la, "b": lb}, st, fence)
-        kw = dict(bytes_per_cycle=float(rng.choice([1.0, 2.5, 7.0, 0.75])),
-                  latency_cycles=int(rng.integers(0, 6)), double_buffer=bool(rng.random() < 0.7))
-        a = memory._run_simpy(*_prepared(s, kw))
-        b = memory._run_replay(*_prepared(s, kw))
+def _random_stream(rng, n, capacity_mode):
+    c = rng.integers(0, 25, n) * (rng.random(n) < 0.9)
+    la = rng.integers(0, 40, n) * (rng.random(n) < 0.7)
+    lb = rng.integers(0, 40, n) * (rng.random(n) < 0.5)
+    st = rng.integers(0, 30, n) * (rng.random(n) < 0.4)
+    fence = rng.random(n) < rng.choice([0.0, 0.2, 0.6])
+    if not capacity_mode:
+        return TileStream(c, {"a": la, "b": lb}, st, fence)
+    # every loaded slice is released after a random later tile (its last reuse)
+    free = {}
+    for name, ld in (("a", la), ("b", lb)):
+        f = np.zeros(n, np.int64)
+        for j in np.flatnonzero(ld):
+            f[int(rng.integers(j, n))] += ld[j]
+        free[name] = f
+    cap = {"a": int(rng.integers(0, 120)), "b": int(rng.integers(0, 120))}
+    return TileStream(c, {"a": la, "b": lb}, st, fence, cap, free)
+
+
+@pytest.mark.parametrize("capacity_mode", [False, True])
+def test_replay_equals_simpy_bit_for_bit_on_random_streams(capacity_mode):
+    rng = np.random.default_rng(1234 + capacity_mode)
+    for case in range(200):
+        s = _random_stream(rng, int(rng.integers(0, 40)), capacity_mode)
+        args = memory._engine_args(s, float(rng.choice([1.0, 2.5, 7.0, 0.75])), int(rng.integers(0, 6)),
+                                   bool(rng.random() < 0.7))
+        a = memory._run_simpy(*args)
+        b = memory._run_replay(*args)
         assert a[0] == b[0], case
         assert merge_intervals(a[1]) == merge_intervals(b[1]), case
 
 
-def _prepared(s, kw):
-    load = s.load_bytes["a"] + s.load_bytes["b"]
-    return (s.compute_cycles, transfer_cycles(load, kw["bytes_per_cycle"]), load > 0,
-            transfer_cycles(s.store_bytes, kw["bytes_per_cycle"]), s.store_bytes > 0,
-            kw["latency_cycles"], 2 if kw["double_buffer"] else 1, s.fence & (load > 0))
+@pytest.mark.parametrize("method", ["simpy", "replay"])
+def test_capacity_prefetch_runs_as_far_ahead_as_the_buffer_allows(method):
+    def stream(nbytes, cap):
+        return TileStream(np.full(4, 10), {"a": np.full(4, nbytes)}, np.zeros(4), None, {"a": cap},
+                          {"a": np.full(4, nbytes)})
+    # 4 tiles of 10 cycles, 8-byte slices (8 cycles at 1 B/cycle) freed after their own tile. A 16-byte
+    # buffer holds two: L0 0-8, L1 8-16; C0 8-18 frees slice 0: L2 18-26; C1 18-28: L3 28-36;
+    # C2 28-38, C3 38-48 -> 48, like double buffering. 32 bytes: L0..L3 back to back 0-32 -> 48 too.
+    assert run_tiles(stream(8, 16), bytes_per_cycle=1, latency_cycles=0, method=method).total_cycles == 48
+    assert run_tiles(stream(8, 32), bytes_per_cycle=1, latency_cycles=0, method=method).total_cycles == 48
+    # 12-byte slices in 24 bytes: L0 0-12, L1 12-24; C0 12-22 frees: L2 24-36; C1 24-34: L3 36-48;
+    # C2 36-46, C3 48-58 -> 58 (bandwidth-bound either way)
+    assert run_tiles(stream(12, 24), bytes_per_cycle=1, latency_cycles=0, method=method).total_cycles == 58
+    # a slice kept for reuse: tile 0 loads 20 bytes used by tiles 0-2 (freed after tile 2); tiles 3
+    # and 4 load 20 each. Buffer 40: L3 fits next to slice 0 at once (20-40), L4 only after C2 frees
+    # slice 0: C0 20-30, C1 30-40, C2 40-50, L4 50-70, C3 50-60, C4 70-80.
+    s = TileStream(np.full(5, 10), {"a": np.array([20, 0, 0, 20, 20])}, np.zeros(5), None, {"a": 40},
+                   {"a": np.array([0, 0, 20, 20, 20])})
+    assert run_tiles(s, bytes_per_cycle=1, latency_cycles=0, method=method).total_cycles == 80
+    # the same with 60 bytes: everything prefetched back to back 0-60; C3 starts at 40 (L3 arrived),
+    # C4 at 60 -> 70. With tile buffers (no capacity) L3 waits for C1 (40-60), L4 for C2 and the
+    # channel (60-80): C3 60-70, C4 80-90 -> 90.
+    s60 = TileStream(s.compute_cycles, s.load_bytes, s.store_bytes, None, {"a": 60}, s.free_bytes)
+    assert run_tiles(s60, bytes_per_cycle=1, latency_cycles=0, method=method).total_cycles == 70
+    plain = TileStream(s.compute_cycles, s.load_bytes, s.store_bytes)
+    assert run_tiles(plain, bytes_per_cycle=1, latency_cycles=0, method=method).total_cycles == 90
+
+
+def test_capacity_needs_frees_for_every_loaded_operand():
+    with pytest.raises(ValueError, match="together"):
+        TileStream(np.ones(2), {"a": np.ones(2)}, np.zeros(2), None, {"a": 4})
+    with pytest.raises(ValueError, match="loaded operands"):
+        TileStream(np.ones(2), {"a": np.ones(2)}, np.zeros(2), None, {"b": 4}, {"b": np.ones(2)})
+    with pytest.raises(ValueError, match="before they are loaded"):
+        TileStream(np.ones(2), {"a": np.array([0, 1])}, np.zeros(2), None, {"a": 4}, {"a": np.array([1, 0])})
 
 
 def test_long_stream_uses_replay_and_matches_closed_form():

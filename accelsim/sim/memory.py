@@ -13,10 +13,15 @@ of output back. The machine:
   buffered and drained in the gaps -- e.g. gem5's DRAM controller; AXI gives reads and writes
   separate channels). A load preempts a store in progress, which resumes when the channel is free
   again (bursts interleave finely), so a long output write never holds up the next tile's operands.
-* loads, in order: with double buffering (``depth`` = 2 tile buffers) ``L_j`` is issued when
-  compute ``j-2`` has ended (tile j reuses tile j-2's buffer; ``L_0, L_1`` at once), so the loads run
-  at most one tile ahead of compute; without it (``depth`` = 1) when compute ``j-1`` has ended.
-  A load starts when it is issued and the previous load is done.
+* loads, in order. A load starts when it is issued and the previous load is done. When it is issued:
+  - by tile buffers (the default): with double buffering (``depth`` = 2) ``L_j`` is issued when
+    compute ``j-2`` has ended (tile j reuses tile j-2's buffer; ``L_0, L_1`` at once), so the loads
+    run at most one tile ahead of compute; without it (``depth`` = 1) when compute ``j-1`` has ended.
+  - by buffer capacity, when the stream gives ``capacity`` (bytes of on-chip buffer per operand) and
+    ``free_bytes`` (what each tile's compute releases, e.g. a slice after its last reuse): ``L_j``
+    is issued as soon as every operand's resident plus prefetched bytes with it fit its capacity,
+    checked at time 0 and whenever a compute ends -- the DMA prefetches as far ahead as the buffers
+    allow. A load that never fits is issued once compute ``j-1`` has ended (streamed through).
 * stores, in order: ``S_i`` may start when compute i has ended and the previous store is done, and
   uses the channel time loads leave free.
 * output buffers: the tiles up to and including one that stores form a group that fills one output
@@ -37,9 +42,9 @@ integers and the model is deterministic.
 ASSUMPTION: this engine is a first-order model of our own (DESIGN.md "one engine"), not taken from a
 paper or datasheet: one DRAM channel that always delivers the configured peak bandwidth, a fixed
 pipelined latency, no bank or row-buffer effects or read/write turnaround, preemption at cycle
-granularity, input prefetch limited to one tile ahead (not to what the buffers could hold), and no
-on-chip reuse beyond what each family's tiling already accounts for. Real DRAM rarely sustains its
-peak, so stalls lean optimistic.
+granularity, an ideal DMA that knows the schedule (capacity mode), and no on-chip reuse beyond what
+each family's tiling already accounts for. Real DRAM rarely sustains its peak, so stalls lean
+optimistic.
 
 Two implementations of exactly this model: the simpy processes below (the readable definition,
 used for short streams) and a compiled replay of the same schedule (numba; a few ns per tile, used
@@ -77,6 +82,8 @@ class TileStream:
     load_bytes: dict[str, np.ndarray]  # per operand, bytes fetched from DRAM before the tile runs
     store_bytes: np.ndarray  # int64 per tile, output bytes written after the tile
     fence: np.ndarray | None = None  # bool per tile: no prefetch across it (module docstring)
+    capacity: dict[str, int] | None = None  # per loaded operand: buffer bytes (capacity-mode prefetch)
+    free_bytes: dict[str, np.ndarray] | None = None  # per operand, bytes a tile releases when it ends
 
     def __post_init__(self) -> None:
         self.compute_cycles = _as_counts(self.compute_cycles, "compute_cycles")
@@ -90,6 +97,18 @@ class TileStream:
             if f.dtype != np.bool_ or f.shape != (t,):
                 raise ValueError(f"TileStream.fence must be a bool array of {t} tiles, got {f.dtype} {f.shape}")
             self.fence = np.ascontiguousarray(f)
+        if (self.capacity is None) != (self.free_bytes is None):
+            raise ValueError("TileStream.capacity and free_bytes go together")
+        if self.capacity is not None:
+            if set(self.capacity) != set(self.load_bytes) or set(self.free_bytes) != set(self.load_bytes):
+                raise ValueError(f"TileStream.capacity / free_bytes must name the loaded operands "
+                                 f"{sorted(self.load_bytes)}, got {sorted(self.capacity)} / {sorted(self.free_bytes)}")
+            self.free_bytes = {k: _as_counts(v, f"free_bytes[{k!r}]", t) for k, v in self.free_bytes.items()}
+            for k, v in self.free_bytes.items():
+                if (np.cumsum(v) > np.cumsum(self.load_bytes[k])).any():
+                    raise ValueError(f"TileStream.free_bytes[{k!r}] releases bytes before they are loaded")
+                if int(self.capacity[k]) < 0:
+                    raise ValueError(f"TileStream.capacity[{k!r}] must be >= 0")
 
     @property
     def n_tiles(self) -> int:
@@ -139,6 +158,30 @@ def run_tiles(
         raise ValueError(f"bytes_per_cycle must be > 0, got {bytes_per_cycle}")
     if latency_cycles < 0:
         raise ValueError(f"latency_cycles must be >= 0, got {latency_cycles}")
+    args = _engine_args(stream, bytes_per_cycle, int(latency_cycles), double_buffer)
+    t = stream.n_tiles
+    if method == "auto":
+        method = "simpy" if t <= SIMPY_MAX_TILES else "replay"
+    if method == "simpy":
+        total, raw = _run_simpy(*args)
+    elif method == "replay":
+        total, raw = _run_replay(*args)
+    else:
+        raise ValueError(f"method must be auto, simpy or replay, got {method!r}")
+    compute = int(stream.compute_cycles.sum())
+    by_op = {k: int(v.sum()) for k, v in stream.load_bytes.items()}
+    by_op["output"] = int(stream.store_bytes.sum())
+    events = []
+    if timeline:
+        from accelsim.sim.result import TimelineEvent
+
+        events = [TimelineEvent(op_id, r, s, e) for r, s, e in merge_intervals(raw)]
+    return EngineResult(int(total), compute, int(total) - compute, by_op, events)
+
+
+def _engine_args(stream: TileStream, bytes_per_cycle: float, latency_cycles: int, double_buffer: bool) -> tuple:
+    """The arrays both implementations run on: per tile compute, load/store transfer cycles and
+    flags, latency, depth, fences, and (capacity mode) per-operand needs, frees and capacities."""
     c = stream.compute_cycles
     t = stream.n_tiles
     load = np.zeros(t, dtype=np.int64)
@@ -150,23 +193,11 @@ def run_tiles(
     sflag = stream.store_bytes > 0
     depth = 2 if double_buffer else 1
     fence = stream.fence & lflag  # a fence on a tile that loads nothing waits for nothing
-    if method == "auto":
-        method = "simpy" if t <= SIMPY_MAX_TILES else "replay"
-    if method == "simpy":
-        total, raw = _run_simpy(c, ldur, lflag, sdur, sflag, int(latency_cycles), depth, fence)
-    elif method == "replay":
-        total, raw = _run_replay(c, ldur, lflag, sdur, sflag, int(latency_cycles), depth, fence)
-    else:
-        raise ValueError(f"method must be auto, simpy or replay, got {method!r}")
-    compute = int(c.sum())
-    by_op = {k: int(v.sum()) for k, v in stream.load_bytes.items()}
-    by_op["output"] = int(stream.store_bytes.sum())
-    events = []
-    if timeline:
-        from accelsim.sim.result import TimelineEvent
-
-        events = [TimelineEvent(op_id, r, s, e) for r, s, e in merge_intervals(raw)]
-    return EngineResult(int(total), compute, int(total) - compute, by_op, events)
+    ops = sorted(stream.capacity) if stream.capacity is not None else []
+    need = np.array([stream.load_bytes[k] for k in ops], dtype=np.int64).reshape(len(ops), t)
+    free = np.array([stream.free_bytes[k] for k in ops], dtype=np.int64).reshape(len(ops), t)
+    cap = np.array([stream.capacity[k] for k in ops], dtype=np.int64)
+    return c, ldur, lflag, sdur, sflag, latency_cycles, depth, fence, need, free, cap
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,15 +212,18 @@ def _groups(sflag):
     return g
 
 
-def _run_simpy(c, ldur, lflag, sdur, sflag, lat: int, depth: int, fence):
+def _run_simpy(c, ldur, lflag, sdur, sflag, lat: int, depth: int, fence, need, free, cap):
     env = simpy.Environment()
     channel = simpy.PreemptiveResource(env, capacity=1)
     n = len(c)
+    by_capacity = need.shape[0] > 0
     arrived = [env.event() for _ in range(n)]
     done = [env.event() for _ in range(n)]
     stored = [env.event() for _ in range(int(np.count_nonzero(sflag)))]
     group = _groups(sflag)
     raw: list[tuple[str, int, int]] = []
+    held = np.zeros(need.shape[0], dtype=np.int64)  # resident + prefetched bytes per operand
+    ended = [0]  # computes ended so far
     for j in range(n):
         if not lflag[j]:
             arrived[j].succeed()  # nothing to fetch: the tile waits only for its predecessor
@@ -200,12 +234,16 @@ def _run_simpy(c, ldur, lflag, sdur, sflag, lat: int, depth: int, fence):
 
     def loads():
         for j in range(n):
-            if j >= depth:
+            if not by_capacity and j >= depth:
                 yield done[j - depth]
             if not lflag[j]:
                 continue
             if fence[j] and j > 0:
                 yield done[j - 1]
+            if by_capacity:
+                while not (j == 0 or done[j - 1].triggered or (held + need[:, j] <= cap).all()):
+                    yield done[ended[0]]  # re-check when the next compute ends and frees its bytes
+                held[:] += need[:, j]
             with channel.request(priority=0, preempt=True) as req:
                 yield req
                 start = env.now
@@ -246,6 +284,8 @@ def _run_simpy(c, ldur, lflag, sdur, sflag, lat: int, depth: int, fence):
             start = env.now
             yield env.timeout(int(c[i]))
             raw.append(("compute", int(start), int(env.now)))
+            held[:] -= free[:, i]
+            ended[0] = i + 1
             done[i].succeed()
 
     env.process(loads())
@@ -263,16 +303,22 @@ def _run_simpy(c, ldur, lflag, sdur, sflag, lat: int, depth: int, fence):
 
 
 @njit(cache=True)
-def _replay(c, ldur, lflag, sdur, sflag, lat, depth, fence, group, cstart, lstart, piece):  # pragma: no cover
+def _replay(c, ldur, lflag, sdur, sflag, lat, depth, fence, need, free, cap, group,
+            cstart, lstart, piece):  # pragma: no cover
     n = c.shape[0]
+    nops = need.shape[0]
     arrive = np.zeros(n, dtype=np.int64)
     cend = np.zeros(n, dtype=np.int64)
     stile = np.flatnonzero(sflag)
     sdone = np.zeros(stile.shape[0], dtype=np.int64)
     load_tiles = np.empty(n, dtype=np.int64)  # tiles whose load was issued, in channel order
+    loaded = np.zeros(nops, dtype=np.int64)  # bytes issued so far per operand (capacity mode)
+    freed = np.zeros((nops, n), dtype=np.int64)  # cumulative bytes freed by computes 0 .. k
     nl = 0
     load_free = 0
     nxt = 0  # next load to issue
+    kprev = -1  # capacity mode: the compute after whose end the previous load was issued (-1: time 0)
+    kscan = -1  # the next such compute to try for load `nxt` (earlier ones did not fit)
     sq = 0  # next store to finish
     s_free = 0  # when the previous store finished
     lp = 0  # first issued load that may still overlap the store being placed
@@ -282,16 +328,55 @@ def _replay(c, ldur, lflag, sdur, sflag, lat, depth, fence, group, cstart, lstar
         # issue every load whose conditions are known once computes 0 .. i-1 have ended
         while nxt < n:
             j = nxt
-            if j >= depth and j - depth > i - 1:
-                break
-            if lflag[j] and fence[j] and j > 0 and j - 1 > i - 1:
-                break
-            if lflag[j]:
+            if nops == 0:
+                if j >= depth and j - depth > i - 1:
+                    break
+                if lflag[j] and fence[j] and j > 0 and j - 1 > i - 1:
+                    break
                 t = load_free
                 if j >= depth:
                     t = max(t, cend[j - depth])
-                if fence[j] and j > 0:
+                if lflag[j] and fence[j] and j > 0:
                     t = max(t, cend[j - 1])
+            else:
+                if not lflag[j]:
+                    lstart[j] = -1
+                    nxt += 1
+                    kscan = kprev
+                    continue
+                k = max(kscan, kprev)
+                if fence[j] and j > 0:
+                    if j - 1 > i - 1:
+                        break
+                    k = max(k, j - 1)
+                ok = False
+                while k <= i - 1:
+                    if k >= j - 1:
+                        ok = True  # every earlier tile has ended: stream it through
+                        break
+                    fits = True
+                    for o in range(nops):
+                        released = 0
+                        if k >= 0:
+                            released = freed[o, k]
+                        if loaded[o] + need[o, j] - released > cap[o]:
+                            fits = False
+                            break
+                    if fits:
+                        ok = True
+                        break
+                    k += 1
+                if not ok:
+                    kscan = k
+                    break
+                kprev = k
+                kscan = k
+                t = load_free
+                if k >= 0:
+                    t = max(t, cend[k])
+                for o in range(nops):
+                    loaded[o] += need[o, j]
+            if lflag[j]:
                 lstart[j] = t
                 load_free = t + ldur[j]
                 arrive[j] = load_free + lat
@@ -301,8 +386,8 @@ def _replay(c, ldur, lflag, sdur, sflag, lat, depth, fence, group, cstart, lstar
                 lstart[j] = -1
             nxt += 1
         # finish the stores compute i waits for (all of them after the last tile)
-        need = stile.shape[0] if i == n else group[i] - depth + 1
-        while sq < need:
+        upto = stile.shape[0] if i == n else group[i] - depth + 1
+        while sq < upto:
             t = max(cend[stile[sq]], s_free)
             left = sdur[stile[sq]]
             while left > 0:
@@ -330,15 +415,18 @@ def _replay(c, ldur, lflag, sdur, sflag, lat, depth, fence, group, cstart, lstar
         cstart[i] = s
         cend[i] = s + c[i]
         last_end = cend[i]
+        for o in range(nops):
+            freed[o, i] = free[o, i] + (freed[o, i - 1] if i > 0 else 0)
     return max(last_end, s_free, load_free), npiece
 
 
-def _run_replay(c, ldur, lflag, sdur, sflag, lat: int, depth: int, fence):
+def _run_replay(c, ldur, lflag, sdur, sflag, lat: int, depth: int, fence, need, free, cap):
     n = len(c)
     cstart = np.empty(n, dtype=np.int64)
     lstart = np.full(n, -1, dtype=np.int64)
     piece = np.empty((n + int(np.count_nonzero(sflag)) + 1, 2), dtype=np.int64)
-    total, npiece = _replay(c, ldur, lflag, sdur, sflag, lat, depth, fence, _groups(sflag), cstart, lstart, piece)
+    total, npiece = _replay(c, ldur, lflag, sdur, sflag, lat, depth, fence, need, free, cap, _groups(sflag),
+                            cstart, lstart, piece)
     raw = _Intervals(c, cstart, ldur, lstart, piece[:npiece])
     return int(total), raw
 

@@ -23,13 +23,16 @@ sums exceed ofmap_sram spilled them every K tile: 2.2 MB for a 128 KiB output, d
 case 6). So per group GEMM accelsim enumerates the legal loop nests over the tiles -- all 6 orders of
 the M, N, K tile loops (the array-mapped dims have their fold counts; SCALE-Sim's own order, os M>N,
 ws K>N, is K>M, comes first) and, for ws/is, the streamed dim (M resp. N; rows of C, independent of
-each other) cut into the fewest chunks that make an operand's reuse footprint fit its SRAM -- costs
+each other) cut into the fewest chunks that make an operand's reuse footprint fit its SRAM, and
+twice that (half the SRAM left free to prefetch the next chunk) -- costs
 each one's exact DRAM bytes per operand (schedule_traffic) and its exact compute (schedule_compute)
 and runs the fastest legal one: the least total cycles through the memory engine
 (memory.run_tiles, the same DRAM model the op is then timed with), ties: fewer DRAM bytes, fewer
 tiles, then that fixed candidate order. `schedule="scalesim"` costs SCALE-Sim's own order without
 chunks instead (its compute is exactly the fold formula; the SCALE-Sim comparisons use it). GEMM A
-lives in ifmap_sram, B in filter_sram, C in ofmap_sram (SCALE-Sim's GEMM naming). Reuse rule: an
+lives in ifmap_sram, B in filter_sram, C in ofmap_sram (SCALE-Sim's GEMM naming); these capacities
+also bound how far the DMA prefetches (memory.py capacity mode: a slice held for reuse occupies its
+SRAM until its last use, a prefetch waits for room). Reuse rule: an
 operand does not depend on one loop u (A: N, B: M, C: K); it is fetched once if the slices it needs
 between two visits of u (its tiles inside u) fit its SRAM, else once per iteration of u. C's partial
 sums (K split over tiles) stay in ofmap_sram under the same rule, else every K tile but the last
@@ -193,13 +196,18 @@ def _op_stream(work: Workload, hw: HardwareConfig, dims: list[tuple[int, int, in
             cache[key] = _fold_stream(hw, mm, nn, kk, size, out, schedule)
         parts.append(cache[key])
     names = {"a": work.a, "b": work.b, "psum": "psum"}
-    compute = np.concatenate([p[0] for p in parts])
-    store = np.concatenate([p[2] for p in parts])
-    load_bytes = {names[s]: np.concatenate([p[1][s] for p in parts]) for s in ("a", "b", "psum")}
-    if not load_bytes["psum"].any():
-        del load_bytes["psum"]
+    sides = ("a", "b", "psum") if any(p.load_bytes["psum"].any() for p in parts) else ("a", "b")
+
+    def cat(arrays):
+        return np.concatenate(arrays) if arrays else np.zeros(0, np.int64)
+
+    stream = TileStream(cat([p.compute_cycles for p in parts]),
+                        {names[x]: cat([p.load_bytes[x] for p in parts]) for x in sides},
+                        cat([p.store_bytes for p in parts]), None,
+                        {names[x]: parts[0].capacity[x] if parts else 0 for x in sides},
+                        {names[x]: cat([p.free_bytes[x] for p in parts]) for x in sides})
     dense_bytes = {work.a: full["a"] * g, work.b: full["b"] * g, "output": out_full * g}
-    return TileStream(compute_cycles=compute, load_bytes=load_bytes, store_bytes=store), dense_bytes
+    return stream, dense_bytes
 
 
 def _cap(hw: HardwareConfig, name: str) -> int:
@@ -331,8 +339,8 @@ def candidate_schedules(m: int, n: int, k: int, rows: int, cols: int, dataflow: 
     (fold_cycles), so the choices are (1) the order of the three tile loops, all 6 permutations,
     SCALE-Sim's first, and (2) for ws/is, cutting the streamed dim into chunks so that a reuse
     footprint fits its SRAM: per loop order, no chunks plus, for each operand that spills, the fewest
-    chunks that make its footprint fit (footprints only shrink by chunking when the streamed dim is
-    a loop outside the operand's reuse loop; a chunk is at least one row/column)."""
+    chunks that make its footprint fit and twice as many (footprints only shrink by chunking when the
+    streamed dim is a loop outside the operand's reuse loop; a chunk is at least one row/column)."""
     base = _base_counts(m, n, k, rows, cols, dataflow)
     s = _CHUNKED[dataflow]
     s_len = {"m": m, "n": n, "k": k}[s] if s else 1
@@ -353,6 +361,10 @@ def candidate_schedules(m: int, n: int, k: int, rows: int, cols: int, dataflow: 
                 need = -(-tot // (cap * outside))
                 if need <= s_len:
                     chunks.add(need)
+                    # and twice that: the footprint in half the SRAM, the other half free for the
+                    # next chunk's prefetch (a double-buffered scratchpad, like SCALE-Sim's
+                    # active / prefetch halves; memory.py's capacity mode charges the difference)
+                    chunks.add(min(2 * need, s_len))
         for ch in sorted(chunks):
             sched = Schedule(order, {**base, **({s: ch} if s else {})})
             if sched.n_tiles <= MAX_TILES or ch == 1:
@@ -412,7 +424,7 @@ def choose(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, int], out
     for bound, nbytes, nt, i, sched, tr, cc in cands:
         if best is not None and bound > best[0][0]:
             break  # sorted by bound: no later candidate can be faster
-        stream = TileStream(*_schedule_stream(sched, m, n, k, r, cl, df, size, out_bytes, psum_bytes, caps))
+        stream = _schedule_stream(sched, m, n, k, r, cl, df, size, out_bytes, psum_bytes, caps)
         total = run_tiles(stream, bytes_per_cycle=bpc, latency_cycles=dram.latency_cycles).total_cycles
         key = (total, nbytes, nt, i)
         if best is None or key < best[0]:
@@ -422,10 +434,12 @@ def choose(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, int], out
 
 def _schedule_stream(sched: Schedule, m: int, n: int, k: int, rows: int, cols: int, dataflow: str,
                      size: dict[str, int], out_bytes: int, psum_bytes: int, caps: dict[str, int]
-                     ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Per-tile (compute, loads {"a", "b", "psum"}, stores) of `sched` (schedule_traffic's rules).
-    A slice of an operand is its bytes split evenly (split_bytes) over its tiles; a tile loads a
-    slice at its first use if the reuse footprint fits, else at every use. Compute
+                     ) -> TileStream:
+    """The tiles of `sched` with loads {"a", "b", "psum"} (schedule_traffic's rules). A slice of an
+    operand is its bytes split evenly (split_bytes) over its tiles; a tile loads a slice at its
+    first use if the reuse footprint fits, else at every use. Buffers (memory.py capacity mode): A
+    in ifmap_sram, B in filter_sram, spilled partial sums in ofmap_sram; a slice kept for reuse is
+    released after its last use, one loaded at every use after that tile. Compute
     (schedule_compute): a tile streams its chunk's rows (T split evenly over the chunks) and pays
     the fill when the array's stationary tile differs from the previous tile's."""
     c = sched.counts
@@ -433,17 +447,21 @@ def _schedule_stream(sched: Schedule, m: int, n: int, k: int, rows: int, cols: i
     grid = np.indices(shape, dtype=np.int64).reshape(len(shape), -1)
     idx = {d: grid[sched.order.index(d)] for d in _DIMS}
     t = grid.shape[1]
-    loads = {}
+    loads, frees = {}, {}
     for side in ("a", "b"):
         d1, d2 = _OPERAND_DIMS[side]
         sid = idx[d1] * c[d2] + idx[d2]
         part = split_bytes(size[side], c[d1] * c[d2])[sid]
         fp, _ = _footprint(size[side], sched.order, c, side)
+        free = part
         if fp <= caps[side]:
             first = np.zeros(t, bool)
             first[np.unique(sid, return_index=True)[1]] = True
+            last = np.zeros(t, bool)
+            last[t - 1 - np.unique(sid[::-1], return_index=True)[1]] = True
+            free = np.where(last, part, 0)
             part = np.where(first, part, 0)
-        loads[side] = part
+        loads[side], frees[side] = part, free
     sid = idx["m"] * c["n"] + idx["n"]
     nc = c["m"] * c["n"]
     kk, last = idx["k"], c["k"] - 1
@@ -462,14 +480,14 @@ def _schedule_stream(sched: Schedule, m: int, n: int, k: int, rows: int, cols: i
     new_run = np.ones(t, bool)
     new_run[1:] = stat[1:] != stat[:-1]
     compute = split_bytes(t_len, c[s])[idx[s]] + np.where(new_run, per_fold - t_len, 0)
-    return compute, {"a": loads["a"], "b": loads["b"], "psum": psum}, store
+    return TileStream(compute, {"a": loads["a"], "b": loads["b"], "psum": psum}, store, None,
+                      {"a": caps["a"], "b": caps["b"], "psum": caps["c"]},
+                      {"a": frees["a"], "b": frees["b"], "psum": psum})
 
 
 def _fold_stream(hw: HardwareConfig, m: int, n: int, k_run: int, size: dict[str, int],
-                 out_bytes: int, schedule: str = "fastest"
-                 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Per-tile (compute, loads {"a", "b", "psum"}, stores) of one group's GEMM in its chosen
-    schedule (module docstring, choose)."""
+                 out_bytes: int, schedule: str = "fastest") -> TileStream:
+    """The tiles of one group's GEMM in its chosen schedule (module docstring, choose)."""
     comp = hw.compute
     psum_bytes = m * n * max(ACC_BYTES, comp.element_bytes)
     ch = choose(m, n, k_run, hw, size, out_bytes, psum_bytes, schedule=schedule)
