@@ -77,7 +77,7 @@ from fractions import Fraction
 import numpy as np
 
 from accelsim.errors import HardwareConfigError
-from accelsim.sim.memory import TileStream
+from accelsim.sim.memory import TileStream, run_tiles
 from accelsim.sim.structure import compact
 
 PARTIAL_BYTES = 4  # split-K partial sums are fp32 (tensor-core accumulators)
@@ -268,12 +268,11 @@ def gemm_traffic(plan: GemmPlan, gpu, l2_capacity: int | None, *, compressed_a: 
     n_a = plan.split_k * plan.groups * plan.tiles_m
     key = np.concatenate([sg * plan.tiles_m + row, n_a + sg * plan.tiles_n + col])
     nbytes = np.concatenate([rows_valid * a_row_bytes(k_len, e, compressed_a), cols_valid * k_len * e])
-    sides = np.concatenate([np.zeros(plan.ctas, np.int64), np.ones(plan.ctas, np.int64)])
-    fetched = l2_panel_misses(np.concatenate([wave, wave]), key, nbytes, plan.waves, l2_capacity)
-    a_w = np.bincount(np.concatenate([wave, wave])[fetched & (sides == 0)],
-                      weights=nbytes[fetched & (sides == 0)], minlength=plan.waves)
-    b_w = np.bincount(np.concatenate([wave, wave])[fetched & (sides == 1)],
-                      weights=nbytes[fetched & (sides == 1)], minlength=plan.waves)
+    waves2 = np.concatenate([wave, wave])
+    fetched = l2_panel_misses(waves2, key, nbytes, plan.waves, l2_capacity)
+    is_a = np.arange(2 * plan.ctas) < plan.ctas
+    a_w = np.bincount(waves2[fetched & is_a], weights=nbytes[fetched & is_a], minlength=plan.waves)
+    b_w = np.bincount(waves2[fetched & ~is_a], weights=nbytes[fetched & ~is_a], minlength=plan.waves)
     a_w = _scaled(a_w, scale_a)
     b_w = _scaled(b_w, scale_b)
 
@@ -420,8 +419,6 @@ def gemm_cost(m: int, n: int, k: int, groups: int, hw, *, sparse_a: bool, names:
     memory.run_tiles plus launches; ties: fewer DRAM bytes, then the earlier tile): the library picks
     a kernel per problem size (cuBLAS heuristics, cuSPARSELt's cusparseLtMatmulSearch autotuning).
     The dense baseline and the sparse run choose independently."""
-    from accelsim.sim.memory import run_tiles
-
     check_gpu(hw)
     gpu = hw.compute
     l2 = _l2_level(hw)
