@@ -249,6 +249,8 @@ def cmd_compare(args) -> int:
     names = [hw.name for hw in hws]
     if len(set(names)) < len(names):  # the same machine twice: tell them apart by file
         names = [f"{n} ({Path(p).name})" for n, p in zip(names, args.hw)]
+    if len(set(names)) < len(names):  # the same file twice: by position
+        names = [f"{n} #{i + 1}" for i, n in enumerate(names)]
     out = [_trace_line(trace), *(_hw_line(hw, p) for hw, p in zip(hws, args.hw)), "",
            compare_table(results, names)]
     for name, res in zip(names, results):

@@ -108,6 +108,14 @@ def test_compare(tiny, tmp_path):
     assert len(d["machines"]) == 2
 
 
+def test_compare_the_same_file_twice_keeps_the_machines_apart(tiny, tmp_path):
+    js = tmp_path / "c.json"
+    p = accelsim("compare", tiny, "--hw", TDASH, "--hw", TDASH, "--json", js)
+    assert p.returncode == 0, p.stderr
+    names = [m["name"] for m in json.loads(js.read_text())["machines"]]
+    assert names == ["tensordash (tensordash.yaml) #1", "tensordash (tensordash.yaml) #2"]
+
+
 def test_inspect(tiny):
     p = accelsim("inspect", tiny, "--steps", "1")
     assert p.returncode == 0, p.stderr
