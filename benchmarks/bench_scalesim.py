@@ -2,8 +2,8 @@
 
     python benchmarks/bench_scalesim.py [--topology T.csv] [--dataflow ws] [--array 32]
 
-Needs SCALE-Sim in its own venv (numpy < 2.4), default /tmp/scalesim-venv:
-    python -m venv /tmp/scalesim-venv && /tmp/scalesim-venv/bin/pip install scalesim 'numpy<2.4'
+Needs SCALE-Sim in its own venv (numpy < 2.4): --venv DIR, else $SCALESIM_VENV, else ./scalesim-venv:
+    python -m venv scalesim-venv && scalesim-venv/bin/pip install scalesim 'numpy<2.4'
 Without it, prints accelsim's numbers and the committed SCALE-Sim reference where one exists.
 SCALE-Sim runs under `nice` (it simulates memory cycle by cycle: minutes for ResNet-18).
 """

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-TOPO = Path("/work/shared/reference/scalesim/topologies/Resnet18.csv")
+TOPO = ROOT / "accelsim" / "validation" / "data" / "Resnet18.csv"  # SCALE-Sim topology, vendored (MIT)
 
 
 def _peak_rss_mb() -> float:

@@ -17,7 +17,7 @@ from accelsim.sim.memory import TileStream, run_tiles
 from accelsim.sim.workload import conv_params, workload_from_masks
 
 ROOT = Path(__file__).resolve().parents[1]
-TOPO = Path("/work/shared/reference/scalesim/topologies/Resnet18.csv")
+TOPO = ROOT / "accelsim" / "validation" / "data" / "Resnet18.csv"  # SCALE-Sim topology, vendored (MIT)
 
 
 def _hw(rows, cols, df, name="systolic_32x32_ws.yaml"):

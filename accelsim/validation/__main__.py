@@ -35,7 +35,8 @@ Reproduce: `python -m accelsim.validation` rewrites this file (about a minute). 
 reference cycles in `accelsim/validation/data/scalesim_*.csv` came from the real SCALE-Sim 3.0 (each
 CSV's header names the command and version); `python -m accelsim.validation.scalesim_run` regenerates
 them and `python benchmarks/bench_scalesim.py` runs SCALE-Sim and accelsim side by side, both given a
-venv with `pip install scalesim 'numpy<2.4'` at /tmp/scalesim-venv.
+venv with `pip install scalesim 'numpy<2.4'` (`--venv DIR`, else `$SCALESIM_VENV`, else
+`./scalesim-venv`).
 """
 
 

@@ -1,12 +1,14 @@
 """Run the real SCALE-Sim 3.0 (installed in a separate virtual environment) and collect its
 per-layer COMPUTE_REPORT.csv rows.
 
-SCALE-Sim pins numpy < 2.4 and is not a dependency of accelsim, so it lives in its own venv
-(default ``/tmp/scalesim-venv``; ``python -m venv /tmp/scalesim-venv &&
-/tmp/scalesim-venv/bin/pip install scalesim 'numpy<2.4'``). This module only shells out to it; the
-committed reference CSVs under ``accelsim/validation/data/`` were produced with
-``python -m accelsim.validation.scalesim_run`` and are what the tests compare against, so CI never
-needs SCALE-Sim.
+SCALE-Sim pins numpy < 2.4 and is not a dependency of accelsim, so it lives in its own venv:
+``--venv DIR``, else the environment variable ``SCALESIM_VENV``, else ``scalesim-venv`` in the
+current directory (``python -m venv scalesim-venv && scalesim-venv/bin/pip install scalesim
+'numpy<2.4'``). This module only shells out to it; the committed reference CSVs under
+``accelsim/validation/data/`` were produced with ``python -m accelsim.validation.scalesim_run`` and
+are what the tests compare against, so CI never needs SCALE-Sim. SCALE-Sim's topologies and
+``scale.cfg`` are vendored there too (MIT, ``data/LICENSE.scalesim``; docs/sources.md "SCALE-Sim
+topologies and configs").
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import configparser
 import csv
+import os
 import subprocess
 import sys
 import tempfile
@@ -23,9 +26,10 @@ from pathlib import Path
 
 from accelsim.util.atomic import atomic_write
 
-DEFAULT_VENV = Path("/tmp/scalesim-venv")
-REFERENCE = Path("/work/shared/reference/scalesim")
 DATA = Path(__file__).resolve().parent / "data"
+# Where SCALE-Sim's venv is: $SCALESIM_VENV, else ./scalesim-venv (relative to the working directory).
+DEFAULT_VENV = Path(os.environ.get("SCALESIM_VENV") or "scalesim-venv")
+BASE_CFG = DATA / "scale.cfg"   # SCALE-Sim's configs/scale.cfg, vendored unchanged
 COLUMNS = ("topology", "layer", "dataflow", "rows", "cols",
            "total_cycles_incl_prefetch", "total_cycles", "stall_cycles")
 
@@ -71,7 +75,7 @@ def layer_names(topology: Path) -> list[str]:
 
 
 def run_scalesim(topology: Path, *, dataflow: str, rows: int, cols: int,
-                 venv: Path = DEFAULT_VENV, base_cfg: Path = REFERENCE / "configs" / "scale.cfg",
+                 venv: Path = DEFAULT_VENV, base_cfg: Path = BASE_CFG,
                  nice: bool = True) -> ScalesimRun:
     """Run SCALE-Sim on one topology/array/dataflow and return its COMPUTE_REPORT rows."""
     with tempfile.TemporaryDirectory(prefix="scalesim-") as tmp:
@@ -89,8 +93,24 @@ def run_scalesim(topology: Path, *, dataflow: str, rows: int, cols: int,
         wall = time.perf_counter() - t0
         report = next((tmp / "out").rglob("COMPUTE_REPORT.csv"))
         out = parse_compute_report(report, topology, dataflow=dataflow, rows=rows, cols=cols)
-        shown = " ".join(cmd).replace(str(tmp), "<tmpdir>")
+        shown = " ".join(_portable(c, tmp, venv) for c in cmd)
     return ScalesimRun(rows=out, wall_s=wall, version=scalesim_version(venv), command=shown)
+
+
+def _portable(arg: str, tmp: Path | None = None, venv: Path | None = None) -> str:
+    """A command-line word as it may be written into a committed file: no temporary directory,
+    no venv location and no absolute path of this machine (paths under the working directory are
+    made relative)."""
+    if tmp is not None:
+        arg = arg.replace(str(tmp), "<tmpdir>")
+    if venv is not None:
+        arg = arg.replace(str(venv), "$SCALESIM_VENV")
+    if os.path.isabs(arg):
+        try:
+            return os.path.relpath(arg) if Path(arg).resolve().is_relative_to(Path.cwd().resolve()) else Path(arg).name
+        except ValueError:
+            return Path(arg).name
+    return arg
 
 
 def parse_compute_report(report: Path, topology: Path, *, dataflow: str, rows: int,
@@ -113,7 +133,7 @@ def write_reference(path: Path, runs: list[ScalesimRun], note: str) -> None:
     with atomic_write(path, "w") as fh:
         fh.write(f"# SCALE-Sim reference cycles, produced by {runs[0].version}\n")
         fh.write(f"# via accelsim/validation/scalesim_run.py: {note}\n")
-        fh.write(f"# base config: scale.cfg (SCALE-Sim repo configs/scale.cfg, copy in {REFERENCE}/configs)\n")
+        fh.write("# base config: scale.cfg (SCALE-Sim repo configs/scale.cfg, copy in accelsim/validation/data/scale.cfg)\n")
         fh.write("# with only ArrayHeight/ArrayWidth/Dataflow changed; topologies from SCALE-Sim's topologies/\n")
         fh.write("# example command: " + runs[0].command + "\n")
         fh.write("# columns: COMPUTE_REPORT.csv 'Total Cycles (incl. prefetch)', 'Total Cycles', 'Stall Cycles'\n")
@@ -134,7 +154,10 @@ def read_reference(path: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Regenerate SCALE-Sim reference CSVs (needs the scalesim venv).")
-    p.add_argument("--venv", type=Path, default=DEFAULT_VENV)
+    p.add_argument("--venv", type=Path, default=DEFAULT_VENV,
+                   help="SCALE-Sim's venv (default $SCALESIM_VENV, else ./scalesim-venv)")
+    p.add_argument("--base-cfg", type=Path, default=BASE_CFG,
+                   help="SCALE-Sim config to copy (default: the vendored scale.cfg)")
     p.add_argument("--topology", type=Path, required=True)
     p.add_argument("--dataflows", default="ws")
     p.add_argument("--arrays", default="32", help="comma-separated square array sizes")
@@ -143,10 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for df in a.dataflows.split(","):
         for n in (int(x) for x in a.arrays.split(",")):
-            r = run_scalesim(a.topology, dataflow=df, rows=n, cols=n, venv=a.venv)
+            r = run_scalesim(a.topology, dataflow=df, rows=n, cols=n, venv=a.venv, base_cfg=a.base_cfg)
             print(f"{a.topology.stem} {df} {n}x{n}: {len(r.rows)} layers, {r.wall_s:.1f} s", flush=True)
             runs.append(r)
-            write_reference(a.out, runs, " ".join(["python -m accelsim.validation.scalesim_run"] + (argv or sys.argv[1:])))
+            words = [_portable(w, venv=a.venv) for w in (argv or sys.argv[1:])]
+            write_reference(a.out, runs, " ".join(["python -m accelsim.validation.scalesim_run"] + words))
     return 0
 
 

@@ -91,3 +91,22 @@ def _scale_cfg(tmp_path):
     p.write_text("[general]\nrun_name = x\n\n[architecture_presets]\nArrayHeight:    32\n"
                  "ArrayWidth:     32\nDataflow : ws\n")
     return p
+
+
+def test_written_commands_name_no_machine_path(tmp_path, monkeypatch):
+    # a command recorded into a committed CSV header: temp dir and venv replaced, paths under the
+    # working directory made relative, other absolute paths cut to their file name
+    from accelsim.validation.scalesim_run import _portable
+    monkeypatch.chdir(tmp_path)
+    venv = tmp_path / "venv"
+    assert _portable(str(venv / "bin" / "python"), venv=venv) == "$SCALESIM_VENV/bin/python"
+    assert _portable(str(tmp_path / "t" / "run.cfg"), tmp=tmp_path / "t") == "<tmpdir>/run.cfg"
+    assert _portable(str(tmp_path / "data" / "R.csv")) == "data/R.csv"
+    assert _portable("/elsewhere/x/Resnet18.csv") == "Resnet18.csv"
+    assert _portable("--arrays") == "--arrays"
+
+
+def test_reference_headers_name_no_machine_path():
+    for f in case_systolic.REFERENCE_FILES:
+        head = [ln for ln in f.read_text().splitlines() if ln.startswith("#")]
+        assert head and not any(p in ln for ln in head for p in ("/work/", "/tmp/", "/root/", "/home/")), f.name
