@@ -282,7 +282,7 @@ def test_unreadable_file_says_permission_denied(good, monkeypatch):
     def denied(*a, **k):
         raise PermissionError(13, "Permission denied", str(good))
 
-    monkeypatch.setattr(fmt.zipfile, "ZipFile", denied)
+    monkeypatch.setattr(fmt, "open_regular", denied)
     assert _one_line_error(good).endswith("cannot read the trace file: permission denied")
 
 

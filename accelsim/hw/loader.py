@@ -17,6 +17,11 @@ import yaml
 
 from accelsim.errors import HardwareConfigError
 from accelsim.hw import units
+from accelsim.util.files import NotRegularFileError, display_path, read_regular
+
+# A hardware file describes one machine in a few KB (the shipped ones are 1-3 KB); reading stops
+# past this, so /dev/zero-like or huge inputs cost a bounded read.
+MAX_HW_FILE_BYTES = 1 << 20
 from accelsim.hw.config import (
     DATA_TYPES,
     DATAFLOWS,
@@ -291,14 +296,18 @@ def load_hw(path: str | os.PathLike) -> HardwareConfig:
         raise HardwareConfigError(f"load_hw: expected a hardware YAML file path (str or os.PathLike), "
                                   f"got {type(path).__name__}")
     p = Path(path)
-    if p.is_dir():
-        raise HardwareConfigError(f"{p}: is a directory, not a hardware file")
-    try:
-        text = p.read_text(encoding="utf-8")
+    shown = display_path(p)
+    try:  # only a regular file: a FIFO would block the open, /dev/zero never ends
+        text = read_regular(p, MAX_HW_FILE_BYTES).decode("utf-8")
     except FileNotFoundError:
-        raise HardwareConfigError(f"{p}: no such hardware file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise HardwareConfigError(f"{p}: cannot read: {e}") from None
+        raise HardwareConfigError(f"{shown}: no such hardware file") from None
+    except NotRegularFileError as e:
+        raise HardwareConfigError(f"{shown}: is {e.kind}, not a hardware file") from None
+    except ValueError as e:  # longer than the limit, or not UTF-8 (UnicodeDecodeError)
+        what = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else str(e)
+        raise HardwareConfigError(f"{shown}: cannot read: {what}") from None
+    except OSError as e:  # permission denied, ENAMETOOLONG, ELOOP, EIO, ...
+        raise HardwareConfigError(f"{shown}: cannot read: {e.strerror or type(e).__name__}") from None
     try:
         data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as e:

@@ -17,6 +17,7 @@ import io
 import json
 import math
 import os
+import reprlib
 import tempfile
 import zipfile
 import zlib
@@ -29,6 +30,7 @@ import numpy as np
 
 from accelsim.errors import TraceError
 from accelsim.util.atomic import default_file_mode
+from accelsim.util.files import NotRegularFileError, display_path, open_regular
 
 SCHEMA = "accelsim-trace"
 VERSION = 1
@@ -160,6 +162,16 @@ class SavedRecord:
 # Validation helpers shared by the writer and the reader (one-line TraceError naming the file).
 
 
+_MAX_DIMS = 64  # more than any op kind uses; bounds the work of math.prod on hostile shapes
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+
+
+def _brief(v: Any) -> str:
+    """repr() of a user value, bounded in length and nesting depth (never the whole value)."""
+    return _REPR.repr(v)
+
+
 class _Check:
     def __init__(self, path: str):
         self.path = path
@@ -169,21 +181,23 @@ class _Check:
 
     def int_(self, v: Any, what: str, lo: int | None = 0) -> int:
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise self.fail(f"{what} must be an integer, got {v!r:.60}")
+            raise self.fail(f"{what} must be an integer, got {_brief(v)}")
         if lo is not None and v < lo:
             raise self.fail(f"{what} must be >= {lo}, got {v}")
         return int(v)
 
     def str_(self, v: Any, what: str, choices: Iterable[str] | None = None) -> str:
         if not isinstance(v, str):
-            raise self.fail(f"{what} must be a string, got {v!r:.60}")
+            raise self.fail(f"{what} must be a string, got {_brief(v)}")
         if choices is not None and v not in choices:
-            raise self.fail(f"unknown {what} {v!r} (expected one of {', '.join(choices)})")
+            raise self.fail(f"unknown {what} {_brief(v)} (expected one of {', '.join(choices)})")
         return v
 
     def shape(self, v: Any, what: str, ndim: int | None = None) -> tuple[int, ...]:
         if not isinstance(v, (list, tuple)):
-            raise self.fail(f"{what} must be a list of integers, got {v!r:.60}")
+            raise self.fail(f"{what} must be a list of integers, got {_brief(v)}")
+        if len(v) > _MAX_DIMS:
+            raise self.fail(f"{what} has {len(v)} dims (at most {_MAX_DIMS})")
         s = tuple(self.int_(x, what) for x in v)
         if ndim is not None and len(s) != ndim:
             raise self.fail(f"{what} {list(s)} must have {ndim} dims")
@@ -216,6 +230,11 @@ def _parse_tensor(c: _Check, i: int, d: Any) -> TensorRecord:
     nnz = c.int_(d["nnz"], f"tensor {tid} nnz")
     if nnz > math.prod(shape):
         raise c.fail(f"tensor {tid} has nnz={nnz} > numel={math.prod(shape)} of shape {list(shape)}")
+    limit = max_tensor_elements()
+    if math.prod(shape) > limit:
+        raise c.fail(f"tensor {tid} of shape {list(shape)[:8]} has {math.prod(shape):.3g} elements, more than the "
+                     f"limit of {limit} (its mask is inflated to one byte per element when read; set "
+                     f"ACCELSIM_MAX_TENSOR_ELEMENTS to raise it)")
     return TensorRecord(id=tid, shape=shape, dtype=c.str_(d["dtype"], f"tensor {tid} dtype", DTYPE_BYTES),
                         role=c.str_(d["role"], f"tensor {tid} role", ROLES), nnz=nnz,
                         layer=c.str_(d["layer"], f"tensor {tid} layer"))
@@ -466,8 +485,12 @@ class TraceWriter:
         zi._compresslevel = self._level  # ZipFile.open(ZipInfo) takes the level from the ZipInfo
         zi.external_attr = 0o644 << 16
         big = arr.nbytes > (1 << 31) - (1 << 20)
-        with self._zip.open(zi, "w", force_zip64=big) as f:
-            np.lib.format.write_array(f, arr, allow_pickle=False)
+        try:
+            with self._zip.open(zi, "w", force_zip64=big) as f:
+                np.lib.format.write_array(f, arr, allow_pickle=False)
+        except OSError as e:  # a full disk (ENOSPC), a quota, an I/O error: drop the temp file, one line
+            self.abort()
+            raise TraceError(f"cannot write trace {display_path(self.path)}: {e.strerror or _short(e)}") from None
 
     def add_packed(self, packed: np.ndarray, shape: tuple[int, ...], *, dtype: str, role: str, layer: str,
                    nnz: int | None = None) -> int:
@@ -568,6 +591,9 @@ class TraceWriter:
             self._fh.close()
             os.replace(self._tmp, self.path)
             self._done = True
+        except OSError as e:
+            self.abort()
+            raise TraceError(f"cannot write trace {display_path(self.path)}: {e.strerror or _short(e)}") from None
         except BaseException:
             self.abort()
             raise
@@ -624,17 +650,79 @@ def _npy_uint8(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, count=shape[0], offset=start)
 
 
-def _read_uint8_member(zf: zipfile.ZipFile, name: str, what: str, fail) -> np.ndarray:
-    """Read one .npy member (its CRC-32 is checked by zipfile) as a 1-D uint8 array; any damage
-    becomes ``fail(message)`` naming ``what`` (e.g. "header", "mask of tensor 3")."""
+# Inflation limits, checked on the sizes the zip declares BEFORE anything is inflated, and again on
+# the bytes actually read (a hand-made zip can declare anything). A mask member holds an .npy
+# header (numpy writes <= 10000 bytes: np.lib.format's default max_header_size) plus exactly
+# ceil(numel / 8) bytes. The header's JSON is ~1.2 KB per op (the shipped ResNet-50 trace: 191 KB
+# for 160 ops), so 32 MiB is ~25,000 ops; json.loads of a header holds several times its size.
+_NPY_HEADER_MAX = 10_000
+MAX_HEADER_BYTES = 32 << 20
+# A tensor's mask is inflated to one bool per element when an op reads it (Trace.mask), so a tensor
+# of more elements than this is refused at load rather than exhausting memory; the environment
+# variable ACCELSIM_MAX_TENSOR_ELEMENTS raises it for machines with the memory for larger tensors.
+MAX_TENSOR_ELEMENTS = 1 << 28
+_CHUNK = 1 << 20
+
+
+def max_tensor_elements() -> int:
+    """The largest tensor (elements) a trace may declare: MAX_TENSOR_ELEMENTS unless the
+    environment variable ACCELSIM_MAX_TENSOR_ELEMENTS says otherwise."""
+    text = os.environ.get("ACCELSIM_MAX_TENSOR_ELEMENTS")
+    if text is None:
+        return MAX_TENSOR_ELEMENTS
     try:
-        data = zf.read(name)
+        v = int(text)
+        if v < 1:
+            raise ValueError
+    except ValueError:
+        raise TraceError(f"ACCELSIM_MAX_TENSOR_ELEMENTS={text[:40]!r}: expected a positive integer") from None
+    return v
+
+
+def _read_uint8_member(zf: zipfile.ZipFile, name: str, what: str, fail, *, payload: int | None = None,
+                       limit: int = MAX_HEADER_BYTES) -> np.ndarray:
+    """Read one .npy member (its CRC-32 is checked by zipfile) as a 1-D uint8 array; any damage
+    becomes ``fail(message)`` naming ``what`` (e.g. "header", "mask of tensor 3").
+
+    ``payload``: the exact data bytes the member must hold (a mask: from its tensor's shape); else
+    at most ``limit``. The size the zip declares is checked before inflating, and at most that many
+    bytes (plus one, to notice a lie) are ever read."""
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise fail(f"{what} is missing") from None
+    most = (payload if payload is not None else limit) + _NPY_HEADER_MAX
+    if info.file_size > most:
+        need = (f"its shape needs {payload} bytes of data" if payload is not None
+                else f"the limit is {limit} bytes")
+        raise fail(f"{what} declares {info.file_size} bytes uncompressed but {need}; refused before inflating")
+    if info.is_dir():
+        raise fail(f"{what} is a directory entry, not an .npy member")
+    chunks: list[bytes] = []
+    got = 0
+    try:
+        with zf.open(info) as f:
+            while True:
+                b = f.read(min(_CHUNK, most + 1 - got))
+                if not b:
+                    break
+                chunks.append(b)
+                got += len(b)
+                if got > most:
+                    raise fail(f"{what} inflates to more than the {info.file_size} bytes it declares")
     except _READ_ERRORS as e:
-        raise fail(f"{what} is unreadable (corrupt file?): {e}") from None
+        raise fail(f"{what} is unreadable (corrupt file?): {_short(e)}") from None
+    data = b"".join(chunks)
     try:
         return _npy_uint8(data)
     except ValueError as e:
-        raise fail(f"{what} {e}") from None
+        raise fail(f"{what} {_short(e)}") from None
+
+
+def _short(e: BaseException, n: int = 160) -> str:
+    """An exception's text cut to ``n`` characters (messages never carry an unbounded value)."""
+    text = " ".join(str(e).split())
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 class Trace:
@@ -665,8 +753,8 @@ class Trace:
             raise self._fail(f"tensor {tensor_id} does not exist ({len(self.tensors)} tensors)")
         t = self.tensors[tensor_id]
         name = f"masks/{tensor_id}.npy"
-        arr = _read_uint8_member(self._zip, name, f"mask of tensor {tensor_id}", self._fail)
         want = (t.numel + 7) // 8
+        arr = _read_uint8_member(self._zip, name, f"mask of tensor {tensor_id}", self._fail, payload=want)
         if arr.size != want:
             raise self._fail(f"mask of tensor {tensor_id} has {arr.size} bytes but its shape {list(t.shape)} "
                              f"needs {want}")
@@ -701,6 +789,9 @@ class Trace:
 
     def close(self) -> None:
         self._zip.close()
+        fh = getattr(self, "_fh", None)
+        if fh is not None:
+            fh.close()
 
     def __enter__(self) -> "Trace":
         return self
@@ -710,7 +801,7 @@ class Trace:
 
     def __del__(self) -> None:
         try:
-            self._zip.close()
+            self.close()
         except Exception:
             pass
 
@@ -724,33 +815,45 @@ def load_trace(path: str | os.PathLike) -> Trace:
     if not isinstance(path, (str, os.PathLike)):
         raise TraceError(f"load_trace: expected a trace file path (str or os.PathLike), got {type(path).__name__}")
     path = Path(path)
-    c = _Check(str(path))
-    if not path.exists():
-        raise c.fail("no such trace file")
-    if path.is_dir():
-        raise c.fail("is a directory, not a trace file")
+    c = _Check(display_path(path))
     try:
-        zf = zipfile.ZipFile(path, "r")
-    except PermissionError:  # an OSError too, but not a sign of a corrupt file
+        fh = open_regular(path)
+    except FileNotFoundError:
+        raise c.fail("no such trace file") from None
+    except NotRegularFileError as e:
+        raise c.fail(f"is {e.kind}, not a trace file") from None
+    except PermissionError:
         raise c.fail("cannot read the trace file: permission denied") from None
-    except _READ_ERRORS as e:
-        raise c.fail(f"not a trace file (not a complete zip archive; truncated or corrupt?): {e}") from None
+    except OSError as e:  # ENAMETOOLONG, ELOOP, ENOTDIR, ...
+        raise c.fail(f"cannot open the trace file: {e.strerror or _short(e)}") from None
     try:
-        names = set(zf.namelist())
+        zf = zipfile.ZipFile(fh, "r")
+    except _READ_ERRORS as e:
+        fh.close()
+        raise c.fail(f"not a trace file (not a complete zip archive; truncated or corrupt?): {_short(e)}") from None
+    try:
+        listed = zf.namelist()
+        names = set(listed)
+        if len(names) != len(listed):  # zipfile would silently read the last of two same-named members
+            seen: set[str] = set()
+            dup = next(n for n in listed if n in seen or seen.add(n))
+            raise c.fail(f"member {dup[:80]!r} appears more than once")
         if "header.npy" not in names:
             raise c.fail("not a trace file (no header.npy member)")
         raw = _read_uint8_member(zf, "header.npy", "header.npy", c.fail)
         try:
             header = json.loads(raw.tobytes().decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
-            raise c.fail(f"header is not valid JSON: {e}") from None
+            raise c.fail(f"header is not valid JSON: {_short(e)}") from None
+        except RecursionError:
+            raise c.fail("header is not valid JSON: nested too deeply") from None
         if not isinstance(header, dict):
             raise c.fail("header is not a JSON object")
         if header.get("schema") != SCHEMA:
-            raise c.fail(f"not an accelsim trace (schema {header.get('schema')!r}, expected {SCHEMA!r})")
+            raise c.fail(f"not an accelsim trace (schema {_brief(header.get('schema'))}, expected {SCHEMA!r})")
         version = header.get("version")
         if version != VERSION or isinstance(version, bool):
-            raise c.fail(f"trace version {version} is not supported by this accelsim (reads version {VERSION})")
+            raise c.fail(f"trace version {_brief(version)} is not supported by this accelsim (reads version {VERSION})")
         c.keys(header, HEADER_KEYS, "header")
         steps = _check_header_fields(c, header)
         for key in ("tensors", "ops", "saved"):
@@ -768,9 +871,12 @@ def load_trace(path: str | os.PathLike) -> Trace:
             raise c.fail(f"member {missing[0]} is missing (tensor {missing[0][6:-4]} has no mask)")
         extra = sorted(names - expected - {"header.npy"})
         if extra:
-            raise c.fail(f"unexpected member {extra[0]!r}")
+            raise c.fail(f"unexpected member {extra[0][:80]!r}")
         meta = {k: v for k, v in header.items() if k not in ("tensors", "ops", "saved")}
     except BaseException:
         zf.close()
+        fh.close()
         raise
-    return Trace(path, zf, meta, tensors, ops, saved)
+    trace = Trace(path, zf, meta, tensors, ops, saved)
+    trace._fh = fh  # ZipFile does not close a file object it was given
+    return trace
