@@ -1,4 +1,4 @@
-"""Discrete-event model of data movement shared by every hardware family (DESIGN.md "one engine").
+"""Discrete-event model of data movement shared by every hardware family (docs/sources.md "Memory engine").
 
 An op is a sequence of tiles. Tile i needs ``load_bytes[op][i]`` bytes of each operand from DRAM
 before it can compute for ``compute_cycles[i]`` cycles, and then writes ``store_bytes[i]`` bytes
@@ -39,30 +39,51 @@ of output back. The machine:
 ``total`` is when the last compute or store ends; ``stall = total - sum(compute)``. Cycles are
 integers and the model is deterministic.
 
-ASSUMPTION: this engine is a first-order model of our own (DESIGN.md "one engine"), not taken from a
-paper or datasheet: one DRAM channel that always delivers the configured peak bandwidth, a fixed
+ASSUMPTION: this engine is a first-order model of our own, not taken from a
+paper or datasheet (docs/sources.md "Memory engine"): one DRAM channel that always delivers the configured peak bandwidth, a fixed
 pipelined latency, no bank or row-buffer effects or read/write turnaround, preemption at cycle
 granularity, an ideal DMA that knows the schedule (capacity mode), and no on-chip reuse beyond what
 each family's tiling already accounts for. Real DRAM rarely sustains its peak, so stalls lean
 optimistic.
 
-Two implementations of exactly this model: the simpy processes below (the readable definition,
-used for short streams) and a compiled replay of the same schedule (numba; a few ns per tile, used
-for long streams -- a ResNet-50 step has thousands of tiles per op). tests/test_memory.py checks
-that both agree bit for bit, timelines included, on random streams. Because the replay is exact and
-O(tiles), no analytic coalescing of repeated tiles is needed.
+Two implementations of exactly this model, and which one a change goes in:
+
+* ``_rules`` turns a stream into the one table both read: per tile the transfer cycles, and the
+  dependencies -- which compute must have ended before a load may be issued (tile buffers of
+  ``depth``, fences), after which compute a load is streamed through even if it does not fit
+  (capacity mode), which store must be complete before a compute starts (output buffers). A change
+  to WHEN something may start (buffer depth, fence or output-group rules, rounding of transfers) is
+  made there, once.
+* ``run_tiles_simpy``: the simpy processes below, the readable definition of the channel (loads
+  first, stores preempted and resumed) and of capacity accounting (resident bytes vs buffer). It is
+  the test oracle and is not used by the simulator.
+* ``run_tiles``: the compiled replay (one numba function with an explicit signature, cached), which
+  serves every production run whatever the stream length. It computes the same schedule in closed
+  form per tile: loads never wait for stores, so a load starts at max(channel free, end of the
+  compute it depends on); capacity mode's "fits" is a search over cumulative bytes done in numpy
+  (``_load_after``); a store fills the gaps the loads leave.
+
+A change to the channel or to capacity accounting is made in the simpy definition and then in the
+replay; tests/test_memory.py runs both on thousands of random streams covering every feature and
+requires equal totals and timelines, so the two cannot drift apart unnoticed. Because the replay is
+exact and O(tiles), no analytic coalescing of repeated tiles is needed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import NamedTuple
+
 import numpy as np
-import simpy
 from numba import njit
 
-# Streams with at most this many tiles run through simpy itself; longer ones through the replay.
-SIMPY_MAX_TILES = 48
+from accelsim.errors import UnsupportedError
+
+# Every time in the engine is an int64 cycle count; a stream whose serial schedule (every transfer,
+# latency and compute one after another, an upper bound of its total) reaches this is refused
+# rather than allowed to wrap around.
+MAX_CYCLES = 2**62
 
 
 def split_bytes(total: int, parts: int) -> np.ndarray:
@@ -138,36 +159,79 @@ class EngineResult:
 def transfer_cycles(nbytes: np.ndarray, bytes_per_cycle: float) -> np.ndarray:
     """Channel cycles of each transfer: ceil(bytes / bytes_per_cycle) (0 for 0 bytes)."""
     nbytes = np.asarray(nbytes, dtype=np.int64)
-    return np.ceil(nbytes / float(bytes_per_cycle)).astype(np.int64)
+    cyc = np.ceil(nbytes / float(bytes_per_cycle))
+    if cyc.size and not float(cyc.max()) < MAX_CYCLES:
+        raise UnsupportedError(f"a transfer of {int(nbytes.max())} bytes at {bytes_per_cycle:.3g} bytes/cycle takes "
+                               f"2^62 cycles or more; the memory engine counts cycles in 64-bit integers")
+    return cyc.astype(np.int64)
 
 
-def run_tiles(
-    stream: TileStream,
-    *,
-    bytes_per_cycle: float,
-    latency_cycles: int,
-    double_buffer: bool = True,
-    timeline: bool = False,
-    op_id: int = -1,
-    method: str = "auto",
-) -> EngineResult:
-    """Run one op's tiles through the DMA/compute model (module docstring). ``method`` is
-    ``"auto"`` (simpy for short streams, the compiled replay otherwise), ``"simpy"`` or ``"replay"``;
-    all give identical results."""
-    if not bytes_per_cycle > 0:
-        raise ValueError(f"bytes_per_cycle must be > 0, got {bytes_per_cycle}")
+class _Rules(NamedTuple):
+    """The one table both implementations run on (module docstring). Per tile: compute cycles,
+    load and store transfer cycles (0: nothing to move), ``issue_after`` (the compute that must
+    have ended before the tile's load is issued; -1 none), ``force_after`` (capacity mode: the
+    compute after whose end the load is issued even if it does not fit; -1 at once),
+    ``store_wait`` (the store, counted in store order, that must be complete before the tile
+    computes; -1 none). Capacity mode: ``need`` / ``free`` per operand and tile, ``cap`` per
+    operand (no rows: tile buffers only)."""
+
+    c: np.ndarray
+    ldur: np.ndarray
+    sdur: np.ndarray
+    lat: int
+    issue_after: np.ndarray
+    force_after: np.ndarray
+    store_wait: np.ndarray
+    need: np.ndarray
+    free: np.ndarray
+    cap: np.ndarray
+
+
+def _rules(stream: TileStream, bytes_per_cycle: float, latency_cycles: int, double_buffer: bool) -> _Rules:
+    if not (bytes_per_cycle > 0 and np.isfinite(bytes_per_cycle)):
+        raise ValueError(f"bytes_per_cycle must be finite and > 0, got {bytes_per_cycle}")
     if latency_cycles < 0:
         raise ValueError(f"latency_cycles must be >= 0, got {latency_cycles}")
-    args = _engine_args(stream, bytes_per_cycle, int(latency_cycles), double_buffer)
+    c = stream.compute_cycles
     t = stream.n_tiles
-    if method == "auto":
-        method = "simpy" if t <= SIMPY_MAX_TILES else "replay"
-    if method == "simpy":
-        total, raw = _run_simpy(*args)
-    elif method == "replay":
-        total, raw = _run_replay(*args)
-    else:
-        raise ValueError(f"method must be auto, simpy or replay, got {method!r}")
+    vals = list(stream.load_bytes.values())
+    load = vals[0] if len(vals) == 1 else (np.sum(vals, axis=0, dtype=np.int64) if vals else np.zeros(t, np.int64))
+    ldur = transfer_cycles(load, bytes_per_cycle)
+    sdur = transfer_cycles(stream.store_bytes, bytes_per_cycle)
+    lflag = ldur > 0
+    depth = 2 if double_buffer else 1
+    idx = np.arange(t, dtype=np.int64)
+    capacity = stream.capacity is not None
+    # tile buffers: L_j reuses tile j-depth's buffer; capacity mode has no such wait
+    issue_after = np.full(t, -1, np.int64) if capacity else idx - depth
+    # a fence (on a tile that loads something) waits for the previous compute
+    fenced = stream.fence & lflag
+    fenced[:1] = False
+    issue_after = np.where(fenced, idx - 1, issue_after)
+    force_after = idx - 1 if capacity else np.full(t, -1, np.int64)
+    # output buffers: group g = stores issued before the tile; it waits for group g-depth's store
+    sflag = sdur > 0
+    group = np.zeros(t, np.int64)
+    if t > 1:
+        np.cumsum(sflag[:-1], out=group[1:])
+    store_wait = np.maximum(group - depth, -1)
+    ops = sorted(stream.capacity) if capacity else []
+    need = np.array([stream.load_bytes[k] for k in ops], dtype=np.int64).reshape(len(ops), t)
+    free = np.array([stream.free_bytes[k] for k in ops], dtype=np.int64).reshape(len(ops), t)
+    cap = np.array([stream.capacity[k] for k in ops], dtype=np.int64)
+    # upper bound of any time in the schedule: everything one after another (float first; exact
+    # Python integers only near the limit, where float rounding could decide)
+    nload = int(np.count_nonzero(lflag))
+    bound = float(np.sum(c, dtype=np.float64) + np.sum(ldur, dtype=np.float64) + np.sum(sdur, dtype=np.float64)
+                  + float(latency_cycles) * nload)
+    if bound >= MAX_CYCLES / 2 and (sum(map(int, c)) + sum(map(int, ldur)) + sum(map(int, sdur))
+                                     + int(latency_cycles) * nload >= MAX_CYCLES):
+        raise UnsupportedError(f"a stream of {t} tiles may take 2^62 cycles or more; the memory engine counts "
+                               f"cycles in 64-bit integers")
+    return _Rules(c, ldur, sdur, int(latency_cycles), issue_after, force_after, store_wait, need, free, cap)
+
+
+def _result(stream: TileStream, total: int, raw, timeline: bool, op_id: int) -> EngineResult:
     compute = int(stream.compute_cycles.sum())
     by_op = {k: int(v.sum()) for k, v in stream.load_bytes.items()}
     by_op["output"] = int(stream.store_bytes.sum())
@@ -179,85 +243,90 @@ def run_tiles(
     return EngineResult(int(total), compute, int(total) - compute, by_op, events)
 
 
-def _engine_args(stream: TileStream, bytes_per_cycle: float, latency_cycles: int, double_buffer: bool) -> tuple:
-    """The arrays both implementations run on: per tile compute, load/store transfer cycles and
-    flags, latency, depth, fences, and (capacity mode) per-operand needs, frees and capacities."""
-    c = stream.compute_cycles
-    t = stream.n_tiles
-    load = np.zeros(t, dtype=np.int64)
-    for v in stream.load_bytes.values():
-        load = load + v
-    ldur = transfer_cycles(load, bytes_per_cycle)
-    sdur = transfer_cycles(stream.store_bytes, bytes_per_cycle)
-    lflag = load > 0
-    sflag = stream.store_bytes > 0
-    depth = 2 if double_buffer else 1
-    fence = stream.fence & lflag  # a fence on a tile that loads nothing waits for nothing
-    ops = sorted(stream.capacity) if stream.capacity is not None else []
-    need = np.array([stream.load_bytes[k] for k in ops], dtype=np.int64).reshape(len(ops), t)
-    free = np.array([stream.free_bytes[k] for k in ops], dtype=np.int64).reshape(len(ops), t)
-    cap = np.array([stream.capacity[k] for k in ops], dtype=np.int64)
-    return c, ldur, lflag, sdur, sflag, latency_cycles, depth, fence, need, free, cap
+def run_tiles(
+    stream: TileStream,
+    *,
+    bytes_per_cycle: float,
+    latency_cycles: int,
+    double_buffer: bool = True,
+    timeline: bool = False,
+    op_id: int = -1,
+) -> EngineResult:
+    """Run one op's tiles through the DMA/compute model (module docstring) with the compiled
+    replay, whatever the stream's length. ``timeline`` adds merged busy intervals (op-relative
+    cycles) labelled ``op_id``."""
+    r = _rules(stream, bytes_per_cycle, latency_cycles, double_buffer)
+    total, raw = _run_replay(r)
+    return _result(stream, total, raw, timeline, op_id)
+
+
+def run_tiles_simpy(
+    stream: TileStream,
+    *,
+    bytes_per_cycle: float,
+    latency_cycles: int,
+    double_buffer: bool = True,
+    timeline: bool = False,
+    op_id: int = -1,
+) -> EngineResult:
+    """The same as :func:`run_tiles` through the simpy processes: the model's readable definition
+    and the tests' oracle (slow: use :func:`run_tiles`)."""
+    r = _rules(stream, bytes_per_cycle, latency_cycles, double_buffer)
+    total, raw = _run_simpy(r)
+    return _result(stream, total, raw, timeline, op_id)
 
 
 # ---------------------------------------------------------------------------------------------
 # The model as simpy processes (the definition).
 
 
-def _groups(sflag):
-    """Output-buffer group of each tile: the number of stores issued by the tiles before it."""
-    g = np.zeros(len(sflag), dtype=np.int64)
-    if len(sflag) > 1:
-        g[1:] = np.cumsum(sflag[:-1])
-    return g
+def _run_simpy(r: _Rules) -> tuple[int, list[tuple[str, int, int]]]:
+    import simpy  # only the oracle needs it
 
-
-def _run_simpy(c, ldur, lflag, sdur, sflag, lat: int, depth: int, fence, need, free, cap):
     env = simpy.Environment()
     channel = simpy.PreemptiveResource(env, capacity=1)
-    n = len(c)
-    by_capacity = need.shape[0] > 0
+    n = len(r.c)
     arrived = [env.event() for _ in range(n)]
     done = [env.event() for _ in range(n)]
-    stored = [env.event() for _ in range(int(np.count_nonzero(sflag)))]
-    group = _groups(sflag)
+    stored = [env.event() for _ in range(int(np.count_nonzero(r.sdur)))]
     raw: list[tuple[str, int, int]] = []
-    held = np.zeros(need.shape[0], dtype=np.int64)  # resident + prefetched bytes per operand
+    held = np.zeros(r.need.shape[0], dtype=np.int64)  # resident + prefetched bytes per operand
     ended = [0]  # computes ended so far
     for j in range(n):
-        if not lflag[j]:
+        if not r.ldur[j]:
             arrived[j].succeed()  # nothing to fetch: the tile waits only for its predecessor
 
     def deliver(j):
-        yield env.timeout(lat)
+        yield env.timeout(r.lat)
         arrived[j].succeed()
 
+    def fits(j):
+        return (held + r.need[:, j] <= r.cap).all()
+
     def loads():
-        for j in range(n):
-            if not by_capacity and j >= depth:
-                yield done[j - depth]
-            if not lflag[j]:
+        for j in range(n):  # in order: the next load is issued once this one is on its way
+            if not r.ldur[j]:
                 continue
-            if fence[j] and j > 0:
-                yield done[j - 1]
-            if by_capacity:
-                while not (j == 0 or done[j - 1].triggered or (held + need[:, j] <= cap).all()):
-                    yield done[ended[0]]  # re-check when the next compute ends and frees its bytes
-                held[:] += need[:, j]
+            if r.issue_after[j] >= 0:
+                yield done[r.issue_after[j]]
+            f = r.force_after[j]
+            while not (f < 0 or done[f].triggered or fits(j)):
+                yield done[ended[0]]  # re-check when the next compute ends and frees its bytes
+            held[:] += r.need[:, j]
             with channel.request(priority=0, preempt=True) as req:
                 yield req
                 start = env.now
-                yield env.timeout(int(ldur[j]))
+                yield env.timeout(int(r.ldur[j]))
             raw.append(("dma", int(start), int(env.now)))
             env.process(deliver(j))
 
     def stores():
         q = 0
         for i in range(n):
-            if not sflag[i]:
+            if not r.sdur[i]:
                 continue
             yield done[i]
-            left = int(sdur[i])
+            left = int(r.sdur[i])
             while left > 0:  # resumed after every load that preempts it
                 req = channel.request(priority=1, preempt=False)
                 start = None
@@ -279,12 +348,12 @@ def _run_simpy(c, ldur, lflag, sdur, sflag, lat: int, depth: int, fence, need, f
     def compute():
         for i in range(n):
             yield arrived[i]
-            if group[i] >= depth:
-                yield stored[group[i] - depth]
+            if r.store_wait[i] >= 0:
+                yield stored[r.store_wait[i]]
             start = env.now
-            yield env.timeout(int(c[i]))
+            yield env.timeout(int(r.c[i]))
             raw.append(("compute", int(start), int(env.now)))
-            held[:] -= free[:, i]
+            held[:] -= r.free[:, i]
             ended[0] = i + 1
             done[i].succeed()
 
@@ -296,109 +365,78 @@ def _run_simpy(c, ldur, lflag, sdur, sflag, lat: int, depth: int, fence, need, f
 
 
 # ---------------------------------------------------------------------------------------------
-# The same schedule replayed in compiled code, tile by tile. Loads never wait for stores, so each
-# load's start is a max() of known times; a store fills the channel gaps the loads leave, and the
-# loads that can fall inside it before compute i needs it are all issued by then (any later load
-# is issued after compute i has started).
+# The same schedule replayed in compiled code, tile by tile.
 
 
-@njit(cache=True)
-def _replay(c, ldur, lflag, sdur, sflag, lat, depth, fence, need, free, cap, group,
-            cstart, lstart, piece):  # pragma: no cover
+def _load_after(r: _Rules) -> np.ndarray:
+    """Per tile, the compute whose end releases its load (-1: time 0), all rules combined. Loads
+    are issued in order and the channel is free for them once the previous load is done, so a load
+    starts at max(previous load's end, that compute's end). Capacity mode: L_j fits once the bytes
+    freed by computes 0..k cover what the loads 0..j hold beyond the buffer, the first such k is a
+    binary search over cumulative frees (they only grow); a load that never fits is streamed
+    through after ``force_after``."""
+    after = r.issue_after
+    if r.need.shape[0]:
+        want = np.cumsum(r.need, axis=1) - r.cap[:, None]  # bytes that must be freed before L_j fits
+        freed = np.cumsum(r.free, axis=1)
+        fit = np.full(len(r.c), -1, np.int64)
+        for o in range(r.need.shape[0]):
+            k = np.searchsorted(freed[o], want[o], side="left").astype(np.int64)
+            fit = np.maximum(fit, np.where(want[o] > 0, k, -1))
+        after = np.maximum(after, np.minimum(fit, r.force_after))
+    return after
+
+
+_SIG = ("UniTuple(int64, 2)(int64[::1], int64[::1], int64[::1], int64, int64[::1], int64[::1], int64[::1], "
+        "int64[::1], int64[::1], int64[::1], int64[::1], int64[:, ::1])")
+
+
+# One function, one explicit signature, no Python objects: numba compiles it once (cached on disk).
+# Loads never wait for stores, so each load's start is a max() of known times. A store fills the
+# channel gaps the loads leave; the loads that can fall inside it are all issued before the compute
+# that waits for it is placed (any later load depends on a compute that has not started).
+@njit(_SIG, cache=True, nogil=True, boundscheck=False, error_model="numpy")
+def _replay(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, lstart, piece):  # pragma: no cover
     n = c.shape[0]
-    nops = need.shape[0]
-    arrive = np.zeros(n, dtype=np.int64)
-    cend = np.zeros(n, dtype=np.int64)
-    stile = np.flatnonzero(sflag)
-    sdone = np.zeros(stile.shape[0], dtype=np.int64)
-    load_tiles = np.empty(n, dtype=np.int64)  # tiles whose load was issued, in channel order
-    loaded = np.zeros(nops, dtype=np.int64)  # bytes issued so far per operand (capacity mode)
-    freed = np.zeros((nops, n), dtype=np.int64)  # cumulative bytes freed by computes 0 .. k
-    nl = 0
-    load_free = 0
-    nxt = 0  # next load to issue
-    kprev = -1  # capacity mode: the compute after whose end the previous load was issued (-1: time 0)
-    kscan = -1  # the next such compute to try for load `nxt` (earlier ones did not fit)
-    sq = 0  # next store to finish
+    nload = ltile.shape[0]
+    nstore = stile.shape[0]
+    nl = 0  # loads issued (ltile[:nl]), in channel order
+    load_free = 0  # when the channel is free of loads
+    sq = 0  # stores placed
     s_free = 0  # when the previous store finished
     lp = 0  # first issued load that may still overlap the store being placed
     npiece = 0
     last_end = 0
     for i in range(n + 1):
-        # issue every load whose conditions are known once computes 0 .. i-1 have ended
-        while nxt < n:
-            j = nxt
-            if nops == 0:
-                if j >= depth and j - depth > i - 1:
-                    break
-                if lflag[j] and fence[j] and j > 0 and j - 1 > i - 1:
-                    break
-                t = load_free
-                if j >= depth:
-                    t = max(t, cend[j - depth])
-                if lflag[j] and fence[j] and j > 0:
-                    t = max(t, cend[j - 1])
-            else:
-                if not lflag[j]:
-                    lstart[j] = -1
-                    nxt += 1
-                    kscan = kprev
-                    continue
-                k = max(kscan, kprev)
-                if fence[j] and j > 0:
-                    if j - 1 > i - 1:
-                        break
-                    k = max(k, j - 1)
-                ok = False
-                while k <= i - 1:
-                    if k >= j - 1:
-                        ok = True  # every earlier tile has ended: stream it through
-                        break
-                    fits = True
-                    for o in range(nops):
-                        released = 0
-                        if k >= 0:
-                            released = freed[o, k]
-                        if loaded[o] + need[o, j] - released > cap[o]:
-                            fits = False
-                            break
-                    if fits:
-                        ok = True
-                        break
-                    k += 1
-                if not ok:
-                    kscan = k
-                    break
-                kprev = k
-                kscan = k
-                t = load_free
-                if k >= 0:
-                    t = max(t, cend[k])
-                for o in range(nops):
-                    loaded[o] += need[o, j]
-            if lflag[j]:
-                lstart[j] = t
-                load_free = t + ldur[j]
-                arrive[j] = load_free + lat
-                load_tiles[nl] = j
-                nl += 1
-            else:
-                lstart[j] = -1
-            nxt += 1
-        # finish the stores compute i waits for (all of them after the last tile)
-        upto = stile.shape[0] if i == n else group[i] - depth + 1
+        # issue, in order, every load whose compute dependency is among computes 0 .. i-1
+        while nl < nload:
+            j = ltile[nl]
+            a = after[j]
+            if a > i - 1:
+                break
+            t = load_free
+            if a >= 0 and cstart[a] + c[a] > t:
+                t = cstart[a] + c[a]
+            lstart[j] = t
+            load_free = t + ldur[j]
+            nl += 1
+        # place the stores compute i waits for (all of them after the last tile)
+        upto = nstore if i == n else store_wait[i] + 1
         while sq < upto:
-            t = max(cend[stile[sq]], s_free)
-            left = sdur[stile[sq]]
+            k = stile[sq]
+            t = cstart[k] + c[k]
+            if s_free > t:
+                t = s_free
+            left = sdur[k]
             while left > 0:
-                while lp < nl and lstart[load_tiles[lp]] + ldur[load_tiles[lp]] <= t:
+                while lp < nl and lstart[ltile[lp]] + ldur[ltile[lp]] <= t:
                     lp += 1
-                if lp < nl and lstart[load_tiles[lp]] <= t:
-                    t = lstart[load_tiles[lp]] + ldur[load_tiles[lp]]  # the channel is a load's
+                if lp < nl and lstart[ltile[lp]] <= t:
+                    t = lstart[ltile[lp]] + ldur[ltile[lp]]  # the channel is a load's
                     continue
                 gap = left
-                if lp < nl:
-                    gap = min(gap, lstart[load_tiles[lp]] - t)
+                if lp < nl and lstart[ltile[lp]] - t < gap:
+                    gap = lstart[ltile[lp]] - t
                 piece[npiece, 0] = t
                 piece[npiece, 1] = t + gap
                 npiece += 1
@@ -409,26 +447,34 @@ def _replay(c, ldur, lflag, sdur, sflag, lat, depth, fence, need, free, cap, gro
             sq += 1
         if i == n:
             break
-        s = max(last_end, arrive[i])
-        if group[i] >= depth:
-            s = max(s, sdone[group[i] - depth])
+        s = last_end
+        if ldur[i] > 0 and lstart[i] + ldur[i] + lat > s:
+            s = lstart[i] + ldur[i] + lat
+        w = store_wait[i]
+        if w >= 0 and sdone[w] > s:
+            s = sdone[w]
         cstart[i] = s
-        cend[i] = s + c[i]
-        last_end = cend[i]
-        for o in range(nops):
-            freed[o, i] = free[o, i] + (freed[o, i - 1] if i > 0 else 0)
-    return max(last_end, s_free, load_free), npiece
+        last_end = s + c[i]
+    total = last_end
+    if s_free > total:
+        total = s_free
+    if load_free > total:
+        total = load_free
+    return total, npiece
 
 
-def _run_replay(c, ldur, lflag, sdur, sflag, lat: int, depth: int, fence, need, free, cap):
-    n = len(c)
+def _run_replay(r: _Rules) -> tuple[int, "_Intervals"]:
+    n = len(r.c)
+    ltile = np.flatnonzero(r.ldur).astype(np.int64)
+    stile = np.flatnonzero(r.sdur).astype(np.int64)
     cstart = np.empty(n, dtype=np.int64)
     lstart = np.full(n, -1, dtype=np.int64)
-    piece = np.empty((n + int(np.count_nonzero(sflag)) + 1, 2), dtype=np.int64)
-    total, npiece = _replay(c, ldur, lflag, sdur, sflag, lat, depth, fence, need, free, cap, _groups(sflag),
+    sdone = np.empty(len(stile), dtype=np.int64)
+    # a store is split at most once per load that preempts it: pieces <= stores + loads
+    piece = np.empty((len(stile) + len(ltile) + 1, 2), dtype=np.int64)
+    total, npiece = _replay(r.c, r.ldur, r.sdur, r.lat, _load_after(r), r.store_wait, ltile, stile, sdone,
                             cstart, lstart, piece)
-    raw = _Intervals(c, cstart, ldur, lstart, piece[:npiece])
-    return int(total), raw
+    return int(total), _Intervals(r.c, cstart, r.ldur, lstart, piece[:npiece])
 
 
 class _Intervals:
