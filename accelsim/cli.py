@@ -336,12 +336,12 @@ def cmd_plot(args) -> int:
 
 def cmd_record(args) -> int:
     out = _output_file(args.output, (".npz",), "-o trace")
-    try:
-        from accelsim.training import record_training
-    except ImportError as e:
-        raise AccelsimError(f"accelsim record needs PyTorch ({e}); install it with: pip install torch==2.13.0 "
-                            "&& pip install -e '.[record]'") from None
-    kwargs = {k: getattr(args, k) for k in RECORD_KWARGS}
+    kwargs = {k: getattr(args, k) for k in TRAINING_KWARGS}
+    if args.method in METHODS:  # method flags are set only when given: one not for this method is an error
+        given = {k: getattr(args, k) for k in method_owners() if hasattr(args, k)}
+        method_params(args.method, given, as_flags=True)
+        kwargs.update(given)
+    require_torch()  # one line naming the install command, before any progress output
     bar = _progress(f"recording {args.model} {args.method}", args.quiet)
     t0 = time.monotonic()
     try:
@@ -351,11 +351,6 @@ def cmd_record(args) -> int:
     if not args.quiet:
         _print(f"wrote {path} ({os.path.getsize(path) / 2**20:.2f} MiB) in {time.monotonic() - t0:.1f} s")
     return 0
-
-
-RECORD_KWARGS = ("steps", "warmup", "batch", "sparsity", "distribution", "structure", "topk_period",
-                 "first_layer_dense", "n", "m", "srste_lambda", "ssl_lambda", "optimizer", "lr", "momentum",
-                 "weight_decay", "seed", "image_size")
 
 
 def _parse_nm(text: str) -> tuple[int, int]:
@@ -391,6 +386,9 @@ examples:
   accelsim record --model resnet18-cifar --method swat --sparsity 0.9 --steps 1 -o my.npz
 
 Run 'accelsim COMMAND --help' for the options of each command.
+    from accelsim.sparsity.spec import method_owners, method_params
+    from accelsim.training import TRAINING_KWARGS, record_training, require_torch
+
 """
 
 
@@ -460,32 +458,20 @@ def build_parser() -> argparse.ArgumentParser:
     rc = add("record", "train a built-in model with a sparse-training method and record a trace (needs PyTorch)",
              "  accelsim record --model resnet18-cifar --method swat --sparsity 0.9 --steps 1 -o swat90.npz\n"
              "  accelsim record --model transformer-block --method srste --n 2 --m 4 --warmup 50 -o t24.npz\n"
-             "  accelsim record --model resnet50-imagenet --method swat --distribution erk --batch 8 -o r50.npz\n\n"
+             "  accelsim record --model resnet50-imagenet --method swat --sparsity 0.8 --distribution erk \\\n"
+             "      --batch 8 -o r50.npz\n\n"
              f"models:  {MODELS_HELP}\nmethods: {METHODS_HELP}\n"
-             "Each flag maps one to one onto accelsim.training.record_training().")
+             "Each flag maps one to one onto a keyword of accelsim.training.record_training(); a method flag\n"
+             "the chosen method does not use is an error.")
     rc.add_argument("--model", required=True, help=f"built-in model ({MODELS_HELP})")
     rc.add_argument("--method", required=True, help=f"sparse-training method ({METHODS_HELP})")
     rc.add_argument("-o", "--output", required=True, metavar="FILE.npz", help="trace file to write")
-    rc.add_argument("--steps", type=int, default=1, help="training steps to record (default 1)")
-    rc.add_argument("--warmup", type=int, default=20, help="unrecorded steps first, so masks are not the "
-                    "initial ones (default 20)")
-    rc.add_argument("--batch", type=int, default=32, help="minibatch size (default 32)")
-    rc.add_argument("--sparsity", type=float, default=None, help="target sparsity in [0, 1) (method default)")
-    rc.add_argument("--distribution", default="uniform", help="swat: uniform (SWAT-U) | erk")
-    rc.add_argument("--structure", default="unstructured", help="swat: unstructured | channel | filter")
-    rc.add_argument("--topk-period", type=int, default=1, help="swat: exact top-k every P steps (default 1)")
-    rc.add_argument("--first-layer-dense", action=argparse.BooleanOptionalAction, default=True,
-                    help="keep the first layer dense (default yes)")
-    rc.add_argument("--n", type=int, default=2, help="N of N:M (default 2)")
-    rc.add_argument("--m", type=int, default=4, help="M of N:M (default 4)")
-    rc.add_argument("--srste-lambda", type=float, default=2e-4, help="SR-STE lambda_w (default 2e-4)")
-    rc.add_argument("--ssl-lambda", type=float, default=1e-4, help="SSL group-lasso weight (default 1e-4)")
-    rc.add_argument("--optimizer", default="sgd", help="sgd | adam | adamw (default sgd)")
-    rc.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
-    rc.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    rc.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default 5e-4)")
-    rc.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    rc.add_argument("--image-size", type=int, default=None, help="input resolution (model default)")
+    from accelsim.sparsity.spec import METHOD_SPECS, add_flags, method_owners
+    from accelsim.training import TrainingParams
+
+    add_flags(rc.add_argument_group("training"), [TrainingParams], suppress=False)
+    add_flags(rc.add_argument_group("method parameters (only those of --method)"),
+              [s.params for s in METHOD_SPECS.values()], suppress=True, owners=method_owners())
     rc.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     rc.set_defaults(func=cmd_record)
     return p

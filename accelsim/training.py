@@ -12,115 +12,79 @@ Data: scikit-learn's bundled handwritten digits, upsampled (see :mod:`accelsim.m
 
 from __future__ import annotations
 
-import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from accelsim.errors import AccelsimError
+from accelsim.sparsity.spec import METHOD_SPECS, METHODS, Params, method_params, param
 
 MODELS = ("resnet18-cifar", "resnet50-imagenet", "vgg16-cifar", "transformer-block")
-METHODS = ("dense", "swat", "srste", "ste", "asp", "ssl", "gmp")
 OPTIMIZERS = ("sgd", "adam", "adamw")
-_USES_SPARSITY = ("swat", "gmp")
-_USES_NM = ("srste", "ste", "asp")
 
 Progress = Callable[[str, int, int], None]
 
-
-def _int(name: str, v: Any, lo: int) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-        raise AccelsimError(f"record: {name} must be an integer >= {lo}, got {v!r}")
-    return v
+TORCH_MISSING = ("accelsim record needs PyTorch, which is not installed; install it with: "
+                 "pip install torch==2.13.0 (or pip install 'accelsim[record]')")
 
 
-def _num(name: str, v: Any, lo: float, hi: float | None = None, lo_open: bool = False,
-         hi_open: bool = True) -> float:
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    if ok:
-        ok = (v > lo if lo_open else v >= lo) and (hi is None or (v < hi if hi_open else v <= hi))
-    if not ok:
-        rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}{')' if hi_open else ']'}"
-        raise AccelsimError(f"record: {name} must be a number in {rng}, got {v!r}")
-    return float(v)
+# ASSUMPTION: lr 0.05, momentum 0.9, weight decay 5e-4, batch 32 and warmup 20 are ordinary
+# CIFAR-style SGD settings chosen so that a short run yields trained-looking masks; they are not
+# taken from a paper, and a trace records sparsity patterns, not accuracy.
+@dataclass(frozen=True)
+class TrainingParams(Params):
+    """The training loop's settings, whatever the method (``accelsim record`` derives its flags here)."""
+
+    steps: int = param(1, help="training steps to record", lo=1)
+    warmup: int = param(20, help="unrecorded steps first, so masks are not the initial ones", lo=0)
+    batch: int = param(32, help="minibatch size", lo=1)
+    optimizer: str = param("sgd", help="optimizer", choices=OPTIMIZERS)
+    lr: float = param(0.05, help="learning rate", lo=0.0, lo_open=True)
+    momentum: float = param(0.9, help="SGD momentum", lo=0.0, hi=1.0, hi_open=True)
+    weight_decay: float = param(5e-4, help="weight decay", lo=0.0)
+    seed: int = param(0, help="random seed (weights and batch order)", lo=0)
+    image_size: int | None = param(None, help="input resolution (default: the model's own)", lo=1)
 
 
-def _method_params(method: str, *, sparsity, distribution, structure, topk_period, first_layer_dense,
-                   n, m, srste_lambda, ssl_lambda, warmup) -> dict[str, Any]:
-    """The keyword arguments of ``apply_method`` for this run (validated there)."""
-    if method == "swat":
-        return dict(sparsity=sparsity, distribution=distribution, structure=structure,
-                    topk_period=topk_period, first_layer_dense=first_layer_dense)
-    if method == "srste":
-        return dict(n=n, m=m, lam=srste_lambda, first_layer_dense=first_layer_dense)
-    if method == "ste":
-        return dict(n=n, m=m, first_layer_dense=first_layer_dense)
-    if method == "asp":
-        # ASP prunes a trained dense model: the first half of the warmup trains dense, the second
-        # half fine-tunes with the fixed mask (warmup 0: prune the initial model at once).
-        return dict(n=n, m=m, prune_at=warmup // 2, first_layer_dense=first_layer_dense)
-    if method == "ssl":
-        return dict(lam=ssl_lambda, first_layer_dense=first_layer_dense)
-    if method == "gmp":
-        # Zhu & Gupta's schedule compressed into the warmup: about 10 mask updates ending at the
-        # first recorded step, so the recorded steps run at the final sparsity.
-        dt = max(1, warmup // 10)
-        return dict(final_sparsity=sparsity, n_updates=warmup // dt, frequency=dt,
-                    first_layer_dense=first_layer_dense)
-    return {}
+TRAINING_KWARGS = TrainingParams.names()
 
 
-# Defaults: srste_lambda = 2e-4 is SR-STE's lambda_W (Zhou et al. 2021, FACTS.md "SR-STE").
-# ASSUMPTION: lr 0.05, momentum 0.9, weight decay 5e-4, batch 32, warmup 20 and ssl_lambda 1e-4 are
-# ordinary CIFAR-style SGD settings chosen so that a short run yields trained-looking masks; they are
-# not taken from a paper, and a trace records sparsity patterns, not accuracy.
-def record_training(model: str, method: str, out, *, steps: int = 1, warmup: int = 20,
-                    batch: int = 32, sparsity: float | None = None,
-                    distribution: str = "uniform",      # swat: uniform (SWAT-U) | erk
-                    structure: str = "unstructured",    # swat: unstructured | channel | filter
-                    topk_period: int = 1, first_layer_dense: bool = True,
-                    n: int = 2, m: int = 4, srste_lambda: float = 2e-4, ssl_lambda: float = 1e-4,
-                    optimizer: str = "sgd", lr: float = 0.05, momentum: float = 0.9,
-                    weight_decay: float = 5e-4, seed: int = 0, image_size: int | None = None,
-                    progress: Progress | None = None) -> Path:
+def method_kwargs(method: str) -> tuple[str, ...]:
+    """The keyword arguments ``record_training`` takes for ``method`` (besides the training ones)."""
+    return METHOD_SPECS[method].params.names()
+
+
+def require_torch():
+    """``torch``, or a one-line AccelsimError naming the install command."""
+    try:
+        import torch
+    except ImportError:
+        raise AccelsimError(TORCH_MISSING) from None
+    return torch
+
+
+def record_training(model: str, method: str, out, *, progress: Progress | None = None,
+                    **params: Any) -> Path:
     """Train ``warmup`` steps, record ``steps`` steps to ``out``; returns the trace path.
 
-    Bad arguments raise :class:`AccelsimError` with a one-line message before any training.
-    ``progress(stage, done, total)`` is called after every step with stage "warmup" or "record".
+    ``params``: the training settings (:class:`TrainingParams`: steps, warmup, batch, optimizer, lr,
+    momentum, weight_decay, seed, image_size) and the method's own (its dataclass in
+    :data:`accelsim.sparsity.spec.METHOD_SPECS`, e.g. swat: sparsity, distribution, structure,
+    topk_period, first_layer_dense; srste: n, m, srste_lambda, first_layer_dense). A keyword the
+    method does not take is an error, as is any bad value: :class:`AccelsimError` with a one-line
+    message before any training. ``progress(stage, done, total)`` is called after every step with
+    stage "warmup" or "record".
     """
     # ---- validate everything before the (slow) torch imports and training -------------------
     if model not in MODELS:
-        raise AccelsimError(f"record: unknown model {model!r}; choose one of {', '.join(MODELS)}")
+        raise AccelsimError(f"record: unknown model {str(model)[:60]!r}; choose one of {', '.join(MODELS)}")
     if method not in METHODS:
-        raise AccelsimError(f"record: unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    steps = _int("steps", steps, 1)
-    warmup = _int("warmup", warmup, 0)
-    batch = _int("batch", batch, 1)
-    if batch < 2 and model != "transformer-block":
-        raise AccelsimError(f"record: model {model} has batch norm, which needs batch >= 2, got {batch}")
-    seed = _int("seed", seed, 0)
-    if method in _USES_SPARSITY:
-        if sparsity is None:
-            raise AccelsimError(f"record: method {method} needs a sparsity (fraction of zeros, e.g. 0.9)")
-        sparsity = _num("sparsity", sparsity, 0.0, 1.0)
-    elif sparsity is not None:
-        extra = " (N:M sets the density n/m)" if method in _USES_NM else ""
-        raise AccelsimError(f"record: method {method} does not use a sparsity{extra}")
-    if method in _USES_NM:
-        n, m = _int("n", n, 1), _int("m", m, 2)
-        if n >= m:
-            raise AccelsimError(f"record: need n < m for N:M sparsity, got n={n}, m={m}")
-    if method == "swat":
-        _int("topk_period", topk_period, 1)
-    if not isinstance(first_layer_dense, bool):
-        raise AccelsimError(f"record: first_layer_dense must be true or false, got {first_layer_dense!r}")
-    srste_lambda = _num("srste_lambda", srste_lambda, 0.0)
-    ssl_lambda = _num("ssl_lambda", ssl_lambda, 0.0)
-    if optimizer not in OPTIMIZERS:
-        raise AccelsimError(f"record: unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-    lr = _num("lr", lr, 0.0, lo_open=True)
-    momentum = _num("momentum", momentum, 0.0, 1.0)
-    weight_decay = _num("weight_decay", weight_decay, 0.0)
+        raise AccelsimError(f"record: unknown method {str(method)[:60]!r}; choose one of {', '.join(METHODS)}")
+    tp = TrainingParams(**{k: v for k, v in params.items() if k in TRAINING_KWARGS})
+    mp = method_params(method, {k: v for k, v in params.items() if k not in TRAINING_KWARGS})
+    if tp.batch < 2 and model != "transformer-block":
+        raise AccelsimError(f"record: model {model} has batch norm, which needs batch >= 2, got {tp.batch}")
     if progress is not None and not callable(progress):
         raise AccelsimError("record: progress must be a callable (stage, done, total)")
     if not isinstance(out, (str, os.PathLike)):
@@ -131,24 +95,21 @@ def record_training(model: str, method: str, out, *, steps: int = 1, warmup: int
     if not out.parent.is_dir():
         raise AccelsimError(f"record: output directory {out.parent} does not exist")
 
+    torch = require_torch()
     from accelsim.models.zoo import SPECS, resolve_image_size
 
-    size = resolve_image_size(model, image_size)
-    mparams = _method_params(method, sparsity=sparsity, distribution=distribution, structure=structure,
-                             topk_period=topk_period, first_layer_dense=first_layer_dense, n=n, m=m,
-                             srste_lambda=srste_lambda, ssl_lambda=ssl_lambda, warmup=warmup)
-    opt_cfg = {"name": optimizer, "lr": lr, "weight_decay": weight_decay}
-    if optimizer == "sgd":
-        opt_cfg["momentum"] = momentum
-    import torch
+    size = resolve_image_size(model, tp.image_size)
+    opt_cfg: dict[str, Any] = {"name": tp.optimizer, "lr": tp.lr, "weight_decay": tp.weight_decay}
+    if tp.optimizer == "sgd":
+        opt_cfg["momentum"] = tp.momentum
 
     prev = torch.are_deterministic_algorithms_enabled()
     # fork_rng: seeding for this run must not change the caller's global RNG stream
     with torch.random.fork_rng(devices=[]):
         torch.use_deterministic_algorithms(True)
         try:
-            run = _Run(model, method, mparams, size, batch, seed, opt_cfg)
-            return run.record(out, steps=steps, warmup=warmup, progress=progress,
+            run = _Run(model, method, mp.apply_kwargs(tp.warmup), size, tp.batch, tp.seed, opt_cfg)
+            return run.record(out, steps=tp.steps, warmup=tp.warmup, progress=progress,
                               default_size=SPECS[model].default_image_size)
         finally:
             torch.use_deterministic_algorithms(prev)

@@ -208,20 +208,28 @@ def test_help_examples_name_shipped_files():
     assert not missing
 
 
-@pytest.mark.torch
-def test_record_flags_map_one_to_one_onto_record_training():
-    pytest.importorskip("torch")
-    import inspect
+def test_record_flags_are_derived_from_the_parameter_dataclasses():
+    import dataclasses
 
-    from accelsim.cli import RECORD_KWARGS, build_parser
-    from accelsim.training import record_training
+    from accelsim.cli import build_parser
+    from accelsim.sparsity.spec import METHOD_SPECS, flag_name
+    from accelsim.training import TrainingParams
 
-    params = [p for p in inspect.signature(record_training).parameters if p not in ("model", "method", "out",
-                                                                                     "progress")]
-    assert sorted(RECORD_KWARGS) == sorted(params)
-    args = build_parser().parse_args(["record", "--model", "m", "--method", "x", "-o", "o.npz"])
-    defaults = {p: inspect.signature(record_training).parameters[p].default for p in params}
-    assert {k: getattr(args, k) for k in RECORD_KWARGS} == defaults   # the CLI's defaults are the API's
+    parser = build_parser()
+    rec = parser._subparsers._group_actions[0].choices["record"]
+    flags = {o: a.dest for a in rec._actions for o in a.option_strings}
+    classes = [TrainingParams, *(s.params for s in METHOD_SPECS.values())]
+    for cls in classes:                       # one flag per field, named after it, to the same keyword
+        for f in dataclasses.fields(cls):
+            assert flags[flag_name(f)] == f.name
+    args = parser.parse_args(["record", "--model", "m", "--method", "x", "-o", "o.npz"])
+    # training flags default to the dataclass's defaults; method flags are absent unless given
+    assert {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingParams)} == \
+        dataclasses.asdict(TrainingParams())
+    assert not any(hasattr(args, f.name) for s in METHOD_SPECS.values() for f in dataclasses.fields(s.params))
+    args = parser.parse_args(["record", "--model", "m", "--method", "x", "-o", "o.npz", "--n", "1",
+                              "--no-first-layer-dense"])
+    assert (args.n, args.first_layer_dense) == (1, False)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -79,7 +79,18 @@ def test_same_seed_same_trace_bit_for_bit(tmp_path):
     (("resnet18-cifar", "rigl"), {}, "unknown method"),
     (("resnet18-cifar", "swat"), {}, "needs a sparsity"),
     (("resnet18-cifar", "swat"), dict(sparsity=1.0), "sparsity"),
-    (("resnet18-cifar", "srste"), dict(sparsity=0.5), "does not use a sparsity"),
+    (("resnet18-cifar", "srste"), dict(sparsity=0.5), r"does not use sparsity \(it takes: n, m, srste_lambda, "
+                                                       r"first_layer_dense; sparsity is for swat, gmp\)"),
+    (("resnet18-cifar", "dense"), dict(n=2), "method dense does not use n .it takes: no parameters"),
+    (("resnet18-cifar", "swat"), dict(sparsity=0.5, m=4), "method swat does not use m"),
+    (("resnet18-cifar", "gmp"), {}, "method gmp needs a sparsity"),
+    (("resnet18-cifar", "ssl"), dict(ssl_lambda=-1e-4), r"ssl_lambda must be a number >= 0.0, got -0.0001"),
+    (("resnet18-cifar", "srste"), dict(srste_lambda=float("nan")), "srste_lambda must be a number"),
+    (("resnet18-cifar", "swat"), dict(sparsity=0.5, topk_period=1.5), "topk_period must be an integer >= 1"),
+    (("resnet18-cifar", "swat"), dict(sparsity=0.5, first_layer_dense=1), "first_layer_dense must be true or false"),
+    (("resnet18-cifar", "dense"), dict(momentum=1.0), r"momentum must be a number in \[0.0, 1.0\)"),
+    (("resnet18-cifar", "dense"), dict(seed=True), "seed must be an integer"),
+    (("resnet18-cifar", "dense"), dict(image_size=0), "image_size must be an integer >= 1"),
     (("resnet18-cifar", "srste"), dict(n=4, m=4), "n < m"),
     (("resnet18-cifar", "dense"), dict(steps=0), "steps"),
     (("resnet18-cifar", "dense"), dict(batch=1), "batch"),
@@ -151,3 +162,70 @@ def test_digits_data_is_real_and_seeded():
     zeros = a.images[a.labels == 0]
     m1, m2 = zeros[::2].mean(0).flatten(), zeros[1::2].mean(0).flatten()
     assert torch.corrcoef(torch.stack([m1, m2]))[0, 1] > 0.95
+
+
+def test_method_dataclasses_validate_and_map_onto_apply_method():
+    import dataclasses
+
+    from accelsim.sparsity.methods import method_parameters
+    from accelsim.sparsity.spec import METHOD_SPECS, AspParams, GmpParams, SrsteParams, SwatParams
+
+    p = SwatParams(sparsity=0.9)
+    assert dataclasses.asdict(p) == dict(sparsity=0.9, distribution="uniform", structure="unstructured",
+                                         topk_period=1, first_layer_dense=True)
+    assert SrsteParams(n=1, m=8, srste_lambda=0).srste_lambda == 0.0 and \
+        isinstance(SrsteParams(srste_lambda=0).srste_lambda, float)        # int accepted, stored as float
+    # Schedules derived from the warmup: ASP prunes half-way; GMP updates every warmup // 10 steps,
+    # warmup 25 -> dt 2, 12 updates (ends at step 24, the last warmup step) -- worked by hand.
+    assert AspParams().apply_kwargs(21)["prune_at"] == 10
+    g = GmpParams(sparsity=0.5).apply_kwargs(25)
+    assert (g["frequency"], g["n_updates"], g["final_sparsity"]) == (2, 12, 0.5)
+    assert GmpParams(sparsity=0.5).apply_kwargs(0)["n_updates"] == 0
+    for name, spec in METHOD_SPECS.items():   # every keyword handed to apply_method is one it takes
+        kw = spec.params(**({"sparsity": 0.5} if "sparsity" in spec.params.names() else {})).apply_kwargs(20)
+        assert set(kw) <= set(method_parameters(name)), name
+
+
+def _cli(*argv):
+    import contextlib
+    import io
+
+    from accelsim.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(list(argv))
+    return rc, err.getvalue()
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--method", "swat", "--sparsity", "0.5", "--n", "2"], "record: method swat does not use --n (it takes: "
+     "--sparsity, --distribution, --structure, --topk-period, --first-layer-dense; --n is for srste, ste, asp)"),
+    (["--method", "dense", "--no-first-layer-dense"], "method dense does not use --first-layer-dense"),
+    (["--method", "ssl", "--srste-lambda", "1"], "method ssl does not use --srste-lambda"),
+    (["--method", "swat"], "method swat needs a --sparsity"),
+    (["--method", "srste", "--n", "3", "--m", "2"], "need n < m"),
+])
+def test_cli_flag_not_for_the_method_is_a_one_line_error(tmp_path, argv, msg):
+    rc, err = _cli("record", "--model", "resnet18-cifar", "-o", str(tmp_path / "x.npz"), "--quiet", *argv)
+    assert rc == 2 and err.count("\n") == 1 and msg in err, err
+    assert not list(tmp_path.iterdir())
+
+
+def test_record_without_torch_names_the_install_command(tmp_path):
+    """`accelsim record` in a process where `import torch` fails: one line, exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    fake = tmp_path / "fake"          # first on the path: `import torch` finds this and fails
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text("raise ImportError('No module named torch (test stub)')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(fake), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    p = subprocess.run([sys.executable, "-m", "accelsim", "record", "--model", "resnet18-cifar", "--method", "swat",
+                        "--sparsity", "0.5", "-o", str(tmp_path / "x.npz")], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == ("accelsim: error: accelsim record needs PyTorch, which is not installed; install it with: "
+                        "pip install torch==2.13.0 (or pip install 'accelsim[record]')\n")
+    assert not (tmp_path / "x.npz").exists()

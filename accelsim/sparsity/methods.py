@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
 from accelsim.errors import AccelsimError
-from accelsim.sparsity.gmp import apply_gmp
 from accelsim.sparsity.handle import MethodHandle
-from accelsim.sparsity.nm import apply_asp, apply_nm
-from accelsim.sparsity.ssl import apply_ssl
-from accelsim.sparsity.swat import apply_swat
+from accelsim.sparsity.nm import apply_nm
+from accelsim.sparsity.spec import METHOD_SPECS, METHODS  # the one registry of methods
 
-METHODS = ("dense", "swat", "srste", "ste", "asp", "ssl", "gmp")
+__all__ = ["METHODS", "apply_method", "method_parameters"]
 
 
 def _dense(model: nn.Module) -> MethodHandle:
@@ -30,15 +28,9 @@ def _ste(model: nn.Module, *, n: int = 2, m: int = 4, first_layer_dense: bool = 
     return apply_nm(model, n=n, m=m, lam=0.0, first_layer_dense=first_layer_dense, name="ste")
 
 
-_REGISTRY: dict[str, Callable[..., MethodHandle]] = {
-    "dense": _dense, "swat": apply_swat, "srste": _srste, "ste": _ste,
-    "asp": apply_asp, "ssl": apply_ssl, "gmp": apply_gmp,
-}
-
-
 def method_parameters(name: str) -> list[str]:
     """Keyword parameters the method accepts (for error messages and the CLI)."""
-    return [p for p in inspect.signature(_REGISTRY[name]).parameters if p != "model"]
+    return [p for p in inspect.signature(METHOD_SPECS[name].function()).parameters if p != "model"]
 
 
 def apply_method(model: nn.Module, name: str, **params: Any) -> MethodHandle:
@@ -49,13 +41,13 @@ def apply_method(model: nn.Module, name: str, **params: Any) -> MethodHandle:
     asp(n, m, prune_at, first_layer_dense); ssl(lam, groups, zero_threshold, first_layer_dense);
     gmp(final_sparsity, initial_sparsity, begin_step, n_updates, frequency, first_layer_dense).
     """
-    if name not in _REGISTRY:
+    if name not in METHOD_SPECS:
         raise AccelsimError(f"unknown sparse-training method {name!r}; choose one of {', '.join(METHODS)}")
     allowed = method_parameters(name)
     bad = sorted(set(params) - set(allowed))
     if bad:
         raise AccelsimError(f"method {name} does not take {', '.join(bad)} "
                             f"(it takes: {', '.join(allowed) or 'nothing'})")
-    handle = _REGISTRY[name](model, **params)
+    handle = METHOD_SPECS[name].function()(model, **params)
     handle.name = name
     return handle
