@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from accelsim.validation import shipped_traces
+from accelsim.validation import shipped_traces, traces_label
 from accelsim.validation.report import CaseReport, Check, md_table
 
-TRACE_GLOB = "traces/*swat*.npz"
+TRACE_GLOB = "*swat*.npz"  # in accelsim.validation.traces_dir()
 SOURCE = "Raihan & Aamodt, SWAT, NeurIPS 2020 (abstract: 23-50% activations, 50-90% weights)"
 RANGES = {"activation": (23.0, 50.0), "weight": (50.0, 90.0)}
 SPARSE_BELOW = 0.99   # a saved tensor with density below this counts as sparsified by SWAT
@@ -32,7 +32,7 @@ def run() -> CaseReport:
     rep = CaseReport(5, "Backward-pass memory footprint (SWAT traces)", intro=__doc__.split("\n", 2)[2])
     paths = traces()
     if not paths:
-        rep.skipped = f"no shipped SWAT trace matches {TRACE_GLOB}"
+        rep.skipped = f"no shipped SWAT trace matches {traces_label(TRACE_GLOB)}"
         return rep
     rows, why = [], []
     for path in paths:

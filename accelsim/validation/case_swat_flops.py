@@ -7,7 +7,7 @@ from accelsim.validation.swat_flops import (MODELS, README_SOURCE, README_TOL_PP
                                             README_TRAIN_REDUCTION, resnet_imagenet, swat_flops)
 
 SPARSITIES = (0.8, 0.9)
-TRACE_GLOB = "traces/*resnet*swat*.npz"
+TRACE_GLOB = "*resnet*swat*.npz"  # in accelsim.validation.traces_dir()
 
 
 def _traces():
@@ -113,7 +113,8 @@ def run() -> CaseReport:
         "FACTS.md describes it (downsample convs sparse in all three passes).")
     paths = _traces()
     if not paths:
-        rep.notes.append(f"**Trace cross-check not run:** no shipped trace matches `{TRACE_GLOB}`.")
+        from accelsim.validation import traces_label
+        rep.notes.append(f"**Trace cross-check not run:** no shipped trace matches `{traces_label(TRACE_GLOB)}`.")
     for path in paths:
         cc = trace_crosscheck(path)
         for p in ("fwd", "dgrad"):

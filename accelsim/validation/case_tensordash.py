@@ -19,11 +19,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from accelsim.validation import ROOT, shipped_traces
+from accelsim.validation import ROOT, shipped_traces, traces_label
 from accelsim.validation.report import CaseReport, Check, md_table
 
 HW_FILE = ROOT / "hwconfigs" / "tensordash.yaml"
-TRACE_GLOB = "traces/*resnet*swat*.npz"
+TRACE_GLOB = "*resnet*swat*.npz"  # in accelsim.validation.traces_dir()
 SOURCE = "Raihan & Aamodt, SWAT, NeurIPS 2020 (TensorDash speedups simulated in DNNsim)"
 PUBLISHED = {0.8: (3.3, 3.4), 0.9: (5.6, 6.3)}   # sparsity -> (fwd, bwd) speedup
 REPRO_TOL = 0.10
@@ -90,7 +90,7 @@ def run() -> CaseReport:
     rep = CaseReport(3, "SWAT speedup on TensorDash (lookahead sweep)", intro=__doc__.split("\n", 2)[2])
     paths = traces()
     if not paths:
-        rep.skipped = f"no shipped SWAT ResNet trace matches {TRACE_GLOB}"
+        rep.skipped = f"no shipped SWAT ResNet trace matches {traces_label(TRACE_GLOB)}"
         return rep
     hw = load_hw(HW_FILE)
     sweep_rows, bounds = [], {}

@@ -3,7 +3,8 @@
 import pytest
 
 from accelsim.validation import case_a100
-from accelsim.validation.testing import assert_check, assert_failures_documented, xfail_if_known
+from accelsim.validation.testing import assert_check, assert_failures_documented
+from validation_testing import xfail_if_known
 
 KF = case_a100.KNOWN_FAILURES
 

@@ -4,6 +4,7 @@ import pytest
 
 from accelsim.validation import case_footprint as cf
 from accelsim.validation.testing import assert_failures_documented
+from validation_testing import require_traces
 
 KF = getattr(cf, "KNOWN_FAILURES", {})
 
@@ -14,8 +15,7 @@ def test_ranges_are_swats():
 
 @pytest.fixture(scope="module")
 def report():
-    if not cf.traces():
-        pytest.skip(f"no shipped trace matches {cf.TRACE_GLOB}")
+    require_traces(cf.traces(), cf.TRACE_GLOB)
     return cf.run()
 
 

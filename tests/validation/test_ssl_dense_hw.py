@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from accelsim.validation import case_ssl
-from accelsim.validation.testing import assert_check, assert_failures_documented, xfail_if_known
+from accelsim.validation.testing import assert_check, assert_failures_documented
+from validation_testing import xfail_if_known
 
 KF = case_ssl.KNOWN_FAILURES
 

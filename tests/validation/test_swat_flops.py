@@ -4,6 +4,7 @@ import pytest
 
 from accelsim.validation import case_swat_flops
 from accelsim.validation.swat_flops import Layer, resnet_imagenet, swat_flops
+from validation_testing import require_traces
 
 
 def test_layer_lists_match_known_totals():
@@ -50,9 +51,7 @@ def test_readme_gap_is_explained_by_one_dense_downsample_pass():
 
 
 def test_trace_crosscheck_fwd_dgrad_exact():
-    paths = case_swat_flops._traces()
-    if not paths:
-        pytest.skip(f"no shipped trace matches {case_swat_flops.TRACE_GLOB}")
+    paths = require_traces(case_swat_flops._traces(), case_swat_flops.TRACE_GLOB)
     rep = case_swat_flops.run()
     exact = [c for c in rep.checks if "= F·d_w per op" in c.name]
     assert len(exact) == 2 * len(paths)

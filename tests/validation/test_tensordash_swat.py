@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from accelsim.validation import case_tensordash as ct
+from validation_testing import require_traces
 
 
 def test_lookahead_variant_changes_only_lookahead():
@@ -34,8 +35,7 @@ def test_h2_ceiling_hand_case():
 
 @pytest.fixture(scope="module")
 def report():
-    if not ct.traces():
-        pytest.skip(f"no shipped trace matches {ct.TRACE_GLOB}")
+    require_traces(ct.traces(), ct.TRACE_GLOB)
     return ct.run()
 
 
