@@ -13,10 +13,10 @@ import math
 import os
 from pathlib import Path
 
-import yaml
-
 from accelsim.errors import HardwareConfigError
 from accelsim.hw import units
+from accelsim.hw.units import show
+from accelsim.hw.yaml_input import parse_yaml_text
 from accelsim.util.files import NotRegularFileError, display_path, read_regular
 
 # A hardware file describes one machine in a few KB (the shipped ones are 1-3 KB); reading stops
@@ -37,7 +37,8 @@ from accelsim.hw.config import (
     SystolicCompute,
 )
 
-TOP_KEYS = ("name", "description", "family", "clock", "compute", "sparsity", "memory", "storage_format")
+TOP_KEYS = ("name", "description", "family", "clock", "compute", "sparsity", "memory", "storage_format",
+            "allow_extreme")
 COMPUTE_KEYS = {
     "systolic": ("rows", "cols", "dataflow", "data_type", "element_bytes"),
     "gpu": ("sms", "tensor_cores_per_sm", "dense_macs_per_cycle_per_core", "mma_shape",
@@ -53,13 +54,26 @@ FAMILY_SPARSITY = {"systolic": ("none", "nm"), "gpu": ("none", "nm"),
                    "sparse_pe": ("none", "one_sided", "two_sided")}
 
 
+def _show_short_list(v) -> str:
+    """[1, 2, 'x'] for a short list (each item cut by units.show), else units.show's summary."""
+    if isinstance(v, (list, tuple)) and len(v) <= 4:
+        return "[" + ", ".join(show(x) for x in v) + "]"
+    return show(v)
+
+
 def _k(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
+# Ceiling of every count in a file (rows, SMs, lanes, tile sides, N, M, ...): three counts multiplied
+# (e.g. sms * tensor_cores_per_sm * dense_macs_per_cycle_per_core) stay inside int64.
+MAX_COUNT = 2**20
+
+
 class _Ctx:
-    def __init__(self, path: str):
+    def __init__(self, path: str, allow_extreme: bool = False):
         self.path = path
+        self.allow_extreme = allow_extreme  # top-level allow_extreme: true (units.py floors)
 
     def fail(self, key: str, problem: str) -> HardwareConfigError:
         # key "" is the document itself: "file: top level: problem", never "file: : problem"
@@ -76,16 +90,19 @@ class _Ctx:
             if k not in d:
                 raise self.fail(f"{key}.{k}" if key else k, "missing required key")
 
-    def int_(self, d, key: str, where: str, *, minimum: int = 1, default=None) -> int:
+    def int_(self, d, key: str, where: str, *, minimum: int = 1, maximum: int = MAX_COUNT,
+             default=None) -> int:
         if key not in d:
             if default is None:
                 raise self.fail(_k(where, key), "missing required key")
             return default
         v = d[key]
         if isinstance(v, bool) or not isinstance(v, int):
-            raise self.fail(_k(where, key), f"expected an integer, got {v!r}")
+            raise self.fail(_k(where, key), f"expected an integer, got {show(v)}")
         if v < minimum:
-            raise self.fail(_k(where, key), f"must be >= {minimum}, got {v}")
+            raise self.fail(_k(where, key), f"must be >= {minimum}, got {show(v)}")
+        if v > maximum:
+            raise self.fail(_k(where, key), f"must be <= {maximum}, got {show(v)}")
         return v
 
     def choice(self, d, key: str, where: str, options, *, default=None) -> str:
@@ -94,8 +111,8 @@ class _Ctx:
                 raise self.fail(_k(where, key), f"missing required key (one of {', '.join(options)})")
             return default
         v = d[key]
-        if v not in options:
-            raise self.fail(_k(where, key), f"{v!r} is not one of {', '.join(map(str, options))}")
+        if not isinstance(v, str) or v not in options:  # a list or dict is no option (nor hashable)
+            raise self.fail(_k(where, key), f"{show(v)} is not one of {', '.join(map(str, options))}")
         return v
 
     def triple(self, d, key: str, where: str, *, default=None) -> tuple[int, int, int]:
@@ -105,8 +122,9 @@ class _Ctx:
             return default
         v = d[key]
         if (not isinstance(v, (list, tuple)) or len(v) != 3
-                or any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in v)):
-            raise self.fail(_k(where, key), f"expected three positive integers [M, N, K], got {v!r}")
+                or any(isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= MAX_COUNT for x in v)):
+            raise self.fail(_k(where, key), f"expected three integers [M, N, K] in 1..{MAX_COUNT}, "
+                                            f"got {_show_short_list(v)}")
         return (int(v[0]), int(v[1]), int(v[2]))
 
     def triples(self, d, key: str, where: str) -> tuple[tuple[int, int, int], ...]:
@@ -115,13 +133,13 @@ class _Ctx:
         if isinstance(v, (list, tuple)) and v and all(isinstance(x, (list, tuple)) for x in v):
             out = tuple(self.triple({key: x}, key, where) for x in v)
             if len(set(out)) != len(out):
-                raise self.fail(_k(where, key), f"lists a tile twice: {v!r}")
+                raise self.fail(_k(where, key), f"lists a tile twice: {show(v)}")
             return out
         return (self.triple(d, key, where),)
 
     def unit(self, fn, value, key: str, **kw):
         try:
-            return fn(value, **kw)
+            return fn(value, allow_extreme=self.allow_extreme, **kw)
         except ValueError as e:
             raise self.fail(key, str(e)) from None
 
@@ -184,7 +202,8 @@ def _sparsity(ctx: _Ctx, family: str, s) -> SparsityFeature:
         if operand in ("auto", "both"):
             raise ctx.fail("sparsity.operand", f"N:M sparsity needs one operand, got {operand!r}")
         n = ctx.int_(s, "n", "sparsity")
-        m = ctx.int_(s, "m", "sparsity")
+        # the kernels count a group inside one 64-bit mask word (accelsim/sim/kernels.py _check_m)
+        m = ctx.int_(s, "m", "sparsity", maximum=64)
         if n >= m:
             raise ctx.fail("sparsity.n", f"N:M needs N < M, got {n}:{m}")
     else:
@@ -211,14 +230,16 @@ def _memory(ctx: _Ctx, mem, clock_hz: float) -> tuple[MemoryLevel, ...]:
     if not isinstance(mem, list) or not mem:
         raise ctx.fail("memory", "expected a non-empty list of levels (innermost first, DRAM last)")
     levels = []
+    seen: set[str] = set()
     for i, lv in enumerate(mem):
         where = f"memory[{i}]"
         ctx.keys(lv, where, MEMORY_KEYS, ("name",))
         name = lv["name"]
         if not isinstance(name, str) or not name:
-            raise ctx.fail(f"{where}.name", f"expected a non-empty string, got {name!r}")
-        if any(x.name == name for x in levels):
-            raise ctx.fail(f"{where}.name", f"duplicate level name {name!r}")
+            raise ctx.fail(f"{where}.name", f"expected a non-empty string, got {show(name)}")
+        if name in seen:  # a set: linear in the number of levels
+            raise ctx.fail(f"{where}.name", f"duplicate level name {show(name)}")
+        seen.add(name)
         word = ctx.unit(units.parse_size, lv.get("word_size", 1), f"{where}.word_size")
         if word <= 0:
             raise ctx.fail(f"{where}.word_size", f"must be > 0, got {lv.get('word_size')!r}")
@@ -242,7 +263,7 @@ def _memory(ctx: _Ctx, mem, clock_hz: float) -> tuple[MemoryLevel, ...]:
             raise ctx.fail(f"{where}.latency", f"must be >= 0, got {lv.get('latency')!r}")
         shared = lv.get("shared", True)
         if not isinstance(shared, bool):
-            raise ctx.fail(f"{where}.shared", f"expected true or false, got {shared!r}")
+            raise ctx.fail(f"{where}.shared", f"expected true or false, got {show(shared)}")
         levels.append(MemoryLevel(name=name, capacity_bytes=cap, bandwidth_bytes_per_s=float(bw),
                                   latency_cycles=lat, word_bytes=word, shared=shared))
     return tuple(levels)
@@ -252,9 +273,13 @@ def parse_hw(data, source: str = "<memory>") -> HardwareConfig:
     """Validate an already-parsed YAML mapping; ``source`` names the file in error messages."""
     ctx = _Ctx(source)
     ctx.keys(data, "", TOP_KEYS, ("name", "family", "clock", "compute", "memory"))
+    # allow_extreme: true accepts a clock below 1 MHz or a bandwidth below 1 MB/s (units.py floors)
+    ctx.allow_extreme = data.get("allow_extreme", False)
+    if not isinstance(ctx.allow_extreme, bool):
+        raise ctx.fail("allow_extreme", f"expected true or false, got {show(ctx.allow_extreme)}")
     name = data["name"]
     if not isinstance(name, str) or not name.strip():
-        raise ctx.fail("name", f"expected a non-empty string, got {name!r}")
+        raise ctx.fail("name", f"expected a non-empty string, got {show(name)}")
     desc = data.get("description", "")
     if not isinstance(desc, str):
         raise ctx.fail("description", "expected a string")
@@ -269,25 +294,10 @@ def parse_hw(data, source: str = "<memory>") -> HardwareConfig:
         # a bitmap inner-join PE packs the reduction contiguously (SparsePECompute.tap_padded)
         compute = dataclasses.replace(compute, tap_padded=False)
     fmt = data.get("storage_format")
-    if fmt is not None and fmt not in STORAGE_FORMATS:
-        raise ctx.fail("storage_format", f"{fmt!r} is not one of {', '.join(STORAGE_FORMATS)}")
+    if fmt is not None and (not isinstance(fmt, str) or fmt not in STORAGE_FORMATS):
+        raise ctx.fail("storage_format", f"{show(fmt)} is not one of {', '.join(STORAGE_FORMATS)}")
     return HardwareConfig(name=name, family=family, clock_hz=clock, compute=compute, sparsity=sparsity,
                           memory=memory, storage_format=fmt, source=source, description=desc)
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last,
-    so `rows: 128` then `rows: 64` would quietly build a different machine)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}",
-                                                        key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 def load_hw(path: str | os.PathLike) -> HardwareConfig:
@@ -308,12 +318,8 @@ def load_hw(path: str | os.PathLike) -> HardwareConfig:
         raise HardwareConfigError(f"{shown}: cannot read: {what}") from None
     except OSError as e:  # permission denied, ENAMETOOLONG, ELOOP, EIO, ...
         raise HardwareConfigError(f"{shown}: cannot read: {e.strerror or type(e).__name__}") from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "YAML"
-        raise HardwareConfigError(f"{p}: {where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    # bounded: no anchors/aliases, depth/size limits, plain values, YAML 1.1 traps named (yaml_input.py)
+    data = parse_yaml_text(text, shown)
     if data is None:
-        raise HardwareConfigError(f"{p}: empty hardware file")
+        raise HardwareConfigError(f"{shown}: empty hardware file")
     return parse_hw(data, str(p))
