@@ -8,7 +8,10 @@ caught that way; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import signal
+import stat
 import sys
 import time
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Sequence
 
 from accelsim import __version__
 from accelsim.errors import AccelsimError
+from accelsim.util.files import display_path
 from accelsim.training import METHODS, MODELS  # torch is imported only inside record_training
 
 PROG = "accelsim"
@@ -37,15 +41,31 @@ def _fmt() -> type:
 
 
 # ---------------------------------------------------------------------------------------- inputs
+def _stat(p: Path, shown: str, what: str) -> os.stat_result | None:
+    """os.stat of a user path; None if it does not exist; any other refusal (a name too long, a
+    parent directory without search permission, a symlink loop) is a one-line error."""
+    try:
+        return p.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise AccelsimError(f"{shown}: cannot open the {what}: {e.strerror or type(e).__name__}") from None
+
+
 def _input_file(path: str, exts: Sequence[str], what: str) -> Path:
     p = Path(path)
+    shown = display_path(path)
     if p.suffix.lower() not in exts:
-        hint = next((f"; did you mean {path}{e}?" for e in exts if Path(f"{path}{e}").is_file()), "")
-        raise AccelsimError(f"{path}: not a {what} (expected a {' or '.join(exts)} file){hint}")
-    if not p.exists():
-        raise AccelsimError(f"{path}: {what} not found")
-    if not p.is_file():
-        raise AccelsimError(f"{path}: {what} is not a regular file")
+        hint = ""
+        if len(path) < 1024:  # a hint is a guess: never let it fail on a hostile name
+            hint = next((f"; did you mean {shown}{e}?" for e in exts
+                         if (st := _stat(Path(f"{path}{e}"), shown, what)) and stat.S_ISREG(st.st_mode)), "")
+        raise AccelsimError(f"{shown}: not a {what} (expected a {' or '.join(exts)} file){hint}")
+    st = _stat(p, shown, what)
+    if st is None:
+        raise AccelsimError(f"{shown}: {what} not found")
+    if not stat.S_ISREG(st.st_mode):
+        raise AccelsimError(f"{shown}: {what} is not a regular file")
     return p
 
 
@@ -53,13 +73,16 @@ def _output_file(path: str | None, exts: Sequence[str], what: str) -> Path | Non
     if path is None:
         return None
     p = Path(path)
+    shown = display_path(path)
     if p.suffix.lower() not in exts:
-        raise AccelsimError(f"{path}: {what} must end in {' or '.join(exts)}")
-    if p.is_dir():  # fail before a long simulation, not when writing the result
-        raise AccelsimError(f"{path}: {what} is a directory, expected a file path")
+        raise AccelsimError(f"{shown}: {what} must end in {' or '.join(exts)}")
+    st = _stat(p, shown, what)
+    if st is not None and stat.S_ISDIR(st.st_mode):  # fail before a long simulation, not when writing
+        raise AccelsimError(f"{shown}: {what} is a directory, expected a file path")
     parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise AccelsimError(f"{path}: directory {parent} does not exist")
+    pst = _stat(parent, shown, what)
+    if pst is None or not stat.S_ISDIR(pst.st_mode):
+        raise AccelsimError(f"{shown}: directory {display_path(parent)} does not exist")
     return p
 
 
@@ -77,36 +100,73 @@ def _open_hw(path: str):
     return load_hw(path)
 
 
-def parse_steps(text: str | None) -> set[int] | None:
-    """'3' | '0,2' | '1-4' | '0,5-7' -> set of step indices."""
+class StepSet:
+    """Steps chosen by ``--steps``, kept as inclusive ranges: '0-100000000000' costs two integers,
+    not a set of 10^11 (membership and what is missing are computed from the ranges)."""
+
+    def __init__(self, ranges: Sequence[tuple[int, int]]):
+        merged: list[list[int]] = []
+        for lo, hi in sorted(ranges):  # overlapping or touching ranges become one
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        self.ranges = tuple((lo, hi) for lo, hi in merged)
+
+    def __contains__(self, step: object) -> bool:
+        return isinstance(step, int) and any(lo <= step <= hi for lo, hi in self.ranges)
+
+    def missing(self, have: set[int], first: int = 5) -> tuple[list[int], int]:
+        """(the first ``first`` chosen steps not in ``have``, how many are missing in all)."""
+        total = sum(hi - lo + 1 for lo, hi in self.ranges) - sum(1 for s in have if s in self)
+        out: list[int] = []
+        for lo, hi in self.ranges:
+            s = lo
+            while s <= hi and len(out) < first:  # at most first + len(have) rounds in all
+                if s not in have:
+                    out.append(s)
+                s += 1
+        return out, total
+
+
+def parse_steps(text: str | None) -> StepSet | None:
+    """'3' | '0,2' | '1-4' | '0,5-7' -> the chosen steps (``step in result``)."""
     if text is None:
         return None
-    out: set[int] = set()
+    ranges: list[tuple[int, int]] = []
     try:
+        if len(text) > 10_000:
+            raise ValueError
         for part in text.split(","):
             part = part.strip()
             if "-" in part[1:]:
-                lo, hi = part.split("-", 1)
+                lo, hi = part[0] + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1]
                 a, b = int(lo), int(hi)
                 if b < a:
                     raise ValueError
-                out.update(range(a, b + 1))
+                ranges.append((a, b))
             else:
-                out.add(int(part))
+                ranges.append((int(part), int(part)))
     except ValueError:
-        raise AccelsimError(f"--steps {text!r}: expected step numbers like 3, 0,2 or 1-4") from None
-    return out
+        raise AccelsimError(f"--steps {_brief(text)}: expected step numbers like 3, 0,2 or 1-4") from None
+    return StepSet(ranges)
 
 
-def _select_steps(trace, steps: set[int] | None):
+def _brief(text: str, n: int = 60) -> str:
+    """repr of a user string, cut to ``n`` characters."""
+    return repr(text) if len(text) <= n else repr(text[: n - 3]) + "..."
+
+
+def _select_steps(trace, steps: StepSet | None):
     """Keep only ``steps`` (ops and saved records) of a trace this command loaded. In place: the
     Trace owns an open zip that a copy would share (and close on garbage collection)."""
     if steps is None:
         return trace
     have = sorted({op.step for op in trace.ops})
-    missing = sorted(steps - set(have))
-    if missing:
-        raise AccelsimError(f"{trace.path}: no ops for step(s) {', '.join(map(str, missing))} "
+    first, total = steps.missing(set(have))
+    if total:
+        more = f" and {total - len(first)} more" if total > len(first) else ""
+        raise AccelsimError(f"{display_path(trace.path)}: no ops for step(s) {', '.join(map(str, first))}{more} "
                             f"(recorded steps: {', '.join(map(str, have))})")
     trace.ops = [op for op in trace.ops if op.step in steps]
     trace.saved = [s for s in trace.saved if s.step in steps]
@@ -372,8 +432,35 @@ def _write(path: Path, write) -> None:
 
 
 def _print(text: str) -> None:
+    if sys.stdout is None:  # started with stdout closed (`accelsim run ... >&-`)
+        raise AccelsimError("cannot write the results: standard output is closed")
     sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    _flush_stdout()
+
+
+def _flush_stdout() -> None:
+    """Flush stdout; a full device (`> /dev/full`) or an I/O error is a one-line error. A closed
+    pipe raises BrokenPipeError (handled quietly in main)."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        _discard_stdout()
+        raise AccelsimError(f"cannot write the results to standard output: {e.strerror or e}") from None
+
+
+def _discard_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so that the interpreter's own flush at exit does not
+    fail a second time with a traceback-like 'Exception ignored' (the recipe of the Python docs,
+    "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, AttributeError, ValueError):
+        pass
 
 
 # -------------------------------------------------------------------------------------- parser
@@ -477,24 +564,92 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread so that every ``finally`` and atomic writer
+    cleans up (temp files removed, the old output file left as it was) -- as for Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, frame) -> None:
+    for sig in _SIGNALS:  # a second signal must not interrupt the cleanup the first one started
+        signal.signal(sig, signal.SIG_IGN)
+    raise _Terminated(signum)
+
+
+_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def _install_signal_handlers() -> dict:
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    old = {}
+    for sig in _SIGNALS:
+        prev = signal.getsignal(sig)
+        if prev is signal.SIG_IGN:  # e.g. started under nohup: keep ignoring
+            continue
+        old[sig] = prev
+        signal.signal(sig, _on_signal)
+    return old
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = None if argv is None else list(argv)  # for the JSON's meta.command
+    # Text that cannot be encoded (a lone surrogate in a layer name, a non-UTF-8 file name) is
+    # printed escaped instead of failing with UnicodeEncodeError.
+    # (stdout's default is "strict", or "surrogateescape" under the C locale: both fail on a lone
+    # surrogate.)
+    stream = sys.stdout
+    old_errors = getattr(stream, "errors", None)
+    changed = hasattr(stream, "reconfigure") and old_errors in ("strict", "surrogateescape")
+    if changed:
+        stream.reconfigure(errors="backslashreplace")
+    old_handlers = _install_signal_handlers()
     try:
-        return int(args.func(args) or 0)
+        return _main(argv)
+    finally:
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+        if changed and stream is sys.stdout and not getattr(stream, "closed", True):
+            try:
+                stream.reconfigure(errors=old_errors)
+            except (OSError, ValueError):
+                pass
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        finally:  # --help / --version print and exit: a full stdout is still one line
+            _flush_stdout()
+        args.argv = None if argv is None else list(argv)  # for the JSON's meta.command
+        code = int(args.func(args) or 0)
+        _flush_stdout()
+        return code
     except AccelsimError as e:
         sys.stderr.write(f"{PROG}: error: {e}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{PROG}: interrupted\n")
         return 130
-    except BrokenPipeError:  # `accelsim run ... | head`
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
+    except _Terminated as e:
+        sys.stderr.write(f"\n{PROG}: terminated by {signal.Signals(e.signum).name}\n")
+        return 128 + e.signum
+    except BrokenPipeError:  # `accelsim run ... | head`: the reader has what it wanted
+        _discard_stdout()
         return 0
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO) and e.filename is None:
+            # a stream write (stdout/stderr of a full disk) that no command-level handler saw
+            _discard_stdout()
+            sys.stderr.write(f"{PROG}: error: cannot write the results: {e.strerror}\n")
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -17,18 +17,27 @@ def si(x: float | int | None, digits: int = 3) -> str:
         return str(x)
     ax = abs(x)
     if ax < 10_000:
-        return f"{x:,.0f}" if float(x).is_integer() else f"{x:.{digits}g}"
+        return num(x, ",.0f") if float(x).is_integer() else num(x, f".{digits}g")
     for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if ax >= scale:
-            return f"{x / scale:.{digits}g}{unit}"
+            return f"{num(x / scale, f'.{digits}g')}{unit}"
     return str(x)
+
+
+def num(x: float, spec: str) -> str:
+    """``format(x, spec)`` without a minus sign on a value that rounds to zero: -0.0001 with
+    '.1f' is '0.0', not '-0.0' (nor '-0.0%', '-0.00x')."""
+    text = format(x, spec)
+    if text.startswith("-") and not any(ch in "123456789" for ch in text.split("e")[0]):
+        return text[1:]
+    return text
 
 
 def ratio(x: float | None) -> str:
     """A speedup / ratio: 2 decimals, 3 significant digits below 0.1 (never a bare 0.00x)."""
     if x is None or not math.isfinite(x):
         return "-"
-    return f"{x:.2f}x" if x >= 0.1 else f"{x:.3g}x"
+    return num(x, ".2f") + "x" if x >= 0.1 else num(x, ".3g") + "x"
 
 
 def byte_unit(x: int | float) -> tuple[str, int]:
@@ -88,7 +97,7 @@ def op_table(result) -> str:
     rows = []
     for o in result.ops:
         rows.append([o.op_id, o.step, o.layer, o.pass_, o.shape, si(o.dense_macs), si(o.effectual_macs),
-                     si(o.total_cycles), si(o.dense_cycles), f"{o.speedup:.2f}x", f"{o.utilisation:.0%}",
+                     si(o.total_cycles), si(o.dense_cycles), num(o.speedup, ".2f") + "x", num(o.utilisation, ".0%"),
                      si(o.stall_cycles), "*" if o.fallback else ""])
     return format_table(headers, rows, align="rrlllrrrrrrrl")
 
@@ -103,8 +112,9 @@ def totals_table(result) -> str:
     for key, t in pass_totals(result).items():
         comp = t.get("compute_speedup")
         rows.append([key, t["ops"], si(t["dense_macs"]), si(t["effectual_macs"]), si(t["total_cycles"]),
-                     si(t["dense_cycles"]), f"{t['total_cycles'] / clock * 1e6:,.1f}", f"{t['speedup']:.2f}x",
-                     "-" if comp is None else f"{comp:.2f}x", f"{t['utilisation']:.0%}", si(t["stall_cycles"]),
+                     si(t["dense_cycles"]), num(t['total_cycles'] / clock * 1e6, ",.1f"), num(t['speedup'], ".2f") + "x",
+                     "-" if comp is None else num(comp, ".2f") + "x", num(t['utilisation'], ".0%"),
+                     si(t["stall_cycles"]),
                      t["fallbacks"]])
     return format_table(headers, rows, align="lrrrrrrrrrrr")
 
@@ -129,7 +139,7 @@ def compare_table(results: Sequence, names: Sequence[str] | None = None) -> str:
         for name, res, t in zip(names, results, totals):
             time_s = t[key]["total_cycles"] / res.clock_hz
             rows.append([key, name, si(t[key]["total_cycles"]), si(t[key]["dense_cycles"]),
-                         f"{time_s * 1e6:,.1f}", f"{t[key]['speedup']:.2f}x",
+                         num(time_s * 1e6, ",.1f"), num(t[key]['speedup'], ".2f") + "x",
                          ratio(base_time / time_s) if time_s else "-", t[key]["fallbacks"]])
     return format_table(headers, rows, align="llrrrrrr")
 
@@ -144,6 +154,8 @@ def footprint_table(fp, *, max_layers: int | None = None) -> str:
         if cat != "all" and t["dense"] == 0:
             continue
         rows.append([cat if cat != "all" else "total", nbytes(t["dense"]), nbytes(t["stored"]),
-                     f"{fp.saved_pct(cat, True):.1f}%", nbytes(t["values"]), f"{fp.saved_pct(cat, False):.1f}%"])
-    rows.append(["peak live", nbytes(fp.peak_dense), nbytes(fp.peak_stored), f"{fp.peak_saved_pct:.1f}%", "", ""])
+                     num(fp.saved_pct(cat, True), ".1f") + "%", nbytes(t["values"]),
+                     num(fp.saved_pct(cat, False), ".1f") + "%"])
+    rows.append(["peak live", nbytes(fp.peak_dense), nbytes(fp.peak_stored), num(fp.peak_saved_pct, ".1f") + "%",
+                 "", ""])
     return format_table(headers, rows, align="lrrrrr")

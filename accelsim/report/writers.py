@@ -38,7 +38,7 @@ def _plain(obj: Any) -> Any:
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     text = json.dumps(_plain(obj), indent=1, allow_nan=False) + "\n"
     with atomic_write(path, "wb") as fh:
-        fh.write(text.encode("utf-8"))
+        fh.write(text.encode("utf-8", "backslashreplace"))
 
 
 def flatten_row(row: dict) -> dict:
@@ -73,4 +73,4 @@ def rows_to_csv(rows: Iterable[dict]) -> str:
 def write_csv(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     text = rows_to_csv(rows)
     with atomic_write(path, "wb") as fh:
-        fh.write(text.encode("utf-8"))
+        fh.write(text.encode("utf-8", "backslashreplace"))
