@@ -3,8 +3,8 @@
     python benchmarks/bench_gpu.py [hwconfigs/a100_24.yaml]
 
 Table 1: Mishra et al. 2021 (arXiv 2104.08378) Fig. 3 INT8 GEMMs M = N = 10240 over K, whose
-measured sparse speedups are about 1.23x (K=1280), 1.84x (K=10240), 1.94x (K=20480) (FACTS.md
-"NVIDIA A100"). The INT8 machine is a100_24.yaml with the INT8 tensor-core facts of FACTS.md: 512
+measured sparse speedups are about 1.23x (K=1280), 1.84x (K=10240), 1.94x (K=20480) (docs/sources.md
+"NVIDIA A100"). The INT8 machine is a100_24.yaml with the INT8 tensor-core facts of docs/sources.md: 512
 MACs/clk per tensor core (624 dense TOPS), mma m16n8k32 dense / m16n8k64 sparse, 1-byte elements;
 its CTA tile 128x128x64 is an assumption (K doubled for 1-byte data, as CUTLASS's INT8 tiles).
 Table 2: FP16 shapes on a100_24.yaml as shipped. Table 3: wall time of the model (plan, traffic,
@@ -86,7 +86,7 @@ def resnet50_gemms(batch=8):
 def main(argv):
     path = Path(argv[1]) if len(argv) > 1 else ROOT / "hwconfigs" / "a100_24.yaml"
     hw = load_hw(path)
-    print(f"# {hw.name}: Mishra et al. Fig. 3 INT8 GEMMs (measured speedups from FACTS.md); times and "
+    print(f"# {hw.name}: Mishra et al. Fig. 3 INT8 GEMMs (measured speedups, docs/sources.md "NVIDIA A100"); times and "
           f"'speedup' with INT8 output, 'sp(32b out)' with INT32 output (the paper does not say which)")
     header(alt=True)
     for k in (1280, 2560, 5120, 10240, 20480):

@@ -6,7 +6,7 @@ see the same machine load; the table gives the median of each and their ratio in
 process CPU time (all threads; steadier than wall time on a shared machine), plus the one-off cost
 of writing the header at the end and the trace size.
 
-    python benchmarks/bench_record.py [--batch 32] [--pairs 3] [--threads N] [--out /tmp/x.npz]
+    python benchmarks/bench_record.py [--batch 32] [--pairs 3] [--threads N] [--out x.npz]
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
    with TraceWriter, every mask i.i.d. random at a density drawn per tensor from 50-90%. With
    --trace PATH that recorded trace is used instead (e.g. a real one from
    `accelsim record --model resnet50-imagenet --method swat --sparsity 0.8 --steps 1 --warmup 2
-   --batch 8 --lr 0.001 -o /tmp/r50_b8.npz`); the table says which.
+   --batch 8 --lr 0.001 -o r50_b8.npz`); the table says which.
 
 Run: python benchmarks/bench_sim.py [--batch 8] [--trace PATH] [--skip-resnet50] [--hw NAME ...]
 """

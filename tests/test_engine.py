@@ -48,7 +48,7 @@ def test_deterministic(trace_path):
     hw = load_hw(ROOT / "hwconfigs" / "tensordash.yaml")
     res = simulate(trace_path, hw)
     assert res.to_dict() == simulate(trace_path, hw).to_dict()
-    for o in res.ops:  # H=2: no op computes more than 3x faster than dense (FACTS.md, TensorDash)
+    for o in res.ops:  # H=2: no op computes more than 3x faster than dense (docs/sources.md "SWAT's accelerator: TensorDash")
         assert o.dense_compute_cycles <= 3 * o.compute_cycles
 
 
@@ -66,7 +66,7 @@ def test_public_api_and_trace_object(trace_path):
 
 def test_conv_fwd_on_32x32_ws_hand_worked(trace_path):
     # conv fwd: M = 2*6*6 = 72, N = 8, K = 4*9 = 36 on 32x32 WS: ceil(36/32) * ceil(8/32) = 2 folds of
-    # 2*32 + 32 + 72 - 2 = 166 cycles = 332 compute cycles (SCALE-Sim formula, FACTS.md).
+    # 2*32 + 32 + 72 - 2 = 166 cycles = 332 compute cycles (docs/sources.md "SCALE-Sim 3.0 systolic compute").
     # DRAM 10 B/cycle, no latency, double buffered: fold loads are half of the input (144 B) and
     # half of the weight (144 B) = 288 B -> 29 cycles each. Fold 0 waits for its load (0..29),
     # computes 29..195; fold 1's load ends at 58, it computes 195..361; the 576-byte output

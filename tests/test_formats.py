@@ -48,7 +48,7 @@ def test_empty_tensor_and_all_zero():
 
 
 def test_a100_24_compressed_matrix():
-    # FACTS "A100": R x C fp16 matrix -> R x C/2 values + R x C/2 2-bit indices. 16 x 16: 128 x 16 + 128 x 2.
+    # docs/sources.md "NVIDIA A100": R x C fp16 matrix -> R x C/2 values + R x C/2 2-bit indices. 16 x 16: 128 x 16 + 128 x 2.
     assert storage_bits("nm", (16, 16), 128, 16, n=2, m=4) == 2048 + 256
     # = 9/16 of dense: half the values plus 1/8 of a value's bits in metadata
     assert storage_bits("nm", (16, 16), 128, 16, n=2, m=4) * 16 == storage_bits("dense", (16, 16), 128, 16) * 9

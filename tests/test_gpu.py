@@ -23,7 +23,7 @@ def tiny(sms=2, ctas_per_sm=1, l2=1 << 20, cta=(128, 128, 32), hbm_latency=0, op
 
 
 def a100(dtype="fp16"):
-    """FACTS.md "NVIDIA A100": 108 SMs x 4 tensor cores, 256 fp16 (512 int8) MACs/clk per core,
+    """docs/sources.md "NVIDIA A100": 108 SMs x 4 tensor cores, 256 fp16 (512 int8) MACs/clk per core,
     1.41 GHz, 40 MB L2, 1555 GB/s HBM2, 164 KB shared memory per SM. Launch and latency assumed."""
     if dtype == "fp16":
         comp = GpuCompute(108, 4, 256, (16, 8, 16), (16, 8, 32), "fp16", 2, ((128, 128, 32),), 2, 5e-6)
@@ -250,7 +250,7 @@ def test_op_cost_conv_weight_24_in_fwd_not_in_dgrad():
     assert "weight not 2:4 along K (output channels), the dgrad reduction dim: 50% of groups" in dg.fallback
 
 
-# ---- the model's shape on the full A100 (FACTS.md numbers; validation targets are not tuned to)
+# ---- the model's shape on the full A100 (docs/sources.md "NVIDIA A100"; validation targets are not tuned to)
 
 
 def test_a100_speedups_rise_with_k_and_stay_below_2x():

@@ -44,7 +44,7 @@ def test_shipped_configs_load(path):
     assert d.sparsity.kind == "none" and d.compute == hw.compute and d.memory == hw.memory
     # every shipped file says where its numbers come from
     text = path.read_text()
-    assert "#" in text and ("FACTS.md" in text or "scalesim" in text.lower() or "ASSUMPTION" in text)
+    assert "#" in text and ("sources.md" in text or "scalesim" in text.lower() or "ASSUMPTION" in text)
 
 
 def test_shipped_expected_set():
@@ -56,7 +56,7 @@ def test_shipped_expected_set():
 def test_a100_numbers():
     hw = load_hw(HW / "a100_24.yaml")
     c = hw.compute
-    # 108 SMs * 4 TCs * 256 FMA * 2 FLOP * 1.41 GHz = 312 TFLOP/s (FACTS.md, A100)
+    # 108 SMs * 4 TCs * 256 FMA * 2 FLOP * 1.41 GHz = 312 TFLOP/s (docs/sources.md "NVIDIA A100")
     assert 2 * hw.peak_macs_per_cycle * hw.clock_hz == pytest.approx(311.9e12, rel=1e-3)
     assert c.mma_shape == (16, 8, 16) and c.sparse_mma_shape == (16, 8, 32)
     assert (hw.sparsity.n, hw.sparsity.m, hw.sparsity.metadata_bits) == (2, 4, 2)

@@ -1,5 +1,5 @@
 """structure.compact: SSL-style all-zero weight rows/columns deleted as a smaller dense GEMM
-(FACTS.md "SSL": filter-wise groups = whole filters, shape-wise = whole (c,r,s) taps)."""
+(docs/sources.md "SSL": filter-wise groups = whole filters, shape-wise = whole (c,r,s) taps)."""
 
 from fractions import Fraction
 

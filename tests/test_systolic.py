@@ -1,4 +1,4 @@
-"""Systolic model == SCALE-Sim 3.0's stall-free formula (FACTS.md), N:M PEs, per-fold traffic."""
+"""Systolic model == SCALE-Sim 3.0's stall-free formula (docs/sources.md "SCALE-Sim 3.0 systolic compute"), N:M PEs, per-fold traffic."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def test_conv_path_equals_gemm_path():
 
 
 def test_nm_reduced_k():
-    # K' = N*floor(K/M) + min(K mod M, N) (FACTS.md, SCALE-Sim N:M)
+    # K' = N*floor(K/M) + min(K mod M, N) (docs/sources.md "SCALE-Sim 3.0 systolic compute")
     assert systolic.nm_reduced_k(30, 2, 4) == 16
     assert systolic.nm_reduced_k(29, 2, 4) == 15
     assert systolic.nm_reduced_k(576, 2, 4) == 288
@@ -347,7 +347,7 @@ def _ssl_weight():
 
 
 def test_ssl_conv_fwd_compacted_fold_cycles_hand_worked():
-    # 4x2 WS (K on 4 rows, N on 2 cols), fold = 2*4 + 2 + 36 - 2 = 44 cycles (SCALE-Sim, FACTS.md).
+    # 4x2 WS (K on 4 rows, N on 2 cols), fold = 2*4 + 2 + 36 - 2 = 44 cycles (docs/sources.md "SCALE-Sim 3.0 systolic compute").
     # dense GEMM 36x4x27: ceil(27/4)*ceil(4/2) = 7*2 = 14 folds = 616 cycles;
     # compacted 36x2x18: ceil(18/4)*ceil(2/2) = 5 folds = 220 cycles.
     hw = _hw(4, 2, "ws")

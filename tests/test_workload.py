@@ -125,7 +125,7 @@ def test_lowering_matches_torch_conv(case):
                             dx[:, gi * cg:(gi + 1) * cg, hh, ww] += dcol[gi, :, p_, q, :, r, s]
     ref = torch.nn.grad.conv2d_input(x.shape, Wt, DY, **kw).numpy()
     assert np.array_equal(dx, ref)
-    # every pass does the forward MACs F (FACTS.md SWAT FLOP accounting)
+    # every pass does the forward MACs F (docs/sources.md "SWAT FLOP accounting")
     for wk in works.values():
         assert wk.dense_macs == geo.fwd_macs
 

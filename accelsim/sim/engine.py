@@ -2,7 +2,7 @@
 
 Per op and pass: lower it (workload.py), ask the hardware family's model (systolic / gpu /
 sparse_pe) for its tiles with sparsity support on and, for the baseline, on ``hw.dense()`` (the same
-machine with sparsity off, DESIGN.md "one engine"), run both tile streams through the memory engine
+machine with sparsity off, docs/architecture.md), run both tile streams through the memory engine
 (memory.run_tiles: DRAM bandwidth, latency, double buffering) and report cycles, stalls, traffic,
 speedup = dense total / sparse total. Ops run one after another; integer arithmetic throughout, so
 results are bit-for-bit deterministic.

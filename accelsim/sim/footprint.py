@@ -4,12 +4,12 @@ Input: the trace's saved-for-backward records (``Trace.saved``, one ``SavedRecor
 autograd packed). Output: bytes kept per layer, split into activations / weights / other, dense vs
 stored in a sparse format, totals and percentages saved, and the *peak* of live saved bytes over the
 step (a sweep over the pack/unpack times), which is what bounds training memory -- a plain sum
-overstates it because backward frees tensors layer by layer (standard autograd; FACTS.md "What the
+overstates it because backward frees tensors layer by layer (standard autograd; docs/sources.md "What the
 backward pass keeps").
 
 Storage sizes come from :mod:`accelsim.sim.formats` (Hoefler et al. 2021, §2.2). The N:M format is
 only offered for a tensor whose recorded mask really is N:M along its channel / reduction dimension
-(dim 1 of a 4-D NCHW/KCRS tensor -- ASP and SR-STE group along C, FACTS.md "A100" and "SR-STE" --
+(dim 1 of a 4-D NCHW/KCRS tensor -- ASP and SR-STE group along C, docs/sources.md "ASP" and "SR-STE" --
 and the last dim otherwise); a tensor saved without a mask cannot be proven N:M.
 """
 
@@ -45,7 +45,7 @@ def dtype_bits(dtype: str) -> int:
 
 def _nm_axis(ndim: int) -> int:
     # Groups of m run along channels for 4-D tensors (N,C,H,W activations, K,C,R,S weights), along
-    # the reduction (last) dim for matrices: the layouts ASP / SR-STE prune in (FACTS.md).
+    # the reduction (last) dim for matrices: the layouts ASP / SR-STE prune in (docs/sources.md "ASP", "SR-STE").
     return 1 if ndim == 4 else ndim - 1
 
 

@@ -1,6 +1,6 @@
 """Storage size of a (sparse) tensor in the formats of Hoefler et al. 2021, "Sparsity in Deep
-Learning", §2.2 (FACTS.md "Sparse storage"), plus the N:M format of NVIDIA's sparse tensor cores
-(FACTS.md "NVIDIA A100": R x C matrix stored as R x C/2 values + one 2-bit index per kept value).
+Learning", §2.2 (docs/sources.md "Sparse storage"), plus the N:M format of NVIDIA's sparse tensor cores
+(docs/sources.md "NVIDIA A100": R x C matrix stored as R x C/2 values + one 2-bit index per kept value).
 
 Notation: a tensor of ``numel`` elements, ``nnz`` non-zeros, ``k = value_bits`` bits per value.
 An index into a range of ``r`` values needs ``ceil(log2 r)`` bits (0 bits when r <= 1: there is
@@ -23,7 +23,7 @@ last entry is nnz) each able to hold any value 0..nnz, i.e. ``ceil(log2(nnz + 1)
 column index per non-zero. The two agree to within one pointer and one bit per pointer.
 
 N:M. Groups of M consecutive elements run along one dimension ``axis`` (the reduction/channel
-dim: ASP and SR-STE group along C, FACTS.md "A100"/"SR-STE"). By default that is dim 1 of a 4-D
+dim: ASP and SR-STE group along C, docs/sources.md "ASP"/"SR-STE"). By default that is dim 1 of a 4-D
 (N,C,H,W / K,C,R,S) tensor and the last dim otherwise -- the convention of
 :mod:`accelsim.sim.footprint`. Every group stores exactly N value slots (zero-padded when it holds
 fewer non-zeros) and one ceil(log2 M)-bit position per slot: 2 bits for 2:4, as the A100 metadata.

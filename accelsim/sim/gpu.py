@@ -1,4 +1,4 @@
-"""GPU tensor cores with 2:4 structured sparsity (A100-style; FACTS.md "NVIDIA A100": Mishra et al.
+"""GPU tensor cores with 2:4 structured sparsity (A100-style; docs/sources.md "NVIDIA A100": Mishra et al.
 2021 arXiv 2104.08378, the PTX ISA sparse-matrix storage, the Ampere whitepaper).
 
 A lowered op C[M,N] += A[M,K] @ B[K,N] (x groups) runs as one kernel launch of CTA tiles:
@@ -52,14 +52,14 @@ A lowered op C[M,N] += A[M,K] @ B[K,N] (x groups) runs as one kernel launch of C
   chunks of slices fitting shared memory). The engine (memory.run_tiles, double-buffered, fences at
   wave starts) overlaps the next chunk's HBM loads with the current MMAs, so bandwidth and latency
   stalls fall out of it. Kernel launch overhead (``launch_overhead_s``) is FamilyCost.fixed_cycles.
-* When sparsity is used. mma.sp takes only its first operand sparse (FACTS.md). The rate applies only
+* When sparsity is used. mma.sp takes only its first operand sparse (docs/sources.md "NVIDIA A100"). The rate applies only
   when a candidate operand is 2:4 along the reduction dim of *this* pass
   (kernels.nm_compliance == 1.0) and M, N, K are multiples of 32 / element_bytes (cuSPARSELt: 16 for
-  fp16/bf16, 32 for int8; FACTS.md). If the 2:4 operand is the GEMM's B, the model computes
+  fp16/bf16, 32 for int8; docs/sources.md "NVIDIA A100"). If the 2:4 operand is the GEMM's B, the model computes
   C^T = B^T A^T (M and N swap), so the YAML's ``operand: a`` (mma.sp's A) admits either GEMM
   operand; ``weight`` / ``activation`` restrict by role. Otherwise the dense rate, with
   FamilyCost.fallback saying why.
-* Structured weight sparsity (SSL, FACTS.md "SSL"). In the sparse run (not the dense baseline) the
+* Structured weight sparsity (SSL, docs/sources.md "SSL"). In the sparse run (not the dense baseline) the
   weight's all-zero rows/columns are deleted (structure.compact) and the op runs as the smaller
   dense GEMM; groups run as one uniform batched launch at the largest kept (M', N', K') of any
   group. Weight panels scale to the kept rows x columns, the output to the kept M' x N' (conv dgrad:
@@ -120,8 +120,8 @@ def mma_rate_factor(gpu, where: str = "hardware file") -> int:
 
 
 def sparse_dim_multiple(element_bytes: int) -> int:
-    """cuSPARSELt's dimension constraint: multiples of 16 for 2-byte, 32 for 1-byte types (FACTS.md
-    "A100"). ASSUMPTION: 32 / element_bytes extends that rule to 4-byte types (8 for tf32); FACTS.md
+    """cuSPARSELt's dimension constraint: multiples of 16 for 2-byte, 32 for 1-byte types (docs/sources.md
+    "NVIDIA A100"). ASSUMPTION: 32 / element_bytes extends that rule to 4-byte types (8 for tf32); docs/sources.md
     gives no figure for them."""
     return max(1, 32 // int(element_bytes))
 

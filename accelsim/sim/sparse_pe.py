@@ -1,7 +1,8 @@
 """Unstructured sparse PE arrays: TensorDash (one-sided) and a dual-sided bitmap design.
 
 Mapping (both designs). The array has `tiles` tiles of pe_rows x pe_cols PEs with `lanes` MAC
-lanes each. As in TensorDash (Mahmoud et al., MICRO 2020; DNNsim TensorDash.cpp, FACTS.md), a PE
+lanes each. As in TensorDash (Mahmoud et al., MICRO 2020; DNNsim TensorDash.cpp; docs/sources.md
+"SWAT's accelerator: TensorDash"), a PE
 column works on one *window* (a GEMM row m of A) and a PE row on one *filter* (a GEMM column n of
 B), so a tile takes a unit of pe_cols rows x pe_rows columns of the lowered GEMM and streams the
 reduction K through its lanes. Units are enumerated (group, row block, column block), column block
@@ -10,12 +11,12 @@ run in lockstep, so a unit costs what its slowest PE needs. Op compute cycles = 
 sum (makespan).
 
 TensorDash (sparsity kind one_sided). Per op only one operand's zeros are exploited: the one the
-config names, or with operand "auto" the one with the larger zero fraction for that op (FACTS.md).
+config names, or with operand "auto" the one with the larger zero fraction for that op (same source).
 Each row of A (or column of B) is a stream of 16-lane rows -- channel first, then x, then y -- and
 kernels.td_schedule runs the lookahead/lookaside scheduler on the real mask of each stream. Every
 PE of a tile column (row) shares that stream, so a unit costs the longest stream schedule among its
 pe_cols windows (pe_rows filters). Dense: every stream costs its length in rows,
-ceil(round_up(C,16)*R*S/16) for a conv fwd window (FACTS.md).
+ceil(round_up(C,16)*R*S/16) for a conv fwd window (same source).
 
 Dual-sided (kind two_sided, SparTen/SIGMA-like): a PE multiplies only effectual pairs, found by
 ANDing the two operands' bitmaps (Gondimalla et al., MICRO 2019, SparTen's bitmask inner-join), at

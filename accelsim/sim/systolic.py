@@ -1,7 +1,7 @@
 """Systolic arrays (SCALE-Sim 3.0 semantics), optionally with N:M sparse PEs.
 
 Compute: SCALE-Sim 3.0's stall-free count (scalesim/compute/systolic_compute_{os,ws,is}.py; table
-in FACTS.md "SCALE-Sim 3.0 systolic compute"). For a GEMM (M, N, K) on an R x C array:
+in docs/sources.md "SCALE-Sim 3.0 systolic compute"). For a GEMM (M, N, K) on an R x C array:
 
   dataflow  rows map  cols map  streamed T  folds                cycles per fold
   os        M         N         K           ceil(M/R)*ceil(N/C)  R + C + T - 2
@@ -13,7 +13,7 @@ that minus 1 as "Total Cycles", see scalesim_total_cycles); partly filled folds 
 Chunked schedules pay more (schedule_compute, below).
 
 N:M sparse PEs (sparsity kind nm): SCALE-Sim's layer-wise N:M mode keeps N of every M along K, so
-the layer runs as a dense GEMM with K' = N*floor(K/M) + min(K mod M, N) (FACTS.md). accelsim only
+the layer runs as a dense GEMM with K' = N*floor(K/M) + min(K mod M, N) (same section). accelsim only
 does that where the named operand's mask really is N:M along K of this pass (nm_compliance == 1);
 otherwise the op runs dense and the fallback says why.
 
@@ -59,7 +59,7 @@ charge the fill per reload rather than assuming it hidden: SCALE-Sim's model doe
 consecutive folds (a TPU-style array that double-buffers weights could hide the shift-in, Jouppi et
 al. ISCA 2017 sec. 2, but that is not the SCALE-Sim array modelled here).
 
-Structured weight sparsity (SSL, FACTS.md "SSL"): in the sparse run (not the dense baseline) the
+Structured weight sparsity (SSL, docs/sources.md "SSL"): in the sparse run (not the dense baseline) the
 weight operand's all-zero rows/columns are deleted (structure.compact) and each group runs as the
 smaller dense GEMM (M', N', K'): folds and per-fold cycles from the table above on the compacted
 dims, weight bytes = its kept rows x columns. N:M PEs: deleting M/N lines keeps the remaining K
@@ -189,7 +189,7 @@ def _op_stream(work: Workload, hw: HardwareConfig, dims: list[tuple[int, int, in
             if act_side is not None and sparse_side is None:
                 size[act_side] = min(size[act_side], int(full[act_side] * frac))
             if sparse_side is not None:
-                # N:M storage: the kept K'/K values plus metadata_bits per kept value (FACTS.md, A100 / N:M)
+                # N:M storage: the kept K'/K values plus metadata_bits per kept value (docs/sources.md "NVIDIA A100")
                 kept = size[sparse_side] * k_nm // max(work.k, 1)
                 size[sparse_side] = kept + (kept // e) * sp.metadata_bits // 8
             out = out_full if dgrad else min(out_full, mm * nn * e)

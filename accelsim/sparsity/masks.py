@@ -6,9 +6,10 @@ tensor always gives the same mask (numpy's ``argpartition``/``argsort`` ties are
 
 Rules and their sources:
 - :func:`topk_mask`: SWAT keeps the ``ceil(density * numel)`` largest |x| of the *whole* layer tensor
-  (github AamirRaihan/SWAT ``topk/drop.py``: ``k = ceil(select_percentage * numel)``; FACTS.md "SWAT").
+  (github AamirRaihan/SWAT ``topk/drop.py``: ``k = ceil(select_percentage * numel)``;
+  docs/sources.md "SWAT as implemented").
 - :func:`nm_mask`: N:M magnitude mask, groups of M consecutive elements along one axis (SR-STE,
-  Zhou et al. ICLR 2021; NVIDIA ASP permutes conv weights so groups run along C; FACTS.md "SR-STE").
+  Zhou et al. ICLR 2021; NVIDIA ASP permutes conv weights so groups run along C; docs/sources.md "SR-STE").
 - :func:`channel_mask` / :func:`filter_mask`: SWAT's structured variants rank the K*C 2-D kernels
   ``W[k, c]`` or the K filters ``W[k]`` by L1 norm (``drop_structured``/``drop_structured_filter``).
 - :func:`erk_densities`: Erdős–Rényi-kernel allocation (Evci et al. 2020, RigL ``sparse_utils.py``).

@@ -1,7 +1,7 @@
 """N:M structured sparsity during training: SR-STE, plain STE and NVIDIA ASP.
 
 - SR-STE (Zhou et al., ICLR 2021; github aojunzz/NM-sparsity ``devkit/sparse_ops/sparse_ops.py``;
-  FACTS.md "SR-STE"): each forward recomputes the N:M magnitude mask of the dense weight W along the
+  docs/sources.md "SR-STE"): each forward recomputes the N:M magnitude mask of the dense weight W along the
   reduction dimension (conv: groups of M along C, the (K, R, S, C) layout), uses ``W~ = W * mask``,
   and backward passes ``grad_W = grad_W~ + lambda_w * (1 - mask) * W`` to the dense weight.
 - STE: the same without the lambda term (grad_W = grad_W~).

@@ -122,7 +122,7 @@ def _nm_check(self) -> None:
 # --------------------------------------------------------------------------- shared field declarations
 # A field shared by several methods is declared once here, so its flag means one thing everywhere.
 def _first_layer_dense() -> Any:
-    # SWAT keeps the first layer dense on ImageNet ResNets (docs/sources.md "SWAT").
+    # SWAT keeps the first layer dense on ImageNet ResNets (docs/sources.md "SWAT as implemented").
     return param(True, help="keep the first Conv2d/Linear dense")
 
 

@@ -1,4 +1,4 @@
-"""SSL: structured sparsity learning by group lasso (Wen et al., NeurIPS 2016; FACTS.md "SSL").
+"""SSL: structured sparsity learning by group lasso (Wen et al., NeurIPS 2016; docs/sources.md "SSL").
 
 ``E(W) = E_D(W) + lambda_g * sum_l R_g(W^l)`` with ``R_g(w) = sum_g ||w^(g)||_2`` (un-squared L2
 norm of each group). Groups of a conv weight W in R^{N x C x M x K} (filters, channels, kernel

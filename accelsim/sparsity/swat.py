@@ -1,7 +1,7 @@
 """SWAT: sparse weight activation training (Raihan & Aamodt, NeurIPS 2020).
 
 Follows the authors' code (github AamirRaihan/SWAT, ``custom_layers/custom_conv.py``,
-``topk/drop.py``; FACTS.md "SWAT as implemented"). Per Conv2d/Linear layer, every training step:
+``topk/drop.py``; docs/sources.md "SWAT as implemented"). Per Conv2d/Linear layer, every training step:
 
 1. ``W~ = topk(W)`` over the whole layer tensor (or whole 2-D kernels / filters for the structured
    variants); forward computes ``Y = conv(X, W~)`` with the input X **dense**.
@@ -193,7 +193,7 @@ def apply_swat(model: nn.Module, sparsity: float, *, distribution: str = "unifor
     sparse layer that sparsity; ``"erk"`` spreads the same total kept-parameter budget over the
     sparse layers by Erdős–Rényi-kernel (the dense first layer is outside the budget).
     ``first_layer_dense`` keeps the first Conv2d/Linear in registration order dense (SWAT's
-    ImageNet ResNet keeps conv1 dense; FACTS.md "SWAT" item 6).
+    ImageNet ResNet keeps conv1 dense; docs/sources.md "SWAT as implemented" item 6).
     """
     if not isinstance(sparsity, (int, float)) or not 0.0 <= float(sparsity) < 1.0:
         raise AccelsimError(f"swat: sparsity must be in [0, 1), got {sparsity!r}")

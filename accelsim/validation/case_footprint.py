@@ -3,7 +3,7 @@
 SWAT (Raihan & Aamodt, NeurIPS 2020, abstract and §5) reports that keeping only the top-k weights
 and activations for the backward pass reduces its memory footprint by 23-50% for activations and
 50-90% for weights. accelsim.sim.footprint sums what autograd saved for backward in the recorded
-step (the trace's saved-for-backward records; FACTS.md "What the backward pass keeps"), each tensor
+step (the trace's saved-for-backward records; docs/sources.md "What the backward pass keeps"), each tensor
 stored in the cheapest format for its recorded mask ("auto": dense, bitmap, COO, CSR, N:M; sizes with
 index/bitmap overhead, Hoefler et al. 2021 §2.2). Tolerance: the published ranges themselves
 (inclusive), for the savings with format overhead; values-only savings are reported beside them.

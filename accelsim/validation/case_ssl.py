@@ -1,6 +1,6 @@
 """Case 6: SSL (Wen et al. 2016) group sparsity on dense (systolic) hardware.
 
-How accelsim models it. SSL zeroes whole groups of a weight so that they can be deleted (FACTS.md
+How accelsim models it. SSL zeroes whole groups of a weight so that they can be deleted (docs/sources.md
 "SSL"): in im2col GEMM form, filter-wise groups are the columns of the fwd B (N, one per filter)
 and shape-wise groups its rows (K, one per (c, r, s)). In the sparse run of a dense-hardware family
 (systolic.py, gpu.py) accelsim deletes the all-zero rows/columns of the operand whose trace role is
@@ -160,11 +160,11 @@ def run() -> CaseReport:
             want = fold(*full) / fold(*small)
             rep.checks.append(Check(
                 f"{label}: compute-cycle speedup, GEMM {'x'.join(map(str, full))} -> {'x'.join(map(str, small))}",
-                f"{want:.3f}x, effectual MACs = expected_effectual()", "fold formula (FACTS.md, systolic_ref.py)",
+                f"{want:.3f}x, effectual MACs = expected_effectual()", "fold formula (systolic_ref.py)",
                 f"{got_c:.3f}x, effectual {o.effectual_macs}", f"{got_c - want:+.1e}", "exact",
                 got_c == want and o.effectual_macs == want_eff and o.gemm == full))
             rep.checks.append(Check(
-                f"{label}: total-cycle speedup (memory engine)", f"{want:.3f}x", "fold formula (FACTS.md)",
+                f"{label}: total-cycle speedup (memory engine)", f"{want:.3f}x", "fold formula (systolic_ref.py)",
                 f"{o.speedup:.3f}x", f"{(o.speedup - want) / want:+.1%}", f"±{TOTAL_TOL:.0%}",
                 abs(o.speedup - want) <= TOTAL_TOL * want))
             rows.append([label, f"{density:.2f}", "x".join(map(str, small)), o.compaction, f"{got_c:.3f}",

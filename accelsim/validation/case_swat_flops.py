@@ -17,7 +17,7 @@ def _traces():
 
 def sparse_operand_of(work) -> str | None:
     """The operand SWAT sparsified for this pass: the weight W~ in fwd and dgrad, the saved input
-    X~ in wgrad (FACTS.md SWAT steps 2-4; dY is never sparsified)."""
+    X~ in wgrad (docs/sources.md "SWAT as implemented" steps 2-4; dY is never sparsified)."""
     want = "weight" if work.pass_ in ("fwd", "dgrad") else "activation"
     return next((n for n in (work.a, work.b) if work.roles.get(n) == want), None)
 
@@ -68,7 +68,7 @@ def run() -> CaseReport:
         "(weights and its image input), every other conv including the 1x1 downsample convs and "
         "the FC at weight = activation sparsity s. Per layer with forward MACs F: "
         "fwd = F·d_w, dgrad = F·d_w, wgrad = F·d_a, conv1 has no dgrad "
-        "(FACTS.md, SWAT section). The forward reduction must equal s·(1 − f1) exactly; the "
+        '(docs/sources.md "SWAT FLOP accounting"). The forward reduction must equal s·(1 − f1) exactly; the '
         "training reduction is compared with the SWAT README, tolerance ±"
         f"{README_TOL_PP:.1f} percentage points (fixed before computing)."))
     rows = []
@@ -110,7 +110,7 @@ def run() -> CaseReport:
         "downsample pass (e.g. the wgrad with an un-top-k'd input, or the forward with a dense "
         "weight) as dense; SWAT's README leaves its 'Training/Inference FLOP count' section empty, "
         "so this is a reconstruction, not a quote. accelsim's accounting follows the algorithm as "
-        "FACTS.md describes it (downsample convs sparse in all three passes).")
+        "docs/sources.md describes it (downsample convs sparse in all three passes).")
     paths = _traces()
     if not paths:
         from accelsim.validation import traces_label
@@ -120,12 +120,12 @@ def run() -> CaseReport:
         for p in ("fwd", "dgrad"):
             r = cc[p]
             rep.checks.append(Check(
-                f"{path.name}: {p} one-sided effectual MACs = F·d_w per op", "F·d_w (FACTS.md)",
+                f"{path.name}: {p} one-sided effectual MACs = F·d_w per op", 'F·d_w (sources.md "SWAT FLOP accounting")',
                 "closed form on the trace's own shapes and masks", f"{r['exact']}/{r['ops']} ops exact",
                 f"{r['ops'] - r['exact']} differ", "exact (integers)", r["ops"] > 0 and r["exact"] == r["ops"]))
         r = cc["wgrad"]
         rep.checks.append(Check(
-            f"{path.name}: wgrad one-sided effectual MACs vs F·d_a", "F·d_a (FACTS.md)",
+            f"{path.name}: wgrad one-sided effectual MACs vs F·d_a", 'F·d_a (sources.md "SWAT FLOP accounting")',
             "closed form on the trace's own shapes and masks",
             f"{r['exact']}/{r['ops']} ops exact; sum {r['ours']:,} vs {r['closed']:,.0f} "
             f"({r['ours'] / r['closed']:.4f}); furthest {r['worst'][0]:.3f} at {r['worst'][1]}",
@@ -148,5 +148,5 @@ def run() -> CaseReport:
             "stride-1 convs, the FC layer). With padding, border taps read zero padding (never effectual, but in F); "
             "with stride 2, inputs between strides are never read, so whether their top-k non-zeros "
             "count depends on where they fall. accelsim counts the real taps; F·d_a is the "
-            "closed-form approximation FACTS.md derives, and the SWAT FLOP numbers above use it.")
+            'closed-form approximation of docs/sources.md "SWAT FLOP accounting", and the SWAT FLOP numbers above use it.')
     return rep

@@ -2,7 +2,7 @@
 
 Four comparisons, each exact (tolerance 0 cycles):
 (a) SCALE-Sim's own output (committed CSVs, data/scalesim_*.csv) = the independent fold formula
-    (systolic_ref.py, written from FACTS.md) -> the formula is a faithful reading of SCALE-Sim;
+    (systolic_ref.py, written from docs/sources.md "SCALE-Sim 3.0 systolic compute") -> the formula is a faithful reading of SCALE-Sim;
 (b) accelsim.sim.systolic = SCALE-Sim's output on the same layers;
 (c) accelsim.sim.systolic = the fold formula on the whole os/ws/is x 8..256 grid (square and
     rectangular arrays) on ResNet-18 and ResNet-50 (SCALE-Sim topologies).
@@ -46,7 +46,7 @@ def topo_layer(topology: str, name: str) -> TopoLayer:
 
 def scalesim_stall_free(r: dict) -> int:
     """SCALE-Sim's stall-free count: its 'Total Cycles' is the last busy cycle's index (count - 1)
-    plus stall cycles (FACTS.md)."""
+    plus stall cycles (docs/sources.md "SCALE-Sim 3.0 systolic compute")."""
     return r["total_cycles"] - r["stall_cycles"] + 1
 
 
@@ -150,7 +150,7 @@ def run(*, grid: bool = True) -> CaseReport:
                             bad.append(f"{topo}/{layer.name} {df} {rows}x{cols}")
         rep.checks.append(Check(
             "(c) accelsim.sim.systolic = fold formula, whole grid",
-            f"{total} layer x dataflow x array points", "FACTS.md fold table (systolic_ref.py)",
+            f"{total} layer x dataflow x array points", "fold table (systolic_ref.py)",
             f"{total - len(bad)}/{total} equal", f"{len(bad)} differ" + (f": {bad[:3]}" if bad else ""),
             "0 cycles", not bad,
             note="arrays " + ", ".join(f"{a}x{b}" for a, b in GRID_ARRAYS) + "; os, ws, is; "

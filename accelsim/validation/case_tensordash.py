@@ -2,7 +2,7 @@
 
 Published (SWAT paper, Raihan & Aamodt, NeurIPS 2020, §5 / Fig. on the TensorDash accelerator,
 simulated with DNNsim): forward / backward speedups of 3.3x / 3.4x at 80% and 5.6x / 6.3x at 90%
-top-k sparsity. FACTS.md ("SWAT's accelerator: TensorDash") records DNNsim's scheduler: lookahead
+top-k sparsity. docs/sources.md ("SWAT's accelerator: TensorDash") records DNNsim's scheduler: lookahead
 H = 2, lookaside D = 5, T-shaped search, so a stream can never run faster than (H+1) = 3x.
 
 Checks: (a) on hwconfigs/tensordash.yaml as shipped (H = 2) no op's compute cycles beat the dense
@@ -104,7 +104,7 @@ def run() -> CaseReport:
             top = worst[1] / worst[2]
             rep.checks.append(Check(
                 f"{path.name}: every op ≤ (H+1)x with H = {hw.sparsity.lookahead}",
-                f"≤ {hw.sparsity.lookahead + 1}x per op", "FACTS.md (DNNsim TensorDash.cpp scheduler)",
+                f"≤ {hw.sparsity.lookahead + 1}x per op", "DNNsim TensorDash.cpp scheduler (sources.md)",
                 f"max {top:.3f}x ({worst[4]} {worst[0]}), {len(base)} ops",
                 "-", "ceiling, exact", top <= hw.sparsity.lookahead + 1))
             fwd2, bwd2, _, _ = speedups(base)
@@ -149,7 +149,7 @@ def run() -> CaseReport:
         "what remains is the scheduler's reach (a zero lane borrows only from the T-shaped "
         "candidates within lookaside D = 5 lanes) and the lockstep of a tile (a unit waits for its "
         "slowest stream), which accelsim does not report separately. Only one operand per "
-        "convolution is skipped (FACTS.md), the sparser of the two (`auto`). The shipped traces are CIFAR-scale ResNet-18 runs of this project's recorder "
+        "convolution is skipped (DNNsim), the sparser of the two (`auto`). The shipped traces are CIFAR-scale ResNet-18 runs of this project's recorder "
         "(sklearn digits, a few warm-up steps), not the authors' networks and training states, so a "
         "gap to the published values is expected and no H is tuned to close it.")
     rep.tables.append("Lookahead sweep (lookaside D = 5, T-search, everything else as tensordash.yaml); "

@@ -4,7 +4,7 @@ Layer lists are built here from the architectures (He et al. 2016 Table 1, torch
 ResNet "v1.5" with the stride on the 3x3 conv of each bottleneck, which is what SWAT's ImageNet code
 trains; WRN-50-2 = Zagoruyko & Komodakis 2016 bottleneck width x2, outputs unchanged).
 
-Per-layer accounting (FACTS.md "SWAT as implemented" + the derived formula there): forward MACs F,
+Per-layer accounting (docs/sources.md "SWAT as implemented" and "SWAT FLOP accounting"): forward MACs F,
 `fwd = F*d_w`, `dgrad = F*d_w`, `wgrad = F*d_a`; conv1 dense (d_w = d_a = 1: its input is the image,
 which SWAT does not sparsify) and without a dgrad (nothing upstream needs the input gradient);
 every other conv, including the 1x1 downsample, and the FC at d_w = d_a = 1 - s (SWAT-U).

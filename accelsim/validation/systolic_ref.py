@@ -1,6 +1,6 @@
 """An independent re-implementation of SCALE-Sim 3.0's stall-free systolic cycle count.
 
-Written from the fold table in /work/shared/reference/FACTS.md ("SCALE-Sim 3.0 systolic compute",
+Written from the fold table in docs/sources.md "SCALE-Sim 3.0 systolic compute" (itself read
 from scalesim/compute/systolic_compute_{os,ws,is}.py and topology_utils.py), deliberately without
 importing accelsim.sim, so the validation suite checks accelsim's model against a second reading
 of the same source and both against SCALE-Sim's own output (data/*.csv).
@@ -38,7 +38,7 @@ class TopoLayer:
 
     @property
     def gemm(self) -> tuple[int, int, int]:
-        """(M, N, K) = (output pixels, filters, R*S*C), FACTS.md SCALE-Sim section."""
+        """(M, N, K) = (output pixels, filters, R*S*C), docs/sources.md "SCALE-Sim 3.0 systolic compute"."""
         e_h, e_w = self.ofmap
         return e_h * e_w, self.filters, self.filt_h * self.filt_w * self.channels
 
@@ -61,7 +61,7 @@ def read_topology(path: str | Path) -> list[TopoLayer]:
 
 
 def fold_cycles(dataflow: str, rows: int, cols: int, m: int, n: int, k: int) -> int:
-    """Stall-free cycles of one GEMM (M, N, K) on a rows x cols array (FACTS.md fold table).
+    """Stall-free cycles of one GEMM (M, N, K) on a rows x cols array (the fold table, module docstring).
 
     OS: rows<-M, cols<-N, streams K, cycles per fold R + C + T - 2.
     WS: rows<-K, cols<-N, streams M; IS: rows<-K, cols<-M, streams N; per fold 2R + C + T - 2
@@ -81,5 +81,5 @@ def fold_cycles(dataflow: str, rows: int, cols: int, m: int, n: int, k: int) -> 
 
 def scalesim_total_cycles(dataflow: str, rows: int, cols: int, m: int, n: int, k: int) -> int:
     """What SCALE-Sim prints as 'Total Cycles' for a stall-free layer: the count minus 1
-    (its cycle counter is the index of the last busy cycle; FACTS.md)."""
+    (its cycle counter is the index of the last busy cycle; docs/sources.md "SCALE-Sim 3.0 systolic compute")."""
     return fold_cycles(dataflow, rows, cols, m, n, k) - 1

@@ -13,7 +13,7 @@ def test_int8_variant_is_derived_from_the_shipped_file():
     from accelsim.hw import load_hw
     fp16 = load_hw(case_a100.HW_FILE)
     int8 = case_a100.int8_variant(fp16)
-    # FACTS.md: INT8 peak 624 dense TOPS = 2x fp16's 312 -> 512 MACs/clk/tensor core; s8 mma m16n8k32,
+    # docs/sources.md "NVIDIA A100": INT8 peak 624 dense TOPS = 2x fp16's 312 -> 512 MACs/clk/tensor core; s8 mma m16n8k32,
     # mma.sp m16n8k64
     assert int8.compute.dense_macs_per_cycle_per_core == 2 * fp16.compute.dense_macs_per_cycle_per_core == 512
     assert int8.compute.mma_shape[2] == 32 and int8.compute.sparse_mma_shape[2] == 64

@@ -10,14 +10,14 @@ from validation_testing import require_traces
 def test_lookahead_variant_changes_only_lookahead():
     from accelsim.hw import load_hw
     hw = load_hw(ct.HW_FILE)
-    assert (hw.sparsity.lookahead, hw.sparsity.lookaside, hw.sparsity.search) == (2, 5, "T")  # FACTS.md
+    assert (hw.sparsity.lookahead, hw.sparsity.lookaside, hw.sparsity.search) == (2, 5, "T")  # sources.md TensorDash
     v = ct.with_lookahead(hw, 8)
     assert v.sparsity.lookahead == 8
     assert v.sparsity.lookaside == 5 and v.compute == hw.compute and v.memory == hw.memory
 
 
 def test_t_shape_candidates_match_dnnsim():
-    # FACTS.md: T-shape for H=2, D=5: (1,0), (2,0), (1,+1), (1,-1), (2,+2), (2,-2), (1,+3)
+    # docs/sources.md "SWAT's accelerator: TensorDash": T-shape for H=2, D=5: (1,0), (2,0), (1,+1), (1,-1), (2,+2), (2,-2), (1,+3)
     from accelsim.sim.kernels import td_candidates
     h, d = td_candidates(2, 5, "T")
     assert list(zip(h.tolist(), d.tolist())) == [(1, 0), (2, 0), (1, 1), (1, -1), (2, 2), (2, -2), (1, 3)]
