@@ -7,6 +7,7 @@ import pytest
 
 from accelsim.errors import HardwareConfigError
 from accelsim.hw.config import GpuCompute, HardwareConfig, MemoryLevel, SparsityFeature
+from accelsim.hw.family import check_hw
 from accelsim.sim import gpu
 from accelsim.sim.memory import run_tiles
 from accelsim.sim.workload import conv_params, workload_from_masks
@@ -17,7 +18,7 @@ def tiny(sms=2, ctas_per_sm=1, l2=1 << 20, cta=(128, 128, 32), hbm_latency=0, op
     sparse m16n8k32, 1 GHz clock, 64 B/cycle HBM, 1 us launch."""
     comp = GpuCompute(sms, 4, 256, (16, 8, 16), (16, 8, 32), "fp16", 2, (cta,), ctas_per_sm, 1e-6)
     mem = (MemoryLevel("smem", smem, math.inf, 20, 4, False), MemoryLevel("l2", l2, math.inf, 100, 32, True),
-           MemoryLevel("hbm", None, 64e9, hbm_latency, 32, True))
+           MemoryLevel("dram", None, 64e9, hbm_latency, 32, True))
     return HardwareConfig("tiny", "gpu", 1e9, comp, SparsityFeature("nm", operand, 2, 4, metadata_bits=2), mem,
                           None, "tiny.yaml")
 
@@ -31,7 +32,7 @@ def a100(dtype="fp16"):
         comp = GpuCompute(108, 4, 512, (16, 8, 32), (16, 8, 64), "int8", 1, ((128, 128, 64),), 2, 5e-6)
     mem = (MemoryLevel("smem", 164 * 1024, math.inf, 30, 4, False),
            MemoryLevel("l2", 40 * 10**6, math.inf, 200, 32, True),
-           MemoryLevel("hbm", None, 1555e9, 500, 32, True))
+           MemoryLevel("dram", None, 1555e9, 500, 32, True))
     return HardwareConfig("a100", "gpu", 1.41e9, comp, SparsityFeature("nm", "auto", 2, 4, metadata_bits=2), mem,
                           None, "a100.yaml")
 
@@ -165,10 +166,13 @@ def test_split_k_for_few_tiles():
 
 
 def test_bad_cta_tile_and_shared_memory():
-    with pytest.raises(HardwareConfigError, match="tiny.yaml: compute.cta_tile .* not a multiple of sparse_mma_shape"):
-        gpu.gemm_cost(64, 64, 64, 1, tiny(cta=(128, 128, 16)), sparse_a=False)
+    # checked at load (accelsim/hw/families/gpu.py validate; check_hw runs the same on a hand-built config)
+    with pytest.raises(HardwareConfigError, match="tiny.yaml: compute.cta_tile: .* not a multiple of sparse_mma_shape"):
+        check_hw(tiny(cta=(128, 128, 16)))
+    # 2 CTAs x 2 stages x (128x32 + 32x128) x 2 B = 65536 > 32 KiB
     with pytest.raises(HardwareConfigError, match="need 65536 bytes of smem"):
-        gpu.gemm_cost(64, 64, 64, 1, tiny(ctas_per_sm=2, smem=32 * 1024), sparse_a=False)
+        check_hw(tiny(ctas_per_sm=2, smem=32 * 1024))
+    assert check_hw(tiny()) == tiny()
 
 
 # ---- when the sparse rate applies ----------------------------------------------------------
@@ -294,15 +298,16 @@ def test_shipped_a100_yaml_conv_fwd_and_first_layer():
     # the compressed weight moves 9/16 of its dense bytes; the input is read once (fits in L2)
     assert sp.tiles.load_bytes["weight"].sum() == 64 * 576 * 9 // 8
     assert sp.tiles.load_bytes["input"].sum() == 2 * 64 * 16 * 16 * 2
-    # the first layer of a ResNet: K = C*R*S = 3*7*7 = 147 is not a multiple of 16
+    # a ResNet-like first layer with 4 input channels: K = C*R*S = 4*7*7 = 196, whole groups of 4 (a
+    # C=3 layer's K=147 ends in a group of 3, which is not 2:4 at all), but not a multiple of 16
     # weight 2:4 along the conv reduction order (r, s, c), c fastest: keep 0 and 2 of every 4
-    flat = (np.arange(147) % 4) % 2 == 0
-    w1 = np.broadcast_to(flat.reshape(7, 7, 3).transpose(2, 0, 1), (64, 3, 7, 7)).copy()
+    flat = (np.arange(196) % 4) % 2 == 0
+    w1 = np.broadcast_to(flat.reshape(7, 7, 4).transpose(2, 0, 1), (64, 4, 7, 7)).copy()
     w1[1::2] = ~w1[1::2]  # odd filters keep 1 and 3 of every 4 (still 2:4): no all-zero tap to delete
-    work = workload_from_masks("conv2d", "fwd", {"input": np.ones((1, 3, 32, 32), bool), "weight": w1},
-                               conv_params(1, 3, 32, 32, 64, 7, 7, stride=2, padding=3), roles={"weight": "weight"})
+    work = workload_from_masks("conv2d", "fwd", {"input": np.ones((1, 4, 32, 32), bool), "weight": w1},
+                               conv_params(1, 4, 32, 32, 64, 7, 7, stride=2, padding=3), roles={"weight": "weight"})
     c = gpu.op_cost(work, hw, sparse=True)
-    assert c.sparse_operand is None and "K=147 not a multiple of 16" in c.fallback
+    assert c.sparse_operand is None and "K=196 not a multiple of 16" in c.fallback
 
 
 def test_implicit_conv_reads_and_writes_each_tensor_element_once():
@@ -328,7 +333,7 @@ def test_bad_sparse_mma_shape_names_the_file():
     hw = tiny()
     hw = dataclasses.replace(hw, compute=dataclasses.replace(hw.compute, sparse_mma_shape=(16, 8, 24), cta_tiles=((128, 128, 48),)))
     with pytest.raises(HardwareConfigError, match="tiny.yaml: compute.sparse_mma_shape"):
-        gpu.gemm_cost(64, 64, 64, 1, hw, sparse_a=False)
+        check_hw(hw)
 
 
 # ---- SSL structured weight sparsity deleted as a smaller dense GEMM (sim/structure.py)

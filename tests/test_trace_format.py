@@ -491,3 +491,187 @@ def test_one_packed_word_layout_for_traces_and_hand_built_workloads(tmp_path):
         tid = tw.add_tensor(x, dtype="float32", role="activation", layer="l")
     with load_trace(p) as tr:
         assert np.array_equal(tr.packed(tid), pack_words(x))
+
+
+# ------------------------------------------------------------------------------ hostile files
+
+
+def _zip_with(path, members: list[tuple[str, bytes]]):
+    """A zip of exactly these (name, bytes) members, deflated, in this order (names may repeat)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about a duplicate name; that is the point
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, data in members:
+                z.writestr(name, data)
+
+
+def test_mask_member_larger_than_its_shape_is_refused_before_inflating(good, tmp_path, monkeypatch):
+    # A 64 MiB all-zero mask member deflates to ~64 KB; tensor 0's shape (2, 3, 6, 6) needs 27 bytes.
+    members = _read_members(good)
+    members["masks/0.npy"] = _npy_bytes(np.zeros(64 << 20, np.uint8))
+    p = tmp_path / "bomb.npz"
+    _zip_with(p, list(members.items()))
+    assert p.stat().st_size < 1 << 20
+    inflated = []
+    real_open = zipfile.ZipFile.open
+    monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, name, *a, **k: inflated.append(
+        getattr(name, "filename", name)) or real_open(self, name, *a, **k))
+    msg = _one_line_error(p, masks=True)
+    assert "mask of tensor 0 declares 67108992 bytes uncompressed but its shape needs 27 bytes of data" in msg
+    assert "masks/0.npy" not in inflated  # refused on the declared size alone
+
+
+def test_member_that_inflates_beyond_its_declared_size_is_cut(good, tmp_path):
+    # The central directory says 155 bytes; the deflate stream holds 64 MiB. zipfile stops at the
+    # declared size and the CRC (of the full data) no longer matches: a one-line error, bounded read.
+    members = _read_members(good)
+    big = _npy_bytes(np.zeros(64 << 20, np.uint8))
+    p = tmp_path / "liar.npz"
+    _zip_with(p, [(n, big if n == "masks/0.npy" else d) for n, d in members.items()])
+    raw = bytearray(p.read_bytes())
+    with zipfile.ZipFile(p) as z:
+        info = z.getinfo("masks/0.npy")
+    # patch the uncompressed size in the central directory entry (offset 24 of its fixed part)
+    cd = raw.rfind(b"PK\x01\x02" + raw[raw.find(b"PK\x01\x02") + 4: raw.find(b"PK\x01\x02") + 4], 0)
+    i = raw.find(b"masks/0.npy", raw.find(b"PK\x01\x02"))
+    entry = i - 46
+    assert raw[entry:entry + 4] == b"PK\x01\x02" and int.from_bytes(raw[entry + 24:entry + 28], "little") == info.file_size
+    raw[entry + 24:entry + 28] = (155).to_bytes(4, "little")
+    p.write_bytes(bytes(raw))
+    msg = _one_line_error(p, masks=True)
+    assert "mask of tensor 0" in msg
+
+
+def test_header_whitespace_bomb_is_refused_before_inflating(tmp_path):
+    from accelsim.trace.format import MAX_HEADER_BYTES
+
+    text = b"{" + b" " * (MAX_HEADER_BYTES + 1) + b"}"
+    p = tmp_path / "ws.npz"
+    _zip_with(p, [("header.npy", _npy_bytes(np.frombuffer(text, np.uint8)))])
+    assert p.stat().st_size < 1 << 20
+    assert f"header.npy declares {MAX_HEADER_BYTES + 3 + 128} bytes uncompressed but the limit is " \
+           f"{MAX_HEADER_BYTES} bytes" in _one_line_error(p)
+
+
+def test_duplicate_and_nested_member_names(good, tmp_path):
+    members = list(_read_members(good).items())
+    p = tmp_path / "dup.npz"
+    _zip_with(p, members + [("masks/0.npy", dict(members)["masks/0.npy"])])
+    assert "member 'masks/0.npy' appears more than once" in _one_line_error(p)
+    for extra in ("masks/0.npy/x.npy", "masks/", "../header.npy"):
+        p = tmp_path / "nested.npz"
+        _zip_with(p, members + [(extra, b"")])
+        assert f"unexpected member {extra!r}" in _one_line_error(p)
+
+
+def test_deeply_nested_header_json_is_one_line(tmp_path):
+    p = tmp_path / "deep.npz"
+    _zip_with(p, [("header.npy", _npy_bytes(np.frombuffer(b"[" * 100_000 + b"]" * 100_000, np.uint8)))])
+    assert "header is not valid JSON: nested too deeply" in _one_line_error(p)
+
+
+def test_tensor_larger_than_the_limit_is_refused_at_load(good, tmp_path, monkeypatch):
+    from accelsim.trace.format import MAX_TENSOR_ELEMENTS
+
+    def grow(h):  # 2^36 elements: its mask alone would be 8 GiB packed, 64 GiB as bool
+        h["tensors"][5]["shape"] = [1 << 18, 1 << 18]
+    p = _variant(tmp_path, good, grow)
+    msg = _one_line_error(p)
+    assert f"tensor 5 of shape [262144, 262144] has 6.87e+10 elements, more than the limit of {MAX_TENSOR_ELEMENTS}" in msg
+    # the limit is the tensor's element count; a raised limit lets the check reach the next rule
+    monkeypatch.setenv("ACCELSIM_MAX_TENSOR_ELEMENTS", str(1 << 40))
+    assert "limit" not in _one_line_error(p)  # the next rule: op 2's operands no longer multiply
+    monkeypatch.setenv("ACCELSIM_MAX_TENSOR_ELEMENTS", "lots")
+    with pytest.raises(TraceError, match="ACCELSIM_MAX_TENSOR_ELEMENTS='lots': expected a positive integer"):
+        load_trace(p)
+
+
+def test_shape_with_too_many_dims_is_refused(good, tmp_path):
+    p = _variant(tmp_path, good, lambda h: h["tensors"][0].update(shape=[1] * 100_000))
+    assert "tensor 0 shape has 100000 dims (at most 64)" in _one_line_error(p)
+
+
+def test_hostile_values_are_cut_in_messages(good, tmp_path):
+    p = _variant(tmp_path, good, lambda h: h.update(schema="x" * 1_000_000))
+    msg = _one_line_error(p)
+    assert "not an accelsim trace" in msg and len(msg) < 400
+    p = _variant(tmp_path, good, lambda h: h["tensors"][0].update(nnz=[[[[[[[[[[1]]]]]]]]]] * 10_000))
+    msg = _one_line_error(p)
+    assert "tensor 0 nnz must be an integer" in msg and len(msg) < 400
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "directory", "too_long", "loop"])
+def test_non_regular_paths_are_refused_without_blocking(tmp_path, kind):
+    from accelsim.errors import HardwareConfigError
+    from accelsim.hw import load_hw
+
+    if kind == "fifo":
+        p = tmp_path / "pipe.npz"
+        os.mkfifo(p)  # opening it for reading would block until a writer came
+        want = "is a FIFO (named pipe), not a"
+    elif kind == "dev_zero":
+        p = tmp_path / "zero.npz"
+        p.symlink_to("/dev/zero")
+        want = "is a character device, not a"
+    elif kind == "directory":
+        p = tmp_path
+        want = "is a directory, not a"
+    elif kind == "too_long":
+        p = tmp_path / ("n" * 5000 + ".npz")
+        want = "File name too long"
+    else:
+        p = tmp_path / "loop.npz"
+        p.symlink_to(p)
+        want = "Too many levels of symbolic links"
+    with pytest.raises(TraceError) as ei:
+        load_trace(p)
+    assert want in str(ei.value) and "\n" not in str(ei.value) and len(str(ei.value)) < 300
+    with pytest.raises(HardwareConfigError) as ei:
+        load_hw(p)
+    assert want in str(ei.value) and "\n" not in str(ei.value) and len(str(ei.value)) < 300
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any directory")
+def test_unreadable_parent_directory(good, tmp_path):
+    d = tmp_path / "locked"
+    d.mkdir()
+    (d / "t.npz").write_bytes(good.read_bytes())
+    d.chmod(0)
+    try:
+        assert "permission denied" in _one_line_error(d / "t.npz")
+    finally:
+        d.chmod(0o755)
+
+
+def test_full_disk_while_writing_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    import accelsim.trace.format as fmt
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "t.npz"
+    out.write_bytes(b"old")
+    monkeypatch.setattr(fmt.np.lib.format, "write_array", full)
+    with pytest.raises(TraceError) as ei:
+        with TraceWriter(out, {}) as w:
+            w.add_tensor(np.ones((4, 4), bool), dtype="float32", role="weight", layer="l")
+    assert str(ei.value) == f"cannot write trace {out}: No space left on device"
+    assert out.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [out]
+    monkeypatch.undo()
+    monkeypatch.setattr(fmt.os, "fsync", full)  # a full disk noticed only when the data is flushed
+    with pytest.raises(TraceError, match="No space left on device"):
+        with TraceWriter(out, {}) as w:
+            w.add_tensor(np.ones((4, 4), bool), dtype="float32", role="weight", layer="l")
+    assert out.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [out]
+
+
+def test_lone_surrogate_layer_name_round_trips(tmp_path):
+    # JSON may carry "\ud800", which Python decodes to a lone surrogate: it must survive load.
+    p = tmp_path / "s.npz"
+    with TraceWriter(p, {"steps": [0]}) as w:
+        w.add_tensor(np.ones((2, 2), bool), dtype="float32", role="weight", layer="bad\ud800name")
+    assert load_trace(p).tensors[0].layer == "bad\ud800name"

@@ -17,20 +17,16 @@ from typing import Callable
 from accelsim.hw.config import HardwareConfig
 from accelsim.sim.memory import run_tiles
 from accelsim.sim.result import OpResult, SimResult, TimelineEvent
-from accelsim.sim.workload import FamilyCost, Workload, lower
+from accelsim.sim.policy import FamilyCost
+from accelsim.sim.workload import Workload, lower
 
 
 def family_model(hw: HardwareConfig):
-    """The module implementing `op_cost` for the config's family."""
-    if hw.family == "systolic":
-        from accelsim.sim import systolic as mod
-    elif hw.family == "sparse_pe":
-        from accelsim.sim import sparse_pe as mod
-    elif hw.family == "gpu":
-        from accelsim.sim import gpu as mod
-    else:  # the loader only admits the three families
-        raise ValueError(f"unknown hardware family {hw.family!r}")
-    return mod
+    """The module implementing `op_cost` for the config's family (the family registry,
+    accelsim/hw/family.py)."""
+    from accelsim.hw.family import get
+
+    return get(hw.family).model()
 
 
 def simulate_op(work: Workload, hw: HardwareConfig, *, timeline: bool = False,
@@ -43,9 +39,14 @@ def simulate_op(work: Workload, hw: HardwareConfig, *, timeline: bool = False,
     dram = hw.dram()
     bpc = dram.bandwidth_bytes_per_s / hw.clock_hz
     op = work.op
-    eng = run_tiles(sparse_cost.tiles, bytes_per_cycle=bpc, latency_cycles=dram.latency_cycles,
-                    timeline=timeline, op_id=op.id)
-    deng = run_tiles(dense_cost.tiles, bytes_per_cycle=bpc, latency_cycles=dram.latency_cycles)
+    # a family that already ran the chosen stream through the engine (FamilyCost.engine) is not
+    # replayed, unless a timeline is wanted
+    eng = sparse_cost.engine
+    if eng is None or timeline:
+        eng = run_tiles(sparse_cost.tiles, bytes_per_cycle=bpc, latency_cycles=dram.latency_cycles,
+                        timeline=timeline, op_id=op.id)
+    deng = dense_cost.engine or run_tiles(dense_cost.tiles, bytes_per_cycle=bpc,
+                                          latency_cycles=dram.latency_cycles)
     if eng.compute_cycles != sparse_cost.compute_cycles or deng.compute_cycles != dense_cost.compute_cycles:
         raise AssertionError(f"op {op.id}: tile compute cycles do not add up to the family's count")
     total = eng.total_cycles + sparse_cost.fixed_cycles

@@ -165,18 +165,7 @@ class Workload:
         return f"{b}M{self.m} N{self.n} K{self.k}"
 
 
-@dataclass
-class FamilyCost:
-    """What a family model returns for one op on one machine (docs/architecture.md)."""
-
-    compute_cycles: int  # stall-free compute cycles (all tiles)
-    effectual_macs: int
-    sparse_operand: str | None
-    fallback: str | None
-    tiles: Any  # accelsim.sim.memory.TileStream: per-tile compute cycles and DRAM bytes
-    fixed_cycles: int = 0  # e.g. GPU kernel launch overhead, added after the memory engine
-    dram_bytes_dense: dict[str, int] | None = None
-    compaction: str | None = None  # structured weight deletion applied (accelsim/sim/structure.py)
+from accelsim.sim.policy import FamilyCost  # noqa: E402,F401  (family-shared policy lives in sim/policy.py)
 
 
 def pack_mask(mask: np.ndarray) -> np.ndarray:

@@ -28,14 +28,15 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from accelsim.errors import TraceError
+from accelsim.errors import AccelsimError, TraceError
+from accelsim.sim import lowering
 from accelsim.util.atomic import default_file_mode
 from accelsim.util.files import NotRegularFileError, display_path, open_regular
 
 SCHEMA = "accelsim-trace"
 VERSION = 1
-PASSES = ("fwd", "dgrad", "wgrad")
-KINDS = ("conv2d", "matmul", "bmm")
+PASSES = lowering.PASSES
+KINDS = tuple(lowering.KINDS)  # the lowering registry's op kinds (accelsim/sim/lowering.py)
 ROLES = ("weight", "activation", "grad_output", "other")
 CATEGORIES = ("activation", "weight", "other")
 
@@ -46,13 +47,10 @@ DTYPE_BYTES = {
     "uint16": 2, "uint32": 4, "uint64": 8, "bool": 1,
 }
 
-# Operand names per (kind, pass); see the table in docs/trace-format.md.
-OPERANDS = {
-    ("conv2d", "fwd"): ("input", "weight"),
-    ("conv2d", "dgrad"): ("grad_output", "weight"),
-    ("conv2d", "wgrad"): ("grad_output", "input"),
-    **{(k, p): ("a", "b") for k in ("matmul", "bmm") for p in PASSES},
-}
+# Operand names per (kind, pass), in GEMM order (A, B), from the lowering registry; see the table
+# in docs/trace-format.md.
+OPERANDS = {(k, p): entry.operands[p] for k, entry in lowering.KINDS.items() for p in entry.operands}
+_CONV_PARAM_KEYS = lowering.CONV_PARAM_KEYS
 
 HEADER_KEYS = ("schema", "version", "recorder", "torch", "created", "model", "method", "dtype",
                "batch_size", "steps", "meta", "tensors", "ops", "saved")
@@ -61,8 +59,6 @@ _OP_KEYS = ("id", "step", "seq", "pass", "kind", "layer", "module_type", "aten",
             "out_shape", "params")
 _SAVED_KEYS = ("id", "step", "layer", "shape", "dtype", "nnz", "category", "saved_by", "storage",
                "tensor", "t_pack", "t_unpack")
-_CONV_PARAM_KEYS = ("stride", "padding", "dilation", "groups", "input_shape", "weight_shape",
-                    "output_shape")
 
 # Zip member timestamps are fixed so that the same recording gives the same bytes.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -215,12 +211,6 @@ class _Check:
         return d
 
 
-def _conv_out(size: int, k: int, stride: int, pad: int, dil: int) -> int:
-    # PyTorch Conv2d output size (torch.nn.Conv2d docs, "Shape"):
-    # out = floor((in + 2*pad - dil*(k-1) - 1) / stride) + 1
-    return (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
-
-
 def _parse_tensor(c: _Check, i: int, d: Any) -> TensorRecord:
     c.keys(d, _TENSOR_KEYS, f"tensor record #{i}")
     tid = c.int_(d["id"], f"tensor record #{i} id")
@@ -272,7 +262,8 @@ def _parse_op(c: _Check, i: int, d: Any, tensors: list[TensorRecord]) -> OpRecor
     names = tuple(o.name for o in ops)
     want = OPERANDS[(kind, pass_)]
     if sorted(names) != sorted(want):
-        raise c.fail(f"{where}: operands are {list(names)} but a {kind} {pass_} op has {list(want)}")
+        raise c.fail(f"{where}: operands are {[str(x)[:40] for x in names][:8]} but a {kind} {pass_} op has "
+                     f"{list(want)}")
     params = d["params"]
     if not isinstance(params, dict):
         raise c.fail(f"{where}: params must be a JSON object")
@@ -281,53 +272,11 @@ def _parse_op(c: _Check, i: int, d: Any, tensors: list[TensorRecord]) -> OpRecor
                   aten=c.str_(d["aten"], f"{where} aten"), operands=tuple(ops),
                   out_shape=c.shape(d["out_shape"], f"{where} out_shape"), params=params)
     used = {o.name: _used_shape(tensors[o.tensor], o.transposed) for o in ops}
-    if kind == "conv2d":
-        _check_conv(c, where, op, used)
-    else:
-        _check_matmul(c, where, op, used)
+    try:  # the kind's params/shape checks and size limits live in the lowering registry
+        lowering.validate(kind, pass_, params, used, op.out_shape)
+    except AccelsimError as e:
+        raise c.fail(f"{where}: {e}") from None
     return op
-
-
-def _check_conv(c: _Check, where: str, op: OpRecord, used: dict[str, tuple[int, ...]]) -> None:
-    p = c.keys(op.params, _CONV_PARAM_KEYS, f"{where} params")
-    stride = c.shape(p["stride"], f"{where} stride", 2)
-    padding = c.shape(p["padding"], f"{where} padding", 2)
-    dilation = c.shape(p["dilation"], f"{where} dilation", 2)
-    if min(stride) < 1 or min(dilation) < 1:
-        raise c.fail(f"{where}: stride and dilation must be >= 1")
-    g = c.int_(p["groups"], f"{where} groups", 1)
-    n, ch, h, w = c.shape(p["input_shape"], f"{where} input_shape", 4)
-    k, cg, r, s = c.shape(p["weight_shape"], f"{where} weight_shape", 4)
-    out = c.shape(p["output_shape"], f"{where} output_shape", 4)
-    if cg * g != ch or k % g:
-        raise c.fail(f"{where}: weight {[k, cg, r, s]} with groups={g} does not fit input channels {ch}")
-    pq = (_conv_out(h, r, stride[0], padding[0], dilation[0]), _conv_out(w, s, stride[1], padding[1], dilation[1]))
-    if min(pq) < 1 or out != (n, k, *pq):
-        raise c.fail(f"{where}: output_shape {list(out)} disagrees with input {[n, ch, h, w]}, weight "
-                     f"{[k, cg, r, s]}, stride {list(stride)}, padding {list(padding)}, dilation {list(dilation)} "
-                     f"(expected {[n, k, *pq]})")
-    expect = {"input": (n, ch, h, w), "weight": (k, cg, r, s), "grad_output": out}
-    for name, shape in used.items():
-        if shape != expect[name]:
-            raise c.fail(f"{where}: operand {name!r} has shape {list(shape)} but params say {list(expect[name])}")
-    result = {"fwd": out, "dgrad": (n, ch, h, w), "wgrad": (k, cg, r, s)}[op.pass_]
-    if op.out_shape != result:
-        raise c.fail(f"{where}: out_shape {list(op.out_shape)} should be {list(result)}")
-
-
-def _check_matmul(c: _Check, where: str, op: OpRecord, used: dict[str, tuple[int, ...]]) -> None:
-    a, b = used["a"], used["b"]
-    nd = 2 if op.kind == "matmul" else 3
-    if len(a) != nd or len(b) != nd:
-        raise c.fail(f"{where}: a {list(a)} and b {list(b)} must both have {nd} dims")
-    if a[-1] != b[-2] or (nd == 3 and a[0] != b[0]):
-        raise c.fail(f"{where}: a {list(a)} and b {list(b)} do not multiply")
-    result = (*a[:-1], b[-1])
-    if op.out_shape != result:
-        raise c.fail(f"{where}: out_shape {list(op.out_shape)} should be {list(result)}")
-    extra = set(op.params) - {"bias"}
-    if extra or not isinstance(op.params.get("bias", False), bool):
-        raise c.fail(f"{where}: params must be {{}} or {{\"bias\": true}}, got {op.params!r:.80}")
 
 
 def _parse_saved(c: _Check, i: int, d: Any, tensors: list[TensorRecord]) -> SavedRecord:
@@ -691,7 +640,7 @@ def _read_uint8_member(zf: zipfile.ZipFile, name: str, what: str, fail, *, paylo
         info = zf.getinfo(name)
     except KeyError:
         raise fail(f"{what} is missing") from None
-    most = (payload if payload is not None else limit) + _NPY_HEADER_MAX
+    most = payload + _NPY_HEADER_MAX if payload is not None else limit
     if info.file_size > most:
         need = (f"its shape needs {payload} bytes of data" if payload is not None
                 else f"the limit is {limit} bytes")
