@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from accelsim.errors import HardwareConfigError
-from accelsim.hw import load_hw
+from accelsim.hw import load_hw, parse_hw
 from accelsim.hw import units
 
 HW = Path(__file__).resolve().parents[1] / "hwconfigs"
@@ -248,3 +248,83 @@ def test_duplicate_key_is_an_error(tmp_path):
         load_hw(p)
     for f in sorted(HW.glob("*.yaml")):  # the shipped files have none
         load_hw(f)
+
+
+# ---- family registry and memory roles (accelsim/hw/family.py, accelsim/hw/families/) -------------
+
+
+def test_registry_declares_every_family_once():
+    from accelsim.hw import family, loader
+    from accelsim.sim import engine
+
+    assert family.names() == ("gpu", "sparse_pe", "systolic")
+    assert loader.COMPUTE_KEYS == {f: family.get(f).compute_keys for f in family.names()}
+    roles = {f: family.get(f).role_names for f in family.names()}
+    assert roles == {"systolic": ("ifmap_sram", "filter_sram", "ofmap_sram", "dram"),
+                     "sparse_pe": ("buffer", "dram"), "gpu": ("smem", "l2", "dram")}
+    for f in sorted(HW.glob("*.yaml")):  # the simulator dispatches through the same registry
+        hw = load_hw(f)
+        assert engine.family_model(hw).__name__ == f"accelsim.sim.{hw.family}"
+    with pytest.raises(HardwareConfigError, match=r"unknown hardware family 'tpu' \(valid: gpu, sparse_pe, systolic\)"):
+        family.get("tpu")
+
+
+def _yaml(name: str) -> dict:
+    return yaml.safe_load((HW / name).read_text())
+
+
+@pytest.mark.parametrize("hw_file, old, new, roles", [
+    # issue 9: these renames were accepted silently and moved total cycles 16.4M -> 40.8M, 1.91M -> 24.4M
+    ("systolic_32x32_ws.yaml", "ifmap_sram", "input_sram", "ifmap_sram, filter_sram, ofmap_sram, dram"),
+    ("tensordash.yaml", "buffer", "sram", "buffer, dram"),
+    ("a100_24.yaml", "dram", "hbm", "smem, l2, dram"),
+])
+def test_a_level_that_fills_no_role_is_an_error(tmp_path, hw_file, old, new, roles):
+    d = _yaml(hw_file)
+    i = next(j for j, lv in enumerate(d["memory"]) if lv["name"] == old)
+    d["memory"][i]["name"] = new
+    msg = _err(tmp_path, d)
+    assert msg.endswith(f"bad.yaml: memory[{i}].name: '{new}' is not a memory role of family "
+                        f"{d['family']} (valid roles: {roles})")
+
+
+def test_missing_role_extra_levels_order_capacity_and_sharing(tmp_path):
+    d = _base()
+    del d["memory"][2]  # no ofmap_sram
+    assert _err(tmp_path, d).endswith("bad.yaml: memory: no level ofmap_sram (family systolic needs one level "
+                                      "per role: ifmap_sram, filter_sram, ofmap_sram, dram)")
+    d = _base()
+    d["memory"] = [d["memory"][3]] + d["memory"][:3]  # dram first: the last level lacks a bandwidth
+    assert _err(tmp_path, d).endswith("bad.yaml: memory[3].bandwidth: the outermost level (DRAM) needs a bandwidth")
+    d["memory"][3]["bandwidth"] = "1 GB/s"
+    assert _err(tmp_path, d).endswith("bad.yaml: memory[3].name: the outermost (last) level must be dram, "
+                                      "got 'ofmap_sram'")
+    d = _base()
+    d["memory"] = d["memory"] + [{"name": "l", "capacity": "1 KiB"}] * 1_000_000
+    # refused before parsing the levels (one level per role), so a million levels fail at once
+    with pytest.raises(HardwareConfigError, match=r"^bad.yaml: memory: 1000004 levels, family systolic has 4 "
+                                                  r"memory roles \(ifmap_sram, filter_sram, ofmap_sram, dram\)$"):
+        parse_hw(d, "bad.yaml")
+    d = _base()
+    del d["memory"][1]["capacity"]  # an SRAM without a size was silently unbounded
+    assert _err(tmp_path, d).endswith("bad.yaml: memory[1].capacity: level filter_sram (GEMM B operand SRAM) "
+                                      "needs a capacity")
+    d = _yaml("a100_24.yaml")
+    d["memory"][0]["shared"] = True  # smem is per SM: the GPU model sizes its pipeline per SM
+    assert _err(tmp_path, d).endswith("bad.yaml: memory[0].shared: level smem (shared memory, per SM) is one "
+                                      "instance per SM/unit: write shared: false")
+
+
+def test_gpu_checks_run_at_load(tmp_path):
+    # issue 9: CTA tile / MMA shape consistency and the shared-memory fit were checked only inside
+    # the cost function; now load_hw refuses the file
+    d = _yaml("a100_24.yaml")
+    d["compute"]["cta_tile"] = [[128, 128, 16]]  # K 16 is not a multiple of sparse mma k 32
+    assert "bad.yaml: compute.cta_tile: [128, 128, 16] is not a multiple of sparse_mma_shape [16, 8, 32]" \
+        in _err(tmp_path, d)
+    d = _yaml("a100_24.yaml")
+    d["compute"]["sparse_mma_shape"] = [16, 8, 24]  # 3072 MACs: not a multiple of 2048
+    assert "bad.yaml: compute.sparse_mma_shape: [16, 8, 24] does not hold a whole multiple" in _err(tmp_path, d)
+    d = _yaml("a100_24.yaml")
+    d["memory"][0]["capacity"] = "16 KiB"
+    assert "of smem per SM (two stages of A and B slices), it holds 16384" in _err(tmp_path, d)

@@ -1,7 +1,8 @@
 """Typed hardware description (see docs/hwconfig.md for the YAML and docs/architecture.md).
 
 Configs are frozen dataclasses so that a loaded machine cannot change under a running simulation and
-``HardwareConfig.dense()`` can derive the dense baseline with ``dataclasses.replace``.
+``HardwareConfig.dense()`` can derive the dense baseline with ``dataclasses.replace``. Each family's
+compute dataclass lives with its declaration (accelsim/hw/families/); the names are re-exported here.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-FAMILIES = ("systolic", "gpu", "sparse_pe")
 DATAFLOWS = ("os", "ws", "is")
 SPARSITY_KINDS = ("none", "nm", "one_sided", "two_sided")
 SPARSE_OPERANDS = ("weight", "activation", "a", "b", "auto", "both")
@@ -42,71 +42,11 @@ class SparsityFeature:
 
 
 @dataclass(frozen=True)
-class SystolicCompute:
-    """A rows x cols PE array (SCALE-Sim's ArrayHeight x ArrayWidth) and its dataflow."""
-
-    rows: int
-    cols: int
-    dataflow: str  # os | ws | is
-    data_type: str
-    element_bytes: int
-
-    @property
-    def peak_macs_per_cycle(self) -> int:
-        return self.rows * self.cols
-
-
-@dataclass(frozen=True)
-class GpuCompute:
-    sms: int
-    tensor_cores_per_sm: int
-    dense_macs_per_cycle_per_core: int
-    mma_shape: tuple[int, int, int]
-    sparse_mma_shape: tuple[int, int, int]
-    data_type: str
-    element_bytes: int
-    # M, N, K of a thread block; several = the library's candidates, the fastest is used per GEMM
-    cta_tiles: tuple[tuple[int, int, int], ...]
-    ctas_per_sm: int
-    launch_overhead_s: float
-
-    @property
-    def peak_macs_per_cycle(self) -> int:
-        return self.sms * self.tensor_cores_per_sm * self.dense_macs_per_cycle_per_core
-
-
-@dataclass(frozen=True)
-class SparsePECompute:
-    """Tiles of pe_rows x pe_cols PEs, each PE with `lanes` MAC lanes (TensorDash: 16 x 4x16 x 16).
-
-    A PE row works on one output column n of the lowered GEMM (a filter), a PE column on one output
-    row m (a window); the PEs of a tile advance in lockstep (accelsim/sim/sparse_pe.py).
-    """
-
-    tiles: int
-    pe_rows: int
-    pe_cols: int
-    lanes: int
-    data_type: str
-    element_bytes: int
-    # How a PE's lanes are fed along a conv's reduction. True (TensorDash, DNNsim): each kernel tap's
-    # channel run starts a new row of `lanes` (dense cycles ceil(round_up(C,16)*R*S/16), FACTS.md).
-    # False (bitmap inner-join designs, SparTen): the reduction is packed contiguously, ceil(K/lanes).
-    # The loader derives it from sparsity.kind (two_sided -> False); dense() keeps it, so a machine's
-    # dense baseline uses the machine's own layout.
-    tap_padded: bool = True
-
-    @property
-    def peak_macs_per_cycle(self) -> int:
-        return self.tiles * self.pe_rows * self.pe_cols * self.lanes
-
-
-@dataclass(frozen=True)
 class HardwareConfig:
     name: str
     family: str  # systolic | gpu | sparse_pe
     clock_hz: float
-    compute: object  # SystolicCompute | GpuCompute | SparsePECompute
+    compute: object  # the family's compute dataclass (accelsim/hw/families/)
     sparsity: SparsityFeature
     memory: tuple[MemoryLevel, ...]
     storage_format: str | None
@@ -114,8 +54,19 @@ class HardwareConfig:
     description: str = ""
 
     def dram(self) -> MemoryLevel:
-        """The outermost memory level (the last one listed)."""
-        return self.memory[-1]
+        """The off-chip level (role "dram", the last one listed)."""
+        return self.role("dram")
+
+    def role(self, name: str) -> MemoryLevel:
+        """The level filling memory role `name` of the family (accelsim/hw/family.py). The loader
+        checks every role is there; a config built by hand without one is a HardwareConfigError."""
+        for lv in self.memory:
+            if lv.name == name:
+                return lv
+        from accelsim.errors import HardwareConfigError
+
+        raise HardwareConfigError(f"{self.source or self.name}: memory: no level {name!r} "
+                                  f"(levels: {', '.join(lv.name for lv in self.memory)})")
 
     def level(self, name: str) -> MemoryLevel | None:
         for lv in self.memory:
@@ -132,3 +83,18 @@ class HardwareConfig:
     @property
     def peak_macs_per_cycle(self) -> int:
         return self.compute.peak_macs_per_cycle
+
+
+_FAMILY_COMPUTE = {"SystolicCompute": "systolic", "GpuCompute": "gpu", "SparsePECompute": "sparse_pe"}
+
+
+def __getattr__(name: str):  # PEP 562: the compute dataclasses and FAMILIES, from the registry
+    if name in _FAMILY_COMPUTE:
+        import importlib
+
+        return getattr(importlib.import_module(f"accelsim.hw.families.{_FAMILY_COMPUTE[name]}"), name)
+    if name == "FAMILIES":
+        from accelsim.hw.family import names
+
+        return names()
+    raise AttributeError(f"module 'accelsim.hw.config' has no attribute {name!r}")

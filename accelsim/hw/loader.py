@@ -7,51 +7,38 @@ name the key. The format is documented in docs/hwconfig.md.
 
 from __future__ import annotations
 
-import dataclasses
-
 import math
 import os
 from pathlib import Path
 
 from accelsim.errors import HardwareConfigError
+from accelsim.hw import family as families
 from accelsim.hw import units
 from accelsim.hw.units import show
 from accelsim.hw.yaml_input import parse_yaml_text
 from accelsim.util.files import NotRegularFileError, display_path, read_regular
 
-# A hardware file describes one machine in a few KB (the shipped ones are 1-3 KB); reading stops
-# past this, so /dev/zero-like or huge inputs cost a bounded read.
-MAX_HW_FILE_BYTES = 1 << 20
+# A hardware file describes one machine in a few KB (the shipped ones are 1-4 KB); reading stops
+# past this, so /dev/zero-like or huge inputs cost a bounded read, and pure-Python PyYAML scans
+# the worst 256 KiB (blank lines) in about 0.4 s.
+MAX_HW_FILE_BYTES = 1 << 18
 from accelsim.hw.config import (
-    DATA_TYPES,
-    DATAFLOWS,
-    FAMILIES,
     SEARCH_SHAPES,
     SPARSE_OPERANDS,
     SPARSITY_KINDS,
-    GpuCompute,
     HardwareConfig,
     MemoryLevel,
-    SparsePECompute,
     SparsityFeature,
-    SystolicCompute,
 )
 
 TOP_KEYS = ("name", "description", "family", "clock", "compute", "sparsity", "memory", "storage_format",
             "allow_extreme")
-COMPUTE_KEYS = {
-    "systolic": ("rows", "cols", "dataflow", "data_type", "element_bytes"),
-    "gpu": ("sms", "tensor_cores_per_sm", "dense_macs_per_cycle_per_core", "mma_shape",
-            "sparse_mma_shape", "data_type", "element_bytes", "cta_tile", "ctas_per_sm",
-            "launch_overhead"),
-    "sparse_pe": ("tiles", "pe_rows", "pe_cols", "lanes", "data_type", "element_bytes"),
-}
+# per family: its compute keys and the sparsity kinds its model implements (accelsim/hw/families/)
+COMPUTE_KEYS = {f: families.get(f).compute_keys for f in families.names()}
 SPARSITY_KEYS = ("kind", "operand", "n", "m", "along", "lookahead", "lookaside", "search", "metadata_bits")
 MEMORY_KEYS = ("name", "capacity", "bandwidth", "latency", "word_size", "shared")
 STORAGE_FORMATS = ("dense", "bitmap", "coo", "csr", "nm")
-# which sparsity kinds each family's model implements
-FAMILY_SPARSITY = {"systolic": ("none", "nm"), "gpu": ("none", "nm"),
-                   "sparse_pe": ("none", "one_sided", "two_sided")}
+FAMILY_SPARSITY = {f: families.get(f).sparsity_kinds for f in families.names()}
 
 
 def _show_short_list(v) -> str:
@@ -144,41 +131,8 @@ class _Ctx:
             raise self.fail(key, str(e)) from None
 
 
-def _data_type(ctx: _Ctx, c: dict, where: str) -> tuple[str, int]:
-    dt = ctx.choice(c, "data_type", where, tuple(DATA_TYPES))
-    eb = ctx.int_(c, "element_bytes", where, default=DATA_TYPES[dt])
-    return dt, eb
-
-
 def _compute(ctx: _Ctx, family: str, c) -> object:
-    valid = COMPUTE_KEYS[family]
-    if family == "systolic":
-        ctx.keys(c, "compute", valid, ("rows", "cols", "dataflow", "data_type"))
-        dt, eb = _data_type(ctx, c, "compute")
-        return SystolicCompute(rows=ctx.int_(c, "rows", "compute"), cols=ctx.int_(c, "cols", "compute"),
-                               dataflow=ctx.choice(c, "dataflow", "compute", DATAFLOWS),
-                               data_type=dt, element_bytes=eb)
-    if family == "gpu":
-        ctx.keys(c, "compute", valid, ("sms", "tensor_cores_per_sm", "dense_macs_per_cycle_per_core",
-                                       "mma_shape", "sparse_mma_shape", "data_type", "cta_tile",
-                                       "launch_overhead"))
-        dt, eb = _data_type(ctx, c, "compute")
-        launch = ctx.unit(units.parse_time, c["launch_overhead"], "compute.launch_overhead")
-        if launch < 0:
-            raise ctx.fail("compute.launch_overhead", f"must be >= 0, got {c['launch_overhead']!r}")
-        return GpuCompute(sms=ctx.int_(c, "sms", "compute"),
-                          tensor_cores_per_sm=ctx.int_(c, "tensor_cores_per_sm", "compute"),
-                          dense_macs_per_cycle_per_core=ctx.int_(c, "dense_macs_per_cycle_per_core", "compute"),
-                          mma_shape=ctx.triple(c, "mma_shape", "compute"),
-                          sparse_mma_shape=ctx.triple(c, "sparse_mma_shape", "compute"),
-                          data_type=dt, element_bytes=eb, cta_tiles=ctx.triples(c, "cta_tile", "compute"),
-                          ctas_per_sm=ctx.int_(c, "ctas_per_sm", "compute", default=1),
-                          launch_overhead_s=launch)
-    ctx.keys(c, "compute", valid, ("tiles", "pe_rows", "pe_cols", "lanes", "data_type"))
-    dt, eb = _data_type(ctx, c, "compute")
-    return SparsePECompute(tiles=ctx.int_(c, "tiles", "compute"), pe_rows=ctx.int_(c, "pe_rows", "compute"),
-                           pe_cols=ctx.int_(c, "pe_cols", "compute"), lanes=ctx.int_(c, "lanes", "compute"),
-                           data_type=dt, element_bytes=eb)
+    return families.get(family).parse_compute(ctx, c)
 
 
 def _sparsity(ctx: _Ctx, family: str, s) -> SparsityFeature:
@@ -283,21 +237,25 @@ def parse_hw(data, source: str = "<memory>") -> HardwareConfig:
     desc = data.get("description", "")
     if not isinstance(desc, str):
         raise ctx.fail("description", "expected a string")
-    family = ctx.choice(data, "family", "", FAMILIES)
+    family = ctx.choice(data, "family", "", families.names())
     clock = ctx.unit(units.parse_frequency, data["clock"], "clock")
     if not clock > 0:
         raise ctx.fail("clock", f"must be > 0, got {data['clock']!r}")
     compute = _compute(ctx, family, data["compute"])
     sparsity = _sparsity(ctx, family, data.get("sparsity"))
+    fam = families.get(family)
+    if isinstance(data["memory"], list) and len(data["memory"]) > len(fam.roles):
+        # one level per memory role (checked before parsing: a file listing millions is refused at once)
+        raise ctx.fail("memory", f"{len(data['memory'])} levels, family {family} has {len(fam.roles)} "
+                                 f"memory roles ({', '.join(fam.role_names)})")
     memory = _memory(ctx, data["memory"], clock)
-    if isinstance(compute, SparsePECompute) and sparsity.kind == "two_sided":
-        # a bitmap inner-join PE packs the reduction contiguously (SparsePECompute.tap_padded)
-        compute = dataclasses.replace(compute, tap_padded=False)
+    families.check_memory(fam, memory, ctx.fail)
     fmt = data.get("storage_format")
     if fmt is not None and (not isinstance(fmt, str) or fmt not in STORAGE_FORMATS):
         raise ctx.fail("storage_format", f"{show(fmt)} is not one of {', '.join(STORAGE_FORMATS)}")
-    return HardwareConfig(name=name, family=family, clock_hz=clock, compute=compute, sparsity=sparsity,
-                          memory=memory, storage_format=fmt, source=source, description=desc)
+    hw = HardwareConfig(name=name, family=family, clock_hz=clock, compute=compute, sparsity=sparsity,
+                        memory=memory, storage_format=fmt, source=source, description=desc)
+    return fam.validate(hw, ctx.fail) if fam.validate is not None else hw
 
 
 def load_hw(path: str | os.PathLike) -> HardwareConfig:

@@ -70,14 +70,16 @@ A lowered op C[M,N] += A[M,K] @ B[K,N] (x groups) runs as one kernel launch of C
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from accelsim.errors import HardwareConfigError
-from accelsim.sim.memory import TileStream, run_tiles
+from accelsim.sim.memory import TileStream
+from accelsim.sim.policy import FamilyCost, fastest, kept_output_numel, nm_with_deletion
 from accelsim.sim.structure import compact
 
 PARTIAL_BYTES = 4  # split-K partial sums are fp32 (tensor-core accumulators)
@@ -107,16 +109,10 @@ class GemmPlan:
     tile: tuple[int, int, int]  # the CTA tile (tm, tn, tk) of this plan
 
 
-def mma_rate_factor(gpu, where: str = "hardware file") -> int:
+def mma_rate_factor(gpu) -> int:
     """How many times more MACs mma.sp issues than the dense mma in the same time (A100: m16n8k32 vs
-    m16n8k16 -> 2)."""
-    dm, dn, dk = gpu.mma_shape
-    sm, sn, sk = gpu.sparse_mma_shape
-    f, r = divmod(sm * sn * sk, dm * dn * dk)
-    if r or f < 1:
-        raise HardwareConfigError(f"{where}: compute.sparse_mma_shape {gpu.sparse_mma_shape} does not hold a "
-                                  f"whole multiple of the MACs of mma_shape {gpu.mma_shape}")
-    return f
+    m16n8k16 -> 2); load_hw checks it is whole (accelsim/hw/families/gpu.py)."""
+    return gpu.sparse_rate_factor
 
 
 def sparse_dim_multiple(element_bytes: int) -> int:
@@ -146,21 +142,6 @@ def plan_gemm(m: int, n: int, k: int, groups: int, gpu, *, sparse_a: bool,
     ctas = tiles * split
     return GemmPlan(m, n, k, groups, tiles_m, tiles_n, split, ctas, ksteps, wave_size,
                     -(-ctas // wave_size), step_cycles, rate_factor, tile)
-
-
-def _l2_level(hw):
-    """The last shared on-chip level with a capacity before DRAM (A100: the 40 MB L2), or None."""
-    for lv in reversed(hw.memory[:-1]):
-        if lv.shared and lv.capacity_bytes is not None:
-            return lv
-    return None
-
-
-def _smem_level(hw):
-    for lv in hw.memory[:-1]:
-        if not lv.shared and lv.capacity_bytes is not None:
-            return lv
-    return None
 
 
 def cta_order(plan: GemmPlan, swizzle: int | None = None) -> tuple[np.ndarray, ...]:
@@ -385,28 +366,16 @@ def _l2_cycles(nbytes: np.ndarray, l2_bytes_per_cycle: float) -> np.ndarray:
     return np.ceil(np.asarray(nbytes, dtype=np.float64) / l2_bytes_per_cycle).astype(np.int64)
 
 
-def check_gpu(hw) -> None:
-    """Config facts the model relies on; a violation is a defect of the hardware file."""
-    gpu = hw.compute
-    where = hw.source or hw.name
-    mma_rate_factor(gpu, where)
-    smem = _smem_level(hw)
-    for tile in gpu.cta_tiles:
-        tm, tn, tk = tile
-        for label, shape in (("mma_shape", gpu.mma_shape), ("sparse_mma_shape", gpu.sparse_mma_shape)):
-            if tm % shape[0] or tn % shape[1] or tk % shape[2]:
-                raise HardwareConfigError(f"{where}: compute.cta_tile {list(tile)} is not a multiple of {label} {shape}")
-        if smem is not None:
-            # two pipeline stages of the A and B slices per resident CTA (double-buffered main loop)
-            need = 2 * (tm * tk + tk * tn) * gpu.element_bytes * gpu.ctas_per_sm
-            if need > smem.capacity_bytes:
-                raise HardwareConfigError(
-                    f"{where}: {gpu.ctas_per_sm} CTAs of {list(tile)} need {need} bytes of {smem.name} per SM "
-                    f"(two stages of A and B slices), it holds {smem.capacity_bytes}")
-
-
 def launch_cycles(hw) -> int:
     return int(math.ceil(hw.compute.launch_overhead_s * hw.clock_hz))
+
+
+class GemmCost(NamedTuple):
+    plan: GemmPlan
+    stream: TileStream
+    fixed: int  # launch cycles (FamilyCost.fixed_cycles)
+    dense_bytes: dict[str, int]
+    engine: Any  # memory.run_tiles of `stream` when it was run to choose the tile, else None
 
 
 def gemm_cost(m: int, n: int, k: int, groups: int, hw, *, sparse_a: bool, names: tuple[str, str] = ("a", "b"),
@@ -419,37 +388,49 @@ def gemm_cost(m: int, n: int, k: int, groups: int, hw, *, sparse_a: bool, names:
     memory.run_tiles plus launches; ties: fewer DRAM bytes, then the earlier tile): the library picks
     a kernel per problem size (cuBLAS heuristics, cuSPARSELt's cusparseLtMatmulSearch autotuning).
     The dense baseline and the sparse run choose independently."""
-    check_gpu(hw)
+    return gemm_search(m, n, k, groups, hw, sparse_a, tuple(names), Fraction(scale_a), Fraction(scale_b),
+                       Fraction(scale_out), out_bytes)[:4]
+
+
+@functools.lru_cache(maxsize=512)
+def gemm_search(m: int, n: int, k: int, groups: int, hw, sparse_a: bool, names: tuple[str, str],
+                scale_a: Fraction, scale_b: Fraction, scale_out: Fraction, out_bytes: int | None) -> GemmCost:
+    """gemm_cost with the chosen stream's engine result, memoised: a pure function of the GEMM and
+    the (frozen, hashable) machine; a ResNet-50 trace asks ~4.5x per distinct GEMM. The cached
+    stream is shared by every caller: treat it as read-only (no model code writes into a stream;
+    marking the arrays read-only would make numba compile a second engine specialisation)."""
     gpu = hw.compute
-    l2 = _l2_level(hw)
-    cap = None if l2 is None else l2.capacity_bytes
-    l2_bpc = math.inf if l2 is None else l2.bandwidth_bytes_per_s / hw.clock_hz
-    smem = _smem_level(hw)
+    l2 = hw.role("l2")
+    cap = l2.capacity_bytes
+    l2_bpc = l2.bandwidth_bytes_per_s / hw.clock_hz
+    smem = hw.role("smem").capacity_bytes
     dram = hw.dram()
     hbm_bpc = dram.bandwidth_bytes_per_s / hw.clock_hz
     scales = dict(scale_a=scale_a, scale_b=scale_b, scale_out=scale_out, out_bytes=out_bytes)
-    best = None
-    for tile in gpu.cta_tiles:
+    launch = launch_cycles(hw)
+
+    def plan_of(tile):
         plan = plan_gemm(m, n, k, groups, gpu, sparse_a=sparse_a, tile=tile)
         traffic = gemm_traffic(plan, gpu, cap, compressed_a=sparse_a, **scales)
-        stream = gemm_stream(plan, traffic, gpu, names, l2_bpc, dram.latency_cycles, hbm_bpc,
-                             None if smem is None else smem.capacity_bytes)
-        fixed = launch_cycles(hw) * (2 if plan.split_k > 1 else 1)
-        if len(gpu.cta_tiles) == 1:
-            best = (plan, traffic, stream, fixed)
-            break
-        total = run_tiles(stream, bytes_per_cycle=hbm_bpc, latency_cycles=dram.latency_cycles).total_cycles
-        nbytes = sum(int(v.sum()) for v in stream.load_bytes.values()) + int(stream.store_bytes.sum())
-        key = (total + fixed, nbytes)
-        if best is None or key < best[4]:
-            best = (plan, traffic, stream, fixed, key)
-    plan, traffic, stream, fixed = best[:4]
+        stream = gemm_stream(plan, traffic, gpu, names, l2_bpc, dram.latency_cycles, hbm_bpc, smem)
+        return plan, traffic, stream, launch * (2 if plan.split_k > 1 else 1)
+
+    if len(gpu.cta_tiles) == 1:
+        (plan, traffic, stream, fixed), engine = plan_of(gpu.cta_tiles[0]), None
+    else:
+        # the library picks the fastest kernel per problem size (policy.fastest; ties: fewer DRAM
+        # bytes, then the earlier tile). Lower bound: the engine's total is at least the compute
+        # cycles and at least the HBM bytes at the HBM bandwidth.
+        (plan, traffic, stream, fixed), _, engine = fastest(
+            [plan_of(t) for t in gpu.cta_tiles], lambda c: c[2], bytes_per_cycle=hbm_bpc,
+            latency_cycles=dram.latency_cycles, extra=lambda c: c[3], tiebreak=lambda c: (_stream_bytes(c[2]),),
+            bound=lambda c: max(float(c[2].compute_cycles.sum()), _stream_bytes(c[2]) / hbm_bpc) + c[3])
     dense_t = gemm_traffic(plan, gpu, cap, compressed_a=False, **scales) if sparse_a else traffic
     dense_bytes = {names[0]: int(dense_t.a.sum()), names[1]: int(dense_t.b.sum()),
                    "output": int(dense_t.out.sum()) + dense_t.final_store}
     if plan.split_k > 1:
         dense_bytes["partials"] = dense_t.final_load
-    return plan, stream, fixed, dense_bytes
+    return GemmCost(plan, stream, fixed, dense_bytes, engine)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -493,7 +474,7 @@ def decide_sparsity(hw, *, m: int, n: int, k: int, kind: str, pass_: str, a: str
     for name in cands:
         frac = float(compliance(name))
         if frac < 1.0:
-            reasons.append(nm_reason(name, kind, pass_, feat.n, feat.m, frac))
+            reasons.append(nm_reason(name, kind, pass_, feat.n, feat.m, frac, k))
             continue
         mult = sparse_dim_multiple(hw.compute.element_bytes)
         bad = [f"{d}={v}" for d, v in (("M", m), ("N", n), ("K", k)) if v % mult]
@@ -505,31 +486,35 @@ def decide_sparsity(hw, *, m: int, n: int, k: int, kind: str, pass_: str, a: str
     return SparseChoice(None, False, "; ".join(reasons))
 
 
-def _unique_scale(work, name: str, gemm_elems: int) -> Fraction:
-    """min(1, stored tensor elements / GEMM operand elements) (module docstring), exact: the
-    distinct elements read (Workload.read_numel, shared with the other families) per GEMM element."""
-    if not gemm_elems:
-        return Fraction(1)
-    return Fraction(work.read_numel(name), gemm_elems)
-
-
 def _out_scale(work) -> Fraction:
-    geo = work.conv
-    if geo is None:
-        return Fraction(1)
-    out = {"fwd": geo.n * geo.k * geo.p * geo.q, "dgrad": geo.n * geo.c * geo.h * geo.w,
-           "wgrad": geo.k * (geo.c // geo.groups) * geo.r * geo.s}[work.pass_]
-    return min(Fraction(1), Fraction(out, work.groups * work.m * work.n))
+    """Output elements written per element of C: 1, or less where C is scattered into a smaller
+    tensor (conv dgrad's col2im into dX: Workload.output_numel)."""
+    return min(Fraction(1), Fraction(work.output_numel, work.groups * work.m * work.n))
 
 
 def _stream_bytes(stream) -> int:
     return int(sum(int(v.sum()) for v in stream.load_bytes.values()) + int(stream.store_bytes.sum()))
 
 
-def op_cost(work, hw, *, sparse: bool):
+def _cost(work, hw, m: int, n: int, k: int, *, sparse_a: bool, swap: bool,
+          elems: dict[str, int] | None = None, out_elems: int | None = None) -> GemmCost:
+    """gemm_cost of the op's GEMM (M, N, K) -- swapped to C^T = B^T A^T when the 2:4 operand is the
+    GEMM's B -- with unique-data scales from the distinct operand elements read (``elems``, default
+    Workload.read_numel) and the output elements written (``out_elems``, default output_numel)."""
+    g = work.groups
+    elems = elems or {nm: work.read_numel(nm) for nm in (work.a, work.b)}
+    sa = Fraction(elems[work.a], g * m * k) if m * k else Fraction(1)
+    sb = Fraction(elems[work.b], g * k * n) if k * n else Fraction(1)
+    so = (_out_scale(work) if out_elems is None
+          else min(Fraction(1), Fraction(out_elems, g * m * n)) if m * n else Fraction(1))
+    if swap:  # C^T[N,M] = B^T[N,K] @ A^T[K,M]: the 2:4 operand becomes mma.sp's A
+        return gemm_search(n, m, k, g, hw, True, (work.b, work.a), sb, sa, so, None)
+    return gemm_search(m, n, k, g, hw, sparse_a, (work.a, work.b), sa, sb, so, None)
+
+
+def op_cost(work, hw, *, sparse: bool) -> FamilyCost:
     """FamilyCost of one lowered op on a GPU config (docs/architecture.md)."""
     from accelsim.sim import kernels
-    from accelsim.sim.workload import FamilyCost
 
     choice = SparseChoice(None, False, None)
     if sparse:
@@ -537,62 +522,60 @@ def op_cost(work, hw, *, sparse: bool):
         choice = decide_sparsity(
             hw, m=work.m, n=work.n, k=work.k, kind=work.kind, pass_=work.pass_, a=work.a, b=work.b,
             role_of=work.role_of, compliance=lambda nm: kernels.nm_compliance(work, nm, feat.n, feat.m))
-    g = work.groups
-    sa = _unique_scale(work, work.a, g * work.m * work.k)
-    sb = _unique_scale(work, work.b, g * work.k * work.n)
-    so = _out_scale(work)
-    if choice.swap:  # C^T[N,M] = B^T[N,K] @ A^T[K,M]: the 2:4 operand becomes mma.sp's A
-        plan, stream, fixed, dense_bytes = gemm_cost(
-            work.n, work.m, work.k, g, hw, sparse_a=True, names=(work.b, work.a),
-            scale_a=sb, scale_b=sa, scale_out=so)
-    else:
-        plan, stream, fixed, dense_bytes = gemm_cost(
-            work.m, work.n, work.k, g, hw, sparse_a=choice.operand is not None, names=(work.a, work.b),
-            scale_a=sa, scale_b=sb, scale_out=so)
+    nm_on = choice.operand is not None
+    best = _cost(work, hw, work.m, work.n, work.k, sparse_a=nm_on, swap=choice.swap)
+    dense_bytes = best.dense_bytes
     fallback, exploited, note = choice.fallback, choice.operand, None
     cpt = compact(work) if sparse else None
-    if cpt is not None and choice.operand is not None:
-        # exclusive on this model: deleted lines change the M, N, K multiples and the groups of 4
-        # along K that cuSPARSELt needs; the 2:4 operand (what the mask was trained for) takes priority
-        note = f"not used (2:4 mma.sp runs instead): {cpt.note}"
-    elif cpt is not None:
-        mc, nc, kc = cpt.uniform
-        elems = {nm: min(work.read_numel(nm), cpt.operand_elems(side)) for nm, side in ((work.a, "a"), (work.b, "b"))}
-        if cpt.act is not None:  # only the part of the activation a kept line reads (Compaction.act_kept)
-            elems[cpt.act] = min(elems[cpt.act], math.floor(work.read_numel(cpt.act) * cpt.act_fraction))
-        sa_c = Fraction(elems[work.a], g * mc * kc)
-        sb_c = Fraction(elems[work.b], g * kc * nc)
-        so_c = _out_scale_compacted(work, cpt, g * mc * nc)
-        _, c_stream, c_fixed, _ = gemm_cost(mc, nc, kc, g, hw, sparse_a=False, names=(work.a, work.b),
-                                            scale_a=sa_c, scale_b=sb_c, scale_out=so_c)
-        # Deletion is used when it saves compute cycles or DRAM bytes. It is not the machine's 2:4
-        # support, so the reason 2:4 was not used stays in `fallback` (a 575-of-576-tap deletion
-        # must not hide that the sparse tensor cores sat idle).
-        if (int(c_stream.compute_cycles.sum()), _stream_bytes(c_stream)) < (
-                int(stream.compute_cycles.sum()), _stream_bytes(stream)):
-            stream, fixed = c_stream, c_fixed
-            exploited, note = cpt.operand, cpt.note
+    if cpt is not None:
+        g = work.groups
+        if nm_on:
+            # policy.nm_with_deletion: K lines are not deleted under 2:4, M/N lines combine
+            kept, note = nm_with_deletion(list(cpt.kept), work.k, work.k, hw.sparsity.n, hw.sparsity.m,
+                                          cpt.note, "mma.sp runs")
+            mc, nc = max(d[0] for d in kept), max(d[1] for d in kept)
+            kc = work.k
+            mult = sparse_dim_multiple(hw.compute.element_bytes)
+            elems = {work.a: min(work.read_numel(work.a), sum(d[0] for d in kept) * kc),
+                     work.b: min(work.read_numel(work.b), sum(d[1] for d in kept) * kc)}
+            c_out = sum(d[0] * d[1] for d in kept)
+            if (mc, nc) == (work.m, work.n):
+                cand, why = None, ""  # only K lines were all zero: nothing combines with 2:4
+            elif mc % mult or nc % mult:
+                cand, why = None, f"; M'={mc}, N'={nc} are not multiples of {mult} (cuSPARSELt)"
+            else:
+                cand, why = _cost(work, hw, mc, nc, kc, sparse_a=True, swap=choice.swap, elems=elems,
+                                  out_elems=kept_output_numel(work, c_out)), None
         else:
-            note = f"not used (the smaller GEMM is no cheaper on this machine): {cpt.note}"
-    cost = FamilyCost(
-        compute_cycles=int(stream.compute_cycles.sum()),
+            mc, nc, kc = cpt.uniform
+            elems = {nm: min(work.read_numel(nm), cpt.operand_elems(side))
+                     for nm, side in ((work.a, "a"), (work.b, "b"))}
+            if cpt.act is not None:  # only the part of the activation a kept line reads (Compaction.act_kept)
+                elems[cpt.act] = min(elems[cpt.act], math.floor(work.read_numel(cpt.act) * cpt.act_fraction))
+            cand, why = _cost(work, hw, mc, nc, kc, sparse_a=False, swap=False, elems=elems,
+                              out_elems=kept_output_numel(work, cpt.operand_elems("c"))), None
+            note = cpt.note
+        # Deletion is used when it saves compute cycles or DRAM bytes (tile quantisation and split-K
+        # can make a smaller GEMM dearer on a GPU). It is not the machine's 2:4 support, so the reason
+        # 2:4 was not used stays in `fallback` (a 575-of-576-tap deletion must not hide that the
+        # sparse tensor cores sat idle).
+        if cand is not None and (int(cand.stream.compute_cycles.sum()), _stream_bytes(cand.stream)) < (
+                int(best.stream.compute_cycles.sum()), _stream_bytes(best.stream)):
+            best = cand
+            exploited = f"{choice.operand}+{cpt.operand}" if nm_on and choice.operand != cpt.operand \
+                else (choice.operand or cpt.operand)
+        elif cand is not None:
+            note = f"not used (the smaller GEMM is no cheaper on this machine): {note}"
+        else:
+            note = f"not used (2:4 mma.sp runs instead{why}): {cpt.note}"
+    return FamilyCost(
+        compute_cycles=int(best.stream.compute_cycles.sum()),
         effectual_macs=int(kernels.effectual_macs(work)),
         sparse_operand=exploited,
         fallback=fallback,
-        tiles=stream,
-        fixed_cycles=fixed,
+        tiles=best.stream,
+        fixed_cycles=best.fixed,
         dram_bytes_dense=dense_bytes,
         compaction=note,
+        engine=best.engine,
     )
-    return cost
-
-
-def _out_scale_compacted(work, cpt, gemm_out: int) -> Fraction:
-    """Output elements written per element of the (uniform) compacted C: the kept M' x N' of each
-    group; conv dgrad still writes the whole dX (deleted taps scatter zeros, dX is still needed)."""
-    geo = work.conv
-    if geo is not None and work.pass_ == "dgrad":
-        out = geo.n * geo.c * geo.h * geo.w
-    else:
-        out = cpt.operand_elems("c")
-    return min(Fraction(1), Fraction(out, gemm_out))

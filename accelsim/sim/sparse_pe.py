@@ -46,7 +46,8 @@ from accelsim.hw.config import HardwareConfig
 from accelsim.sim import kernels
 from accelsim.sim.formats import storage_bits
 from accelsim.sim.memory import TileStream, split_bytes
-from accelsim.sim.workload import FamilyCost, Workload, resolve_operand
+from accelsim.sim.policy import FamilyCost
+from accelsim.sim.workload import Workload, resolve_operand
 
 
 def choose_side(work: Workload, spec: str) -> tuple[str | None, str | None]:
@@ -173,10 +174,8 @@ def _operand_bytes(work: Workload, hw: HardwareConfig, side: str, compressed: bo
 
 
 def _cap(hw: HardwareConfig) -> int:
-    lv = hw.level("buffer")
-    if lv is None:
-        return 0
-    return lv.capacity_bytes if lv.capacity_bytes is not None else 2**62
+    """Capacity of the `buffer` role (the loader checks it is there, with a capacity)."""
+    return hw.role("buffer").capacity_bytes
 
 
 def _wave_stream(work: Workload, hw: HardwareConfig, grid: tuple[int, int, int], per_wave: np.ndarray,
@@ -236,30 +235,12 @@ def _per_wave(x: np.ndarray, tiles: int, waves: int) -> np.ndarray:
 def _refetch_grid(wave: np.ndarray, prev: np.ndarray, tiles: int, *, resident: bool) -> np.ndarray:
     """_refetch for units whose block was last used before them by unit prev[u] (-1: never): the
     unit fetches unless prev is in its own wave (an earlier unit of the wave fetched it) or, with
-    `resident`, in the wave just before. Equal to _refetch (test_sparse_pe.py::
-    test_unit_blocks_and_refetch_grid_match_sorting_reference);
-    O(units) where _refetch sorts."""
+    `resident`, in the wave just before. Equal to the sorting reference refetch_by_sorting
+    (tests/test_sparse_pe.py::test_unit_blocks_and_refetch_grid_match_sorting_reference), O(units)."""
     pw = np.where(prev >= 0, prev // tiles, -2)
     first = pw != wave
     if resident:
         first &= pw != wave - 1
-    return first
-
-
-def _refetch(wave: np.ndarray, blk: np.ndarray, nblk: int, *, resident: bool) -> np.ndarray:
-    """Units (in order) that fetch their block of an operand too big for the buffer: the first
-    unit of each wave that uses the block -- unless, with `resident`, the previous wave used the
-    same block, which then is still in the buffer (it holds two waves' blocks: double buffering).
-    Without that, a 2 KiB A block shared by the nb consecutive units of one row block was fetched
-    once per wave, ~10x the tensor for a dgrad with N = 576 (QA finding).
-    Any block order (it sorts); the simulator uses the O(units) _refetch_grid, tested equal to this."""
-    key = wave * nblk + blk
-    first = np.zeros(key.size, bool)
-    uniq, first_idx = np.unique(key, return_index=True)
-    first[first_idx] = True
-    if resident and key.size:
-        kept = np.isin(key - nblk, uniq)  # (wave-1, block) was used
-        first &= ~kept
     return first
 
 

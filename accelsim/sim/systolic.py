@@ -78,9 +78,10 @@ import numpy as np
 
 from accelsim.hw.config import HardwareConfig
 from accelsim.sim.kernels import effectual_macs, nm_compliance
-from accelsim.sim.memory import TileStream, run_tiles, split_bytes
+from accelsim.sim.memory import TileStream, split_bytes
 from accelsim.sim.structure import compact
-from accelsim.sim.workload import FamilyCost, Workload, nm_reason, resolve_operand
+from accelsim.sim.policy import FamilyCost, fastest, kept_output_numel, nm_with_deletion
+from accelsim.sim.workload import Workload, nm_reason, resolve_operand
 
 
 def fold_cycles(m: int, n: int, k: int, rows: int, cols: int, dataflow: str) -> tuple[int, int]:
@@ -129,7 +130,7 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool, schedule: str =
             name = work.a if side == "a" else work.b
             comp_frac = nm_compliance(work, side, sp.n, sp.m)
             if comp_frac < 1.0:
-                fallback = nm_reason(name, work.kind, work.pass_, sp.n, sp.m, comp_frac)
+                fallback = nm_reason(name, work.kind, work.pass_, sp.n, sp.m, comp_frac, work.k)
             else:
                 sparse_side = side
                 k_nm = nm_reduced_k(k, sp.n, sp.m)
@@ -137,13 +138,12 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool, schedule: str =
     dims = list(cpt.kept) if cpt is not None else [(m, n, k)] * g
     note = cpt.note if cpt is not None else None
     if sparse_side is not None:
-        # N:M groups are formed along the full K of this pass (nm_compliance); deleting all-zero K
-        # lines would re-form them, so the two are exclusive along K and the machine's N:M PEs take
-        # priority (the mask was trained for them). Deleting M/N lines removes whole groups and keeps
-        # the rest N:M, so that part combines.
-        if cpt is not None and any(d[2] != k for d in dims):
-            note += f"; K deletion not used: the {sp.n}:{sp.m} PEs run the full K (exclusive along K)"
-        dims = [(mm, nn, k_nm) for mm, nn, _ in dims]
+        # the shared rule (policy.nm_with_deletion): K deletion and N:M are exclusive, the N:M PEs take
+        # priority; M/N-line deletion combines
+        if cpt is not None:
+            dims, note = nm_with_deletion(dims, k, k_nm, sp.n, sp.m, note, "PEs run")
+        else:
+            dims = [(mm, nn, k_nm) for mm, nn, _ in dims]
     stream, dense_bytes = _op_stream(work, hw, dims, sparse_side, k_nm, cpt, schedule)
     # the chosen schedules' compute (schedule_compute): SCALE-Sim's fold formula, groups one after
     # another (a group compacted away has no folds), unless a chunked schedule reloads stationary tiles
@@ -173,7 +173,6 @@ def _op_stream(work: Workload, hw: HardwareConfig, dims: list[tuple[int, int, in
     g = work.groups
     full = {"a": _operand_bytes(work, "a", e) // g, "b": _operand_bytes(work, "b", e) // g}
     out_full = work.output_numel * e // g
-    dgrad = work.conv is not None and work.pass_ == "dgrad"
     parts = []
     cache = {}
     act_side = None if cpt is None or cpt.act is None else ("a" if cpt.act == work.a else "b")
@@ -192,7 +191,7 @@ def _op_stream(work: Workload, hw: HardwareConfig, dims: list[tuple[int, int, in
                 # N:M storage: the kept K'/K values plus metadata_bits per kept value (docs/sources.md "NVIDIA A100")
                 kept = size[sparse_side] * k_nm // max(work.k, 1)
                 size[sparse_side] = kept + (kept // e) * sp.metadata_bits // 8
-            out = out_full if dgrad else min(out_full, mm * nn * e)
+            out = kept_output_numel(work, g * mm * nn) * e // g  # conv dgrad: the whole dX
             cache[key] = _fold_stream(hw, mm, nn, kk, size, out, schedule)
         parts.append(cache[key])
     names = {"a": work.a, "b": work.b, "psum": "psum"}
@@ -210,11 +209,9 @@ def _op_stream(work: Workload, hw: HardwareConfig, dims: list[tuple[int, int, in
     return stream, dense_bytes
 
 
-def _cap(hw: HardwareConfig, name: str) -> int:
-    lv = hw.level(name)
-    if lv is None:
-        return 0
-    return lv.capacity_bytes if lv.capacity_bytes is not None else 2**62
+def _cap(hw: HardwareConfig, role: str) -> int:
+    """Capacity of the SRAM filling `role` (the loader checks the three are there, with capacities)."""
+    return hw.role(role).capacity_bytes
 
 
 # Accumulator width of partial sums that spill to DRAM: int8 MACs accumulate in 32-bit integers
@@ -415,21 +412,14 @@ def choose(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, int], out
     dram = hw.dram()
     bpc = dram.bandwidth_bytes_per_s / hw.clock_hz
     cands = []
-    for i, sched in enumerate(candidate_schedules(m, n, k, r, cl, df, size, psum_bytes, caps)):
+    for sched in candidate_schedules(m, n, k, r, cl, df, size, psum_bytes, caps):
         tr = schedule_traffic(sched, size, out_bytes, psum_bytes, caps)
-        cc = schedule_compute(sched, m, n, k, r, cl, df)
-        cands.append((max(float(cc), tr.total / bpc), tr.total, sched.n_tiles, i, sched, tr, cc))
-    cands.sort(key=lambda x: x[:4])
-    best = None
-    for bound, nbytes, nt, i, sched, tr, cc in cands:
-        if best is not None and bound > best[0][0]:
-            break  # sorted by bound: no later candidate can be faster
-        stream = _schedule_stream(sched, m, n, k, r, cl, df, size, out_bytes, psum_bytes, caps)
-        total = run_tiles(stream, bytes_per_cycle=bpc, latency_cycles=dram.latency_cycles).total_cycles
-        key = (total, nbytes, nt, i)
-        if best is None or key < best[0]:
-            best = (key, Choice(sched, tr, cc, total))
-    return best[1]
+        cands.append((sched, tr, schedule_compute(sched, m, n, k, r, cl, df)))
+    (sched, tr, cc), _, eng = fastest(
+        cands, lambda c: _schedule_stream(c[0], m, n, k, r, cl, df, size, out_bytes, psum_bytes, caps),
+        bytes_per_cycle=bpc, latency_cycles=dram.latency_cycles,
+        tiebreak=lambda c: (c[1].total, c[0].n_tiles), bound=lambda c: max(float(c[2]), c[1].total / bpc))
+    return Choice(sched, tr, cc, eng.total_cycles)
 
 
 def _schedule_stream(sched: Schedule, m: int, n: int, k: int, rows: int, cols: int, dataflow: str,

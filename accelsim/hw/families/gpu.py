@@ -1,0 +1,95 @@
+"""Declaration of the gpu family (A100-style tensor cores; cost model: accelsim/sim/gpu.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accelsim.hw import units
+from accelsim.hw.family import DRAM, Family, Role, data_type, register
+
+
+@dataclass(frozen=True)
+class GpuCompute:
+    sms: int
+    tensor_cores_per_sm: int
+    dense_macs_per_cycle_per_core: int
+    mma_shape: tuple[int, int, int]
+    sparse_mma_shape: tuple[int, int, int]
+    data_type: str
+    element_bytes: int
+    # M, N, K of a thread block; several = the library's candidates, the fastest is used per GEMM
+    cta_tiles: tuple[tuple[int, int, int], ...]
+    ctas_per_sm: int
+    launch_overhead_s: float
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        return self.sms * self.tensor_cores_per_sm * self.dense_macs_per_cycle_per_core
+
+    @property
+    def sparse_rate_factor(self) -> int:
+        """How many times more MACs mma.sp issues than the dense mma in the same time (A100:
+        m16n8k32 vs m16n8k16 -> 2); validate() makes sure it is a whole number >= 1."""
+        dm, dn, dk = self.mma_shape
+        sm, sn, sk = self.sparse_mma_shape
+        return (sm * sn * sk) // (dm * dn * dk)
+
+
+REQUIRED = ("sms", "tensor_cores_per_sm", "dense_macs_per_cycle_per_core", "mma_shape", "sparse_mma_shape",
+            "data_type", "cta_tile", "launch_overhead")
+
+
+def parse_compute(ctx, c) -> GpuCompute:
+    ctx.keys(c, "compute", FAMILY.compute_keys, REQUIRED)
+    dt, eb = data_type(ctx, c)
+    launch = ctx.unit(units.parse_time, c["launch_overhead"], "compute.launch_overhead")
+    if launch < 0:
+        raise ctx.fail("compute.launch_overhead", f"must be >= 0, got {launch}")
+    return GpuCompute(sms=ctx.int_(c, "sms", "compute"),
+                      tensor_cores_per_sm=ctx.int_(c, "tensor_cores_per_sm", "compute"),
+                      dense_macs_per_cycle_per_core=ctx.int_(c, "dense_macs_per_cycle_per_core", "compute"),
+                      mma_shape=ctx.triple(c, "mma_shape", "compute"),
+                      sparse_mma_shape=ctx.triple(c, "sparse_mma_shape", "compute"),
+                      data_type=dt, element_bytes=eb, cta_tiles=ctx.triples(c, "cta_tile", "compute"),
+                      ctas_per_sm=ctx.int_(c, "ctas_per_sm", "compute", default=1),
+                      launch_overhead_s=launch)
+
+
+def validate(hw, fail):
+    """The facts the cost model relies on (all checked here, at load, not inside op_cost): mma.sp
+    holds a whole multiple of the dense mma's MACs; every CTA tile is a multiple of both MMA shapes;
+    two pipeline stages of A and B slices of every resident CTA fit shared memory (smem)."""
+    gpu = hw.compute
+    dm, dn, dk = gpu.mma_shape
+    sm, sn, sk = gpu.sparse_mma_shape
+    if (sm * sn * sk) % (dm * dn * dk) or sm * sn * sk < dm * dn * dk:
+        raise fail("compute.sparse_mma_shape", f"{list(gpu.sparse_mma_shape)} does not hold a whole multiple "
+                                               f"of the MACs of mma_shape {list(gpu.mma_shape)}")
+    smem = hw.role("smem")
+    for tile in gpu.cta_tiles:
+        tm, tn, tk = tile
+        for label, shape in (("mma_shape", gpu.mma_shape), ("sparse_mma_shape", gpu.sparse_mma_shape)):
+            if tm % shape[0] or tn % shape[1] or tk % shape[2]:
+                raise fail("compute.cta_tile", f"{list(tile)} is not a multiple of {label} {list(shape)}")
+        # two pipeline stages of the A and B slices per resident CTA (double-buffered main loop)
+        need = 2 * (tm * tk + tk * tn) * gpu.element_bytes * gpu.ctas_per_sm
+        if need > smem.capacity_bytes:
+            raise fail("compute.cta_tile", f"{gpu.ctas_per_sm} CTAs of {list(tile)} need {need} bytes of "
+                                           f"{smem.name} per SM (two stages of A and B slices), it holds "
+                                           f"{smem.capacity_bytes}")
+    return hw
+
+
+FAMILY = register(Family(
+    name="gpu",
+    compute_keys=("sms", "tensor_cores_per_sm", "dense_macs_per_cycle_per_core", "mma_shape",
+                  "sparse_mma_shape", "data_type", "element_bytes", "cta_tile", "ctas_per_sm",
+                  "launch_overhead"),
+    parse_compute=parse_compute,
+    sparsity_kinds=("none", "nm"),
+    roles=(Role("smem", "shared memory, per SM", shared=False),
+           Role("l2", "L2 cache, shared by all SMs", shared=True),
+           Role(DRAM, "HBM / off-chip memory", on_chip=False)),
+    cost_module="accelsim.sim.gpu",
+    validate=validate,
+))
