@@ -1,7 +1,7 @@
 """Read a hardware YAML file into plain Python values, refusing what no hardware file needs.
 
 A hardware file is a few KB of nested mappings, lists and scalars (docs/hwconfig.md); the loader
-reads at most 1 MiB of a regular file (accelsim/util/files.py) and hands the text here. Anything
+reads at most 256 KiB of a regular file (accelsim/util/files.py) and hands the text here. Anything
 else is refused with one ``HardwareConfigError`` line, before it can cost time or memory:
 
 - anchors and aliases (``&a`` / ``*a``): an alias bomb ("billion laughs") expands 786 bytes into
@@ -27,7 +27,7 @@ from accelsim.errors import HardwareConfigError
 from accelsim.hw.units import MAX_EXACT, show
 
 MAX_DEPTH = 16  # the shipped files nest 3 deep (memory -> level -> key; cta_tile lists)
-MAX_NODES = 20_000  # values of all kinds; the largest shipped file has under 200
+MAX_NODES = 10_000  # values of all kinds; the largest shipped file has under 200
 MAX_SCALAR = 1024  # characters of one scalar (a description is one line)
 
 _T = "tag:yaml.org,2002:"
