@@ -77,8 +77,8 @@ def test_nm_fraction():
     assert nm_fraction(ACT, 2, 4) == 1.0
     assert nm_fraction(ACT, 0, 4) == 0.0       # every group holds one non-zero
     m = np.zeros((1, 6), dtype=bool)
-    m[0, :3] = True                            # groups [1,1,1,0] and the padded [0,0,-,-]
-    assert nm_fraction(m, 2, 4) == 0.5
+    m[0, :3] = True                            # groups [1,1,1,0] (3 > 2) and the short [0,0]:
+    assert nm_fraction(m, 2, 4) == 0.0         # a group shorter than m is never N:M
     w = np.zeros((1, 4, 2, 2), dtype=bool)     # 4-D: groups run along C (dim 1), not along W
     w[0, :, 0, 0] = True                       # 4 of 4 along C at one pixel: not 2:4
     assert nm_fraction(w, 2, 4) == 0.75        # 4 groups (one per R,S position), one full
@@ -145,3 +145,39 @@ def test_transposed_matrix_is_nm_along_dim0():
     assert (fp.items[0].format, fp.items[0].stored_bytes) == ("nm", 34)
     assert footprint(tr, format="csr", n=1, m=4).items[0].stored_bytes == 39
     assert nm_fraction(w, 1, 4, axis=1) == 0.75 and nm_fraction(w, 1, 4, axis=0) == 1.0
+
+
+def test_prune_masks_count_as_weights_in_a_real_recorded_step(tmp_path):
+    """torch.nn.utils.prune: ``weight = weight_orig * weight_mask`` makes MulBackward0 save the mask;
+    it is weight-side state, for a 1x1 conv (mask shape K,C,1,1) as for a linear layer."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+    from torch.nn.utils import prune
+
+    import accelsim
+
+    class Pruned(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+            self.fc = nn.Linear(16, 3)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(torch.relu(self.conv(x)), 1))
+
+    torch.manual_seed(0)
+    net = Pruned()
+    prune.l1_unstructured(net.conv, "weight", amount=0.5)
+    prune.l1_unstructured(net.fc, "weight", amount=0.5)
+    with accelsim.record(net, tmp_path / "p.npz"):
+        net(torch.randn(2, 3, 2, 2)).sum().backward()
+    fp = footprint(accelsim.load_trace(tmp_path / "p.npz"), format="dense")
+    # float32, dense bytes by hand:
+    #   weight: conv mask 4*3*1*1*4 = 48, conv W = orig*mask 48, fc mask 3*16*4 = 192, fc W^T 192 -> 480
+    #   activation: conv input 2*3*2*2*4 = 96, relu output 2*4*2*2*4 = 128 (fc's input is a view of it) -> 224
+    # (by shape alone the conv mask would be "other" and the fc mask an "activation": 48 / 416 / 240)
+    assert {c: fp.totals[c]["dense"] for c in ("weight", "activation", "other")} == \
+        {"weight": 480, "activation": 224, "other": 0}
+    by_layer = {lf.layer: lf.dense for lf in fp.layers}
+    assert by_layer["conv"] == {"activation": 96, "weight": 96, "other": 0}
+    assert by_layer["fc"]["weight"] == 384

@@ -640,3 +640,143 @@ def test_memory_given_back_in_place_is_not_taken_for_its_old_tensor(tmp_path):
     assert (tr.tensors[fa].nnz, tr.tensors[fb].nnz) == net.nnz and net.nnz[1] == 3 * rows
     mb = tr.mask(fb).reshape(rows, 16)
     assert mb[:, :3].all() and not mb[:, 3:].any()
+
+
+# ------------------------------------------------------------------ forward passes, no_grad, attention
+def warnings_list():
+    import warnings
+
+    ctx = warnings.catch_warnings(record=True)
+
+    class _C:
+        def __enter__(self):
+            ws = ctx.__enter__()
+            warnings.simplefilter("always")
+            return ws
+
+        def __exit__(self, *a):
+            return ctx.__exit__(*a)
+
+    return _C()
+
+
+def _step(net, x):
+    net(x).sum().backward()
+
+
+def test_eval_pass_under_no_grad_is_counted_not_recorded(tmp_path):
+    torch.manual_seed(0)
+    net = TwoLayer()
+    x = torch.randn(2, 3, 6, 6)
+    with accelsim.record(net, tmp_path / "plain.npz"):
+        _step(net, x)
+    with pytest.warns(UserWarning, match=r"2 conv/matmul op\(s\) \(9216 MACs, 1 model forward pass\(es\)\) ran "
+                                         r"under torch.no_grad\(\)"):
+        with accelsim.record(net, tmp_path / "eval.npz"):
+            _step(net, x)
+            with torch.no_grad():                   # an eval pass inside the recorded block
+                net(x)
+    plain, ev = load_trace(tmp_path / "plain.npz"), load_trace(tmp_path / "eval.npz")
+    key = [(o.pass_, o.kind, o.layer) for o in plain.ops]
+    assert [(o.pass_, o.kind, o.layer) for o in ev.ops] == key and len(key) == 5    # nothing of the eval pass
+    # MACs by hand: conv 3->4, 3x3, pad 1, on 2x3x6x6: 2*4*6*6 outputs x 3*3*3 = 7776;
+    # fc (2, 144) @ (144, 5): 2*5 outputs x 144 = 1440; 7776 + 1440 = 9216
+    assert ev.header["meta"]["no_grad_forward"] == {
+        "passes": 1, "ops": {"aten.addmm.default": 1, "aten.convolution.default": 1}, "macs": 9216}
+    assert "no_grad_forward" not in plain.header["meta"]
+
+
+def test_more_forward_passes_than_steps_warns_once(tmp_path):
+    torch.manual_seed(0)
+    net = TwoLayer()
+    x = torch.randn(2, 3, 6, 6)
+    with warnings_list() as ws:
+        with accelsim.record(net, tmp_path / "t.npz", steps=2) as rec:
+            _step(net, x)
+            rec.step()
+            for _ in range(3):                      # rec.step() forgotten in the loop: 3 passes, one step
+                _step(net, x)
+    msgs = [str(w.message) for w in ws if "forward passes" in str(w.message)]
+    assert msgs == ["accelsim.record: the model ran 4 training forward passes in 2 recorded step(s); all ops "
+                    "of a step are simulated as one training step (call rec.step() once per iteration)"]
+    tr = load_trace(tmp_path / "t.npz")
+    assert sum("4 training forward passes" in w for w in tr.header["meta"]["recorder_warnings"]) == 1
+    assert sum(o.pass_ == "fwd" for o in tr.ops) == 2 * 4            # 1 + 3 passes of 2 forward ops
+
+
+def test_one_pass_per_step_does_not_warn(tmp_path):
+    torch.manual_seed(0)
+    net = TwoLayer()
+    x = torch.randn(2, 3, 6, 6)
+    with warnings_list() as ws:
+        with accelsim.record(net, tmp_path / "t.npz", steps=2) as rec:
+            for _ in range(2):
+                _step(net, x)
+                rec.step()
+    assert not [w for w in ws if "accelsim" in str(w.message)]
+    assert "recorder_warnings" not in load_trace(tmp_path / "t.npz").header["meta"]
+
+
+class _MHA(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.attn(x, x, x, need_weights=False)[0])
+
+
+def test_multihead_attention_projections_get_their_own_layer_names(tmp_path):
+    torch.manual_seed(0)
+    net = _MHA()
+    with accelsim.record(net, tmp_path / "m.npz"):
+        _step(net, torch.randn(2, 3, 8))
+    tr = load_trace(tmp_path / "m.npz")
+    got = [(o.pass_, o.layer, o.module_type, tr.tensors[o.operand("b").tensor].shape) for o in tr.ops
+           if o.kind == "matmul"]
+    # x (6, 8) @ in_proj_weight^T (8, 24); attention (6, 8) @ out_proj.weight^T (8, 8); the input needs
+    # no gradient, so in_proj has a wgrad only; dgrad of the head and out_proj feed the layer below.
+    assert got == [
+        ("fwd", "attn.in_proj", "MultiheadAttention", (24, 8)),
+        ("fwd", "attn.out_proj", "NonDynamicallyQuantizableLinear", (8, 8)),
+        ("fwd", "head", "Linear", (2, 8)),
+        ("wgrad", "head", "Linear", (6, 8)),
+        ("dgrad", "head", "Linear", (2, 8)),
+        ("dgrad", "attn.out_proj", "NonDynamicallyQuantizableLinear", (8, 8)),
+        ("wgrad", "attn.out_proj", "NonDynamicallyQuantizableLinear", (6, 8)),
+        ("wgrad", "attn.in_proj", "MultiheadAttention", (6, 8)),
+    ]
+    assert "recorder_warnings" not in tr.header["meta"]              # every backward matmul classified
+    saved = {(s.layer, s.saved_by, s.category, tuple(s.shape)) for s in tr.saved if "Flash" not in s.saved_by}
+    assert saved == {("attn.in_proj", "MmBackward0", "activation", (6, 8)),
+                     ("attn.out_proj", "AddmmBackward0", "activation", (6, 8)),
+                     ("attn.out_proj", "AddmmBackward0", "weight", (8, 8)),
+                     ("head", "MmBackward0", "activation", (6, 8)),
+                     ("head", "MmBackward0", "weight", (8, 2))}
+
+
+def test_prune_masks_are_weight_side(tmp_path):
+    from torch.nn.utils import prune
+
+    class Pruned(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)           # 1x1: its mask's last dim is 1
+            self.fc = nn.Linear(16, 3)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(torch.relu(self.conv(x)), 1))
+
+    torch.manual_seed(0)
+    net = Pruned()
+    prune.l1_unstructured(net.conv, "weight", amount=0.5)
+    prune.l1_unstructured(net.fc, "weight", amount=0.5)
+    with accelsim.record(net, tmp_path / "p.npz"):
+        _step(net, torch.randn(2, 3, 2, 2))
+    tr = load_trace(tmp_path / "p.npz")
+    masks = [(s.layer, tuple(s.shape), s.category, s.nnz) for s in tr.saved if s.saved_by == "MulBackward0"]
+    # weight = weight_orig * weight_mask saves the mask (weight_orig's gradient is grad * mask);
+    # l1_unstructured(amount=0.5) keeps round(0.5 * numel) weights. By shape alone the 1x1 conv's
+    # mask would be "other" and the linear's "activation".
+    assert sorted(masks) == [("conv", (4, 3, 1, 1), "weight", 6), ("fc", (3, 16), "weight", 24)]

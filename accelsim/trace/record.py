@@ -30,6 +30,17 @@ of ``a`` is ``dgrad`` and of ``b`` ``wgrad``. A weight is a parameter, a view of
 tensor computed from one during the step's forward (SWAT's ``W~ = W * mask``), tracked through the
 dispatch mode.
 
+Layers: a forward op is named after the innermost module running it, except that an op using a
+parameter of a submodule, or one of several named weights of the module itself, is named after
+that weight (``nn.MultiheadAttention`` calls its projections functionally: ``attn.in_proj``,
+``attn.out_proj``); a backward node takes the layer of the weights it unpacks. A saved
+``torch.nn.utils.prune`` mask (``weight_orig * weight_mask``) is weight-side.
+
+Forward passes: conv/matmul ops run while the model was entered under ``torch.no_grad()`` (an eval
+pass inside the block) are not part of the training step: they are not recorded, but counted with
+their MACs in ``meta["no_grad_forward"]``, and a warning says so. More training forward passes than
+recorded steps (a loop that forgot ``rec.step()``) is warned about once.
+
 Determinism: the same seeded run gives the same tables bit for bit. Every cache is keyed on an
 address but trusted only for a tensor held by the entry's own live storage with its memory unmoved
 (:class:`_Owner`), never on when Python happens to free a wrapper; ids, roles and storage numbers
@@ -44,6 +55,7 @@ kind and are counted in the header's ``meta["unrecorded_ops"]`` instead.
 from __future__ import annotations
 
 import collections
+import math
 import os
 import warnings
 import weakref
@@ -154,6 +166,7 @@ class _FwdMM:  # what a forward matmul used, to classify its backward ops
     weight: str | None  # "a" | "b" | None
     oa: _Owner
     ob: _Owner
+    mtype: str = ""
 
     def uses(self, which: str, ops: tuple) -> bool:
         """Is forward operand ``which`` one of ``ops`` ((key, tensor) pairs)? A freed forward
@@ -167,6 +180,15 @@ class _Node:  # a backward autograd node: its layer (from what it unpacked) and 
     layer: str
     module_type: str
     saved: dict = field(default_factory=dict)  # key -> (category, _Owner)
+    recs: list = field(default_factory=list)   # the saved records it unpacked
+
+    def rename(self, layer: str, module_type: str) -> None:
+        """Tie the node (and the records it unpacked that were named after the old layer) to a
+        sublayer; a saved tensor belongs to exactly one node, so this names that tensor's user."""
+        for r in self.recs:
+            if r["layer"] == self.layer:
+                r["layer"] = layer
+        self.layer, self.module_type = layer, module_type
 
     def category(self, k: tuple, t: torch.Tensor) -> str | None:
         hit = self.saved.get(k)
@@ -251,6 +273,9 @@ class Recorder:
         self._active = False
         self._busy = False
         self._unrecorded: collections.Counter = collections.Counter()
+        self._no_grad_ops: collections.Counter = collections.Counter()
+        self._no_grad_macs = 0
+        self._passes = {True: 0, False: 0}   # forward passes of the model in recorded steps, by grad mode
         self._warnings: list[str] = []
         self._storage_ids = 0
 
@@ -304,6 +329,7 @@ class Recorder:
             meta = self._header["meta"]
             if self._unrecorded:
                 meta["unrecorded_ops"] = dict(sorted(self._unrecorded.items()))
+            self._note_forward_passes(meta)
             if self._warnings:
                 meta["recorder_warnings"] = list(self._warnings)
             w._header.update(self._header, batch_size=self._batch, steps=list(self._recorded))
@@ -312,6 +338,25 @@ class Recorder:
             w.abort()
             raise
         return False
+
+    def _note_forward_passes(self, meta: dict) -> None:
+        """Tell the user (a warning, once each) and the header about forward passes that are not one
+        training forward per recorded step."""
+        n, k = self._passes[True], len(self._recorded)
+        if n > k:
+            msg = (f"the model ran {n} training forward passes in {k} recorded step(s); all ops of a step are "
+                   "simulated as one training step (call rec.step() once per iteration)")
+            self._warnings.append(msg)
+            warnings.warn(f"accelsim.record: {msg}", stacklevel=3)
+        if self._no_grad_ops:
+            ops = sum(self._no_grad_ops.values())
+            meta["no_grad_forward"] = {"passes": self._passes[False], "ops": dict(sorted(self._no_grad_ops.items())),
+                                       "macs": self._no_grad_macs}
+            msg = (f"{ops} conv/matmul op(s) ({self._no_grad_macs} MACs, {self._passes[False]} model forward "
+                   "pass(es)) ran under torch.no_grad() (e.g. an eval pass); they are not part of the training "
+                   "step and were not recorded (counted in meta.no_grad_forward)")
+            self._warnings.append(msg)
+            warnings.warn(f"accelsim.record: {msg}", stacklevel=3)
 
     # ---------------------------------------------------------------- activation
     def _activate(self) -> None:
@@ -334,6 +379,18 @@ class Recorder:
         stores = [p.untyped_storage() for p in self.model.parameters()]
         self._params = {st._cdata: weakref.ref(st) for st in stores}
         self._wderived: dict[int, weakref.ref] = {}
+        # Which module owns each parameter (to name ops that use a module's weights functionally, as
+        # nn.MultiheadAttention does), and the mask buffers of torch.nn.utils.prune (weight-side).
+        self._owners: dict[int, tuple[weakref.ref, str, str, str]] = {}
+        self._wmasks: dict[int, weakref.ref] = {}
+        for mname, mod in self.model.named_modules():
+            for pname, prm in mod.named_parameters(recurse=False):
+                st = prm.untyped_storage()
+                self._owners.setdefault(st._cdata, (weakref.ref(st), mname or self._root, type(mod).__name__, pname))
+            for buf in _prune_masks(mod):
+                st = buf.untyped_storage()
+                self._wmasks[st._cdata] = weakref.ref(st)
+        self._grad_fwd = True  # grad mode when the outermost module of the model stack was entered
         self._h_pre = register_module_forward_pre_hook(self._pre_hook)
         self._h_post = register_module_forward_hook(self._post_hook)
         self._saved_ctx = torch.autograd.graph.saved_tensors_hooks(self._pack_hook, self._unpack_hook)
@@ -364,6 +421,8 @@ class Recorder:
         self._fwd_keys = {}
         self._wderived = {}
         self._params = {}
+        self._owners = {}
+        self._wmasks = {}
         self._names = {}
 
     # ---------------------------------------------------------------- module tracking (forward)
@@ -371,7 +430,11 @@ class Recorder:
         info = self._names.get(id(mod))
         if info is None or info[2] is not mod:
             return  # a module outside the recorded model (e.g. a loss module)
+        if not self._stack:
+            self._grad_fwd = torch.is_grad_enabled()
         self._stack.append(info)
+        if mod is self.model and not self._in_backward():
+            self._passes[torch.is_grad_enabled()] += 1
         if self._batch is None and mod is self.model:
             for x in inputs if isinstance(inputs, tuple) else (inputs,):
                 if isinstance(x, torch.Tensor) and x.dim() >= 1:
@@ -386,6 +449,36 @@ class Recorder:
         if self._stack:
             return self._stack[-1]
         return self._root, self._root, self.model
+
+    def _weight_where(self, w: torch.Tensor, where: tuple) -> tuple:
+        """The layer of a forward op (or saved tensor) that uses parameter ``w``: the current module,
+        unless the parameter belongs to a submodule of it (``attn.out_proj.weight`` used by
+        ``nn.MultiheadAttention``'s functional forward) or is one of several named weights of the
+        module itself (``in_proj_weight`` -> ``attn.in_proj``)."""
+        hit = self._owners.get(w.untyped_storage()._cdata)
+        if hit is None or hit[0]() is None:
+            return where
+        _, owner, otype, pname = hit
+        layer, mtype = where[0], where[1]
+        if owner == layer:
+            if pname.endswith("_weight"):
+                return f"{layer}.{pname.removesuffix('_weight')}", mtype, *where[2:]
+            return where
+        if owner.startswith(layer + ".") or (layer == self._root and owner != self._root):
+            return owner, otype, *where[2:]
+        return where
+
+    def _no_grad_fwd(self) -> bool:
+        """A forward op outside the training graph: under torch.no_grad() / inference_mode when the
+        model (the outermost module on the stack) was entered; inside a custom autograd Function's
+        forward grad mode is off too, but the module was entered with it on."""
+        if self._in_backward():
+            return False
+        return not (self._grad_fwd if self._stack else torch.is_grad_enabled())
+
+    def _count_no_grad(self, func, args: tuple, out: Any) -> None:
+        self._no_grad_ops[str(func)] += 1
+        self._no_grad_macs += _macs(func, args, out)
 
     @staticmethod
     def _in_backward() -> bool:
@@ -453,7 +546,9 @@ class Recorder:
     # ---------------------------------------------------------------- ops
     def _on_op(self, func, args: tuple, kwargs: dict, out: Any) -> None:
         handler = _HANDLERS.get(func)
-        if handler is not None:
+        if handler is not None and func is not aten.convolution_backward.default and self._no_grad_fwd():
+            self._count_no_grad(func, args, out)
+        elif handler is not None:
             handler(self, func, args, kwargs, out)
         elif func in _UNMODELED:
             self._unrecorded[str(func)] += 1
@@ -480,7 +575,7 @@ class Recorder:
         if self._in_backward():  # e.g. double backward; not a training forward
             self._unrecorded[f"{func} (inside backward)"] += 1
             return
-        layer, mtype, _ = self._fwd_where()
+        layer, mtype, _ = self._weight_where(w, self._fwd_where())
         params = self._conv_params(_arg(args, kwargs, 3, "stride"), _arg(args, kwargs, 4, "padding"),
                                    _arg(args, kwargs, 5, "dilation"), _arg(args, kwargs, 8, "groups", 1),
                                    x.shape, w.shape, out.shape)
@@ -515,24 +610,40 @@ class Recorder:
         cb, tb = _canon(b)
         ka, kb = _key(ca), _key(cb)
         if not self._in_backward():
-            layer, mtype, _ = self._fwd_where()
-
             def is_weight(c):
                 return c.is_floating_point() and self._is_param(c)
 
             wname = "b" if is_weight(cb) else ("a" if is_weight(ca) else None)
+            where = self._fwd_where()
+            layer, mtype, _ = self._weight_where(cb if wname == "b" else ca, where) if wname else where
             ra = "weight" if wname == "a" else "activation"
             rb = "weight" if wname == "b" else "activation"
             self._fwd_mm.setdefault(layer, []).append(
-                _FwdMM(kind, ka, kb, tuple(ca.shape), tuple(cb.shape), wname, _Owner(ca), _Owner(cb)))
+                _FwdMM(kind, ka, kb, tuple(ca.shape), tuple(cb.shape), wname, _Owner(ca), _Owner(cb), mtype))
             self._fwd_keys[ka] = (layer, mtype, _Owner(ca))
             self._fwd_keys[kb] = (layer, mtype, _Owner(cb))
             pass_ = "fwd"
         else:
             layer, mtype = self._bwd_where([(ka, ca), (kb, cb)])
+            layer, mtype = self._bwd_sublayer(kind, layer, mtype, ((ka, ca), (kb, cb)))
             pass_, ra, rb = self._classify_bwd(kind, layer, ca, cb, ka, kb, out)
         ida, idb = self._store(ca, ra, layer), self._store(cb, rb, layer)
         self._emit(pass_, kind, func, layer, mtype, [Operand("a", ida, ta), Operand("b", idb, tb)], out.shape, params)
+
+    def _bwd_sublayer(self, kind: str, layer: str, mtype: str, ops: tuple) -> tuple[str, str]:
+        """A backward node tied to a module by an activation it saved may serve a forward op that was
+        named after a sublayer (MultiheadAttention's in_proj: its weight is not saved when the input
+        needs no gradient): the sublayer whose forward matmul consumed one of this op's operands."""
+        pre = layer + "."
+        for sub, fms in self._fwd_mm.items():
+            if sub.startswith(pre) and any(f.kind == kind and (f.uses("a", ops) or f.uses("b", ops)) for f in fms):
+                mt = next((f.mtype for f in fms if f.mtype), mtype)
+                node = torch._C._current_autograd_node()
+                info = self._nodes.get(node) if node is not None else None
+                if info is not None and info.layer == layer:
+                    info.rename(sub, mt)
+                return sub, mt
+        return layer, mtype
 
     def _classify_bwd(self, kind, layer, ca, cb, ka, kb, out) -> tuple[str, str, str]:
         """(pass, role of a, role of b) of a backward matmul; see the module docstring."""
@@ -601,6 +712,8 @@ class Recorder:
     def _category(self, t: torch.Tensor) -> str:
         # parameter, a view of one or computed from one (SWAT's W~) -> weight; floating tensors with
         # >= 2 dims and a last dim > 1 -> activation; BN/LN statistics, indices, masks -> other.
+        if self._is_prune_mask(t):  # torch.nn.utils.prune's weight_mask, saved by MulBackward0
+            return "weight"
         if not t.is_floating_point():
             return "other"
         if self._is_param(t):
@@ -608,6 +721,11 @@ class Recorder:
         if t.dim() >= 2 and t.shape[-1] > 1:
             return "activation"
         return "other"
+
+    def _is_prune_mask(self, t: torch.Tensor) -> bool:
+        st = t.untyped_storage()
+        ref = self._wmasks.get(st._cdata)
+        return ref is not None and ref() is st
 
     def _storage_id(self, t: torch.Tensor) -> int:
         key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.numel(), t.device)
@@ -627,7 +745,7 @@ class Recorder:
                 info = self._nodes.get(node) if node is not None else None
                 layer, mtype = (info.layer, info.module_type) if info else (self._root, self._root)
             else:
-                layer, mtype, _ = self._fwd_where()
+                layer, mtype, _ = self._weight_where(t, self._fwd_where())
             cat = self._category(t)
             tid = None
             if cat in ("activation", "weight"):
@@ -666,6 +784,11 @@ class Recorder:
                     info = self._nodes.get(node)
                     if info is None:
                         info = self._nodes[node] = _Node(rec["layer"], mtype)
+                    elif rec["category"] == "weight" and rec["layer"].startswith(info.layer + "."):
+                        # a weight names the node's layer more precisely than an activation saved in
+                        # the enclosing module (attn -> attn.out_proj)
+                        info.rename(rec["layer"], mtype)
+                    info.recs.append(rec)
                     info.saved[_key(t)] = (rec["category"], _Owner(t))
             finally:
                 self._busy = busy
@@ -680,6 +803,34 @@ _HANDLERS = {
     aten.bmm.default: Recorder._bmm,
     aten.baddbmm.default: Recorder._baddbmm,
 }
+
+
+def _prune_masks(mod: torch.nn.Module) -> list[torch.Tensor]:
+    """The ``<name>_mask`` buffers that torch.nn.utils.prune's forward pre-hooks multiply into
+    ``<name>_orig`` (``weight = weight_orig * weight_mask``): weight-side, whatever their shape."""
+    from torch.nn.utils import prune
+
+    out = []
+    for hook in mod._forward_pre_hooks.values():
+        if isinstance(hook, prune.BasePruningMethod):
+            buf = mod._buffers.get(f"{hook._tensor_name}_mask")
+            if isinstance(buf, torch.Tensor):
+                out.append(buf)
+    return out
+
+
+def _macs(func, args: tuple, out: Any) -> int:
+    """Dense multiply-accumulates of a conv / matmul from its shapes: each output element of a conv
+    sums C/groups * R * S products (weight shape K, C/groups, R, S), of a transposed conv each
+    *input* element feeds C_out/groups * R * S; a matmul / bmm output element sums K products."""
+    if not isinstance(out, torch.Tensor):
+        return 0
+    if func is aten.convolution.default:
+        x, w = args[0], args[1]
+        per = math.prod(w.shape[1:])
+        return int((x.numel() if _arg(args, {}, 6, "transposed", False) else out.numel()) * per)
+    a = args[1] if func in (aten.addmm.default, aten.baddbmm.default) else args[0]
+    return int(out.numel() * a.shape[-1])
 
 
 def _fmt_steps(steps: list[int]) -> str:
