@@ -1,5 +1,5 @@
 """The repository stands on its own: no file names documents outside it or a path of one machine,
-and every `docs/sources.md "<heading>"` citation names a section that exists."""
+and every citation of a docs/sources.md section names a section that exists."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Spelled in pieces so that this file does not contain what it looks for.
-FORBIDDEN = ["FACTS" + ".md", "DESIGN" + ".md", "shared" + "/reference"] + [
-    f"/{d}/" for d in ("work", "root", "home", "tmp")]
-# A root-anchored ignore pattern ("/tmp/" = the repository's own tmp/), not a machine path.
-ALLOWED_LINES = {(".gitignore", "/tmp/")}
+FACTS, WORK, TMP = "FACTS" + ".md", "/work" + "/", "/tmp" + "/"
+FORBIDDEN = [FACTS, "DESIGN" + ".md", "shared" + "/reference", WORK, "/root" + "/", "/home" + "/", TMP]
+# A root-anchored ignore pattern (the repository's own tmp/ directory), not a machine path.
+ALLOWED_LINES = {(".gitignore", TMP)}
 CITATION = re.compile(r'sources\.md[\s#*]+\(?\\?"([^"\\\n]{1,100})\\?"')
 
 
@@ -47,9 +47,9 @@ def offenders(files: list[tuple[str, str]]) -> list[str]:
 
 
 def test_offenders_hand_case():
-    files = [("a.py", "x = 1  # see " + "FACTS" + ".md\nok\n"), ("b.yaml", "# copy in /" + "work/x\n"),
-             (".gitignore", "/tmp/\n"), ("c.md", "mkdir /tmp/" + "x\n")]
-    assert offenders(files) == ["a.py:1: FACTS.md", "b.yaml:1: /work/", "c.md:1: /tmp/"]
+    files = [("a.py", f"x = 1  # see {FACTS}\nok\n"), ("b.yaml", f"# copy in {WORK}x\n"),
+             (".gitignore", f"{TMP}\n"), ("c.md", f"mkdir {TMP}x\n")]
+    assert offenders(files) == [f"a.py:1: {FACTS}", f"b.yaml:1: {WORK}", f"c.md:1: {TMP}"]
 
 
 def test_no_outside_documents_or_machine_paths():
