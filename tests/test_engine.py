@@ -98,3 +98,46 @@ def test_nm_fallback_reported(trace_path):
     assert dg.compaction == "weight: 0 of 8 filters and 18 of 36 (c,r,s) taps all zero: GEMM N 36->18"
     assert by[("conv1", "wgrad")].fallback == "no weight operand in conv2d wgrad (input x grad_output)"
     assert any("ran without sparsity support" in w for w in res.warnings)
+
+
+def test_fastest_candidate_through_the_engine_and_its_lower_bound():
+    # sim/policy.fastest, shared by systolic.choose and gpu.gemm_cost. One tile each, no latency,
+    # 10 B/cycle: total = compute + the load before it (no overlap with one tile) = c + bytes/10.
+    import numpy as np
+
+    from accelsim.sim.memory import TileStream
+    from accelsim.sim.policy import fastest
+
+    def st(c, b):
+        return TileStream(np.array([c]), {"x": np.array([b])}, np.array([0]))
+
+    cands = [(100, 500), (120, 200), (60, 800), (120, 200)]  # totals 150, 140, 140, 140
+    seen = []
+
+    def stream(c):
+        seen.append(c)
+        return st(*c)
+
+    got, s, eng = fastest(cands, stream, bytes_per_cycle=10, latency_cycles=0, tiebreak=lambda c: (c[1],))
+    assert got == (120, 200) and eng.total_cycles == 140 and len(seen) == 4  # ties: fewer bytes, then first
+    assert fastest(cands, lambda c: st(*c), bytes_per_cycle=10, latency_cycles=0, extra=lambda c: c[0])[0] == (60, 800)
+    # with the bound max(compute, bytes / bandwidth) the same answer, fewer engine runs: bounds are
+    # 100, 120, 80, 120; after (60, 800) at 140 and (100, 500) at 150, (120, 200) at bound 120 is run
+    # and wins; its twin is run too (bound 120 <= 140) and loses the tie
+    seen.clear()
+    got2, _, eng2 = fastest(cands, stream, bytes_per_cycle=10, latency_cycles=0, tiebreak=lambda c: (c[1],),
+                            bound=lambda c: max(c[0], c[1] / 10))
+    assert (got2, eng2.total_cycles) == ((120, 200), 140) and seen == [(60, 800), (100, 500), (120, 200), (120, 200)]
+    seen.clear()
+    fastest([(10, 0), (50, 5000)], stream, bytes_per_cycle=10, latency_cycles=0, bound=lambda c: max(c[0], c[1] / 10))
+    assert seen == [(10, 0)]  # the second's bound 500 exceeds the first's total 10: not replayed
+
+
+def test_nm_with_deletion_rule():
+    # sim/policy.nm_with_deletion: K' of the compaction is replaced by the N:M K, M'/N' are kept
+    from accelsim.sim.policy import nm_with_deletion
+
+    dims, note = nm_with_deletion([(8, 4, 16), (8, 2, 32)], 32, 16, 2, 4, "w: ...", "PEs run")
+    assert dims == [(8, 4, 16), (8, 2, 16)]
+    assert note == "w: ...; K deletion not used: the 2:4 PEs run the full K (exclusive along K)"
+    assert nm_with_deletion([(8, 4, 32)], 32, 16, 2, 4, "w", "PEs run") == ([(8, 4, 16)], "w")

@@ -10,7 +10,8 @@ from accelsim.hw.config import GpuCompute, HardwareConfig, MemoryLevel, Sparsity
 from accelsim.hw.family import check_hw
 from accelsim.sim import gpu
 from accelsim.sim.memory import run_tiles
-from accelsim.sim.workload import conv_params, workload_from_masks
+from accelsim.sim.workload import conv_params
+from accelsim.sim.workload import synthetic_workload as workload_from_masks
 
 
 def tiny(sms=2, ctas_per_sm=1, l2=1 << 20, cta=(128, 128, 32), hbm_latency=0, operand="auto", smem=164 * 1024):
@@ -398,3 +399,25 @@ def test_ssl_deletion_and_24_are_exclusive_24_first():
     sp, dn = gpu.op_cost(w, hw, sparse=True), gpu.op_cost(w, hw.dense(), sparse=False)
     assert (sp.sparse_operand, sp.fallback) == ("a", None) and 2 * sp.compute_cycles == dn.compute_cycles
     assert sp.compaction == "not used (2:4 mma.sp runs instead): a: 32 of 64 K lines all zero: GEMM K 64->32"
+
+
+def test_ssl_row_deletion_combines_with_24():
+    # the shared rule (sim/policy.nm_with_deletion, as on systolic N:M PEs): deleted M/N lines combine
+    # with 2:4, only K deletion is exclusive. Weight a (M=128, K=64) 2:4 along K with rows 64..127
+    # all zero; b dense 64 x 64; tiny GPU (2 SMs, 64x64x32 CTAs, dense step 64*64*32/1024 = 128
+    # cycles, 64 with mma.sp; no L2 bandwidth given: no epilogue cycles).
+    # Full GEMM at 2:4: 2 x 1 tiles = 2 SMs, one wave of 64/32 = 2 steps -> 2 * 64 = 128 cycles.
+    # Compacted M' = 64 (a multiple of 16) at 2:4: 1 tile < 2 SMs -> split-K 2, one wave of 1 step = 64
+    # cycles, plus the reduction kernel (0 cycles without an L2 bandwidth) and its launch.
+    hw = tiny(cta=(64, 64, 32))
+    a = _nm_rows(128, 64)
+    a[64:] = False
+    w = workload_from_masks("matmul", "fwd", {"a": a, "b": np.ones((64, 64), bool)}, roles={"a": "weight"})
+    sp = gpu.op_cost(w, hw, sparse=True)
+    assert (sp.sparse_operand, sp.fallback) == ("a", None)
+    assert sp.compute_cycles == 64 and sp.fixed_cycles == 2 * 1000
+    # positions 1 and 3 of every 4 are zero in every row: those K lines are all zero too, not deleted
+    assert sp.compaction == ("a: 64 of 128 M rows and 32 of 64 K lines all zero: GEMM M 128->64, K 64->32; "
+                             "K deletion not used: the 2:4 mma.sp runs the full K (exclusive along K)")
+    full = gpu.gemm_cost(128, 64, 64, 1, hw, sparse_a=True)
+    assert int(full[1].compute_cycles.sum()) == 128
