@@ -93,11 +93,24 @@ def _open_trace(path: str):
     return load_trace(path)
 
 
-def _open_hw(path: str):
-    from accelsim.hw import load_hw
+def _open_hw(spec: str):
+    """A hardware file by path, or a shipped machine by name (``--hw a100_24``, hw/catalog.py)."""
+    from accelsim.hw import catalog, load_hw
 
-    _input_file(path, (".yaml", ".yml"), "hardware file")
-    return load_hw(path)
+    path = catalog.resolve(spec)
+    if path == Path(spec) and os.path.lexists(spec):  # a file the user named: it must look like one
+        _input_file(spec, (".yaml", ".yml"), "hardware file")
+    return load_hw(path)  # a name that is neither: one line listing the shipped machines
+
+
+class _Once(argparse.Action):
+    """A flag that may be given once: argparse's default silently keeps the last of two."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"{option_string} given twice ('{parser.prog}' simulates one machine; "
+                         f"'accelsim compare' takes several)")
+        setattr(namespace, self.dest, values)
 
 
 class StepSet:
@@ -377,7 +390,7 @@ def cmd_plot(args) -> int:
     out = _output_file(args.output, (".png", ".svg"), "-o figure")
     hw = _open_hw(args.hw) if args.hw else None
     if args.what in ("speedup", "timeline") and hw is None:
-        raise AccelsimError(f"plot {args.what} needs --hw HW.yaml (it simulates the trace)")
+        raise AccelsimError(f"plot {args.what} needs --hw HW (it simulates the trace)")
     trace = _select_steps(_open_trace(args.trace), parse_steps(args.steps))
     title = f"{Path(str(trace.path)).name}" + (f" on {hw.name}" if hw is not None else "")
     if args.what == "memory":
@@ -394,7 +407,20 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_hw_list(args) -> int:
+    from accelsim.hw import catalog
+
+    lines = catalog.list_lines()
+    if len(lines) == 1:
+        raise AccelsimError(f"no shipped machines found {catalog.not_found_hint()}")
+    _print("\n".join(lines))
+    return 0
+
+
 def cmd_record(args) -> int:
+    from accelsim.sparsity.spec import method_owners, method_params
+    from accelsim.training import TRAINING_KWARGS, record_training, require_torch
+
     out = _output_file(args.output, (".npz",), "-o trace")
     kwargs = {k: getattr(args, k) for k in TRAINING_KWARGS}
     if args.method in METHODS:  # method flags are set only when given: one not for this method is an error
@@ -434,15 +460,16 @@ def _write(path: Path, write) -> None:
 def _print(text: str) -> None:
     if sys.stdout is None:  # started with stdout closed (`accelsim run ... >&-`)
         raise AccelsimError("cannot write the results: standard output is closed")
-    sys.stdout.write(text + "\n")
-    _flush_stdout()
+    _flush_stdout(text + "\n")
 
 
-def _flush_stdout() -> None:
-    """Flush stdout; a full device (`> /dev/full`) or an I/O error is a one-line error. A closed
-    pipe raises BrokenPipeError (handled quietly in main)."""
+def _flush_stdout(text: str = "") -> None:
+    """Write ``text`` to stdout and flush; a full device (`> /dev/full`) or an I/O error is a
+    one-line error. A closed pipe raises BrokenPipeError (handled quietly in main)."""
     try:
         if sys.stdout is not None:
+            if text:
+                sys.stdout.write(text)
             sys.stdout.flush()
     except BrokenPipeError:
         raise
@@ -464,6 +491,8 @@ def _discard_stdout() -> None:
 
 
 # -------------------------------------------------------------------------------------- parser
+HW_HELP = ("a shipped machine's name (see 'accelsim hw list', e.g. a100_24) or a hardware YAML file "
+           "(docs/hwconfig.md)")
 MAIN_EPILOG = """\
 examples:
   accelsim run traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/a100_24.yaml
@@ -471,11 +500,9 @@ examples:
   accelsim inspect traces/resnet18_cifar_srste_2of4.npz
   accelsim plot memory traces/resnet18_cifar_swat_u90.npz -o memory.png
   accelsim record --model resnet18-cifar --method swat --sparsity 0.9 --steps 1 -o my.npz
+  accelsim hw list
 
 Run 'accelsim COMMAND --help' for the options of each command.
-    from accelsim.sparsity.spec import method_owners, method_params
-    from accelsim.training import TRAINING_KWARGS, record_training, require_torch
-
 """
 
 
@@ -500,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  accelsim run traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/tensordash.yaml --format bitmap\n\n"
             "CSV columns are documented in README.md (section 'Output columns').")
     r.add_argument("trace", metavar="TRACE", help="trace file (.npz) from `accelsim record` or accelsim.record")
-    r.add_argument("--hw", required=True, metavar="HW.yaml", help="hardware description (see docs/hwconfig.md)")
+    r.add_argument("--hw", required=True, metavar="HW", action=_Once, help=HW_HELP)
     r.add_argument("--json", metavar="FILE.json", help="write the full result (per op, totals, footprint) as JSON")
     r.add_argument("--csv", metavar="FILE.csv", help="write one row per op and pass as CSV")
     r.add_argument("--quiet", "-q", action="store_true", help="no per-op table and no progress bar")
@@ -514,8 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  accelsim compare traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/a100_24.yaml \\\n"
             "      --hw hwconfigs/tensordash.yaml --hw hwconfigs/systolic_32x32_ws.yaml")
     c.add_argument("trace", metavar="TRACE", help="trace file (.npz)")
-    c.add_argument("--hw", action="append", required=True, metavar="HW.yaml",
-                   help="a hardware file; give two or more (the first is the reference)")
+    c.add_argument("--hw", action="append", required=True, metavar="HW",
+                   help="a shipped machine's name or a hardware file; give two or more (the first is the reference)")
     c.add_argument("--json", metavar="FILE.json", help="write every machine's result as JSON")
     c.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     c.add_argument("--steps", metavar="LIST", help=steps_help)
@@ -535,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
              "  accelsim plot timeline traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/a100_24.yaml -o tl.png")
     pl.add_argument("what", choices=("memory", "speedup", "timeline"), help="which figure")
     pl.add_argument("trace", metavar="TRACE", help="trace file (.npz)")
-    pl.add_argument("--hw", metavar="HW.yaml", help="hardware file (needed for speedup and timeline)")
+    pl.add_argument("--hw", metavar="HW", action=_Once, help=HW_HELP + " (needed for speedup and timeline)")
     pl.add_argument("-o", "--output", required=True, metavar="FIG.png|svg", help="output figure")
     pl.add_argument("--format", choices=FOOTPRINT_FORMATS, default=None, help="storage format (memory plot)")
     pl.add_argument("--steps", metavar="LIST", help=steps_help)
@@ -561,6 +588,14 @@ def build_parser() -> argparse.ArgumentParser:
               [s.params for s in METHOD_SPECS.values()], suppress=True, owners=method_owners())
     rc.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     rc.set_defaults(func=cmd_record)
+
+    h = add("hw", "the shipped machines: 'accelsim hw list' prints one line each",
+            "  accelsim hw list\n  accelsim run traces/resnet18_cifar_swat_u90.npz --hw a100_24")
+    hsub = h.add_subparsers(dest="hw_command", metavar="ACTION", parser_class=_Parser)
+    hsub.required = True
+    hl = hsub.add_parser("list", help="name, family, clock, dense peak, sparsity and description of each",
+                         description="one line per shipped machine (its name works as --hw NAME)")
+    hl.set_defaults(func=cmd_hw_list)
     return p
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import tiny_trace
@@ -381,3 +382,159 @@ def test_json_meta_records_the_in_process_command(tiny, tmp_path):
     js = tmp_path / "m.json"
     assert main(["run", str(tiny), "--hw", str(A100), "-q", "--json", str(js)]) == 0
     assert json.loads(js.read_text())["meta"]["command"] == f"accelsim run {tiny} --hw {A100} -q --json {js}"
+
+
+# ------------------------------------------------------------------ hostile paths, streams, signals
+def _popen(*args, **kw):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.Popen([sys.executable, "-m", "accelsim", *map(str, args)], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def test_stdout_full_or_closed_is_one_line_exit_2(tiny):
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "accelsim", "run", str(tiny), "--hw", str(A100), "-q"], cwd=ROOT,
+                           stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert p.returncode == 2 and p.stderr == ("accelsim: error: cannot write the results to standard output: "
+                                              "No space left on device\n")
+    p = subprocess.run([sys.executable, "-m", "accelsim", "inspect", str(tiny)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, timeout=300, preexec_fn=lambda: os.close(1))
+    assert p.returncode == 2 and p.stderr == "accelsim: error: cannot write the results: standard output is closed\n"
+
+
+def test_broken_pipe_is_quiet(tiny):
+    p = _popen("inspect", tiny)
+    p.stdout.close()  # the reader went away (`accelsim inspect ... | head -0`)
+    err = p.stderr.read()
+    assert p.wait(timeout=300) == 0 and err == ""
+
+
+def test_huge_steps_range_is_one_line_at_once(tiny):
+    p = accelsim("run", tiny, "--hw", A100, "--steps", "0-100000000000", timeout=60)
+    assert_user_error(p, "no ops for step(s) 2, 3, 4, 5, 6 and 99999999994 more (recorded steps: 0, 1)")
+    p = accelsim("inspect", tiny, "--steps", "1-3,0-2", timeout=60)
+    assert_user_error(p, "no ops for step(s) 2, 3 (recorded steps: 0, 1)")
+    assert_user_error(accelsim("inspect", tiny, "--steps", "9" * 5000, timeout=60), "--steps '9999")
+    assert accelsim("inspect", tiny, "--steps", "0-1,1", timeout=60).returncode == 0
+
+
+def test_hostile_paths_are_one_line(tiny, tmp_path):
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    assert_user_error(accelsim("run", fifo, "--hw", A100, timeout=60), "pipe.npz: trace file is not a regular file")
+    zero = tmp_path / "zero.yaml"
+    zero.symlink_to("/dev/zero")
+    assert_user_error(accelsim("run", tiny, "--hw", zero, timeout=60), "zero.yaml: hardware file is not a regular file")
+    long = tmp_path / ("n" * 5000 + ".npz")
+    for args in (("run", long, "--hw", A100), ("inspect", long), ("run", tiny, "--hw", A100, "--json", f"{long}.json"),
+                 ("plot", "memory", tiny, "-o", f"{long}.png")):
+        p = accelsim(*args, timeout=60)
+        assert_user_error(p, "File name too long")
+        assert len(p.stderr) < 400
+
+
+def test_lone_surrogate_in_a_layer_name_prints_everywhere(tmp_path):
+    from accelsim.trace.format import Operand, TraceWriter
+
+    path = tmp_path / "s.npz"
+    with TraceWriter(path, {"steps": [0]}) as w:
+        a = w.add_tensor(np.ones((4, 8), bool), dtype="float32", role="activation", layer="fc\ud800")
+        b = w.add_tensor(np.ones((8, 2), bool), dtype="float32", role="weight", layer="fc\ud800")
+        w.add_op(step=0, seq=0, pass_="fwd", kind="matmul", layer="fc\ud800", module_type="Linear", aten="aten.mm",
+                 operands=[Operand("a", a), Operand("b", b)], out_shape=[4, 2], params={})
+    js, cs = tmp_path / "o.json", tmp_path / "o.csv"
+    for env in ({}, {"LC_ALL": "C", "PYTHONIOENCODING": ""}):  # UTF-8 and the C locale's surrogateescape
+        p = subprocess.run([sys.executable, "-m", "accelsim", "run", str(path), "--hw", str(A100), "--json", str(js),
+                            "--csv", str(cs)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, PYTHONWARNINGS="ignore", **env))
+        assert p.returncode == 0, p.stderr
+        assert "fc\\ud800" in p.stdout and "Traceback" not in p.stderr
+        assert json.loads(js.read_text())["ops"][0]["layer"] == "fc\ud800"
+        assert "fc\\ud800" in cs.read_text()
+        p = accelsim("inspect", path)
+        assert p.returncode == 0 and "fc\\ud800" in p.stdout
+
+
+def test_sigterm_while_the_json_is_written_keeps_the_old_file(tiny, tmp_path, monkeypatch, capsys):
+    # A signal inside the atomic write (here: during fsync) must remove the temp file and leave the
+    # old output as it was -- what Ctrl-C already did.
+    import signal
+
+    import accelsim.util.atomic as atomic
+    from accelsim.cli import main
+
+    js = tmp_path / "r.json"
+    js.write_text("old")
+    real = os.fsync
+
+    def fsync_then_signal(fd):
+        real(fd)
+        os.kill(os.getpid(), signal.SIGTERM)
+        real(fd)  # the handler runs at the next bytecode boundary, not after the write finished
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync_then_signal)
+    old = signal.getsignal(signal.SIGTERM)
+    assert main(["run", str(tiny), "--hw", str(A100), "-q", "--json", str(js)]) == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is old  # handlers restored for an in-process caller
+    assert capsys.readouterr().err.strip() == "accelsim: terminated by SIGTERM"
+    assert js.read_text() == "old" and sorted(tmp_path.iterdir()) == [js]
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_signal_during_run_json_leaves_no_temp_file(sig, tmp_path):
+    import signal
+    import time
+
+    js = tmp_path / "r.json"
+    js.write_text("old")
+    p = _popen("run", ROOT / "traces" / "resnet50_imagenet_swat_u80.npz", "--hw", A100, "-q", "--json", js)
+    time.sleep(3.0)  # imports done, simulating
+    p.send_signal(getattr(signal, sig))
+    out, err = p.communicate(timeout=300)
+    assert "Traceback" not in err
+    if p.returncode == 0:  # it finished first: the new file is complete
+        assert json.loads(js.read_text())["meta"]
+    else:
+        assert p.returncode == 128 + getattr(signal, sig), err
+        assert err.strip() == f"accelsim: terminated by {sig}" and js.read_text() == "old"
+    assert sorted(tmp_path.iterdir()) == [js]
+
+
+@pytest.mark.torch
+def test_sighup_during_record_leaves_no_temp_file_and_the_old_trace(tmp_path):
+    import signal
+    import time
+
+    pytest.importorskip("torch")
+    out = tmp_path / "t.npz"
+    out.write_bytes(b"old trace")
+    p = _popen("record", "--model", "transformer-block", "--method", "dense", "--warmup", "0", "--steps", "100000",
+               "-q", "-o", out)
+    deadline = time.monotonic() + 240
+    while not list(tmp_path.glob(".t.npz.*.tmp")) and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".t.npz.*.tmp")), "the recording never started"
+    p.send_signal(signal.SIGHUP)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 128 + signal.SIGHUP and err.strip() == "accelsim: terminated by SIGHUP", err
+    assert out.read_bytes() == b"old trace" and sorted(tmp_path.iterdir()) == [out]
+
+
+@pytest.mark.torch
+def test_full_disk_during_record_is_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import accelsim.trace.format as fmt
+    from accelsim.cli import main
+
+    pytest.importorskip("torch")
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fmt.np.lib.format, "write_array", full)
+    out = tmp_path / "t.npz"
+    assert main(["record", "--model", "transformer-block", "--method", "dense", "--warmup", "0", "--steps", "1",
+                 "-q", "-o", str(out)]) == 2
+    assert capsys.readouterr().err == f"accelsim: error: cannot write trace {out}: No space left on device\n"
+    assert not list(tmp_path.iterdir())
