@@ -13,7 +13,7 @@ from pathlib import Path
 
 from accelsim.errors import HardwareConfigError
 from accelsim.hw import family as families
-from accelsim.hw import units
+from accelsim.hw import catalog, units
 from accelsim.hw.units import show
 from accelsim.hw.yaml_input import parse_yaml_text
 from accelsim.util.files import NotRegularFileError, display_path, read_regular
@@ -259,16 +259,17 @@ def parse_hw(data, source: str = "<memory>") -> HardwareConfig:
 
 
 def load_hw(path: str | os.PathLike) -> HardwareConfig:
-    """Read and validate a hardware YAML file (docs/hwconfig.md)."""
+    """Read and validate a hardware YAML file (docs/hwconfig.md), or a shipped machine by name
+    (``load_hw("a100_24")``, accelsim/hw/catalog.py)."""
     if not isinstance(path, (str, os.PathLike)):
         raise HardwareConfigError(f"load_hw: expected a hardware YAML file path (str or os.PathLike), "
                                   f"got {type(path).__name__}")
-    p = Path(path)
+    p = catalog.resolve(path)  # a path as given, or the file of a shipped machine named bare
     shown = display_path(p)
     try:  # only a regular file: a FIFO would block the open, /dev/zero never ends
         text = read_regular(p, MAX_HW_FILE_BYTES).decode("utf-8")
     except FileNotFoundError:
-        raise HardwareConfigError(f"{shown}: no such hardware file") from None
+        raise HardwareConfigError(f"{shown}: no such hardware file {catalog.not_found_hint()}") from None
     except NotRegularFileError as e:
         raise HardwareConfigError(f"{shown}: is {e.kind}, not a hardware file") from None
     except ValueError as e:  # longer than the limit, or not UTF-8 (UnicodeDecodeError)
