@@ -168,3 +168,26 @@ def test_pandas_reads_csv_and_json_ops_without_help(tmp_path):
     # the totals table is a rectangular mapping of mappings: pandas reads it directly
     tot = pd.read_json(io.StringIO(json.dumps(json.load(open(js))["totals"])))
     assert list(tot.columns) == ["fwd", "dgrad", "wgrad", "all"] and tot.loc["ops", "all"] == 6
+
+
+def test_negative_zero_is_printed_as_zero():
+    from accelsim.report.table import footprint_table, num, ratio
+
+    # what rounds to zero loses its sign; what does not keeps it
+    assert [num(x, ".1f") for x in (-0.0, -0.04, 0.04, -0.06)] == ["0.0", "0.0", "0.0", "-0.1"]
+    assert num(-0.004, ".0%") == "0%" and num(-0.001, ".2f") + "x" == "0.00x" and num(-1e-9, ",.1f") == "0.0"
+    assert num(-2e-20, ".3g") == "-2e-20"  # 3 significant digits of a non-zero value
+    assert ratio(-0.0) == "0x" and si(-0.0) == "0" and si(-0.4) == "-0.4"
+    # a footprint whose stored bytes exceed dense by a hair: (1000 - 1000.4) / 1000 = -0.04% saved
+    tot = {"dense": 1000, "stored": 1000.4, "values": 1000}
+    fp = NS(totals={c: tot for c in ("activation", "weight", "other", "all")}, peak_dense=1000, peak_stored=1000.4,
+            peak_saved_pct=-0.04, saved_pct=lambda cat, idx: -0.04)
+    text = footprint_table(fp)
+    assert "-0.0" not in text and text.count("0.0%") == 9
+
+
+def test_unencodable_text_is_written_escaped(tmp_path):
+    write_csv(tmp_path / "s.csv", [{"layer": "fc\ud800", "cycles": 3}])
+    assert (tmp_path / "s.csv").read_text() == "layer,cycles\nfc\\ud800,3\n"
+    write_json(tmp_path / "s.json", {"layer": "fc\ud800"})
+    assert json.loads((tmp_path / "s.json").read_text()) == {"layer": "fc\ud800"}
