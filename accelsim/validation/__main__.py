@@ -29,7 +29,9 @@ the case code before the result was known and are never widened to make a case p
 stays here as failing, with its reason. The same code runs as the test suite
 (`python -m pytest tests/validation -q`). No shipped hardware file is fitted to any of these cases;
 where a case varies a parameter (array size, lookahead, data type) it derives the variant in code
-from the shipped file and says so.
+from the shipped file and says so. The trace-backed cases read the shipped traces in `traces/` (or
+`$ACCELSIM_VALIDATION_TRACES`); without them the test suite fails rather than skips. The sources of
+the published numbers are listed in `docs/sources.md`.
 
 Reproduce: `python -m accelsim.validation` rewrites this file (about a minute). The SCALE-Sim
 reference cycles in `accelsim/validation/data/scalesim_*.csv` came from the real SCALE-Sim 3.0 (each
