@@ -383,6 +383,7 @@ class Choice:
     traffic: Traffic
     compute: int
     total: int | None
+    stream: TileStream | None = None  # the replayed stream of the chosen schedule (fastest only)
 
 
 def choose_schedule(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, int], out_bytes: int,
@@ -415,11 +416,11 @@ def choose(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, int], out
     for sched in candidate_schedules(m, n, k, r, cl, df, size, psum_bytes, caps):
         tr = schedule_traffic(sched, size, out_bytes, psum_bytes, caps)
         cands.append((sched, tr, schedule_compute(sched, m, n, k, r, cl, df)))
-    (sched, tr, cc), _, eng = fastest(
+    (sched, tr, cc), stream, eng = fastest(
         cands, lambda c: _schedule_stream(c[0], m, n, k, r, cl, df, size, out_bytes, psum_bytes, caps),
         bytes_per_cycle=bpc, latency_cycles=dram.latency_cycles,
         tiebreak=lambda c: (c[1].total, c[0].n_tiles), bound=lambda c: max(float(c[2]), c[1].total / bpc))
-    return Choice(sched, tr, cc, eng.total_cycles)
+    return Choice(sched, tr, cc, eng.total_cycles, stream)
 
 
 def _schedule_stream(sched: Schedule, m: int, n: int, k: int, rows: int, cols: int, dataflow: str,
@@ -484,5 +485,7 @@ def _fold_stream(hw: HardwareConfig, m: int, n: int, k_run: int, size: dict[str,
     folds, _ = fold_cycles(m, n, k_run, comp.rows, comp.cols, comp.dataflow)
     chunked = _CHUNKED[comp.dataflow]
     assert ch.schedule.n_tiles == folds * (ch.schedule.counts[chunked] if chunked else 1)
+    if ch.stream is not None:
+        return ch.stream
     return _schedule_stream(ch.schedule, m, n, k_run, comp.rows, comp.cols, comp.dataflow, size,
                             out_bytes, psum_bytes, _caps(hw))
