@@ -71,6 +71,7 @@ exact and O(tiles), no analytic coalescing of repeated tiles is needed.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 from typing import NamedTuple
@@ -387,6 +388,24 @@ def _load_after(r: _Rules) -> np.ndarray:
     return after
 
 
+class _NoScipyForNumba:
+    """While numba loads its CPU target (on the first compile or cache load in a process), it imports
+    scipy.linalg, 0.3-0.4 s, only to learn whether np.vdot/np.inner in jitted code may call BLAS.
+    No jitted code in accelsim calls BLAS, so if scipy.linalg is not imported yet it is hidden for
+    that moment (numba then uses its own loop for those two; np.dot still finds scipy later)."""
+
+    def __enter__(self):
+        self.hid = "scipy.linalg" not in sys.modules
+        if self.hid:
+            sys.modules["scipy.linalg"] = None  # `import scipy.linalg...` raises ImportError meanwhile
+        return self
+
+    def __exit__(self, *exc):
+        if self.hid and sys.modules.get("scipy.linalg", 0) is None:
+            del sys.modules["scipy.linalg"]
+        return False
+
+
 _SIG = ("UniTuple(int64, 2)(int64[::1], int64[::1], int64[::1], int64, int64[::1], int64[::1], int64[::1], "
         "int64[::1], int64[::1], int64[::1], int64[::1], int64[:, ::1])")
 
@@ -395,33 +414,34 @@ _SIG = ("UniTuple(int64, 2)(int64[::1], int64[::1], int64[::1], int64, int64[::1
 # Loads never wait for stores, so each load's start is a max() of known times. A store fills the
 # channel gaps the loads leave; the loads that can fall inside it are all issued before the compute
 # that waits for it is placed (any later load depends on a compute that has not started).
-@njit(_SIG, cache=True, nogil=True, boundscheck=False, error_model="numpy")
-def _replay(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, lstart, piece):  # pragma: no cover
+def _replay(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, lend, piece):  # pragma: no cover
     n = c.shape[0]
     nload = ltile.shape[0]
     nstore = stile.shape[0]
-    nl = 0  # loads issued (ltile[:nl]), in channel order
+    nl = 0  # loads issued (ltile[:nl], in channel order; lend[:nl] their ends)
     load_free = 0  # when the channel is free of loads
     sq = 0  # stores placed
     s_free = 0  # when the previous store finished
     lp = 0  # first issued load that may still overlap the store being placed
     npiece = 0
     last_end = 0
+    li = 0  # loads consumed by the computes placed so far
     for i in range(n + 1):
         # issue, in order, every load whose compute dependency is among computes 0 .. i-1
         while nl < nload:
             j = ltile[nl]
             a = after[j]
-            if a > i - 1:
+            if a >= i:
                 break
-            t = load_free
-            if a >= 0 and cstart[a] + c[a] > t:
-                t = cstart[a] + c[a]
-            lstart[j] = t
-            load_free = t + ldur[j]
+            if a >= 0 and cstart[a] + c[a] > load_free:
+                load_free = cstart[a] + c[a]
+            load_free += ldur[j]
+            lend[nl] = load_free
             nl += 1
         # place the stores compute i waits for (all of them after the last tile)
-        upto = nstore if i == n else store_wait[i] + 1
+        upto = nstore
+        if i < n:
+            upto = store_wait[i] + 1
         while sq < upto:
             k = stile[sq]
             t = cstart[k] + c[k]
@@ -429,14 +449,16 @@ def _replay(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, 
                 t = s_free
             left = sdur[k]
             while left > 0:
-                while lp < nl and lstart[ltile[lp]] + ldur[ltile[lp]] <= t:
+                while lp < nl and lend[lp] <= t:
                     lp += 1
-                if lp < nl and lstart[ltile[lp]] <= t:
-                    t = lstart[ltile[lp]] + ldur[ltile[lp]]  # the channel is a load's
-                    continue
                 gap = left
-                if lp < nl and lstart[ltile[lp]] - t < gap:
-                    gap = lstart[ltile[lp]] - t
+                if lp < nl:
+                    ls = lend[lp] - ldur[ltile[lp]]
+                    if ls <= t:
+                        t = lend[lp]  # the channel is a load's
+                        continue
+                    if ls - t < gap:
+                        gap = ls - t
                 piece[npiece, 0] = t
                 piece[npiece, 1] = t + gap
                 npiece += 1
@@ -448,19 +470,24 @@ def _replay(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, 
         if i == n:
             break
         s = last_end
-        if ldur[i] > 0 and lstart[i] + ldur[i] + lat > s:
-            s = lstart[i] + ldur[i] + lat
+        if ldur[i] > 0:
+            if lend[li] + lat > s:
+                s = lend[li] + lat
+            li += 1
         w = store_wait[i]
         if w >= 0 and sdone[w] > s:
             s = sdone[w]
         cstart[i] = s
         last_end = s + c[i]
-    total = last_end
-    if s_free > total:
-        total = s_free
-    if load_free > total:
-        total = load_free
-    return total, npiece
+    if s_free > last_end:
+        last_end = s_free
+    if load_free > last_end:
+        last_end = load_free
+    return last_end, npiece
+
+
+with _NoScipyForNumba():  # an explicit signature compiles (or loads from the cache) right here, once
+    _replay = njit(_SIG, cache=True, nogil=True, boundscheck=False, error_model="numpy")(_replay)
 
 
 def _run_replay(r: _Rules) -> tuple[int, "_Intervals"]:
@@ -468,26 +495,25 @@ def _run_replay(r: _Rules) -> tuple[int, "_Intervals"]:
     ltile = np.flatnonzero(r.ldur).astype(np.int64)
     stile = np.flatnonzero(r.sdur).astype(np.int64)
     cstart = np.empty(n, dtype=np.int64)
-    lstart = np.full(n, -1, dtype=np.int64)
+    lend = np.empty(len(ltile), dtype=np.int64)
     sdone = np.empty(len(stile), dtype=np.int64)
     # a store is split at most once per load that preempts it: pieces <= stores + loads
     piece = np.empty((len(stile) + len(ltile) + 1, 2), dtype=np.int64)
     total, npiece = _replay(r.c, r.ldur, r.sdur, r.lat, _load_after(r), r.store_wait, ltile, stile, sdone,
-                            cstart, lstart, piece)
-    return int(total), _Intervals(r.c, cstart, r.ldur, lstart, piece[:npiece])
+                            cstart, lend, piece)
+    return int(total), _Intervals(r.c, cstart, lend - r.ldur[ltile], lend, piece[:npiece])
 
 
 class _Intervals:
     """Busy intervals of a replay, kept as arrays until a timeline is asked for."""
 
-    def __init__(self, c, cstart, ldur, lstart, store_pieces):
-        self.arrays = (c, cstart, ldur, lstart, store_pieces)
+    def __init__(self, c, cstart, lstart, lend, store_pieces):
+        self.arrays = (c, cstart, lstart, lend, store_pieces)
 
     def as_arrays(self):
-        c, cstart, ldur, lstart, pieces = self.arrays
+        c, cstart, lstart, lend, pieces = self.arrays
         comp = np.stack([cstart, cstart + c], axis=1)
-        lm = lstart >= 0
-        dma = np.concatenate([np.stack([lstart[lm], lstart[lm] + ldur[lm]], axis=1), pieces.reshape(-1, 2)])
+        dma = np.concatenate([np.stack([lstart, lend], axis=1), pieces.reshape(-1, 2)])
         return {"compute": comp, "dma": dma}
 
 
