@@ -5,11 +5,12 @@ switch (docs/hwconfig.md "Limits")."""
 from __future__ import annotations
 
 import tracemalloc
+from pathlib import Path
 
 import pytest
 
 from accelsim.errors import HardwareConfigError
-from accelsim.hw import load_hw, parse_hw, units
+from accelsim.hw import catalog, load_hw, parse_hw, units
 from accelsim.hw.loader import MAX_HW_FILE_BYTES
 from accelsim.hw.yaml_input import MAX_DEPTH, MAX_NODES, parse_yaml_text
 
@@ -206,3 +207,78 @@ def test_units_limits_direct():
     with pytest.raises(ValueError, match="below 1 Hz"):
         units.parse_frequency("0.5 Hz", allow_extreme=True)
     assert units.show("x" * 100).endswith("... (100 characters)")
+
+
+# ------------------------------------------------------------------ shipped machines by name
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted(p.stem for p in (ROOT / "hwconfigs").glob("*.yaml"))
+
+
+def test_shipped_names_resolve_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert catalog.shipped_names() == SHIPPED and "a100_24" in SHIPPED
+    assert catalog.resolve("a100_24") == catalog.resolve("a100_24.yaml") == ROOT / "hwconfigs" / "a100_24.yaml"
+    assert load_hw("a100_24").name == "a100_24"
+    # a path with a directory part is a path; a local file of that name wins over the shipped one
+    assert catalog.resolve("hwconfigs/a100_24.yaml") == Path("hwconfigs/a100_24.yaml")
+    (tmp_path / "a100_24.yaml").write_text(BASE)
+    assert catalog.resolve("a100_24.yaml") == Path("a100_24.yaml") and load_hw("a100_24.yaml").name == "tiny_nm"
+    with pytest.raises(HardwareConfigError) as ei:
+        load_hw("a100")
+    assert str(ei.value) == (f"a100: no such hardware file (shipped machines: {', '.join(SHIPPED)}; "
+                             "see 'accelsim hw list')")
+
+
+def _cli(argv, capsys) -> tuple[int, str, str]:
+    from accelsim.cli import main
+
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse errors exit from parse_args
+        rc = e.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_hw_list(capsys):
+    rc, out, err = _cli(["hw", "list"], capsys)
+    lines = out.splitlines()
+    assert rc == 0 and err == "" and len(lines) == 1 + len(SHIPPED)
+    assert lines[0].split()[:4] == ["name", "family", "clock", "dense"]
+    assert [line.split()[0] for line in lines[1:]] == SHIPPED
+    a100 = next(line for line in lines if line.startswith("a100_24 "))
+    # 108 SMs x 4 tensor cores x 256 FMA/clk x 2 x 1.41 GHz = 311.9 TFLOP/s (docs/sources.md "NVIDIA A100")
+    assert a100.split()[1:6] == ["gpu", "1.41", "GHz", "312", "TFLOP/s"] and "2:4 on a" in a100
+    tpu = next(line for line in lines if line.startswith("tpu_v1_like "))
+    # 256 x 256 int8 MACs x 2 x 700 MHz = 91.75 TOP/s (Jouppi et al. 2017 quote 92 TOPS)
+    assert "700 MHz" in tpu and "91.8 TOP/s" in tpu and " dense " in tpu
+
+
+def test_cli_hw_given_twice_is_one_line(capsys):
+    for argv in (["run", "t.npz", "--hw", "a100_24", "--hw", "tensordash"],
+                 ["plot", "speedup", "t.npz", "--hw", "a100_24", "--hw", "tensordash", "-o", "s.png"]):
+        rc, out, err = _cli(argv, capsys)
+        assert rc == 2 and out == "" and err.count("\n") == 1
+        assert err.startswith("accelsim: error: --hw given twice") and "'accelsim compare' takes several" in err
+
+
+def test_cli_unknown_machine_lists_shipped(capsys):
+    rc, out, err = _cli(["run", ROOT / "traces" / "transformer_block_dense.npz", "--hw", "a100", "-q"], capsys)
+    assert rc == 2 and err == (f"accelsim: error: a100: no such hardware file (shipped machines: "
+                               f"{', '.join(SHIPPED)}; see 'accelsim hw list')\n")
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_hardware_files(tmp_path):
+    # the setup.py package-dir mapping: hwconfigs/*.yaml install as accelsim/hwconfigs/*.yaml
+    import subprocess
+    import sys
+    import zipfile
+
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (wheel,) = tmp_path.glob("accelsim-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"accelsim/hwconfigs/{n}.yaml" for n in SHIPPED} <= names
+    assert "accelsim/hw/catalog.py" in names

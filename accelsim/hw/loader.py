@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 from accelsim.errors import HardwareConfigError
 from accelsim.hw import family as families
