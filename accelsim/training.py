@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from accelsim.errors import AccelsimError
-from accelsim.sparsity.spec import METHOD_SPECS, METHODS, Params, method_params, param
+from accelsim.sparsity.spec import METHODS, Params, method_params, param
 
 MODELS = ("resnet18-cifar", "resnet50-imagenet", "vgg16-cifar", "transformer-block")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -50,11 +50,6 @@ class TrainingParams(Params):
 TRAINING_KWARGS = TrainingParams.names()
 
 
-def method_kwargs(method: str) -> tuple[str, ...]:
-    """The keyword arguments ``record_training`` takes for ``method`` (besides the training ones)."""
-    return METHOD_SPECS[method].params.names()
-
-
 def require_torch():
     """``torch``, or a one-line AccelsimError naming the install command."""
     try:
@@ -82,7 +77,8 @@ def record_training(model: str, method: str, out, *, progress: Progress | None =
     if method not in METHODS:
         raise AccelsimError(f"record: unknown method {str(method)[:60]!r}; choose one of {', '.join(METHODS)}")
     tp = TrainingParams(**{k: v for k, v in params.items() if k in TRAINING_KWARGS})
-    mp = method_params(method, {k: v for k, v in params.items() if k not in TRAINING_KWARGS})
+    # None = not given (as the old signature's sparsity=None): a method keyword set to None is dropped
+    mp = method_params(method, {k: v for k, v in params.items() if k not in TRAINING_KWARGS and v is not None})
     if tp.batch < 2 and model != "transformer-block":
         raise AccelsimError(f"record: model {model} has batch norm, which needs batch >= 2, got {tp.batch}")
     if progress is not None and not callable(progress):

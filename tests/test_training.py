@@ -84,6 +84,7 @@ def test_same_seed_same_trace_bit_for_bit(tmp_path):
     (("resnet18-cifar", "dense"), dict(n=2), "method dense does not use n .it takes: no parameters"),
     (("resnet18-cifar", "swat"), dict(sparsity=0.5, m=4), "method swat does not use m"),
     (("resnet18-cifar", "gmp"), {}, "method gmp needs a sparsity"),
+    (("resnet18-cifar", "gmp"), dict(sparsity=None), "method gmp needs a sparsity"),
     (("resnet18-cifar", "ssl"), dict(ssl_lambda=-1e-4), r"ssl_lambda must be a number >= 0.0, got -0.0001"),
     (("resnet18-cifar", "srste"), dict(srste_lambda=float("nan")), "srste_lambda must be a number"),
     (("resnet18-cifar", "swat"), dict(sparsity=0.5, topk_period=1.5), "topk_period must be an integer >= 1"),
