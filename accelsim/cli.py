@@ -423,7 +423,9 @@ def cmd_record(args) -> int:
 
     out = _output_file(args.output, (".npz",), "-o trace")
     kwargs = {k: getattr(args, k) for k in TRAINING_KWARGS}
-    if args.method in METHODS:  # method flags are set only when given: one not for this method is an error
+    # method flags are set only when given: one not for this method is an error (named as a flag);
+    # an unknown model or method is record_training's to report
+    if args.model in MODELS and args.method in METHODS:
         given = {k: getattr(args, k) for k in method_owners() if hasattr(args, k)}
         method_params(args.method, given, as_flags=True)
         kwargs.update(given)
