@@ -180,10 +180,28 @@ def test_replay_equals_simpy_bit_for_bit_on_random_streams(capacity_mode):
     # busy intervals on every stream: 600 random ones per mode, latency 0..5, 1-1.25 tiles of
     # bandwidth rounding (0.75 and 2.5 bytes/cycle), single and double buffering
     rng = np.random.default_rng(1234 + capacity_mode)
+    seen = dict.fromkeys(["fenced load", "store preempted", "output buffer wait", "single buffer", "latency 0",
+                          "waits for space", "streamed through"], 0)
     for case in range(600):
         s = _random_stream(rng, int(rng.integers(0, 40)), capacity_mode)
-        _assert_same(s, float(rng.choice([1.0, 2.5, 7.0, 0.75])), int(rng.integers(0, 6)),
-                     bool(rng.random() < 0.6), case)
+        bpc, lat, db = float(rng.choice([1.0, 2.5, 7.0, 0.75])), int(rng.integers(0, 6)), bool(rng.random() < 0.6)
+        _assert_same(s, bpc, lat, db, case)
+        # which features this stream exercised (so that the comparison above is not vacuous)
+        r = memory._rules(s, bpc, lat, db)
+        pieces = memory._run_replay(r)[1].arrays[4]
+        loads = r.ldur > 0
+        seen["fenced load"] += bool((s.fence & loads)[1:].any())
+        seen["store preempted"] += len(pieces) > np.count_nonzero(r.sdur)
+        seen["output buffer wait"] += bool((r.store_wait >= 0).any())
+        seen["single buffer"] += not db
+        seen["latency 0"] += lat == 0
+        if capacity_mode:
+            after = memory._load_after(r)
+            seen["waits for space"] += bool(((after > r.issue_after) & (after < r.force_after) & loads).any())
+            seen["streamed through"] += bool(((after == r.force_after) & (r.force_after >= 0) & loads).any())
+    for feature, count in seen.items():
+        if capacity_mode or feature not in ("waits for space", "streamed through"):
+            assert count >= 20, (feature, count)
 
 
 @pytest.mark.parametrize("capacity_mode", [False, True])
