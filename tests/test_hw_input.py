@@ -289,3 +289,12 @@ def test_wheel_ships_the_hardware_files(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"accelsim/hwconfigs/{n}.yaml" for n in SHIPPED} <= names
     assert "accelsim/hw/catalog.py" in names
+
+
+def test_unknown_keys_are_cut_in_messages():
+    d = parse_yaml_text(BASE, "b")
+    for k in ("k" * 10**6, 10**5000):
+        with pytest.raises(HardwareConfigError, match="unknown key") as ei:
+            parse_hw(dict(d, **{"compute": dict(d["compute"], **{k: 1})}) if isinstance(k, str)
+                     else {**d, "compute": {**d["compute"], k: 1}}, "py")
+        assert len(str(ei.value)) < 300

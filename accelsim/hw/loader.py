@@ -70,7 +70,8 @@ class _Ctx:
             raise self.fail(key, f"expected a mapping with keys {', '.join(valid)}, got {type(d).__name__}")
         for k in d:
             if k not in valid:
-                where = f"{key}.{k}" if key else str(k)
+                k = k if isinstance(k, str) and len(k) <= 60 else show(k)  # a key from Python may be huge
+                where = f"{key}.{k}" if key else k
                 raise self.fail(where, f"unknown key (valid: {', '.join(valid)})")
         for k in required:
             if k not in d:
