@@ -39,12 +39,12 @@ of output back. The machine:
 ``total`` is when the last compute or store ends; ``stall = total - sum(compute)``. Cycles are
 integers and the model is deterministic.
 
-ASSUMPTION: this engine is a first-order model of our own, not taken from a
-paper or datasheet (docs/sources.md "Memory engine"): one DRAM channel that always delivers the configured peak bandwidth, a fixed
-pipelined latency, no bank or row-buffer effects or read/write turnaround, preemption at cycle
-granularity, an ideal DMA that knows the schedule (capacity mode), and no on-chip reuse beyond what
-each family's tiling already accounts for. Real DRAM rarely sustains its peak, so stalls lean
-optimistic.
+ASSUMPTION: this engine is a first-order model of our own, not taken from a paper or datasheet
+(docs/sources.md "Memory engine"): one DRAM channel that always delivers the configured peak
+bandwidth, a fixed pipelined latency, no bank or row-buffer effects or read/write turnaround,
+preemption at cycle granularity, an ideal DMA that knows the schedule (capacity mode), and no
+on-chip reuse beyond what each family's tiling already accounts for. Real DRAM rarely sustains its
+peak, so stalls lean optimistic.
 
 Two implementations of exactly this model, and which one a change goes in:
 
@@ -64,7 +64,7 @@ Two implementations of exactly this model, and which one a change goes in:
   (``_load_after``); a store fills the gaps the loads leave.
 
 A change to the channel or to capacity accounting is made in the simpy definition and then in the
-replay; tests/test_memory.py runs both on thousands of random streams covering every feature and
+replay; tests/test_memory.py runs both on over a thousand random streams covering every feature and
 requires equal totals and timelines, so the two cannot drift apart unnoticed. Because the replay is
 exact and O(tiles), no analytic coalescing of repeated tiles is needed.
 """
@@ -73,7 +73,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-
 from typing import NamedTuple
 
 import numpy as np
