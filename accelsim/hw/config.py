@@ -44,7 +44,7 @@ class SparsityFeature:
 @dataclass(frozen=True)
 class HardwareConfig:
     name: str
-    family: str  # systolic | gpu | sparse_pe
+    family: str  # a registered family (accelsim/hw/family.py): systolic | gpu | sparse_pe
     clock_hz: float
     compute: object  # the family's compute dataclass (accelsim/hw/families/)
     sparsity: SparsityFeature
@@ -65,8 +65,8 @@ class HardwareConfig:
                 return lv
         from accelsim.errors import HardwareConfigError
 
-        raise HardwareConfigError(f"{self.source or self.name}: memory: no level {name!r} "
-                                  f"(levels: {', '.join(lv.name for lv in self.memory)})")
+        have = ", ".join(lv.name[:40] for lv in self.memory[:8])
+        raise HardwareConfigError(f"{self.source or self.name}: memory: no level {name!r} (levels: {have})")
 
     def level(self, name: str) -> MemoryLevel | None:
         for lv in self.memory:
