@@ -421,3 +421,17 @@ def test_ssl_row_deletion_combines_with_24():
                              "K deletion not used: the 2:4 mma.sp runs the full K (exclusive along K)")
     full = gpu.gemm_cost(128, 64, 64, 1, hw, sparse_a=True)
     assert int(full[1].compute_cycles.sum()) == 128
+
+
+def test_hand_built_config_without_a_role_is_an_error_not_a_default():
+    # the model reads levels by role (HardwareConfig.role); it used to take "the last shared level
+    # with a capacity" as L2 and silently ran without one
+    import dataclasses
+
+    hw = tiny()
+    no_l2 = dataclasses.replace(hw, memory=(hw.memory[0], hw.memory[2]))
+    with pytest.raises(HardwareConfigError, match=r"^tiny.yaml: memory: no level 'l2' \(levels: smem, dram\)$"):
+        gpu.gemm_cost(64, 64, 64, 1, no_l2, sparse_a=False)
+    with pytest.raises(HardwareConfigError, match=r"^tiny.yaml: memory: no level l2 \(family gpu needs one level "
+                                                  r"per role: smem, l2, dram\)$"):
+        check_hw(no_l2)

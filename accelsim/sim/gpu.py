@@ -396,10 +396,10 @@ def gemm_cost(m: int, n: int, k: int, groups: int, hw, *, sparse_a: bool, names:
 def gemm_search(m: int, n: int, k: int, groups: int, hw, sparse_a: bool, names: tuple[str, str],
                 scale_a: Fraction, scale_b: Fraction, scale_out: Fraction, out_bytes: int | None) -> GemmCost:
     """gemm_cost with the chosen stream's engine result, memoised (_gemm_search) on the GEMM and the
-    parts of the machine it reads (compute, memory, clock): the sparse run and the dense baseline
-    (hw.dense(): another name and sparsity feature) share entries."""
-    return _gemm_search(m, n, k, groups, (hw.compute, hw.memory, hw.clock_hz), sparse_a, names, scale_a,
-                        scale_b, scale_out, out_bytes)
+    parts of the machine it reads (compute, memory, clock; the source names it in messages): the
+    sparse run and the dense baseline (hw.dense(): another name and sparsity feature) share entries."""
+    machine = (hw.compute, hw.memory, hw.clock_hz, hw.source)
+    return _gemm_search(m, n, k, groups, machine, sparse_a, names, scale_a, scale_b, scale_out, out_bytes)
 
 
 @functools.lru_cache(maxsize=512)
@@ -409,8 +409,8 @@ def _gemm_search(m: int, n: int, k: int, groups: int, machine: tuple, sparse_a: 
     ~4.5x per distinct GEMM (322 calls, 71 distinct). The cached
     stream is shared by every caller: treat it as read-only (no model code writes into a stream;
     marking the arrays read-only would make numba compile a second engine specialisation)."""
-    compute, memory, clock = machine
-    hw = HardwareConfig("", "gpu", clock, compute, SparsityFeature(), memory, None, "")
+    compute, memory, clock, source = machine
+    hw = HardwareConfig("", "gpu", clock, compute, SparsityFeature(), memory, None, source)
     gpu = hw.compute
     l2 = hw.role("l2")
     cap = l2.capacity_bytes
