@@ -236,6 +236,19 @@ def test_cycles_beyond_int64_are_refused():
     assert r.total_cycles == 2**62 - 1
 
 
+def test_bytes_beyond_int64_are_counted_exactly():
+    # three tiles of 2^62 bytes each of one operand: 3 * 2^62 does not fit int64 but is reported
+    # exactly (a 2^62-byte transfer at 2^62 bytes/cycle is one cycle); two operands whose sum reaches
+    # 2^62 bytes in one tile are refused rather than wrapped
+    big = 2**62
+    s = TileStream(np.zeros(3), {"a": np.full(3, big)}, np.zeros(3))
+    r = run_tiles(s, bytes_per_cycle=float(big), latency_cycles=0)
+    assert r.bytes_by_operand["a"] == 3 * big and r.total_cycles == 3
+    s2 = TileStream(np.zeros(1), {"a": np.array([big - 1]), "b": np.array([big - 1])}, np.zeros(1))
+    with pytest.raises(UnsupportedError, match="2\\^62 bytes"):
+        run_tiles(s2, bytes_per_cycle=float(big), latency_cycles=0)
+
+
 def test_bad_engine_parameters():
     with pytest.raises(ValueError, match="bytes_per_cycle"):
         run_tiles(_stream([1], [1]), bytes_per_cycle=float("inf"), latency_cycles=0)

@@ -195,7 +195,14 @@ def _rules(stream: TileStream, bytes_per_cycle: float, latency_cycles: int, doub
     c = stream.compute_cycles
     t = stream.n_tiles
     vals = list(stream.load_bytes.values())
-    load = vals[0] if len(vals) == 1 else (np.sum(vals, axis=0, dtype=np.int64) if vals else np.zeros(t, np.int64))
+    if len(vals) == 1:
+        load = vals[0]
+    elif vals:
+        if float(np.sum(vals, axis=0, dtype=np.float64).max(initial=0.0)) >= MAX_CYCLES:
+            raise UnsupportedError("a tile loads 2^62 bytes or more; the memory engine counts in 64-bit integers")
+        load = np.sum(vals, axis=0, dtype=np.int64)
+    else:
+        load = np.zeros(t, np.int64)
     ldur = transfer_cycles(load, bytes_per_cycle)
     sdur = transfer_cycles(stream.store_bytes, bytes_per_cycle)
     lflag = ldur > 0
@@ -231,10 +238,17 @@ def _rules(stream: TileStream, bytes_per_cycle: float, latency_cycles: int, doub
     return _Rules(c, ldur, sdur, int(latency_cycles), issue_after, force_after, store_wait, need, free, cap)
 
 
+def _sum(a: np.ndarray) -> int:
+    """Exact sum of non-negative int64 counts (Python integers where int64 could wrap)."""
+    if float(np.sum(a, dtype=np.float64)) < MAX_CYCLES:
+        return int(a.sum())
+    return sum(map(int, a))
+
+
 def _result(stream: TileStream, total: int, raw, timeline: bool, op_id: int) -> EngineResult:
-    compute = int(stream.compute_cycles.sum())
-    by_op = {k: int(v.sum()) for k, v in stream.load_bytes.items()}
-    by_op["output"] = int(stream.store_bytes.sum())
+    compute = _sum(stream.compute_cycles)
+    by_op = {k: _sum(v) for k, v in stream.load_bytes.items()}
+    by_op["output"] = _sum(stream.store_bytes)
     events = []
     if timeline:
         from accelsim.sim.result import TimelineEvent
