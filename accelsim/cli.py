@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (the default prints the whole usage block first)."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        sys.stderr.write(f"{PROG}: error: {' '.join(str(message).split())} (see '{self.prog} --help')\n")
+        _stderr(f"{PROG}: error: {' '.join(str(message).split())} (see '{self.prog} --help')\n")
         sys.exit(2)
 
 
@@ -465,6 +465,16 @@ def _print(text: str) -> None:
     _flush_stdout(text + "\n")
 
 
+def _stderr(text: str) -> None:
+    """Write a message to stderr; if stderr itself is closed or full there is nobody to tell."""
+    try:
+        if sys.stderr is not None:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def _flush_stdout(text: str = "") -> None:
     """Write ``text`` to stdout and flush; a full device (`> /dev/full`) or an I/O error is a
     one-line error. A closed pipe raises BrokenPipeError (handled quietly in main)."""
@@ -669,13 +679,13 @@ def _main(argv: Sequence[str] | None) -> int:
         _flush_stdout()
         return code
     except AccelsimError as e:
-        sys.stderr.write(f"{PROG}: error: {e}\n")
+        _stderr(f"{PROG}: error: {e}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write(f"\n{PROG}: interrupted\n")
+        _stderr(f"\n{PROG}: interrupted\n")
         return 130
     except _Terminated as e:
-        sys.stderr.write(f"\n{PROG}: terminated by {signal.Signals(e.signum).name}\n")
+        _stderr(f"\n{PROG}: terminated by {signal.Signals(e.signum).name}\n")
         return 128 + e.signum
     except BrokenPipeError:  # `accelsim run ... | head`: the reader has what it wanted
         _discard_stdout()
@@ -684,7 +694,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO) and e.filename is None:
             # a stream write (stdout/stderr of a full disk) that no command-level handler saw
             _discard_stdout()
-            sys.stderr.write(f"{PROG}: error: cannot write the results: {e.strerror}\n")
+            _stderr(f"{PROG}: error: cannot write the results: {e.strerror}\n")
             return 2
         raise
 

@@ -202,6 +202,15 @@ def gen_traces(rng: random.Random, d: Path, n_random: int) -> list[Case]:
         h.update({"schema": {"schema": "other"}, "version2": {"version": 2}, "version_bool": {"version": True}}
                  .get(name, {}))
         _with_header(add(f"schema/{name}", quick=True), base, h, raw)
+    # user values that reach an error message: they must arrive cut, not whole
+    for name, mut in {"long_layer_in_error": lambda h: h["ops"][0].update(layer="x" * 100_000, out_shape=[1]),
+                      "long_bias_in_error": lambda h: h["ops"][3].update(params={"bias": "b" * 100_000}),
+                      "long_stride_in_error": lambda h: h["ops"][0]["params"].update(stride=[1] * 60),
+                      "long_dtype": lambda h: h["tensors"][0].update(dtype="d" * 100_000),
+                      "many_steps": lambda h: h.update(steps=list(range(100_000)))}.items():
+        h = json.loads(json.dumps(header))
+        mut(h)
+        _with_header(add(f"message/{name}", quick=True), base, h)
     # consistent but absurd geometry (issue 9 section 3): the matmul fwd op and its tensors
     h0 = header
     for name, (ash, bsh) in {"matmul_1e12_macs": ((10**4, 10**4), (10**4, 10**4)),

@@ -16,9 +16,12 @@ class ProgressBar:
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
         self.delay = delay
-        self.enabled = enabled
+        self.enabled = enabled and self.stream is not None  # stderr closed (`2>&-`): no bar
         self.width = width
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        try:
+            self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        except (OSError, ValueError):
+            self.tty = False
         self.start = time.monotonic()
         self._last_draw = 0.0
         self._last_decile = -1
@@ -29,6 +32,12 @@ class ProgressBar:
         # Accept (done, total) and (stage, done, total): record_training uses the latter.
         if not self.enabled or len(args) < 2:
             return
+        try:
+            self._draw(*args)
+        except (OSError, ValueError):  # stderr full (`2>/dev/full`) or closed: progress is optional
+            self.enabled = False
+
+    def _draw(self, *args) -> None:
         if isinstance(args[0], str) and args[0] != self._stage:
             self._stage = args[0]
             self._last_decile = -1      # a new stage (e.g. warmup -> record) starts its own count
@@ -57,7 +66,10 @@ class ProgressBar:
         self.stream.flush()
 
     def close(self) -> None:
-        if self._drawn and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._drawn and self.tty and self.enabled:
+            try:
+                self.stream.write("\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
         self._drawn = False

@@ -168,12 +168,24 @@ def _brief(v: Any) -> str:
     return _REPR.repr(v)
 
 
+_MAX_MESSAGE = 400
+
+
+def _cut(msg: str) -> str:
+    """A message cut to _MAX_MESSAGE characters around '...': a user value (a 100 KB layer name)
+    that reached it whole must not make the one-line error unbounded."""
+    if len(msg) <= _MAX_MESSAGE:
+        return msg
+    half = _MAX_MESSAGE // 2 - 2
+    return f"{msg[:half]}...{msg[-half:]}"
+
+
 class _Check:
     def __init__(self, path: str):
         self.path = path
 
     def fail(self, msg: str) -> TraceError:
-        return TraceError(f"{self.path}: {msg}")
+        return TraceError(f"{self.path}: {_cut(msg)}")
 
     def int_(self, v: Any, what: str, lo: int | None = 0) -> int:
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
@@ -196,7 +208,7 @@ class _Check:
             raise self.fail(f"{what} has {len(v)} dims (at most {_MAX_DIMS})")
         s = tuple(self.int_(x, what) for x in v)
         if ndim is not None and len(s) != ndim:
-            raise self.fail(f"{what} {list(s)} must have {ndim} dims")
+            raise self.fail(f"{what} {_brief(list(s))} must have {ndim} dims")
         return s
 
     def keys(self, d: Any, keys: tuple[str, ...], what: str, optional: tuple[str, ...] = ()) -> dict:
@@ -694,7 +706,7 @@ class Trace:
         return self.tensors[tensor_id]
 
     def _fail(self, msg: str) -> TraceError:
-        return TraceError(f"{self.path}: {msg}")
+        return TraceError(f"{display_path(self.path)}: {_cut(msg)}")
 
     def _read_bytes(self, tensor_id: int) -> np.ndarray:
         """The validated packed mask (uint8, ceil(numel/8) bytes) of one tensor."""
