@@ -59,6 +59,13 @@ def require_torch():
     return torch
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", ())
+    return (bool(oom) and isinstance(e, oom)) or "can't allocate memory" in str(e)
+
+
 def record_training(model: str, method: str, out, *, progress: Progress | None = None,
                     **params: Any) -> Path:
     """Train ``warmup`` steps, record ``steps`` steps to ``out``; returns the trace path.
@@ -107,6 +114,13 @@ def record_training(model: str, method: str, out, *, progress: Progress | None =
             run = _Run(model, method, mp.apply_kwargs(tp.warmup), size, tp.batch, tp.seed, opt_cfg)
             return run.record(out, steps=tp.steps, warmup=tp.warmup, progress=progress,
                               default_size=SPECS[model].default_image_size)
+        except RuntimeError as e:
+            # torch's CPU allocator refusing a tensor (e.g. --batch or --image-size too large) is a
+            # user's setting, not a bug; anything else keeps its traceback
+            if not _out_of_memory(e):
+                raise
+            raise AccelsimError(f"record: out of memory training {model} at batch {tp.batch}, image size {size} "
+                                "(try a smaller --batch or --image-size)") from None
         finally:
             torch.use_deterministic_algorithms(prev)
 

@@ -230,3 +230,20 @@ def test_record_without_torch_names_the_install_command(tmp_path):
     assert p.stderr == ("accelsim: error: accelsim record needs PyTorch, which is not installed; install it with: "
                         "pip install torch==2.13.0 (or pip install 'accelsim[record]')\n")
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_out_of_memory_is_a_one_line_error(tmp_path, monkeypatch):
+    from accelsim import training
+
+    def refuse(*a, **k):  # what torch's CPU allocator raises for a tensor it cannot allocate
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 40000000000000 bytes. Error code 12")
+
+    monkeypatch.setattr(training, "_Run", refuse)
+    with pytest.raises(AccelsimError, match=r"^record: out of memory training resnet18-cifar at batch 2, image "
+                                            r"size 8 \(try a smaller --batch or --image-size\)$"):
+        record_training("resnet18-cifar", "dense", tmp_path / "x.npz", batch=2, image_size=8)
+    monkeypatch.setattr(training, "_Run", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):                 # other errors are not hidden
+        record_training("resnet18-cifar", "dense", tmp_path / "x.npz", batch=2, image_size=8)
+    assert not (tmp_path / "x.npz").exists()
