@@ -116,3 +116,16 @@ def test_nm_bad_arguments():
         apply_method(_lin([1.0, 2.0, 3.0, 4.0]), "asp", prune_at=-1)
     with pytest.raises(AccelsimError, match="unknown sparse-training method"):
         apply_method(_lin([1.0, 2.0, 3.0, 4.0]), "rigl")
+
+
+@pytest.mark.parametrize("name, kw, msg", [
+    ("ste", dict(n=2, m=True), "ste: m must be an integer >= 2, got True"),
+    ("asp", dict(n=0, m=4), "asp: n must be an integer >= 1, got 0"),
+    ("srste", dict(n=4, m=4), "srste: need 0 < n < m for N:M sparsity, got n=4, m=4"),
+    ("swat", dict(sparsity=1.0), r"swat: sparsity must be a number in [0.0, 1.0), got 1.0"),
+    ("swat", dict(sparsity=0.5, distribution="normal"), "swat: distribution must be one of uniform, erk, got 'normal'"),
+])
+def test_apply_method_checks_ranges_as_the_method_dataclasses_declare(name, kw, msg):
+    with pytest.raises(AccelsimError) as e:
+        apply_method(nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8)), name, **kw)
+    assert str(e.value) == msg

@@ -205,7 +205,7 @@ def _cli(*argv):
     (["--method", "dense", "--no-first-layer-dense"], "method dense does not use --first-layer-dense"),
     (["--method", "ssl", "--srste-lambda", "1"], "method ssl does not use --srste-lambda"),
     (["--method", "swat"], "method swat needs a --sparsity"),
-    (["--method", "srste", "--n", "3", "--m", "2"], "need n < m"),
+    (["--method", "srste", "--n", "3", "--m", "2"], "srste: need 0 < n < m for N:M sparsity, got n=3, m=2"),
 ])
 def test_cli_flag_not_for_the_method_is_a_one_line_error(tmp_path, argv, msg):
     rc, err = _cli("record", "--model", "resnet18-cifar", "-o", str(tmp_path / "x.npz"), "--quiet", *argv)

@@ -29,6 +29,7 @@ from torch import nn
 from accelsim.errors import AccelsimError
 from accelsim.sparsity.handle import MethodHandle, prunable_layers
 from accelsim.sparsity.masks import nm_mask, sad, torch_mask
+from accelsim.sparsity.spec import SrsteParams, check_value
 
 
 def nm_mask_t(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -73,11 +74,12 @@ def _nm_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 
 def _check_nm(n, m, who: str) -> None:
-    for k, v in (("n", n), ("m", m)):
-        if not isinstance(v, int) or isinstance(v, bool):
-            raise AccelsimError(f"{who}: {k} must be an integer, got {v!r}")
-    if not 0 < n < m:
-        raise AccelsimError(f"{who}: need 0 < n < m, got n={n}, m={m}")
+    """n and m as declared once for every N:M method (accelsim.sparsity.spec)."""
+    fields = SrsteParams.__dataclass_fields__
+    for name, value in (("n", n), ("m", m)):
+        check_value(who, name, fields[name], value, int)
+    if n >= m:
+        raise AccelsimError(f"{who}: need 0 < n < m for N:M sparsity, got n={n}, m={m}")
 
 
 def eligible_layers(model: nn.Module, m: int, first_layer_dense: bool) -> tuple[list, list[str]]:

@@ -23,6 +23,10 @@ from accelsim.errors import AccelsimError
 
 _REQUIRED = dataclasses.MISSING
 
+# SWAT's choices (accelsim.sparsity.swat implements them)
+SWAT_DISTRIBUTIONS = ("uniform", "erk")
+SWAT_STRUCTURES = ("unstructured", "channel", "filter")
+
 
 def param(default: Any = _REQUIRED, *, help: str, lo: float | None = None, hi: float | None = None,
           hi_open: bool = False, lo_open: bool = False, choices: tuple | None = None,
@@ -116,7 +120,7 @@ class Params:
 
 def _nm_check(self) -> None:
     if self.n >= self.m:
-        raise AccelsimError(f"{self.WHO}: need n < m for N:M sparsity, got n={self.n}, m={self.m}")
+        raise AccelsimError(f"{self.WHO}: need 0 < n < m for N:M sparsity, got n={self.n}, m={self.m}")
 
 
 # --------------------------------------------------------------------------- shared field declarations
@@ -143,7 +147,7 @@ def _m() -> Any:
 class DenseParams(Params):
     """Dense training (the baseline): no parameters."""
 
-    WHO = "record: dense"
+    WHO = "dense"
 
     def apply_kwargs(self, warmup: int) -> dict[str, Any]:
         return {}
@@ -153,12 +157,12 @@ class DenseParams(Params):
 class SwatParams(Params):
     """SWAT (Raihan & Aamodt 2020): top-k weights in forward, top-k weights and activations in backward."""
 
-    WHO = "record: swat"
+    WHO = "swat"
     sparsity: float = _sparsity("target")
     distribution: str = param("uniform", help="uniform (SWAT-U: every sparse layer the same) or erk "
-                              "(Erdos-Renyi-kernel spread of the same budget)", choices=("uniform", "erk"))
+                              "(Erdos-Renyi-kernel spread of the same budget)", choices=SWAT_DISTRIBUTIONS)
     structure: str = param("unstructured", help="top-k over single weights, channels or filters",
-                           choices=("unstructured", "channel", "filter"))
+                           choices=SWAT_STRUCTURES)
     topk_period: int = param(1, help="exact top-k every N steps, masks reused in between", lo=1)
     first_layer_dense: bool = _first_layer_dense()
 
@@ -170,7 +174,7 @@ class SwatParams(Params):
 class SrsteParams(Params):
     """SR-STE (Zhou et al. 2021): N:M masks recomputed every forward, sparse-refined gradient."""
 
-    WHO = "record: srste"
+    WHO = "srste"
     n: int = _n()
     m: int = _m()
     # lambda_W = 2e-4 is SR-STE's default (docs/sources.md "SR-STE")
@@ -186,7 +190,7 @@ class SrsteParams(Params):
 class SteParams(Params):
     """STE: N:M masks recomputed every forward, straight-through gradient (SR-STE with lambda 0)."""
 
-    WHO = "record: ste"
+    WHO = "ste"
     n: int = _n()
     m: int = _m()
     first_layer_dense: bool = _first_layer_dense()
@@ -200,7 +204,7 @@ class SteParams(Params):
 class AspParams(Params):
     """ASP: prune a trained dense model to N:M by magnitude once, then fine-tune with the fixed mask."""
 
-    WHO = "record: asp"
+    WHO = "asp"
     n: int = _n()
     m: int = _m()
     first_layer_dense: bool = _first_layer_dense()
@@ -216,7 +220,7 @@ class AspParams(Params):
 class SslParams(Params):
     """SSL (Wen et al. 2016): group lasso over filters and channels."""
 
-    WHO = "record: ssl"
+    WHO = "ssl"
     # ASSUMPTION: 1e-4 is our choice for short runs, not a value from Wen et al.
     ssl_lambda: float = param(1e-4, help="weight of the group-lasso term in the loss", lo=0.0)
     first_layer_dense: bool = _first_layer_dense()
@@ -229,7 +233,7 @@ class SslParams(Params):
 class GmpParams(Params):
     """Gradual magnitude pruning (Zhu & Gupta 2017), its schedule compressed into the warmup."""
 
-    WHO = "record: gmp"
+    WHO = "gmp"
     sparsity: float = _sparsity("final")
     first_layer_dense: bool = _first_layer_dense()
 

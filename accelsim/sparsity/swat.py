@@ -28,6 +28,7 @@ from torch import nn
 
 from accelsim.errors import AccelsimError, UnsupportedError
 from accelsim.sparsity.handle import MethodHandle, prunable_layers
+from accelsim.sparsity.spec import SWAT_DISTRIBUTIONS, SWAT_STRUCTURES, SwatParams
 from accelsim.sparsity.masks import (
     channel_mask,
     erk_densities,
@@ -38,8 +39,7 @@ from accelsim.sparsity.masks import (
     torch_mask,
 )
 
-DISTRIBUTIONS = ("uniform", "erk")
-STRUCTURES = ("unstructured", "channel", "filter")
+DISTRIBUTIONS, STRUCTURES = SWAT_DISTRIBUTIONS, SWAT_STRUCTURES   # declared with SwatParams
 
 
 @dataclass
@@ -195,14 +195,9 @@ def apply_swat(model: nn.Module, sparsity: float, *, distribution: str = "unifor
     ``first_layer_dense`` keeps the first Conv2d/Linear in registration order dense (SWAT's
     ImageNet ResNet keeps conv1 dense; docs/sources.md "SWAT as implemented" item 6).
     """
-    if not isinstance(sparsity, (int, float)) or not 0.0 <= float(sparsity) < 1.0:
-        raise AccelsimError(f"swat: sparsity must be in [0, 1), got {sparsity!r}")
-    if distribution not in DISTRIBUTIONS:
-        raise AccelsimError(f"swat: distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}")
-    if structure not in STRUCTURES:
-        raise AccelsimError(f"swat: structure must be one of {', '.join(STRUCTURES)}, got {structure!r}")
-    if not isinstance(topk_period, int) or isinstance(topk_period, bool) or topk_period < 1:
-        raise AccelsimError(f"swat: topk_period must be an integer >= 1, got {topk_period!r}")
+    # ranges and choices are declared once, with the method's parameters
+    SwatParams(sparsity=sparsity, distribution=distribution, structure=structure, topk_period=topk_period,
+               first_layer_dense=bool(first_layer_dense))
     layers = prunable_layers(model)
     if not layers:
         raise AccelsimError("swat: the model has no Conv2d or Linear layer to sparsify")
