@@ -124,6 +124,9 @@ def test_nm_bad_arguments():
     ("srste", dict(n=4, m=4), "srste: need 0 < n < m for N:M sparsity, got n=4, m=4"),
     ("swat", dict(sparsity=1.0), r"swat: sparsity must be a number in [0.0, 1.0), got 1.0"),
     ("swat", dict(sparsity=0.5, distribution="normal"), "swat: distribution must be one of uniform, erk, got 'normal'"),
+    ("srste", dict(lam=float("nan")), "srste: lambda must be a number >= 0.0, got nan"),   # NaN was accepted
+    ("ssl", dict(lam=-1), "ssl: lambda must be a number >= 0.0, got -1"),
+    ("gmp", dict(final_sparsity=1), "gmp: final_sparsity must be a number in [0.0, 1.0), got 1"),
 ])
 def test_apply_method_checks_ranges_as_the_method_dataclasses_declare(name, kw, msg):
     with pytest.raises(AccelsimError) as e:

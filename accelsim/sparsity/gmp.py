@@ -16,6 +16,7 @@ from torch import nn
 from accelsim.errors import AccelsimError
 from accelsim.sparsity.handle import MethodHandle, prunable_layers
 from accelsim.sparsity.masks import topk_mask, torch_mask
+from accelsim.sparsity.spec import GmpParams, check_value
 
 
 def gmp_sparsity(t: int, *, initial: float, final: float, begin: int, n: int, dt: int) -> float:
@@ -76,8 +77,7 @@ def apply_gmp(model: nn.Module, *, final_sparsity: float, initial_sparsity: floa
               first_layer_dense: bool = True) -> GMPHandle:
     """Gradual magnitude pruning of every Conv2d/Linear (bar the first if ``first_layer_dense``)."""
     for k, v in (("final_sparsity", final_sparsity), ("initial_sparsity", initial_sparsity)):
-        if not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
-            raise AccelsimError(f"gmp: {k} must be in [0, 1), got {v!r}")
+        check_value("gmp", k, GmpParams.__dataclass_fields__["sparsity"], v, float)  # its range, declared once
     for k, v, lo in (("begin_step", begin_step, 0), ("n_updates", n_updates, 0), ("frequency", frequency, 1)):
         if not isinstance(v, int) or isinstance(v, bool) or v < lo:
             raise AccelsimError(f"gmp: {k} must be an integer >= {lo}, got {v!r}")

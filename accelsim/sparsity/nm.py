@@ -122,8 +122,7 @@ def apply_nm(model: nn.Module, *, n: int = 2, m: int = 4, lam: float = 2e-4,
              first_layer_dense: bool = True, name: str = "srste") -> NMHandle:
     """Make eligible Conv2d/Linear layers N:M sparse with SR-STE (``lam`` > 0) or STE (``lam`` = 0)."""
     _check_nm(n, m, name)
-    if not isinstance(lam, (int, float)) or lam < 0:
-        raise AccelsimError(f"{name}: lambda must be a number >= 0, got {lam!r}")
+    lam = check_value(name, "lambda", SrsteParams.__dataclass_fields__["srste_lambda"], lam, float)
     chosen, dense = eligible_layers(model, m, first_layer_dense)
     if not chosen:
         raise AccelsimError(f"{name}: no Conv2d/Linear layer has a reduction dimension divisible by m={m}")

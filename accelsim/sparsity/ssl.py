@@ -23,6 +23,7 @@ from torch import nn
 
 from accelsim.errors import AccelsimError
 from accelsim.sparsity.handle import MethodHandle, prunable_layers
+from accelsim.sparsity.spec import SslParams, check_value
 
 GROUPS = ("filter", "channel", "shape", "depth")
 
@@ -119,8 +120,7 @@ def apply_ssl(model: nn.Module, *, lam: float = 1e-4, groups: Sequence[str] = ("
     values from Wen et al.; zeroing groups below the threshold is how this implementation makes
     near-zero groups exactly zero so that they can be deleted (sim/structure.py)."""
     kinds = _check_kinds(groups)
-    if not isinstance(lam, (int, float)) or lam < 0:
-        raise AccelsimError(f"ssl: lambda must be a number >= 0, got {lam!r}")
+    lam = check_value("ssl", "lambda", SslParams.__dataclass_fields__["ssl_lambda"], lam, float)
     if not isinstance(zero_threshold, (int, float)) or zero_threshold < 0:
         raise AccelsimError(f"ssl: zero_threshold must be a number >= 0, got {zero_threshold!r}")
     layers = prunable_layers(model)
