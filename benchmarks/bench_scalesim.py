@@ -24,13 +24,13 @@ from accelsim.validation.systolic_ref import read_topology
 def accelsim_layers(topology: Path, dataflow: str, rows: int, cols: int) -> tuple[list[int], float]:
     from accelsim.sim import systolic
     from accelsim.sim.engine import simulate_op
-    from accelsim.sim.workload import workload_from_masks
+    from accelsim.sim.workload import gemm_workload
     hw = systolic_hw(rows, cols, dataflow)
     out = []
     t0 = time.perf_counter()
     for layer in read_topology(topology):
         m, n, k = layer.gemm
-        w = workload_from_masks("matmul", "fwd", {"a": np.ones((m, k), bool), "b": np.ones((k, n), bool)})
+        w = gemm_workload(m, n, k)
         out.append(systolic.op_cost(w, hw, sparse=False, schedule="scalesim").compute_cycles)
         simulate_op(w, hw)  # compute model + memory engine, as `accelsim run` does
     return out, time.perf_counter() - t0

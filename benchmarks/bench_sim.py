@@ -96,7 +96,7 @@ def bench_resnet18_scalesim() -> dict:
     from accelsim.hw import load_hw
     from accelsim.sim import systolic
     from accelsim.sim.engine import simulate_op
-    from accelsim.sim.workload import workload_from_masks
+    from accelsim.sim.workload import gemm_workload
 
     hw = load_hw(ROOT / "hwconfigs" / "systolic_32x32_ws.yaml")
     with open(TOPO, newline="", encoding="utf-8-sig") as fh:
@@ -107,8 +107,7 @@ def bench_resnet18_scalesim() -> dict:
         h, w, fr, fs, c, k, st = (int(x) for x in r[1:8])
         m = math.ceil((h - fr + st) / st) * math.ceil((w - fs + st) / st)  # SCALE-Sim: no padding
         kk = fr * fs * c
-        work = workload_from_masks("matmul", "fwd", {"a": np.ones((m, kk), bool), "b": np.ones((kk, k), bool)},
-                                   layer=r[0].strip())
+        work = gemm_workload(m, k, kk, layer=r[0].strip())
         res, _ = simulate_op(work, hw)
         cycles += res.compute_cycles - 1  # SCALE-Sim's "Total Cycles" per layer
         total += res.total_cycles

@@ -39,8 +39,9 @@ def test_op_rows_by_hand(trace):
     # the linear weight (10, 16) is used transposed as b in fwd: shape as used is (16, 10)
     b = {o.name: o for o in fc_fwd.operands}["b"]
     assert (b.shape, b.role, b.density) == ((16, 10), "weight", pytest.approx(masks["lw"].mean()))
-    # wgrad a = grad_output^T (10, 2): K = batch = 2, one partial group of 2 <= 2 -> compliant
-    assert {o.name: (o.shape, o.nm) for o in fc_wgrad.operands}["a"] == ((10, 2), 1.0)
+    # wgrad a = grad_output^T (10, 2): K = batch = 2, one group of 2 < m = 4 elements: a group
+    # shorter than m has no 2:4 form -> not compliant, even though it holds only 2 non-zeros
+    assert {o.name: (o.shape, o.nm) for o in fc_wgrad.operands}["a"] == ((10, 2), 0.0)
 
 
 def test_saved_summary_counts_bytes(trace):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from accelsim.sim import kernels as K
-from accelsim.sim.workload import conv_params, workload_from_masks
+from accelsim.sim.workload import conv_params
+from accelsim.sim.workload import synthetic_workload as workload_from_masks
 from test_workload import CONV_CASES, conv_workloads, ref_gemm
 
 
@@ -87,7 +88,7 @@ def test_nm_compliance_matches_brute_force(idx):
     for side, rows in (("a", A), ("b", np.swapaxes(B, 1, 2))):
         r = rows.reshape(-1, rows.shape[-1])
         kk = r.shape[1]
-        pad = np.zeros((r.shape[0], -(-kk // 4) * 4), np.int64)
+        pad = np.full((r.shape[0], -(-kk // 4) * 4), 9, np.int64)  # a short last group never complies
         pad[:, :kk] = r
         groups = pad.reshape(r.shape[0], -1, 4).sum(axis=2)
         assert K.nm_compliance(work, side, 2, 4) == pytest.approx((groups <= 2).mean())
@@ -95,7 +96,7 @@ def test_nm_compliance_matches_brute_force(idx):
 
 def test_td_candidates_t_shape():
     h, d = K.td_candidates(2, 5, "T")
-    # FACTS.md (DNNsim TensorDash, H=2, D=5): (1,0),(2,0),(1,+1),(1,-1),(2,+2),(2,-2),(1,+3)
+    # docs/sources.md "SWAT's accelerator: TensorDash" (H=2, D=5): (1,0),(2,0),(1,+1),(1,-1),(2,+2),(2,-2),(1,+3)
     assert list(zip(h.tolist(), d.tolist())) == [(1, 0), (2, 0), (1, 1), (1, -1), (2, 2), (2, -2), (1, 3)]
     assert K.td_candidates(0, 5)[0].size == 0
 
@@ -207,17 +208,36 @@ def test_pair_group_work_matches_brute_force(idx):
 
 
 def test_nm_fraction_along_is_the_same_counter_as_nm_compliance():
-    # rows of a (M=2, K=6), groups of 4 along K, the last one zero padded:
-    # row 0: [1,1,1,0] 3 nnz > 2 fails, [1,0,_,_] ok; row 1: [1,0,0,0] ok, [1,1,_,_] ok -> 3/4
+    # rows of a (M=2, K=6), groups of 4 along K; the last group has only 2 elements, and a group
+    # shorter than m is never N:M (no n-of-m compressed form exists for it):
+    # row 0: [1,1,1,0] 3 nnz > 2 fails, [1,0] short; row 1: [1,0,0,0] ok, [1,1] short -> 1/4
     from accelsim.sim.kernels import nm_fraction_along
 
     a = np.array([[1, 1, 1, 0, 1, 0], [1, 0, 0, 0, 1, 1]], bool)
     b = np.ones((6, 3), bool)
     w = workload_from_masks("matmul", "fwd", {"a": a, "b": b})
-    assert nm_fraction_along(a, 2, 4, axis=1) == 0.75 == K.nm_compliance(w, "a", 2, 4)
-    # along the other axis: 6 columns, one group of 2 (padded to 4) each, nnz 2,1,1,0,2,1:
-    # all hold <= 2; with n=1 columns 0 and 4 fail -> 4/6
-    assert nm_fraction_along(a, 2, 4, axis=0) == 1.0 and nm_fraction_along(a, 1, 4, axis=0) == 4 / 6
+    assert nm_fraction_along(a, 2, 4, axis=1) == 0.25 == K.nm_compliance(w, "a", 2, 4)
+    # along the other axis: 6 columns of 2 elements each, every group shorter than 4 -> 0
+    assert nm_fraction_along(a, 2, 4, axis=0) == 0.0 and nm_fraction_along(a, 1, 2, axis=0) == 4 / 6
+    # m = 2 along axis 0: column nnz 2,1,1,0,2,1; with n=1 columns 0 and 4 fail -> 4/6 (above)
+
+
+def test_nm_short_reduction_is_not_compliant():
+    # a depthwise 3x3 conv's dgrad reduces over K/g = 1 filter, its fwd over (r, s, c) = 9 taps:
+    # with groups of 4, dgrad has one group of 1 element per row (never 2:4, even if it is zero);
+    # fwd has groups [4, 4, 1]: per row at most 2 full groups of 3 can comply.
+    p = conv_params(1, 4, 4, 4, 4, 3, 3, padding=1, groups=4)
+    w = np.zeros((4, 1, 3, 3), bool)
+    w[:, 0, 0, :2] = True  # taps (0,0) and (0,1) of every filter
+    dy = np.zeros((1, 4, 4, 4), bool)
+    dg = workload_from_masks("conv2d", "dgrad", {"grad_output": dy, "weight": w}, p)
+    assert (dg.k, dg.groups) == (1, 4)
+    assert K.nm_compliance(dg, "a", 2, 4) == 0.0 and K.nm_compliance(dg, "weight", 2, 4) == 0.0
+    fwd = workload_from_masks("conv2d", "fwd", {"input": np.zeros((1, 4, 4, 4), bool), "weight": w}, p)
+    # weight columns (one per filter): taps 0..3 hold 2 nnz (ok), 4..7 hold 0 (ok), tap 8 short
+    assert fwd.k == 9 and K.nm_compliance(fwd, "weight", 2, 4) == pytest.approx(2 / 3)
+    # a reduction that is a multiple of m has no short group: 1:1 (m=1) is always met
+    assert K.nm_compliance(fwd, "weight", 1, 1) == 1.0
 
 
 def test_runs_split_offsets_into_consecutive_bit_runs():
@@ -267,7 +287,7 @@ def test_odd_group_sizes_and_lanes_match_brute_force(m, lanes):
     A, _ = ref_gemm(w)
     r = A[0]
     kk = r.shape[1]  # 360
-    pad = np.zeros((r.shape[0], -(-kk // m) * m), np.int64)
+    pad = np.full((r.shape[0], -(-kk // m) * m), 9, np.int64)  # a short last group never complies
     pad[:, :kk] = r
     assert K.nm_compliance(w, "a", 1, m) == pytest.approx((pad.reshape(r.shape[0], -1, m).sum(2) <= 1).mean())
     v = K.operand_view(w, "a", lanes=lanes)

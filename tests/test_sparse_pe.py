@@ -9,7 +9,8 @@ import pytest
 
 from accelsim.hw import load_hw, parse_hw
 from accelsim.sim import kernels, sparse_pe
-from accelsim.sim.workload import conv_params, workload_from_masks
+from accelsim.sim.workload import conv_params
+from accelsim.sim.workload import synthetic_workload as workload_from_masks
 from test_workload import CONV_CASES, conv_workloads
 
 

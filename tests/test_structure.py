@@ -6,7 +6,8 @@ from fractions import Fraction
 import numpy as np
 
 from accelsim.sim.structure import compact
-from accelsim.sim.workload import conv_params, workload_from_masks
+from accelsim.sim.workload import conv_params
+from accelsim.sim.workload import synthetic_workload as workload_from_masks
 
 # conv: N=1, C=3, 6x6, K=4 filters, 3x3, pad 1 -> P=Q=6: fwd GEMM M=36, N=4, K=3*9=27
 P = conv_params(1, 3, 6, 6, 4, 3, 3, padding=1)

@@ -14,7 +14,8 @@ from accelsim.hw import load_hw
 from accelsim.hw.config import SystolicCompute
 from accelsim.sim import systolic
 from accelsim.sim.memory import TileStream, run_tiles
-from accelsim.sim.workload import conv_params, workload_from_masks
+from accelsim.sim.workload import conv_params
+from accelsim.sim.workload import synthetic_workload as workload_from_masks
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPO = ROOT / "accelsim" / "validation" / "data" / "Resnet18.csv"  # SCALE-Sim topology, vendored (MIT)

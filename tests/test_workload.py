@@ -1,4 +1,5 @@
-"""Lowering conventions (accelsim/sim/workload.py) checked against PyTorch's own convolutions.
+"""Lowering conventions (accelsim/sim/lowering.py, masks attached by accelsim/sim/workload.py) checked
+against PyTorch's own convolutions.
 
 `ref_gemm` builds the lowered A and B matrices by brute force (explicit im2col) -- only for the
 small shapes of the tests; the simulator's kernels never build them. tests/test_kernels.py reuses it.
@@ -11,14 +12,14 @@ import pytest
 
 from accelsim.errors import TraceError, UnsupportedError
 from accelsim.sim.workload import (
-    OpStub,
     build_workload,
     conv_geometry,
     conv_params,
     pack_mask,
     resolve_operand,
-    workload_from_masks,
+    synthetic_op,
 )
+from accelsim.sim.workload import synthetic_workload as workload_from_masks
 
 CONV_CASES = [  # (n, c, h, w, k, r, s, stride, padding, dilation, groups)
     (2, 4, 6, 5, 6, 3, 3, 1, 1, 1, 1),
@@ -136,7 +137,8 @@ def test_gemm_dims_hand():
     geo = conv_geometry(p)
     assert (geo.p, geo.q) == (56, 56)
     z = np.zeros
-    fwd = build_workload(OpStub(kind="conv2d", pass_="fwd", params=p),
+    shapes = {"input": (2, 64, 56, 56), "weight": (128, 64, 3, 3)}
+    fwd = build_workload(synthetic_op("conv2d", "fwd", shapes, p),
                          {"input": pack_mask(z((2, 64, 56, 56), bool)), "weight": pack_mask(z((128, 64, 3, 3), bool))},
                          {"input": 0, "weight": 0}, {"input": (2, 64, 56, 56), "weight": (128, 64, 3, 3)})
     assert (fwd.m, fwd.n, fwd.k, fwd.groups) == (2 * 56 * 56, 128, 576, 1)
@@ -178,10 +180,10 @@ def test_bad_ops():
         workload_from_masks("conv3d", "fwd", {"a": np.ones((2, 2), bool), "b": np.ones((2, 2), bool)})
     p = conv_params(1, 2, 4, 4, 2, 3, 3)
     p["output_shape"] = [1, 2, 3, 3]
-    with pytest.raises(TraceError, match="does not follow"):
+    with pytest.raises(TraceError, match="disagrees with input"):
         workload_from_masks("conv2d", "fwd", {"input": np.ones((1, 2, 4, 4), bool),
                                               "weight": np.ones((2, 2, 3, 3), bool)}, p)
-    with pytest.raises(TraceError, match="do not chain"):
+    with pytest.raises(TraceError, match="do not multiply"):
         workload_from_masks("matmul", "fwd", {"a": np.ones((2, 3), bool), "b": np.ones((2, 2), bool)})
     w = workload_from_masks("conv2d", "wgrad", {"grad_output": np.ones((1, 2, 2, 2), bool),
                                                 "input": np.ones((1, 2, 4, 4), bool)}, conv_params(1, 2, 4, 4, 2, 3, 3))

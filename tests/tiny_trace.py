@@ -111,3 +111,37 @@ def build_sim(path, *, seed=0):
             tw.add_op(step=0, seq=i, pass_=ps, kind=kind, layer=layer, module_type="", aten="",
                       operands=operands, out_shape=list(out), params=params)
     return path
+
+
+def build_raw(path, tensors, ops):
+    """A trace of hand-written records, written as the format does (header.npy of JSON, one
+    masks/<id>.npy per tensor) but *without* the writer's checks, so a test can hand the loader
+    geometry the writer would refuse. tensors: [(shape, role, packed uint8 bytes)]; ops: dicts with
+    pass, kind, operands [(name, tensor id, transposed)], out_shape, params."""
+    import io
+    import json
+    import zipfile
+
+    from accelsim.trace.format import SCHEMA, VERSION
+
+    def npy(arr):
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=False)
+        return buf.getvalue()
+
+    trecs, orecs = [], []
+    for i, (shape, role, packed) in enumerate(tensors):
+        nnz = int(np.unpackbits(np.asarray(packed, np.uint8)).sum())
+        trecs.append({"id": i, "shape": list(shape), "dtype": "float32", "role": role, "nnz": nnz, "layer": "l"})
+    for i, o in enumerate(ops):
+        orecs.append({"id": i, "step": 0, "seq": i, "pass": o["pass"], "kind": o["kind"], "layer": f"op{i}",
+                      "module_type": "", "aten": "", "out_shape": list(o["out_shape"]), "params": o["params"],
+                      "operands": [{"name": n, "tensor": t, "transposed": tr} for n, t, tr in o["operands"]]})
+    header = {"schema": SCHEMA, "version": VERSION, "recorder": "test", "torch": None, "created": "",
+              "model": "raw", "method": {"name": None, "params": {}}, "dtype": "float32", "batch_size": 1, "steps": [0], "meta": {},
+              "tensors": trecs, "ops": orecs, "saved": []}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("header.npy", npy(np.frombuffer(json.dumps(header).encode(), np.uint8)))
+        for i, (_, _, packed) in enumerate(tensors):
+            zf.writestr(f"masks/{i}.npy", npy(np.asarray(packed, np.uint8)))
+    return path

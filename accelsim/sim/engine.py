@@ -18,7 +18,7 @@ from accelsim.hw.config import HardwareConfig
 from accelsim.sim.memory import run_tiles
 from accelsim.sim.result import OpResult, SimResult, TimelineEvent
 from accelsim.sim.policy import FamilyCost
-from accelsim.sim.workload import Workload, lower
+from accelsim.sim.workload import Workload, lower_op, merge_results
 
 
 def family_model(hw: HardwareConfig):
@@ -87,11 +87,13 @@ def simulate(trace, hw, *, progress: Callable[[str, int, int], None] | None = No
         clock = 0
         n = len(trace.ops)
         for i, op in enumerate(trace.ops):
-            work = lower(trace, op)
-            res, ev = simulate_op(work, hw, timeline=timeline, start=clock)
-            clock += res.total_cycles
-            ops.append(res)
-            events.extend(ev)
+            parts = []  # an op may lower to several GEMMs (lowering registry): run them in order
+            for work in lower_op(trace, op):
+                res, ev = simulate_op(work, hw, timeline=timeline, start=clock)
+                clock += res.total_cycles
+                parts.append(res)
+                events.extend(ev)
+            ops.append(merge_results(parts, hw.peak_macs_per_cycle))
             if progress is not None:
                 progress("simulate", i + 1, n)
         warnings = []

@@ -11,7 +11,7 @@ kernel tap's channel run, per wgrad output row, per matrix row; at most 64 bits,
 with a few shifts per run, and the kernels then work on 64-bit words (AND + popcount). Because conv windows are separable
 (base depends on the output pixel, offset on the kernel tap), this covers conv fwd windows, the
 wgrad transposed windows and plain matrices with three small arrays; the im2col matrix itself is
-never built. The lowering conventions are those of accelsim/sim/workload.py.
+never built. The lowering conventions are those of the lowering registry, accelsim/sim/lowering.py.
 
 Counting MACs needs no per-pair work at all: for a conv the product a*b factorises per reduction
 "factor" f (fwd: (c,r,s); dgrad: k; wgrad: (n,p,q) summed over taps), so
@@ -92,15 +92,10 @@ def _lane_offsets(outer: np.ndarray, inner: np.ndarray, lanes: int | None) -> np
 
 
 def _op_cache(work: Workload) -> dict:
-    """Per-op memo of data derived from the masks (operand views, factor counts, N:M compliance),
-    kept on the Workload instance. A Workload is lowered afresh for every op (engine.simulate,
-    trace.inspect) and its masks never change, so an entry lives exactly as long as its op; the
-    sparse and the dense-baseline op_cost of one op share it. It is an instance attribute, not a
-    dataclass field: dataclasses.replace() of a workload starts with an empty memo."""
-    cache = work.__dict__.get("_kernel_cache")
-    if cache is None:
-        cache = work.__dict__["_kernel_cache"] = {}
-    return cache
+    """Per-op memo of data derived from the masks (operand views, factor counts, N:M compliance):
+    Workload.memo(), tied to the identity of the workload's packed arrays, so an entry lives
+    exactly as long as its op's masks and the sparse and the dense-baseline op_cost share it."""
+    return work.memo()
 
 
 def _frozen(*arrays: np.ndarray) -> None:
@@ -114,7 +109,8 @@ def operand_view(work: Workload, side: str, lanes: int | None = None) -> Operand
 
     With `lanes`, the reduction is laid out in rows of `lanes` (TensorDash: 16): for a conv forward
     pass the channel run of each kernel tap is padded to a multiple of lanes (DNNsim's dense cycles
-    ceil(round_up(C,16)*R*S/16), FACTS.md); otherwise the whole reduction is padded at its end.
+    ceil(round_up(C,16)*R*S/16), docs/sources.md "SWAT's accelerator: TensorDash"); otherwise the
+    whole reduction is padded at its end.
     Built once per (workload, side, lanes) and shared, read-only, for the rest of the op.
     """
     key = ("view", side, lanes)
@@ -334,11 +330,12 @@ def _nm_groups(src, base, run_k, run_off, run_len, k, n, m):
     """(groups of m consecutive reduction positions holding <= n non-zeros, all groups) over every
     row of a view: the row is gathered into words, each group is one popcount of m bits."""
     ngroups = (k + m - 1) // m
+    full = k // m  # a last group shorter than m is never compliant (it cannot be stored as n of m)
     row = np.zeros((ngroups * m + 63) // 64 + 1, np.uint64)
     ok = 0
     for i in range(base.size):
         _gather(src, base[i], run_k, run_off, run_len, row)
-        for gi in range(ngroups):
+        for gi in range(full):
             if _popcount64(_bits_at(row, gi * m, m)) <= n:
                 ok += 1
     return ok, ngroups * base.size
@@ -351,7 +348,8 @@ def _check_m(m: int) -> None:
 
 def nm_fraction_along(mask: np.ndarray, n: int, m: int, axis: int) -> float:
     """Fraction of the groups of m consecutive elements along `axis` of a stored tensor's mask
-    (the last group zero padded) holding at most n non-zeros. The same group counter as
+    holding at most n non-zeros; a last group shorter than m (an axis of 1..m-1 elements, or a
+    remainder) is not compliant. The same group counter as
     nm_compliance, for a plain tensor axis (footprint's N:M storage check) instead of a pass's
     GEMM reduction."""
     mask = np.asarray(mask)
@@ -369,7 +367,9 @@ def nm_fraction_along(mask: np.ndarray, n: int, m: int, axis: int) -> float:
 def nm_compliance(work: Workload, operand: str, n: int, m: int) -> float:
     """Fraction of the operand's groups of m consecutive elements along the GEMM reduction (K) of
     *this* pass holding at most n non-zeros (1.0 = fully N:M). `operand` is a trace operand name or
-    'a'/'b'. A last partial group (K not a multiple of m) counts like a zero-padded group."""
+    'a'/'b'. A group shorter than m (K not a multiple of m: the remainder, or a depthwise conv's
+    reduction of 1..m-1 elements) is not compliant: N:M hardware stores exactly n of every m
+    (docs/sources.md "NVIDIA A100"), so a short group has no compressed form."""
     if operand in ("a", work.a):
         side = "a"
     elif operand in ("b", work.b):
@@ -387,7 +387,8 @@ def nm_compliance(work: Workload, operand: str, n: int, m: int) -> float:
 
 
 # ----------------------------------------------------------------------------------------------
-# TensorDash scheduler (FACTS.md: DNNsim TensorDash.cpp semantics; Mahmoud et al. MICRO 2020)
+# TensorDash scheduler (docs/sources.md "SWAT's accelerator: TensorDash": DNNsim TensorDash.cpp
+# semantics; Mahmoud et al. MICRO 2020)
 # ----------------------------------------------------------------------------------------------
 
 def td_candidates(lookahead: int, lookaside: int, search: str = "T") -> tuple[np.ndarray, np.ndarray]:
@@ -395,8 +396,8 @@ def td_candidates(lookahead: int, lookaside: int, search: str = "T") -> tuple[np
 
     "T": the H lookahead slots (h, 0), h = 1..H, then `lookaside` side slots +1, -1, +2, -2, +3, ...
     with d taken from step h = ((|d|-1) mod H) + 1 -- for H=2, D=5 exactly TensorDash's T-shape
-    (1,0), (2,0), (1,+1), (1,-1), (2,+2), (2,-2), (1,+3) (FACTS.md). "full": every (h, d) with
-    1 <= h <= H and |d| <= D, nearest first.
+    (1,0), (2,0), (1,+1), (1,-1), (2,+2), (2,-2), (1,+3) (docs/sources.md "SWAT's accelerator:
+    TensorDash"). "full": every (h, d) with 1 <= h <= H and |d| <= D, nearest first.
     """
     hs, ds = [], []
     if lookahead <= 0:

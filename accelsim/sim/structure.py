@@ -1,13 +1,13 @@
 """Structured (SSL-style) weight sparsity as a smaller dense GEMM.
 
-SSL (Wen et al. 2016; FACTS.md "SSL") zeroes whole groups of a weight so that they can be deleted:
+SSL (Wen et al. 2016; docs/sources.md "SSL") zeroes whole groups of a weight so that they can be deleted:
 filter-wise groups W[k,:,:,:] and shape-wise groups W[:,c,r,s]. In im2col GEMM form a deleted group
 is an all-zero row or column of the weight operand, and deleting those leaves a smaller *dense*
 GEMM that any dense machine runs faster. Only the operand whose trace role is "weight" is compacted:
 its zeros are known before the op runs, so a compiler can delete them; activation and gradient zeros
 are dynamic and cannot be compacted this way.
 
-Where the weight's lines go per pass (workload.py's lowering, per group):
+Where the weight's lines go per pass (the lowering registry, accelsim/sim/lowering.py, per group):
 
 | kind/pass   | weight as GEMM | all-zero filters (K/g) shrink | all-zero (c,r,s) taps shrink |
 |-------------|----------------|-------------------------------|------------------------------|

@@ -1,29 +1,25 @@
-"""Lowering: one traced op of one pass -> C[M,N] += A[M,K] @ B[K,N], repeated `groups` times.
+"""Lowering: one traced op of one pass -> the Workloads (GEMMs) it becomes, with its operands' masks.
 
-Conventions (the same as SCALE-Sim's training topologies resnet_{fwd,input_grad,weight_grad}.csv,
-/work/shared/reference/scalesim/topologies/, so dense MACs equal the forward MACs F in all three
-passes, FACTS.md "SWAT ... FLOP accounting"):
+What an op kind becomes (operand order, GEMM dims, output shape, limits) is the lowering registry's
+knowledge (accelsim/sim/lowering.py, with the GEMM conventions table); this module attaches the
+masks: one ``Workload`` per lowered GEMM, C[M,N] += A[M,K] @ B[K,N] repeated ``groups`` times.
+Padding positions of a conv input are zeros inside the fwd/wgrad reductions (counted in dense MACs,
+never effectual), exactly as im2col does. The conv reduction order (channels fastest) is also the
+order in which N:M groups and TensorDash's 16-lane rows are formed (N:M groups run along C:
+docs/sources.md "ASP", "SR-STE"; TensorDash streams channel first, then x, then y: docs/sources.md
+"SWAT's accelerator: TensorDash").
 
-| kind/pass     | A (rows M)                      | B (cols N)              | reduction K (order, fastest last) |
-|---------------|---------------------------------|-------------------------|-----------------------------------|
-| conv fwd      | input windows  M = N*P*Q        | weight  N = K/g         | (r, s, c)  K = R*S*C/g            |
-| conv dgrad    | grad_output    M = N*P*Q        | weight^T N = (C/g)*R*S  | k          K = K/g                |
-| conv wgrad    | input^T        M = (C/g)*R*S    | grad_output N = K/g     | (n, p, q)  K = N*P*Q              |
-| matmul / bmm  | a (M,K)                         | b (K,N)                 | k                                 |
-
-dgrad is the transposed convolution written as a GEMM (dcol = dY * W^T, then col2im scatter-adds
-dcol into dX; the scatter is output-side work, not MACs). Padding positions of the input are zeros
-inside the fwd/wgrad reductions (counted in dense MACs, never effectual), exactly as im2col does.
-The conv reduction order (channels fastest) is also the order in which N:M groups and TensorDash's
-16-lane rows are formed (FACTS.md: ASP/SR-STE groups run along C; TensorDash streams channel
-first, then x, then y).
-
-Masks stay bit-packed in the trace layout (``packed``); the kernels walk the convolution index space
-over them and never build an im2col matrix.
+Masks stay bit-packed in the trace layout (``packed``, the one packed form of
+accelsim.trace.format.pack_words); everything derived from them (the bool inflation, the kernels'
+operand views, factor counts, N:M compliance) is memoised on the Workload by ``memo()``, keyed on
+the identity of the packed arrays, so each operand is inflated at most once per op and a derived
+value can never outlive the masks it came from. Workloads are frozen: ``dataclasses.replace`` makes
+a new one, with an empty memo.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,65 +27,16 @@ from typing import Any
 import numpy as np
 
 from accelsim.errors import TraceError, UnsupportedError
-from accelsim.trace.format import pack_words, unpack_words
-
-# operand names feeding GEMM A and B per (kind, pass)
-GEMM_OPERANDS = {
-    ("conv2d", "fwd"): ("input", "weight"),
-    ("conv2d", "dgrad"): ("grad_output", "weight"),
-    ("conv2d", "wgrad"): ("input", "grad_output"),
-}
+from accelsim.sim import lowering
+from accelsim.sim.lowering import ConvGeometry, conv_geometry, conv_params, reduction_dim  # noqa: F401  (re-exported)
+from accelsim.trace.format import Operand, OpRecord, pack_words, unpack_words
 
 
 @dataclass(frozen=True)
-class ConvGeometry:
-    n: int
-    c: int  # all input channels (not per group)
-    h: int
-    w: int
-    k: int  # all filters
-    r: int
-    s: int
-    p: int
-    q: int
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int]
-    groups: int
-
-    @property
-    def fwd_macs(self) -> int:
-        """F = N*K*(C/g)*R*S*P*Q (FACTS.md, SWAT FLOP accounting)."""
-        return self.n * self.k * (self.c // self.groups) * self.r * self.s * self.p * self.q
-
-    def describe(self) -> str:
-        st = self.stride[0] if self.stride[0] == self.stride[1] else f"{self.stride[0]}x{self.stride[1]}"
-        g = f" g{self.groups}" if self.groups > 1 else ""
-        return f"N{self.n} C{self.c} H{self.h} W{self.w} K{self.k} R{self.r} S{self.s} /{st}{g}"
-
-
-@dataclass(frozen=True)
-class OpStub:
-    """A stand-in for trace.format.OpRecord for hand-made workloads (tests, benchmarks)."""
-
-    id: int = 0
-    step: int = 0
-    seq: int = 0
-    pass_: str = "fwd"
-    kind: str = "matmul"
-    layer: str = ""
-    module_type: str = ""
-    aten: str = ""
-    operands: tuple = ()
-    out_shape: tuple = ()
-    params: dict = field(default_factory=dict)
-
-
-@dataclass
 class Workload:
-    """One op of one pass, lowered to C[M,N] += A[M,K] @ B[K,N], repeated `groups` times."""
+    """One lowered GEMM of one op of one pass: C[M,N] += A[M,K] @ B[K,N], repeated `groups` times."""
 
-    op: Any
+    op: Any  # trace.format.OpRecord
     m: int
     n: int
     k: int
@@ -102,20 +49,27 @@ class Workload:
     shapes: dict[str, tuple] = field(default_factory=dict)  # stored (trace-layout) shape per operand
     transposed: dict[str, bool] = field(default_factory=dict)  # stored tensor's last two dims swapped
     roles: dict[str, str] = field(default_factory=dict)  # trace TensorRecord.role per operand
-    _bits: dict = field(default_factory=dict, repr=False, compare=False)
+    output_numel: int = -1  # elements of the op's real output (registry Gemm.output_numel); -1: groups*m*n
+
+    def __post_init__(self) -> None:
+        if self.output_numel < 0:
+            object.__setattr__(self, "output_numel", self.groups * self.m * self.n)
+
+    def memo(self) -> dict:
+        """Per-op memo of data derived from the masks (bool inflation, operand views, factor counts,
+        N:M compliance). It lives in the instance __dict__ (not a dataclass field, so replace()
+        starts empty) and is tied to the identity of the packed arrays: if `packed` is changed in
+        place, the memo is dropped instead of serving values of the old masks."""
+        token = tuple(self.packed.get(nm) for nm in (self.a, self.b))
+        got = self.__dict__.get("_memo")
+        if got is None or len(got[0]) != len(token) or any(x is not y for x, y in zip(got[0], token)):
+            got = (token, {})
+            self.__dict__["_memo"] = got
+        return got[1]
 
     @property
     def dense_macs(self) -> int:
         return self.groups * self.m * self.n * self.k
-
-    @property
-    def output_numel(self) -> int:
-        """Elements of the op's real output tensor. For conv dgrad that is dX (N*C*H*W): the col2im
-        scatter-add of the M x N product happens on chip, so only dX leaves the array."""
-        if self.conv is not None and self.op.pass_ == "dgrad":
-            g = self.conv
-            return g.n * g.c * g.h * g.w
-        return self.groups * self.m * self.n
 
     @property
     def pass_(self) -> str:
@@ -141,10 +95,15 @@ class Workload:
         return self.nnz[name] / n if n else 0.0
 
     def mask(self, name: str) -> np.ndarray:
-        """Bool mask in the stored (trace) layout, unpacked once and cached (numpy, little bit order)."""
-        if name not in self._bits:
-            self._bits[name] = unpack_words(self.packed[name], tuple(self.shapes[name]))
-        return self._bits[name]
+        """Bool mask in the stored (trace) layout, inflated once per op (memo) and read-only."""
+        memo = self.memo()
+        key = ("bits", name)
+        got = memo.get(key)
+        if got is None:
+            got = unpack_words(self.packed[name], tuple(self.shapes[name]))
+            got.flags.writeable = False
+            memo[key] = got
+        return got
 
     def used_mask(self, name: str) -> np.ndarray:
         """Bool mask as the op used it (transposed operands get their last two dims swapped)."""
@@ -159,10 +118,14 @@ class Workload:
         return "weight" if role == "weight" else "activation"
 
     def shape_str(self) -> str:
+        return lowering.op_kind(self.kind).describe(self.op_geometry)
+
+    @property
+    def op_geometry(self) -> Any:
+        """The op's validated geometry (lowering registry): ConvGeometry or MatmulGeometry."""
         if self.conv is not None:
-            return self.conv.describe()
-        b = f"B{self.groups} " if self.groups > 1 else ""
-        return f"{b}M{self.m} N{self.n} K{self.k}"
+            return self.conv
+        return lowering.MatmulGeometry(self.groups, self.m, self.n, self.k, self.kind == "bmm")
 
 
 from accelsim.sim.policy import FamilyCost  # noqa: E402,F401  (family-shared policy lives in sim/policy.py)
@@ -174,115 +137,48 @@ def pack_mask(mask: np.ndarray) -> np.ndarray:
     return pack_words(mask)
 
 
-def _pair(v, key: str, where: str) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) for x in v):
-        return (int(v[0]), int(v[1]))
-    raise TraceError(f"{where}: conv2d param {key} must be two integers, got {v!r}")
+def _where(op) -> str:
+    return f"op {op.id} ({str(op.layer or op.kind)[:80]} {op.pass_})"
 
 
-def conv_geometry(params: dict, where: str = "op") -> ConvGeometry:
-    """Geometry of the forward convolution from conv2d params (input/weight/output shapes)."""
+def build_workloads(op, packed: dict, nnz: dict, shapes: dict, transposed: dict | None = None,
+                    roles: dict | None = None) -> list[Workload]:
+    """Lower an op given its operands' packed masks and stored shapes: the registry validates it
+    (params, operands, limits, before anything is allocated) and names its GEMMs."""
+    transposed = {nm: bool(t) for nm, t in (transposed or {}).items()}
+    where = _where(op)
+    used = {nm: lowering.used_shape(tuple(shp), transposed.get(nm, False)) for nm, shp in shapes.items()}
     try:
-        n, c, h, w = (int(x) for x in params["input_shape"])
-        k, cg, r, s = (int(x) for x in params["weight_shape"])
-        n2, k2, p, q = (int(x) for x in params["output_shape"])
-    except (KeyError, TypeError, ValueError):
-        raise TraceError(f"{where}: conv2d params need 4-d input_shape, weight_shape, output_shape") from None
-    g = params.get("groups", 1)
-    if not isinstance(g, int) or g < 1 or c % g or k % g or cg != c // g or n2 != n or k2 != k:
-        raise TraceError(f"{where}: inconsistent conv2d shapes input {params['input_shape']} weight "
-                         f"{params['weight_shape']} output {params['output_shape']} groups {g}")
-    geo = ConvGeometry(n=n, c=c, h=h, w=w, k=k, r=r, s=s, p=p, q=q,
-                       stride=_pair(params.get("stride", 1), "stride", where),
-                       padding=_pair(params.get("padding", 0), "padding", where),
-                       dilation=_pair(params.get("dilation", 1), "dilation", where), groups=g)
-    # P = floor((H + 2pad - dil*(R-1) - 1)/stride) + 1 (PyTorch Conv2d docs)
-    for ax, (size, kern, out) in enumerate(((h, r, p), (w, s, q))):
-        exp = (size + 2 * geo.padding[ax] - geo.dilation[ax] * (kern - 1) - 1) // geo.stride[ax] + 1
-        if exp != out or min(geo.stride[ax], geo.dilation[ax]) < 1 or geo.padding[ax] < 0:
-            raise TraceError(f"{where}: conv2d output size {out} does not follow from input {size}, "
-                             f"kernel {kern}, stride {geo.stride[ax]}, padding {geo.padding[ax]}, "
-                             f"dilation {geo.dilation[ax]}")
-    return geo
-
-
-def gemm_dims(kind: str, pass_: str, geo: ConvGeometry | None,
-              shapes_used: dict[str, tuple]) -> tuple[int, int, int, int, str, str]:
-    """(M, N, K, groups, a, b) of the lowered GEMM (table in the module docstring)."""
-    if kind == "conv2d":
-        g = geo.groups
-        cg, kg = geo.c // g, geo.k // g
-        if pass_ == "fwd":
-            return geo.n * geo.p * geo.q, kg, geo.r * geo.s * cg, g, "input", "weight"
-        if pass_ == "dgrad":
-            return geo.n * geo.p * geo.q, cg * geo.r * geo.s, kg, g, "grad_output", "weight"
-        if pass_ == "wgrad":
-            return cg * geo.r * geo.s, kg, geo.n * geo.p * geo.q, g, "input", "grad_output"
-        raise UnsupportedError(f"conv2d pass {pass_!r} is not one of fwd, dgrad, wgrad")
-    if kind == "matmul":
-        (m, k), (k2, n) = shapes_used["a"], shapes_used["b"]
-        if k != k2:
-            raise TraceError(f"matmul operand shapes {shapes_used['a']} x {shapes_used['b']} do not chain")
-        return m, n, k, 1, "a", "b"
-    if kind == "bmm":
-        (bt, m, k), (bt2, k2, n) = shapes_used["a"], shapes_used["b"]
-        if k != k2 or bt != bt2:
-            raise TraceError(f"bmm operand shapes {shapes_used['a']} x {shapes_used['b']} do not chain")
-        return m, n, k, bt, "a", "b"
-    raise UnsupportedError(f"op kind {kind!r} has no lowering (supported: conv2d, matmul, bmm)")
-
-
-def _used(shape: tuple, transposed: bool) -> tuple:
-    return tuple(shape[:-2]) + (shape[-1], shape[-2]) if transposed else tuple(shape)
-
-
-def _check_conv_shapes(geo: ConvGeometry, pass_: str, shapes_used: dict, where: str) -> None:
-    want = {"input": (geo.n, geo.c, geo.h, geo.w), "weight": (geo.k, geo.c // geo.groups, geo.r, geo.s),
-            "grad_output": (geo.n, geo.k, geo.p, geo.q)}
-    for name, shp in shapes_used.items():
-        if name in want and tuple(shp) != want[name]:
-            raise TraceError(f"{where}: conv2d {pass_} operand {name} has shape {tuple(shp)}, "
-                             f"params say {want[name]}")
+        geo = lowering.validate(op.kind, op.pass_, op.params, used, transposed=transposed)
+    except (TraceError, UnsupportedError) as e:
+        raise type(e)(f"{where}: {e}") from None
+    entry = lowering.op_kind(op.kind)
+    out = []
+    for gm in entry.gemms(geo, op.pass_):
+        out.append(Workload(
+            op=op, m=gm.m, n=gm.n, k=gm.k, groups=gm.groups, a=gm.a, b=gm.b,
+            conv=geo if entry.is_conv else None,
+            packed={nm: packed[nm] for nm in (gm.a, gm.b)}, nnz={nm: int(nnz[nm]) for nm in (gm.a, gm.b)},
+            shapes={nm: tuple(shapes[nm]) for nm in (gm.a, gm.b)},
+            transposed={nm: transposed.get(nm, False) for nm in (gm.a, gm.b)},
+            roles=dict(roles or {}), output_numel=gm.output_numel))
+    return out
 
 
 def build_workload(op, packed: dict, nnz: dict, shapes: dict, transposed: dict | None = None,
                    roles: dict | None = None) -> Workload:
-    """Lower an op given its operands' packed masks and stored shapes (used by lower() and tests)."""
-    transposed = dict(transposed or {})
-    where = f"op {op.id} ({op.layer or op.kind} {op.pass_})"
-    if op.kind not in ("conv2d", "matmul", "bmm"):
-        raise UnsupportedError(f"{where}: op kind {op.kind!r} has no lowering (supported: conv2d, matmul, bmm)")
-    used = {nm: _used(tuple(shp), transposed.get(nm, False)) for nm, shp in shapes.items()}
-    geo = None
-    if op.kind == "conv2d":
-        geo = conv_geometry(op.params, where)
-        if op.pass_ not in ("fwd", "dgrad", "wgrad"):
-            raise UnsupportedError(f"{where}: conv2d pass {op.pass_!r} is not one of fwd, dgrad, wgrad")
-        need = GEMM_OPERANDS[("conv2d", op.pass_)]
-        for nm in need:
-            if nm not in shapes:
-                raise TraceError(f"{where}: conv2d {op.pass_} needs operand {nm!r}, has {sorted(shapes)}")
-            if transposed.get(nm):
-                raise UnsupportedError(f"{where}: transposed conv operand {nm!r} is not supported")
-        _check_conv_shapes(geo, op.pass_, used, where)
-    else:
-        for nm in ("a", "b"):
-            if nm not in shapes:
-                raise TraceError(f"{where}: {op.kind} needs operands a and b, has {sorted(shapes)}")
-            if len(used[nm]) != (2 if op.kind == "matmul" else 3):
-                raise TraceError(f"{where}: {op.kind} operand {nm} has shape {used[nm]}")
-    m, n, k, g, a, b = gemm_dims(op.kind, op.pass_, geo, used)
-    return Workload(op=op, m=m, n=n, k=k, groups=g, a=a, b=b, conv=geo,
-                    packed={nm: packed[nm] for nm in (a, b)}, nnz={nm: int(nnz[nm]) for nm in (a, b)},
-                    shapes={nm: tuple(shapes[nm]) for nm in (a, b)},
-                    transposed={nm: bool(transposed.get(nm, False)) for nm in (a, b)},
-                    roles=dict(roles or {}))
+    """The single Workload of an op whose kind lowers to one GEMM (every kind today)."""
+    return _single(op, build_workloads(op, packed, nnz, shapes, transposed, roles))
 
 
-def lower(trace, op) -> Workload:
-    """Lower one trace op (trace.format.OpRecord) using the trace's packed masks."""
+def _single(op, works: list[Workload]) -> Workload:
+    if len(works) != 1:
+        raise UnsupportedError(f"{_where(op)}: lowers to {len(works)} GEMMs; use lower_op / build_workloads")
+    return works[0]
+
+
+def lower_op(trace, op) -> list[Workload]:
+    """Lower one trace op (trace.format.OpRecord) using the trace's packed masks: its GEMMs in order."""
     packed, nnz, shapes, transposed, roles = {}, {}, {}, {}, {}
     for operand in op.operands:
         rec = trace.tensors[operand.tensor]
@@ -291,28 +187,101 @@ def lower(trace, op) -> Workload:
         shapes[operand.name] = tuple(rec.shape)
         transposed[operand.name] = bool(operand.transposed)
         roles[operand.name] = rec.role
-    return build_workload(op, packed, nnz, shapes, transposed, roles)
+    return build_workloads(op, packed, nnz, shapes, transposed, roles)
 
 
-def workload_from_masks(kind: str, pass_: str, masks: dict[str, np.ndarray], params: dict | None = None,
-                        *, op_id: int = 0, layer: str = "", transposed: dict | None = None,
-                        roles: dict | None = None) -> Workload:
-    """A Workload from bool masks in the stored layout (tests, synthetic benchmarks)."""
-    op = OpStub(id=op_id, pass_=pass_, kind=kind, layer=layer, params=dict(params or {}))
+def lower(trace, op) -> Workload:
+    """The single Workload of a trace op whose kind lowers to one GEMM (see lower_op)."""
+    return _single(op, lower_op(trace, op))
+
+
+def synthetic_op(kind: str, pass_: str, shapes: dict[str, tuple], params: dict | None = None, *,
+                 op_id: int = 0, layer: str = "", transposed: dict | None = None) -> OpRecord:
+    """A real OpRecord for a hand-made op (validation cases, benchmarks, `accelsim gemm`): its
+    operands refer to pseudo tensor ids 0, 1, ... in the order of `shapes`; out_shape from the registry."""
+    transposed = dict(transposed or {})
+    used = {nm: lowering.used_shape(tuple(s), bool(transposed.get(nm))) for nm, s in shapes.items()}
+    where = f"op {op_id} ({str(layer or kind)[:80]} {pass_})"
+    try:
+        geo = lowering.validate(kind, pass_, dict(params or {}), used, transposed=transposed)
+    except (TraceError, UnsupportedError) as e:
+        raise type(e)(f"{where}: {e}") from None
+    out = lowering.op_kind(kind).out_shape(geo, pass_)
+    operands = tuple(Operand(nm, i, bool(transposed.get(nm, False))) for i, nm in enumerate(shapes))
+    return OpRecord(id=op_id, step=0, seq=0, pass_=pass_, kind=kind, layer=layer, module_type="", aten="",
+                    operands=operands, out_shape=tuple(out), params=dict(params or {}))
+
+
+def synthetic_workload(kind: str, pass_: str, masks: dict[str, np.ndarray], params: dict | None = None, *,
+                       op_id: int = 0, layer: str = "", transposed: dict | None = None,
+                       roles: dict | None = None) -> Workload:
+    """The Workload of a hand-made single-GEMM op from bool masks in the stored layout."""
+    op = synthetic_op(kind, pass_, {nm: tuple(mk.shape) for nm, mk in masks.items()}, params,
+                      op_id=op_id, layer=layer, transposed=transposed)
     packed = {nm: pack_mask(mk) for nm, mk in masks.items()}
     nnz = {nm: int(np.count_nonzero(mk)) for nm, mk in masks.items()}
     shapes = {nm: tuple(mk.shape) for nm, mk in masks.items()}
     return build_workload(op, packed, nnz, shapes, transposed, roles)
 
 
-def conv_params(n, c, h, w, k, r, s, *, stride=1, padding=0, dilation=1, groups=1) -> dict:
-    """conv2d params (as the recorder writes them) for a forward conv of the given geometry."""
-    st, pd, dl = (_pair(x, nm, "conv_params") for x, nm in ((stride, "stride"), (padding, "padding"),
-                                                             (dilation, "dilation")))
-    p = (h + 2 * pd[0] - dl[0] * (r - 1) - 1) // st[0] + 1
-    q = (w + 2 * pd[1] - dl[1] * (s - 1) - 1) // st[1] + 1
-    return {"stride": list(st), "padding": list(pd), "dilation": list(dl), "groups": groups,
-            "input_shape": [n, c, h, w], "weight_shape": [k, c // groups, r, s], "output_shape": [n, k, p, q]}
+def dense_words(numel: int) -> np.ndarray:
+    """Packed words of an all-ones mask of `numel` elements (built packed, never as a bool array)."""
+    words = np.full(-(-numel // 64), np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
+    if numel % 64:
+        words[-1] = np.uint64((1 << (numel % 64)) - 1)
+    return words
+
+
+def gemm_workload(m: int, n: int, k: int, *, batch: int = 1, packed: dict[str, np.ndarray] | None = None,
+                  roles: dict | None = None, layer: str = "") -> Workload:
+    """A synthetic matmul (batch 1) or bmm of A (M,K) x B (K,N): operands given in `packed` (words of
+    the pack_words layout over the C-order (batch,) M x K / K x N mask) or dense. nnz is their popcount."""
+    kind = "bmm" if batch > 1 else "matmul"
+    shapes = {"a": (batch, m, k) if batch > 1 else (m, k), "b": (batch, k, n) if batch > 1 else (k, n)}
+    op = synthetic_op(kind, "fwd", shapes, {}, layer=layer or f"gemm{m}x{n}x{k}")
+    words = {nm: (packed or {}).get(nm) for nm in shapes}
+    words = {nm: w if w is not None else dense_words(math.prod(shapes[nm])) for nm, w in words.items()}
+    for nm, w in words.items():
+        need = -(-math.prod(shapes[nm]) // 64)
+        if w.dtype != np.uint64 or w.size != need:
+            raise ValueError(f"packed operand {nm} must be {need} uint64 words, got {w.size} {w.dtype}")
+    nnz = {nm: int(np.bitwise_count(w).sum()) for nm, w in words.items()}
+    return build_workload(op, words, nnz, shapes, None, roles)
+
+
+def merge_results(parts: list, peak_macs_per_cycle: int | float) -> Any:
+    """One OpResult (accelsim.sim.result) for an op from the results of its GEMMs, run one after
+    another: cycles, MACs and bytes add up; speedup and utilisation follow from the sums. An op of
+    one GEMM (every kind today) returns that GEMM's result unchanged."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        raise ValueError("an op lowers to at least one GEMM")
+    first = parts[0]
+
+    def total(attr: str) -> int:
+        return sum(getattr(p, attr) for p in parts)
+
+    def add_bytes(attr: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in parts:
+            for k, v in getattr(p, attr).items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def joined(attr: str) -> str | None:
+        seen = [v for v in dict.fromkeys(getattr(p, attr) for p in parts) if v]
+        return "; ".join(seen) if seen else None
+
+    cyc, dense, eff = total("total_cycles"), total("dense_cycles"), total("effectual_macs")
+    return dataclasses.replace(
+        first, dense_macs=total("dense_macs"), effectual_macs=eff, compute_cycles=total("compute_cycles"),
+        stall_cycles=total("stall_cycles"), total_cycles=cyc, dense_cycles=dense,
+        speedup=dense / cyc if cyc else 1.0,
+        utilisation=eff / (peak_macs_per_cycle * cyc) if cyc and peak_macs_per_cycle else 0.0,
+        sparse_operand=joined("sparse_operand"), dram_bytes=add_bytes("dram_bytes"),
+        dram_bytes_dense=add_bytes("dram_bytes_dense"), fallback=joined("fallback"),
+        dense_compute_cycles=total("dense_compute_cycles"), compaction=joined("compaction"))
 
 
 def resolve_operand(work: Workload, spec: str) -> tuple[str | None, str | None]:
@@ -331,18 +300,18 @@ def resolve_operand(work: Workload, spec: str) -> tuple[str | None, str | None]:
     raise ValueError(f"operand spec {spec!r} is resolved by the family model")
 
 
-# The reduction dim of each pass (lowering above), named for users in N:M fallback reasons.
-_REDUCTION_DIM = {("conv2d", "fwd"): "C (with R, S)", ("conv2d", "dgrad"): "K (output channels)",
-                  ("conv2d", "wgrad"): "N*P*Q (batch and output pixels)"}
-
-
-def nm_reason(name: str, kind: str, pass_: str, n: int, m: int, compliance: float) -> str:
+def nm_reason(name: str, kind: str, pass_: str, n: int, m: int, compliance: float,
+              k: int | None = None) -> str:
     """Why an operand whose kernels.nm_compliance is below 1 cannot take the N:M rate: one wording
-    for every family (GPU mma.sp, systolic N:M PEs)."""
-    dim = _REDUCTION_DIM.get((kind, pass_), "K")
+    for every family (GPU mma.sp, systolic N:M PEs). With the reduction length `k`, a K that is not
+    a multiple of m is named: its last group is shorter than m and never compliant."""
+    dim = reduction_dim(kind, pass_)
     pct = 100.0 * (1.0 - compliance)
+    short = bool(k is not None and k % m)
     why = (f"{name} not {n}:{m} along {dim}, the {pass_} reduction dim: {pct:.3g}% of groups of {m} "
-           f"have >{n} non-zeros")
+           f"have >{n} non-zeros" + (" or are short" if short else ""))
+    if short:
+        why += f" (K={k} not a multiple of {m}: its last group of {k % m} has no {n}:{m} form)"
     if kind == "conv2d" and pass_ == "dgrad" and name == "weight":
         why += " (a fwd N:M weight mask runs along C, dgrad reduces over K)"
     return why

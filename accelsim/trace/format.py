@@ -252,7 +252,7 @@ def _parse_op(c: _Check, i: int, d: Any, tensors: list[TensorRecord]) -> OpRecor
     oid = c.int_(d["id"], f"op record #{i} id")
     if oid != i:
         raise c.fail(f"op record #{i} has id {oid} (ids must be 0, 1, 2, ... in order)")
-    kind = c.str_(d["kind"], f"op {oid} kind", KINDS)
+    kind = c.str_(d["kind"], f"op {oid} kind", tuple(lowering.KINDS))
     pass_ = c.str_(d["pass"], f"op {oid} pass", PASSES)
     layer = c.str_(d["layer"], f"op {oid} layer")
     where = f"op {oid} ({layer} {kind} {pass_})"
@@ -272,7 +272,9 @@ def _parse_op(c: _Check, i: int, d: Any, tensors: list[TensorRecord]) -> OpRecor
             raise c.fail(f"{where}: operand #{j} is transposed but tensor {tid} has fewer than 2 dims")
         ops.append(Operand(name=c.str_(od["name"], f"{where} operand #{j} name"), tensor=tid, transposed=tr))
     names = tuple(o.name for o in ops)
-    want = OPERANDS[(kind, pass_)]
+    want = lowering.KINDS[kind].operands.get(pass_)
+    if want is None:
+        raise c.fail(f"{where}: a {kind} op has no {pass_} pass")
     if sorted(names) != sorted(want):
         raise c.fail(f"{where}: operands are {[str(x)[:40] for x in names][:8]} but a {kind} {pass_} op has "
                      f"{list(want)}")

@@ -1,6 +1,7 @@
 """What a trace holds, as rows (printing is the CLI's job): per op its operands' shapes, densities
 and N:M compliance along the reduction dimension of *that* pass -- a forward 2:4 weight is generally
-not 2:4 along dgrad's reduction dim (FACTS.md "A100": DGRAD needs masks 2:4 along rows and columns).
+not 2:4 along dgrad's reduction dim (docs/sources.md "NVIDIA A100": dgrad needs masks 2:4 along rows
+and columns).
 """
 
 from __future__ import annotations
@@ -31,31 +32,28 @@ class OpInfo:
     out_shape: tuple[int, ...] = ()
 
 
-def _used_shape(shape: tuple[int, ...], transposed: bool) -> tuple[int, ...]:
-    if transposed and len(shape) >= 2:
-        return (*shape[:-2], shape[-1], shape[-2])
-    return tuple(shape)
-
-
 def op_rows(trace, *, n: int = 2, m: int = 4, steps: set[int] | None = None) -> list[OpInfo]:
     """One OpInfo per op (optionally only ``steps``), in trace order."""
     from accelsim.sim.kernels import nm_compliance
-    from accelsim.sim.workload import lower
+    from accelsim.sim.lowering import used_shape
+    from accelsim.sim.workload import lower_op
 
     tensors = {t.id: t for t in trace.tensors}
     out: list[OpInfo] = []
     for op in trace.ops:
         if steps is not None and op.step not in steps:
             continue
-        work = lower(trace, op)
-        info = OpInfo(op.id, op.step, op.pass_, op.layer, op.kind, int(work.dense_macs),
+        works = lower_op(trace, op)
+        info = OpInfo(op.id, op.step, op.pass_, op.layer, op.kind, sum(int(w.dense_macs) for w in works),
                       out_shape=tuple(op.out_shape))
         for operand in op.operands:
             t = tensors[operand.tensor]
+            # N:M along the reduction of the first GEMM that reads the operand
+            work = next((w for w in works if operand.name in (w.a, w.b)), None)
             info.operands.append(OperandInfo(
-                name=operand.name, tensor=operand.tensor, shape=_used_shape(tuple(t.shape), operand.transposed),
+                name=operand.name, tensor=operand.tensor, shape=used_shape(tuple(t.shape), operand.transposed),
                 role=t.role, density=t.nnz / t.numel if t.numel else 1.0,
-                nm=float(nm_compliance(work, operand.name, n, m))))
+                nm=None if work is None else float(nm_compliance(work, operand.name, n, m))))
         out.append(info)
     return out
 

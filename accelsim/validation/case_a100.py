@@ -69,17 +69,13 @@ def int8_variant(hw):
 def gemm_workload(m: int, n: int, k: int):
     """Workload of a matmul with A (M,K) exactly 2:4 along K and B (K,N) dense, built packed (a bool
     10240x20480 mask would be 200 MB): with K % 4 == 0 the C-order bit pattern of A is 0011 repeated."""
-    from accelsim.sim.workload import OpStub, build_workload
+    from accelsim.sim import workload
     assert k % 4 == 0
-    na, nb = m * k, k * n
+    na = m * k
     a = np.full(-(-na // 64), NM24, dtype=np.uint64)
-    b = np.full(-(-nb // 64), np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
-    for arr, numel in ((a, na), (b, nb)):
-        if numel % 64:
-            arr[-1] &= np.uint64((1 << (numel % 64)) - 1)
-    op = OpStub(kind="matmul", pass_="fwd", layer=f"gemm{m}x{n}x{k}")
-    return build_workload(op, {"a": a, "b": b}, {"a": na // 2, "b": nb}, {"a": (m, k), "b": (k, n)},
-                          roles={"a": "weight", "b": "activation"})
+    if na % 64:
+        a[-1] &= np.uint64((1 << (na % 64)) - 1)
+    return workload.gemm_workload(m, n, k, packed={"a": a}, roles={"a": "weight", "b": "activation"})
 
 
 def speedup(hw, m: int, n: int, k: int) -> tuple[float, str | None, str | None]:

@@ -78,11 +78,10 @@ class GemmCache:
         self._w = {}
 
     def get(self, m: int, n: int, k: int):
-        from accelsim.sim.workload import workload_from_masks
+        from accelsim.sim.workload import gemm_workload
         key = (m, n, k)
         if key not in self._w:
-            self._w[key] = workload_from_masks("matmul", "fwd", {"a": np.ones((m, k), bool),
-                                                                 "b": np.ones((k, n), bool)})
+            self._w[key] = gemm_workload(m, n, k)
         return self._w[key]
 
 
@@ -156,7 +155,7 @@ def run(*, grid: bool = True) -> CaseReport:
             note="arrays " + ", ".join(f"{a}x{b}" for a, b in GRID_ARRAYS) + "; os, ws, is; "
                  "ResNet-18 (21 layers) and ResNet-50 (54 layers)"))
     # (d) conv lowering: dense conv2d fwd, batch 1, no padding, where floor == ceil output sizes
-    from accelsim.sim.workload import conv_params, workload_from_masks
+    from accelsim.sim.workload import conv_params, synthetic_workload
     bad, total = [], 0
     for layer in read_topology(TOPOLOGIES["Resnet18"]):
         if layer.filt_h == 1 and layer.ifmap_h == 1:
@@ -165,7 +164,7 @@ def run(*, grid: bool = True) -> CaseReport:
                         layer.filt_h, layer.filt_w, stride=layer.stride_h)
         if tuple(p["output_shape"][2:]) != layer.ofmap:
             continue
-        w = workload_from_masks("conv2d", "fwd", {
+        w = synthetic_workload("conv2d", "fwd", {
             "input": np.ones(p["input_shape"], bool), "weight": np.ones(p["weight_shape"], bool)}, p)
         for df in DATAFLOWS:
             total += 1
