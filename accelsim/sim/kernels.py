@@ -1,8 +1,9 @@
 """Numba kernels over operand masks, walking the lowered GEMM without building im2col.
 
-Every GEMM operand side of every pass is an *operand view*: a bit-packed source (the operand's mask
-in a layout with zero padding where the convolution reads padding, packed once per operand per op
-into uint64 words, bit i at ``(src[i >> 6] >> (i & 63)) & 1`` -- accelsim.trace.format.pack_words)
+Every GEMM operand side of every pass is an *operand view*: a bit-packed source of uint64 words, bit
+i at ``(src[i >> 6] >> (i & 63)) & 1`` (accelsim.trace.format.pack_words) -- the trace's own packed
+words of the operand, read in place, for every operand except a conv input in fwd/wgrad, which is
+inflated once and re-laid out once per op with zero padding where the convolution reads padding --
 plus, per GEMM row of A (or column of B), a base bit index, plus, per reduction position, an offset
 (-1 = a padding lane). The element at (row i, reduction kk) is bit ``base[i] + off[kk]``. The kernels
 do not read that bit by bit: the offsets split into *runs* of consecutive source bits (one run per
@@ -215,33 +216,6 @@ def _stored_src(work: Workload, name: str) -> np.ndarray:
 def _pad_end(off: np.ndarray, lanes: int) -> np.ndarray:
     width = -(-off.size // lanes) * lanes
     return np.concatenate([off, np.full(width - off.size, -1, dtype=np.int64)])
-
-
-def gemm_side_matrix(work: Workload, side: str) -> np.ndarray:
-    """(G, rows, K) bool: A as rows over K, or B^T (columns of B over K), in the reduction order of
-    workload.py. Only for operands that need a layout change, never for conv input windows."""
-    name = work.a if side == "a" else work.b
-    g, geo = work.groups, work.conv
-    if geo is None:
-        u = work.used_mask(name)
-        if u.ndim == 2:
-            u = u[None]
-        return u if side == "a" else np.swapaxes(u, 1, 2)
-    kg, cg = geo.k // g, geo.c // g
-    x = work.mask(name)
-    if name == "weight":  # (K, Cg, R, S)
-        wt = x.reshape(g, kg, cg, geo.r, geo.s)
-        if work.pass_ == "fwd":  # columns = filters over (r, s, c)
-            return wt.transpose(0, 1, 3, 4, 2).reshape(g, kg, geo.r * geo.s * cg)
-        # dgrad: columns (c, r, s) over k
-        return wt.transpose(0, 2, 3, 4, 1).reshape(g, cg * geo.r * geo.s, kg)
-    if name == "grad_output":  # (N, K, P, Q)
-        d = x.reshape(geo.n, g, kg, geo.p, geo.q)
-        if work.pass_ == "dgrad":  # A rows (n, p, q) over k
-            return d.transpose(1, 0, 3, 4, 2).reshape(g, geo.n * geo.p * geo.q, kg)
-        # wgrad: B columns k over (n, p, q)
-        return d.transpose(1, 2, 0, 3, 4).reshape(g, kg, geo.n * geo.p * geo.q)
-    raise ValueError(f"no matrix view for operand {name!r} of conv2d {work.pass_}")
 
 
 # ----------------------------------------------------------------------------------------------
