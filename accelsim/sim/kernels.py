@@ -162,42 +162,82 @@ def _build_operand_view(work: Workload, side: str, lanes: int | None) -> Operand
         if lanes is not None:
             off = _pad_end(off, lanes)
         return OperandView(src, base.astype(np.int64), off, cg * geo.r * geo.s, g)
-    # every other operand is read in place: its view walks the trace's own packed words (no
-    # inflation, no re-layout), with base/offset strides of the stored C-order layout
-    src = _stored_src(work, name)
+    # every other operand: its (base, off) in the trace's own stored layout. Where the reduction runs
+    # over consecutive stored bits the view reads the trace's packed words in place (no inflation,
+    # no re-layout); where it is strided (a transposed use, dgrad's reduction over filters, a fwd
+    # weight's channels with R*S > 1) bit-by-bit gathers would cost more than one re-layout, so the
+    # operand is re-laid out once per op (memo) into rows over a contiguous reduction.
+    base, off, rows, taps = _stored_index(work, name, side)
+    runs = 1 + int(np.count_nonzero(np.diff(off) != 1))
+    if off.size >= IN_PLACE_RUN * runs:  # runs of consecutive stored bits, IN_PLACE_RUN long on average
+        src = _stored_src(work, name)
+    else:
+        src = _matrix_src(work, side)
+        base = np.arange(g * rows, dtype=np.int64) * off.size
+        off = np.arange(off.size, dtype=np.int64)
+    if lanes is not None:
+        if taps is not None:  # a fwd weight: each tap's channel run padded to a multiple of lanes
+            off = _lane_offsets(off.reshape(taps, -1)[:, 0], off.reshape(taps, -1)[0] - off[0], lanes)
+        else:
+            off = _pad_end(off, lanes)
+    return OperandView(src, base, off, rows, g)
+
+
+# A view reads the stored words in place when its reduction runs over consecutive stored bits for
+# at least this many bits on average: the gather then costs one shift per run, as a re-laid-out
+# copy costs per word it saves. A speed crossover (benchmarks/bench_sim.py), not a model number.
+IN_PLACE_RUN = 16
+
+
+def _stored_index(work: Workload, name: str, side: str) -> tuple[np.ndarray, np.ndarray, int, int | None]:
+    """(base per GEMM row/column of all groups, offset per reduction position, rows per group, taps)
+    of operand `name` in its stored C-order layout; taps: R*S for a fwd weight (its reduction is
+    (r, s, c), one channel run per tap), else None."""
+    g, geo = work.groups, work.conv
     if geo is None:
         shp = work.shapes[name]
         r0, c0 = shp[-2], shp[-1]
-        batch = r0 * c0
         sx, sy = (1, c0) if work.transposed.get(name) else (c0, 1)  # used[x, y] -> bit x*sx + y*sy
         rows = work.m if side == "a" else work.n
-        b_of = np.arange(g, dtype=np.int64)[:, None] * batch
+        b_of = np.arange(g, dtype=np.int64)[:, None] * (r0 * c0)
         if side == "a":  # rows i over k: used[i, k]
             base, off = b_of + np.arange(rows, dtype=np.int64)[None, :] * sx, np.arange(work.k, dtype=np.int64) * sy
         else:  # columns j over k: used[k, j]
             base, off = b_of + np.arange(rows, dtype=np.int64)[None, :] * sy, np.arange(work.k, dtype=np.int64) * sx
-        return OperandView(src, base.reshape(-1), _pad_end(off, lanes) if lanes else off, rows, g)
+        return base.reshape(-1), off, rows, None
+    pass_ = work.pass_
     kg, cg = geo.k // g, geo.c // g
     crs, pq, rs = cg * geo.r * geo.s, geo.p * geo.q, geo.r * geo.s
     gi = np.arange(g, dtype=np.int64)
     if name == "weight" and pass_ == "fwd":  # columns (g, k) over (r, s, c): bit (g*kg + k)*CRS + c*RS + r*S + s
         base = ((gi[:, None] * kg + np.arange(kg)[None, :]) * crs).reshape(-1)
-        off = _lane_offsets(np.arange(rs, dtype=np.int64), np.arange(cg, dtype=np.int64) * rs, lanes)
-        return OperandView(src, base, off, kg, g)
+        off = (np.arange(rs, dtype=np.int64)[:, None] + np.arange(cg, dtype=np.int64)[None, :] * rs).reshape(-1)
+        return base, off, kg, rs
     if name == "weight":  # dgrad columns (g, c, r, s) over k: bit (g*kg + k)*CRS + crs
         base = (gi[:, None] * kg * crs + np.arange(crs)[None, :]).reshape(-1)
-        off = np.arange(kg, dtype=np.int64) * crs
-        return OperandView(src, base, _pad_end(off, lanes) if lanes else off, crs, g)
+        return base, np.arange(kg, dtype=np.int64) * crs, crs, None
     if name == "grad_output" and pass_ == "dgrad":  # rows (g, n, p, q) over k: bit (n*K + g*kg + k)*PQ + pq
         npq = np.arange(geo.n, dtype=np.int64)[:, None] * geo.k * pq + np.arange(pq)[None, :]  # (N, PQ)
         base = (gi[:, None, None] * kg * pq + npq[None]).reshape(-1)
-        off = np.arange(kg, dtype=np.int64) * pq
-        return OperandView(src, base, _pad_end(off, lanes) if lanes else off, geo.n * pq, g)
+        return base, np.arange(kg, dtype=np.int64) * pq, geo.n * pq, None
     if name == "grad_output":  # wgrad columns (g, k) over (n, p, q): bit (n*K + g*kg + k)*PQ + pq
         base = ((gi[:, None] * kg + np.arange(kg)[None, :]) * pq).reshape(-1)
         off = (np.arange(geo.n, dtype=np.int64)[:, None] * geo.k * pq + np.arange(pq)[None, :]).reshape(-1)
-        return OperandView(src, base, _pad_end(off, lanes) if lanes else off, kg, g)
+        return base, off, kg, None
     raise ValueError(f"no operand view for {name!r} of conv2d {pass_}")
+
+
+def _matrix_src(work: Workload, side: str) -> np.ndarray:
+    """The operand re-laid out once per op (memo) as (G, rows, K) rows over a contiguous reduction,
+    packed: for operands whose reduction is strided in the stored layout."""
+    memo = _op_cache(work)
+    key = ("matrix", side)
+    got = memo.get(key)
+    if got is None:
+        got = _packed(gemm_side_matrix(work, side))
+        got.flags.writeable = False
+        memo[key] = got
+    return got
 
 
 def _stored_src(work: Workload, name: str) -> np.ndarray:
@@ -216,6 +256,33 @@ def _stored_src(work: Workload, name: str) -> np.ndarray:
 def _pad_end(off: np.ndarray, lanes: int) -> np.ndarray:
     width = -(-off.size // lanes) * lanes
     return np.concatenate([off, np.full(width - off.size, -1, dtype=np.int64)])
+
+
+def gemm_side_matrix(work: Workload, side: str) -> np.ndarray:
+    """(G, rows, K) bool: A as rows over K, or B^T (columns of B over K), in the reduction order of
+    the lowering registry. Only for operands that need a layout change, never for conv input windows."""
+    name = work.a if side == "a" else work.b
+    g, geo = work.groups, work.conv
+    if geo is None:
+        u = work.used_mask(name)
+        if u.ndim == 2:
+            u = u[None]
+        return u if side == "a" else np.swapaxes(u, 1, 2)
+    kg, cg = geo.k // g, geo.c // g
+    x = work.mask(name)
+    if name == "weight":  # (K, Cg, R, S)
+        wt = x.reshape(g, kg, cg, geo.r, geo.s)
+        if work.pass_ == "fwd":  # columns = filters over (r, s, c)
+            return wt.transpose(0, 1, 3, 4, 2).reshape(g, kg, geo.r * geo.s * cg)
+        # dgrad: columns (c, r, s) over k
+        return wt.transpose(0, 2, 3, 4, 1).reshape(g, cg * geo.r * geo.s, kg)
+    if name == "grad_output":  # (N, K, P, Q)
+        d = x.reshape(geo.n, g, kg, geo.p, geo.q)
+        if work.pass_ == "dgrad":  # A rows (n, p, q) over k
+            return d.transpose(1, 0, 3, 4, 2).reshape(g, geo.n * geo.p * geo.q, kg)
+        # wgrad: B columns k over (n, p, q)
+        return d.transpose(1, 2, 0, 3, 4).reshape(g, kg, geo.n * geo.p * geo.q)
+    raise ValueError(f"no matrix view for operand {name!r} of conv2d {work.pass_}")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from accelsim.errors import TraceError, UnsupportedError
@@ -104,6 +104,8 @@ class OpKind:
     reduction_dim: Mapping[str, str]  # pass -> the reduction dim, as named to users
     estimate: Callable[[Any, str, Mapping[str, int]], Estimate]  # (geometry, pass, operand numel)
     transposable: bool = False  # may an operand be a transposed use of a stored tensor
+    # (pass, operand) -> why an N:M mask of the operand is not N:M in that pass (appended to reasons)
+    nm_notes: Mapping[tuple[str, str], str] = field(default_factory=dict)
     is_conv: bool = False  # geometry is a ConvGeometry (the kernels walk conv windows)
 
 
@@ -249,6 +251,7 @@ _CONV2D = OpKind(
     check=_conv_check, out_shape=_conv_out_shape, gemms=_conv_gemms, describe=ConvGeometry.describe,
     reduction_dim={"fwd": "C (with R, S)", "dgrad": "K (output channels)", "wgrad": "N*P*Q (batch and output pixels)"},
     estimate=_conv_estimate, transposable=False, is_conv=True,
+    nm_notes={("dgrad", "weight"): "a fwd N:M weight mask runs along C, dgrad reduces over K"},
 )
 
 
@@ -338,6 +341,12 @@ def reduction_dim(kind: str, pass_: str) -> str:
     """The name of the GEMM reduction dim of a pass, as shown to users (N:M fallback reasons)."""
     entry = KINDS.get(kind)
     return entry.reduction_dim.get(pass_, "K") if entry is not None else "K"
+
+
+def nm_note(kind: str, pass_: str, operand: str) -> str | None:
+    """The kind's explanation of why an operand's N:M pattern does not carry over to `pass_`."""
+    entry = KINDS.get(kind)
+    return entry.nm_notes.get((pass_, operand)) if entry is not None else None
 
 
 def _human_bytes(n: int) -> str:

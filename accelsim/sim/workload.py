@@ -312,6 +312,7 @@ def nm_reason(name: str, kind: str, pass_: str, n: int, m: int, compliance: floa
            f"have >{n} non-zeros" + (" or are short" if short else ""))
     if short:
         why += f" (K={k} not a multiple of {m}: its last group of {k % m} has no {n}:{m} form)"
-    if kind == "conv2d" and pass_ == "dgrad" and name == "weight":
-        why += " (a fwd N:M weight mask runs along C, dgrad reduces over K)"
+    note = lowering.nm_note(kind, pass_, name)
+    if note:
+        why += f" ({note})"
     return why
