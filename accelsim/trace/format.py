@@ -18,7 +18,6 @@ import json
 import math
 import os
 import reprlib
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import numpy as np
 
 from accelsim.errors import AccelsimError, TraceError
 from accelsim.sim import lowering
-from accelsim.util.atomic import default_file_mode
+from accelsim.util.atomic import default_file_mode, deferred_signals, make_temp
 from accelsim.util.files import NotRegularFileError, display_path, open_regular
 
 SCHEMA = "accelsim-trace"
@@ -426,14 +425,22 @@ class TraceWriter:
         self._header = header
         self._check = _Check(str(self.path))
         self._level = compresslevel
-        directory = self.path.parent if str(self.path.parent) else Path(".")
+        tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
-        except OSError as e:
-            raise TraceError(f"cannot write trace {self.path}: {e.strerror or e}") from None
-        self._tmp = tmp
-        self._fh = os.fdopen(fd, "w+b")
-        self._zip = zipfile.ZipFile(self._fh, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
+            with deferred_signals():  # Ctrl-C/SIGTERM wait until the temp file is known (removed below)
+                fd, tmp = make_temp(self.path)
+                self._fh = os.fdopen(fd, "w+b")
+                self._tmp = tmp
+            self._zip = zipfile.ZipFile(self._fh, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
+        except BaseException as e:
+            if tmp is not None:
+                fh = getattr(self, "_fh", None)
+                if fh is not None:
+                    fh.close()
+                os.unlink(tmp)
+            if isinstance(e, OSError):
+                raise TraceError(f"cannot write trace {display_path(self.path)}: {e.strerror or _short(e)}") from None
+            raise
         self._tensors: list[TensorRecord] = []
         self._tensor_json: list[dict] = []
         self._ops: list[dict] = []
