@@ -191,3 +191,24 @@ def test_unencodable_text_is_written_escaped(tmp_path):
     assert (tmp_path / "s.csv").read_text() == "layer,cycles\nfc\\ud800,3\n"
     write_json(tmp_path / "s.json", {"layer": "fc\ud800"})
     assert json.loads((tmp_path / "s.json").read_text()) == {"layer": "fc\ud800"}
+
+
+def test_progress_bar_survives_a_full_or_closed_stream():
+    class Full(io.StringIO):
+        def write(self, s):
+            raise OSError(28, "No space left on device")
+
+        def isatty(self):
+            return True
+
+    bar = ProgressBar("sim", stream=Full(), delay=0)
+    bar(1, 2)            # the write fails: the bar turns itself off instead of failing the run
+    assert not bar.enabled
+    bar(2, 2)
+    bar.close()
+    closed = io.StringIO()
+    closed.close()
+    bar = ProgressBar("sim", stream=closed, delay=0)  # isatty() on a closed stream raises ValueError
+    bar(1, 2)
+    bar.close()
+    assert not bar.enabled
