@@ -541,3 +541,24 @@ def test_full_disk_during_record_is_one_line(tmp_path, monkeypatch, capsys):
                  "-q", "-o", str(out)]) == 2
     assert capsys.readouterr().err == f"accelsim: error: cannot write trace {out}: No space left on device\n"
     assert not list(tmp_path.iterdir())
+
+
+def test_unreadable_parent_directory_is_one_line(tiny, tmp_path, monkeypatch, capsys):
+    # chmod cannot lock root out, so the stat of a path under a parent without search permission is
+    # made to fail as it does for other users (EACCES)
+    from accelsim.cli import main
+
+    locked = tmp_path / "locked"
+    real = Path.stat
+
+    def stat(self, *a, **k):
+        if str(self).startswith(str(locked)):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    for argv, what in ([["inspect", str(locked / "t.npz")], "trace file"],
+                       [["run", str(tiny), "--hw", str(A100), "--json", str(locked / "o.json")], "--json output"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == f"accelsim: error: {argv[-1]}: cannot open the {what}: Permission denied\n", err
