@@ -32,7 +32,10 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (the default prints the whole usage block first)."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        _stderr(f"{PROG}: error: {' '.join(str(message).split())} (see '{self.prog} --help')\n")
+        text = " ".join(str(message).split())
+        if len(text) > 300:  # an unknown 100 KB argument is quoted in the message: cut it
+            text = text[:297] + "..."
+        _stderr(f"{PROG}: error: {text} (see '{self.prog} --help')\n")
         sys.exit(2)
 
 

@@ -193,6 +193,12 @@ def gen_traces(rng: random.Random, d: Path, n_random: int) -> list[Case]:
         except (IndexError, KeyError, TypeError):
             pass
         _with_header(add(f"header/{i:03d}", quick=i % 8 == 0), base, h)
+    for i in range(n_random):  # legal but unusual geometry: must simulate without a traceback
+        p = add(f"geometry/random_{i:03d}", quick=i % 8 == 0)
+        try:
+            write_random_geometry(p, rng)
+        except Exception as e:  # the writer refuses an empty GEMM (a one-line TraceError): keep the text
+            p.write_bytes(b"writer refused: " + str(e)[:200].encode())
     # schema, version, not JSON, not an object, deep JSON, huge numbers
     for name, raw in [("schema", None), ("version2", None), ("version_bool", None), ("not_json", b"{nope"),
                       ("not_object", b"[1, 2]"), ("deep_json", b"[" * 100_000 + b"]" * 100_000),
@@ -285,6 +291,52 @@ def gen_traces(rng: random.Random, d: Path, n_random: int) -> list[Case]:
                     ("too_long", d / ("n" * 5000 + ".npz")), ("missing", d / "missing.npz")]:
         cases.append(Case(f"trace/path/{name}", "trace", str(p), quick=True))
     return cases
+
+
+def write_random_geometry(path: Path, rng: random.Random) -> None:
+    """A valid trace of small random but legal geometry: a conv (stride, padding, dilation, groups,
+    1x1 .. 5x5 kernels, empty batches) and a matmul / bmm with dims from 0 to 70, random densities
+    (all-zero and all-one masks included) -- what the simulator must take without a traceback."""
+    from accelsim.trace.format import Operand, TraceWriter
+
+    nrng = np.random.default_rng(rng.randrange(2**32))
+
+    def mask(shape):
+        d = rng.choice([0.0, 1.0, 0.5, 0.1, 0.9, nrng.random()])
+        return nrng.random(shape) < d
+
+    while True:
+        g = rng.choice([1, 1, 2, 4])
+        n, c, k = rng.choice([0] + [1, 2, 3] * 4), g * rng.randint(1, 6), g * rng.randint(1, 6)
+        r, sk = rng.randint(1, 5), rng.randint(1, 5)
+        st, pd, dl = [rng.randint(1, 3) for _ in range(2)], [rng.randint(0, 3) for _ in range(2)], \
+            [rng.randint(1, 2) for _ in range(2)]
+        h, w = rng.randint(1, 12), rng.randint(1, 12)
+        p_ = (h + 2 * pd[0] - dl[0] * (r - 1) - 1) // st[0] + 1
+        q_ = (w + 2 * pd[1] - dl[1] * (sk - 1) - 1) // st[1] + 1
+        if p_ >= 1 and q_ >= 1:
+            break
+    conv = {"stride": st, "padding": pd, "dilation": dl, "groups": g, "input_shape": [n, c, h, w],
+            "weight_shape": [k, c // g, r, sk], "output_shape": [n, k, p_, q_]}
+    m_, k_, n_ = (rng.choice([0] + [1, 2, 3, 7, 16, 33, 70] * 4) for _ in range(3))
+    b_ = rng.choice([1, 2, 5])
+    with TraceWriter(path, {"steps": [0], "created": "2000-01-01T00:00:00+00:00", "recorder": "fuzz"}) as tw:
+        def t(shape, role):
+            return tw.add_tensor(mask(shape), dtype=rng.choice(["float32", "float16", "bfloat16"]), role=role,
+                                 layer="L")
+        x, wt, go = t((n, c, h, w), "activation"), t((k, c // g, r, sk), "weight"), t((n, k, p_, q_), "grad_output")
+        a, b, ga = t((m_, k_), "activation"), t((k_, n_), "weight"), t((m_, n_), "grad_output")
+        ba, bb = t((b_, m_, k_), "activation"), t((b_, k_, n_), "activation")
+        ops = [("fwd", "conv2d", [Operand("input", x), Operand("weight", wt)], [n, k, p_, q_], conv),
+               ("dgrad", "conv2d", [Operand("grad_output", go), Operand("weight", wt)], [n, c, h, w], conv),
+               ("wgrad", "conv2d", [Operand("grad_output", go), Operand("input", x)], [k, c // g, r, sk], conv),
+               ("fwd", "matmul", [Operand("a", a), Operand("b", b)], [m_, n_], {}),
+               ("dgrad", "matmul", [Operand("a", ga), Operand("b", b, True)], [m_, k_], {}),
+               ("wgrad", "matmul", [Operand("a", a, True), Operand("b", ga)], [k_, n_], {}),
+               ("fwd", "bmm", [Operand("a", ba), Operand("b", bb)], [b_, m_, n_], {})]
+        for seq, (pass_, kind, operands, out, params) in enumerate(ops):
+            tw.add_op(step=0, seq=seq, pass_=pass_, kind=kind, layer="L", module_type="M", aten="aten.x",
+                      operands=operands, out_shape=out, params=params)
 
 
 def math_prod(shape) -> int:
@@ -408,8 +460,11 @@ def gen_cli(rng: random.Random, d: Path, trace: Path) -> list[Case]:
         "record_sparsity_2": ["record", "--model", "transformer-block", "--method", "swat", "--sparsity", "2", "-o", npz],
         "record_wrong_ext": ["record", "--model", "transformer-block", "--method", "dense", "-o", str(old / "x.zip")],
         "long_path": ["inspect", str(d / ("n" * 5000 + ".npz"))],
+        "long_hw_path": ["run", t, "--hw", str(d / ("n" * 5000 + ".yaml"))],
+        "huge_unknown_arg": ["inspect", t, "z" * 100_000], "huge_steps_text": ["inspect", t, "--steps", "1," * 50_000],
+        "json_long_name": ["run", t, "--hw", TD, "--json", str(d / ("j" * 5000 + ".json"))],
     }
-    quick = {"unknown_flag", "run_steps_huge", "run_json_devfull", "run_good_outputs_kept_on_error", "inspect_nm_text",
+    quick = {"unknown_flag", "run_steps_huge", "huge_unknown_arg", "run_json_devfull", "run_good_outputs_kept_on_error", "inspect_nm_text",
              "record_batch_zero"}
     return [Case(f"cli/{k}", "cli", argv=v, outputs=[js, cs, png, npz] if k != "run_ok" else [], quick=k in quick)
             for k, v in argvs.items()]
@@ -643,8 +698,8 @@ def run_process(case: Case, timeout: float) -> Result:
         res.status, res.detail = "traceback", (lines[-1] if lines else "")[:200]
     elif rc not in ok_codes:
         res.status, res.detail = "bad-exit", f"exit {rc}: {(lines[-1] if lines else '')[:160]}"
-    elif rc != 0 and len(lines) != 1:
-        res.status, res.detail = "bad-message", f"{len(lines)} stderr lines: {stderr[:160]!r}"
+    elif rc != 0 and (len(lines) != 1 or len(lines[0]) > 1000):
+        res.status, res.detail = "bad-message", f"{len(lines)} stderr lines, {len(stderr)} chars: {stderr[:160]!r}"
     elif rss > MEMORY_LIMIT:
         res.status = "memory"
     after = _snapshot(case.outputs)
