@@ -198,7 +198,7 @@ def gen_traces(rng: random.Random, d: Path, n_random: int) -> list[Case]:
         try:
             write_random_geometry(p, rng)
         except Exception as e:  # the writer refuses an empty GEMM (a one-line TraceError): keep the text
-            p.write_bytes(b"writer refused: " + str(e)[:200].encode())
+            p.write_bytes(b"writer refused: " + str(e).replace(str(p), "TRACE")[:200].encode())
     # schema, version, not JSON, not an object, deep JSON, huge numbers
     for name, raw in [("schema", None), ("version2", None), ("version_bool", None), ("not_json", b"{nope"),
                       ("not_object", b"[1, 2]"), ("deep_json", b"[" * 100_000 + b"]" * 100_000),
@@ -692,7 +692,10 @@ def run_process(case: Case, timeout: float) -> Result:
         stderr = err.read().decode("utf-8", "replace")
     rss = ru.ru_maxrss * KIB
     res = Result(case.id, case.kind, "ok", f"exit {rc}", rss, secs)
-    ok_codes = {0, 2} | ({128 + getattr(signal, case.signal), 130} if case.signal else set())
+    # a signal handled (128 + n; 130 for Ctrl-C) or, if it came before the handlers were installed
+    # during start-up, the default action (-n): either way nothing may be left behind (checked below)
+    sig = getattr(signal, case.signal) if case.signal else None
+    ok_codes = {0, 2} | ({128 + sig, 130, -sig} if sig else set())
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     if "Traceback" in stderr or "Exception ignored" in stderr:
         res.status, res.detail = "traceback", (lines[-1] if lines else "")[:200]
