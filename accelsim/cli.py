@@ -493,6 +493,21 @@ def _flush_stdout(text: str = "") -> None:
         raise AccelsimError(f"cannot write the results to standard output: {e.strerror or e}") from None
 
 
+def _occupy_stdout_fd() -> None:
+    """Started with stdout closed: put /dev/null on descriptor 1, so that the next file opened
+    (say the --json temp file) does not become descriptor 1 and receive stray output."""
+    try:
+        os.fstat(1)
+    except OSError:
+        try:
+            fd = os.open(os.devnull, os.O_WRONLY)
+            if fd != 1:
+                os.dup2(fd, 1)
+                os.close(fd)
+        except OSError:
+            pass
+
+
 def _discard_stdout() -> None:
     """Point file descriptor 1 at /dev/null, so that the interpreter's own flush at exit does not
     fail a second time with a traceback-like 'Exception ignored' (the recipe of the Python docs,
@@ -657,6 +672,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     changed = hasattr(stream, "reconfigure") and old_errors in ("strict", "surrogateescape")
     if changed:
         stream.reconfigure(errors="backslashreplace")
+    if sys.stdout is None:
+        _occupy_stdout_fd()
     old_handlers = _install_signal_handlers()
     try:
         return _main(argv)

@@ -26,12 +26,14 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
     type is checked on the open descriptor (no race between a stat and the open). Raises
     NotRegularFileError, or the OSError of the open (FileNotFoundError, PermissionError,
     ENAMETOOLONG, ELOOP, ...)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    nonblock = getattr(os, "O_NONBLOCK", 0)  # POSIX; elsewhere a FIFO cannot be named like this
+    fd = os.open(path, os.O_RDONLY | nonblock | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise NotRegularFileError(next((k for test, k in _KINDS if test(mode)), "not a regular file"))
-        os.set_blocking(fd, True)
+        if nonblock:
+            os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
