@@ -24,12 +24,7 @@ TIMEOUT = 10.0  # seconds per in-process input (a hang costs this once)
 
 # Inputs that still fail, in files other helpers own. Each is an xfail(strict=True) test: when the
 # owner fixes it the test XPASSes and fails, and the entry is removed here.
-KNOWN: dict[str, str] = {
-    # lowering registry (accelsim/sim/lowering.py): its working-memory limit (ACCELSIM_MAX_OP_BYTES, 4 GiB) is above
-    # this suite's 1 GiB; the full run measured 1.55 GiB peak and 8.9 s for this 2 KB input
-    "trace/geometry/bmm_batch_1e7": "a bmm of batch 10^7 (1x1 @ 1x1) simulates with a peak RSS over 1 GiB (or past "
-                                    "the timeout): the op-memory estimate allows 4 GiB",
-}
+KNOWN: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
