@@ -367,7 +367,7 @@ def validate(kind: str, pass_: str, params: Any, used: Mapping[str, tuple[int, .
         raise UnsupportedError(f"{kind} pass {str(pass_)[:20]!r} is not one of {', '.join(entry.operands)}")
     want = entry.operands[pass_]
     if sorted(used) != sorted(want):
-        raise TraceError(f"operands are {list(used)} but a {kind} {pass_} op has {list(want)}")
+        raise TraceError(f"operands are {[str(x)[:40] for x in used][:8]} but a {kind} {pass_} op has {list(want)}")
     if transposed and not entry.transposable:
         bad = [nm for nm, t in transposed.items() if t]
         if bad:
