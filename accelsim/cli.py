@@ -619,6 +619,13 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     rc.set_defaults(func=cmd_record)
 
+    from accelsim.sweep.command import EPILOG as SWEEP_EPILOG, add_arguments as sweep_arguments, cmd_sweep
+
+    sw = add("sweep", "run traces x machine variants (vary:/zip: in a spec) into one table (.parquet/.csv)",
+             SWEEP_EPILOG)
+    sweep_arguments(sw)
+    sw.set_defaults(func=cmd_sweep)
+
     h = add("hw", "the shipped machines: 'accelsim hw list' prints one line each",
             "  accelsim hw list\n  accelsim run traces/resnet18_cifar_swat_u90.npz --hw a100_24")
     hsub = h.add_subparsers(dest="hw_command", metavar="ACTION", parser_class=_Parser)
