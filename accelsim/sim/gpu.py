@@ -15,9 +15,14 @@ A lowered op C[M,N] += A[M,K] @ B[K,N] (x groups) runs as one kernel launch of C
   shapes' MACs (2 on A100: the compressed operand halves the K work). One CTA main-loop step alone on
   an SM takes ceil(tm*tn*tk / rate) cycles; the CTAs resident on one SM share its tensor cores, so a
   wave step takes (CTAs on the busiest SM) = ceil(CTAs in wave / SMs) times that (wave quantisation).
-* Split-K. When there are fewer tiles than SMs, K is split into s = min(ceil(K/tk), SMs // tiles)
-  slices so every SM gets a CTA (the usual cuBLAS/CUTLASS remedy for small-M*N GEMMs such as conv
-  wgrad; an assumption of this model, not a measured heuristic). Each slice writes an fp32 (4-byte)
+* Split-K. K may be split into s slices (the usual cuBLAS/CUTLASS remedy for small-M*N GEMMs such
+  as conv wgrad), but only where that is faster, the extra launch included: gemm_search costs each
+  CTA tile with s = 1 and with every s of split_candidates (powers of two up to min(ceil(K/tk),
+  SMs), plus the old fill-the-SMs choice min(ceil(K/tk), SMs // tiles)) and keeps the fastest. The
+  candidate set does not depend on M or N and only grows with K, so a GEMM that grows is never
+  offered a cheaper plan it could not use before (cost monotone in M, N, K; tests/test_gpu.py
+  sweeps it). Forcing split-K whenever tiles < SMs made M512 N128 K128 dearer than M512 N512 K128
+  (issue 11). Each slice writes an fp32 (4-byte)
   partial tile; a second kernel (one more launch) reads the s partials and writes the output. The
   partials stay in L2 when s*M*N*4 bytes fit there, else they go to HBM and back. The reduction
   kernel is fenced (a new launch) and moves its bytes at the L2 bandwidth; its additions (s*M*N on
@@ -123,18 +128,37 @@ def sparse_dim_multiple(element_bytes: int) -> int:
     return max(1, 32 // int(element_bytes))
 
 
+def fill_split(tiles: int, ksteps_total: int, sms: int) -> int:
+    """The split that gives every SM a CTA when there are fewer tiles than SMs:
+    min(ceil(K/tk), SMs // tiles), else 1."""
+    return max(1, min(ksteps_total, sms // tiles)) if 0 < tiles < sms else 1
+
+
+def split_candidates(m: int, n: int, k: int, groups: int, gpu, tile: tuple[int, int, int]) -> tuple[int, ...]:
+    """K splits gemm_search tries for one CTA tile (module docstring, "Split-K"): 1, the powers of
+    two up to min(ceil(K/tk), SMs) and the fill-the-SMs split, ascending, without repeats."""
+    tm, tn, tk = tile
+    kt = max(1, -(-k // tk))
+    cap = min(kt, gpu.sms)
+    out = {1, fill_split(groups * -(-m // tm) * -(-n // tn), kt, gpu.sms)}
+    s = 2
+    while s <= cap:
+        out.add(s)
+        s *= 2
+    return tuple(sorted(out))
+
+
 def plan_gemm(m: int, n: int, k: int, groups: int, gpu, *, sparse_a: bool,
-              tile: tuple[int, int, int] | None = None) -> GemmPlan:
+              tile: tuple[int, int, int] | None = None, split: int | None = None) -> GemmPlan:
     """Tiles, split-K, waves and the per-step MMA cycles of one GEMM with CTA tile ``tile`` (default:
-    the first of ``cta_tiles``; module docstring)."""
+    the first of ``cta_tiles``) and ``split`` K slices (default: fill_split, the fill-the-SMs
+    choice; gemm_search tries split_candidates; module docstring)."""
     tile = tuple(tile) if tile is not None else gpu.cta_tiles[0]
     tm, tn, tk = tile
     tiles_m, tiles_n = -(-m // tm), -(-n // tn)
     tiles = groups * tiles_m * tiles_n
     ksteps_total = max(1, -(-k // tk))
-    split = 1
-    if 0 < tiles < gpu.sms:
-        split = max(1, min(ksteps_total, gpu.sms // tiles))
+    split = fill_split(tiles, ksteps_total, gpu.sms) if split is None else max(1, min(int(split), ksteps_total))
     ksteps = -(-ksteps_total // split)
     rate_factor = mma_rate_factor(gpu) if sparse_a else 1
     rate = gpu.tensor_cores_per_sm * gpu.dense_macs_per_cycle_per_core * rate_factor
@@ -421,20 +445,22 @@ def _gemm_search(m: int, n: int, k: int, groups: int, machine: tuple, sparse_a: 
     scales = dict(scale_a=scale_a, scale_b=scale_b, scale_out=scale_out, out_bytes=out_bytes)
     launch = launch_cycles(hw)
 
-    def plan_of(tile):
-        plan = plan_gemm(m, n, k, groups, gpu, sparse_a=sparse_a, tile=tile)
+    def plan_of(tile, split):
+        plan = plan_gemm(m, n, k, groups, gpu, sparse_a=sparse_a, tile=tile, split=split)
         traffic = gemm_traffic(plan, gpu, cap, compressed_a=sparse_a, **scales)
         stream = gemm_stream(plan, traffic, gpu, names, l2_bpc, dram.latency_cycles, hbm_bpc, smem)
         return plan, traffic, stream, launch * (2 if plan.split_k > 1 else 1)
 
-    if len(gpu.cta_tiles) == 1:
-        (plan, traffic, stream, fixed), engine = plan_of(gpu.cta_tiles[0]), None
+    options = [(t, s) for t in gpu.cta_tiles for s in split_candidates(m, n, k, groups, gpu, t)]
+    if len(options) == 1:
+        (plan, traffic, stream, fixed), engine = plan_of(*options[0]), None
     else:
-        # the library picks the fastest kernel per problem size (policy.fastest; ties: fewer DRAM
-        # bytes, then the earlier tile). Lower bound: the engine's total is at least the compute
+        # the library picks the fastest kernel per problem size -- CTA tile and K split, the split-K
+        # reduction's launch included (policy.fastest; ties: fewer DRAM bytes, then the earlier
+        # option: smaller splits first). Lower bound: the engine's total is at least the compute
         # cycles and at least the HBM bytes at the HBM bandwidth.
         (plan, traffic, stream, fixed), _, engine = fastest(
-            [plan_of(t) for t in gpu.cta_tiles], lambda c: c[2], bytes_per_cycle=hbm_bpc,
+            [plan_of(t, s) for t, s in options], lambda c: c[2], bytes_per_cycle=hbm_bpc,
             latency_cycles=dram.latency_cycles, extra=lambda c: c[3], tiebreak=lambda c: (_stream_bytes(c[2]),),
             bound=lambda c: max(float(c[2].compute_cycles.sum()), _stream_bytes(c[2]) / hbm_bpc) + c[3])
     dense_t = gemm_traffic(plan, gpu, cap, compressed_a=False, **scales) if sparse_a else traffic
