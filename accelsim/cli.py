@@ -1,4 +1,4 @@
-"""The ``accelsim`` command line: run | compare | inspect | plot | record.
+"""The ``accelsim`` command line: run | compare | inspect | plot | record | sweep.
 
 Bad input (a missing or corrupt file, a bad flag, a hardware file with an unknown key) prints one
 line ``accelsim: error: ...`` on stderr and exits 2. Only AccelsimError and argparse errors are

@@ -222,7 +222,7 @@ def _execute_dask(chunks: list[list[Task]], scheduler: Any, on_done: Callable[[l
     own = isinstance(scheduler, str)
     try:
         client = Client(scheduler, timeout="20s") if own else scheduler
-    except (OSError, TimeoutError) as e:
+    except (OSError, TimeoutError, ValueError, TypeError) as e:
         raise AccelsimError(f"--scheduler {str(scheduler)[:80]}: cannot connect: {_one_line(str(e), 120)}") from None
     try:
         futs = client.map(run_chunk, chunks, pure=False)
