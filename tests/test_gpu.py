@@ -1,6 +1,7 @@
 """GPU tensor-core model (accelsim.sim.gpu): hand-worked waves, traffic, split-K, the 2:4 decision."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -486,3 +487,52 @@ def test_hand_built_config_without_a_role_is_an_error_not_a_default():
     with pytest.raises(HardwareConfigError, match=r"^tiny.yaml: memory: no level l2 \(family gpu needs one level "
                                                   r"per role: smem, l2, dram\)$"):
         check_hw(no_l2)
+
+
+# ---- kernel_model: library (issue 11; accelsim/sim/gpu.py "Kernel model")
+
+
+def test_library_kernel_model_scales_mainloop_and_adds_fixed_time():
+    import dataclasses
+
+    base = tiny()
+    lib = dataclasses.replace(base, compute=dataclasses.replace(
+        base.compute, kernel_model="library", mainloop_efficiency=(0.8, 0.5), kernel_fixed_s=(2e-6, 3e-6)))
+    # 256x256x64 on 2 SMs, 128x128x32 CTAs: 2 waves x 2 steps; a step is 128*128*32 / 1024 = 512 cycles
+    # dense at the MMA rate -> 512 / 0.8 = 640 cycles; mma.sp 256 -> 256 / 0.5 = 512
+    pd, sd, fd, _ = gpu.gemm_cost(256, 256, 64, 1, lib, sparse_a=False)
+    ps, ss, fs, _ = gpu.gemm_cost(256, 256, 64, 1, lib, sparse_a=True)
+    assert (pd.step_cycles, ps.step_cycles) == (640, 512)
+    assert int(sd.compute_cycles.sum()) == 2 * 2 * 640 and int(ss.compute_cycles.sum()) == 2 * 2 * 512
+    # fixed: 1 us launch (1000 cycles at 1 GHz) + 2 us dense / 3 us sparse kernel time
+    assert (fd, fs) == (3000, 4000)
+    # the ideal defaults leave every number of the ideal model as it was
+    assert gpu.gemm_cost(256, 256, 64, 1, base, sparse_a=False)[0].step_cycles == 512
+    assert base.compute.kernel_model == "ideal" and base.compute.kernel_fixed_s == (0.0, 0.0)
+
+
+def _gpu_yaml(tmp_path, extra: str):
+    src = (Path(__file__).resolve().parents[1] / "hwconfigs" / "a100_24.yaml").read_text()
+    p = tmp_path / "g.yaml"
+    p.write_text(src.replace("  launch_overhead: 4 us", "  launch_overhead: 4 us\n" + extra))
+    return p
+
+
+def test_library_kernel_model_keys_load_and_are_checked(tmp_path):
+    from accelsim.hw import load_hw
+
+    hw = load_hw(_gpu_yaml(tmp_path, "  kernel_model: library\n  mainloop_efficiency: {dense: 0.7, sparse: 0.6}\n"
+                                     "  kernel_fixed: {dense: 10 us, sparse: 60 us}\n"))
+    assert hw.compute.kernel_model == "library"
+    assert hw.compute.mainloop_efficiency == (0.7, 0.6)
+    assert hw.compute.kernel_fixed_s == pytest.approx((10e-6, 60e-6), rel=1e-12)
+    for extra, msg in (
+            ("  mainloop_efficiency: {dense: 0.7, sparse: 0.6}\n",
+             r"compute\.mainloop_efficiency: only with kernel_model: library"),
+            ("  kernel_model: library\n  mainloop_efficiency: {dense: 1.5, sparse: 0.6}\n",
+             r"compute\.mainloop_efficiency\.dense: must be a number in \(0, 1\], got '1.5'"),
+            ("  kernel_model: library\n  mainloop_efficiency: {dense: 0.7}\n", r"compute\.mainloop_efficiency"),
+            ("  kernel_model: library\n  kernel_fixed: {dense: -1 us, sparse: 0 us}\n", r"compute\.kernel_fixed\.dense"),
+            ("  kernel_model: fast\n", r"compute\.kernel_model")):
+        with pytest.raises(HardwareConfigError, match=msg):
+            load_hw(_gpu_yaml(tmp_path, extra))

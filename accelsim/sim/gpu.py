@@ -47,6 +47,12 @@ A lowered op C[M,N] += A[M,K] @ B[K,N] (x groups) runs as one kernel launch of C
 * Prologue. CTAs are not persistent: a wave's CTAs start when the previous wave's have exited and
   only then issue their first loads, so each wave's first chunk is a fenced engine tile (no
   prefetch across it; memory.py): its HBM transfer and the DRAM latency are exposed per wave.
+* Kernel model (issue 11). ``kernel_model: ideal`` (the default) is the bound above: main-loop
+  steps at the MMA rate, one launch per kernel. ``kernel_model: library`` adds what separates
+  measured library kernels from the silicon, dense and 2:4 separately: each main-loop step takes
+  ceil(MACs / (rate * mainloop_efficiency)) cycles, and each GEMM kernel pays ``kernel_fixed``
+  (setup, prologue/epilogue overheads) on top of its launch. Those parameters are to be fitted to
+  the published measurements in accelsim/validation/data/a100_24_library.csv (not done yet).
 * Sparse A stored compressed: the 2:4 operand is kept as half its values plus a 2-bit position per
   kept value (PTX sparse storage; formats.storage_bits("nm")), 9/16 of dense for fp16. Compressing a
   non-weight operand at run time (cuSPARSELt's compress kernel) is not modelled.
@@ -162,7 +168,8 @@ def plan_gemm(m: int, n: int, k: int, groups: int, gpu, *, sparse_a: bool,
     ksteps = -(-ksteps_total // split)
     rate_factor = mma_rate_factor(gpu) if sparse_a else 1
     rate = gpu.tensor_cores_per_sm * gpu.dense_macs_per_cycle_per_core * rate_factor
-    step_cycles = -(-(tm * tn * tk) // rate)
+    eff = gpu.mainloop_efficiency[1 if sparse_a else 0]
+    step_cycles = -(-(tm * tn * tk) // rate) if eff == 1.0 else math.ceil(tm * tn * tk / (rate * eff))
     wave_size = gpu.sms * gpu.ctas_per_sm
     ctas = tiles * split
     return GemmPlan(m, n, k, groups, tiles_m, tiles_n, split, ctas, ksteps, wave_size,
@@ -444,12 +451,13 @@ def _gemm_search(m: int, n: int, k: int, groups: int, machine: tuple, sparse_a: 
     hbm_bpc = dram.bandwidth_bytes_per_s / hw.clock_hz
     scales = dict(scale_a=scale_a, scale_b=scale_b, scale_out=scale_out, out_bytes=out_bytes)
     launch = launch_cycles(hw)
+    kernel = int(math.ceil(gpu.kernel_fixed_s[1 if sparse_a else 0] * hw.clock_hz))  # library model's fixed time
 
     def plan_of(tile, split):
         plan = plan_gemm(m, n, k, groups, gpu, sparse_a=sparse_a, tile=tile, split=split)
         traffic = gemm_traffic(plan, gpu, cap, compressed_a=sparse_a, **scales)
         stream = gemm_stream(plan, traffic, gpu, names, l2_bpc, dram.latency_cycles, hbm_bpc, smem)
-        return plan, traffic, stream, launch * (2 if plan.split_k > 1 else 1)
+        return plan, traffic, stream, kernel + launch * (2 if plan.split_k > 1 else 1)
 
     options = [(t, s) for t in gpu.cta_tiles for s in split_candidates(m, n, k, groups, gpu, t)]
     if len(options) == 1:

@@ -21,6 +21,12 @@ class GpuCompute:
     cta_tiles: tuple[tuple[int, int, int], ...]
     ctas_per_sm: int
     launch_overhead_s: float
+    # issue 11: "ideal" = the silicon's bound (kernels as efficient as the MMA rate allows);
+    # "library" = what measured libraries reach: main-loop cycles / efficiency and a fixed time per
+    # kernel, dense and 2:4 separately (accelsim/sim/gpu.py "Kernel model")
+    kernel_model: str = "ideal"
+    mainloop_efficiency: tuple[float, float] = (1.0, 1.0)  # (dense, sparse), in (0, 1]
+    kernel_fixed_s: tuple[float, float] = (0.0, 0.0)  # (dense, sparse) seconds per GEMM kernel
 
     @property
     def peak_macs_per_cycle(self) -> int:
@@ -39,12 +45,48 @@ REQUIRED = ("sms", "tensor_cores_per_sm", "dense_macs_per_cycle_per_core", "mma_
             "data_type", "cta_tile", "launch_overhead")
 
 
+KERNEL_MODELS = ("ideal", "library")
+
+
+def _dense_sparse(ctx, c, key: str, parse, default: tuple[float, float]) -> tuple[float, float]:
+    """A {dense: x, sparse: y} mapping (both required) through ``parse``, or ``default`` when absent."""
+    if key not in c:
+        return default
+    v = c[key]
+    ctx.keys(v, f"compute.{key}", ("dense", "sparse"), ("dense", "sparse"))
+    return parse(v["dense"], f"compute.{key}.dense"), parse(v["sparse"], f"compute.{key}.sparse")
+
+
+def _efficiency(ctx):
+    def parse(v, where):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < float(v) <= 1:
+            raise ctx.fail(where, f"must be a number in (0, 1], got {str(v)[:40]!r}")
+        return float(v)
+    return parse
+
+
+def _time(ctx):
+    def parse(v, where):
+        t = ctx.unit(units.parse_time, v, where)
+        if t < 0:
+            raise ctx.fail(where, f"must be >= 0, got {t}")
+        return t
+    return parse
+
+
 def parse_compute(ctx, c) -> GpuCompute:
     ctx.keys(c, "compute", FAMILY.compute_keys, REQUIRED)
     dt, eb = data_type(ctx, c)
     launch = ctx.unit(units.parse_time, c["launch_overhead"], "compute.launch_overhead")
     if launch < 0:
         raise ctx.fail("compute.launch_overhead", f"must be >= 0, got {launch}")
+    model = ctx.choice(c, "kernel_model", "compute", KERNEL_MODELS, default="ideal")
+    if model == "ideal":
+        for key in ("mainloop_efficiency", "kernel_fixed"):
+            if key in c:
+                raise ctx.fail(f"compute.{key}", "only with kernel_model: library (the ideal model has none)")
+    eff = _dense_sparse(ctx, c, "mainloop_efficiency", _efficiency(ctx), (1.0, 1.0))
+    fixed = _dense_sparse(ctx, c, "kernel_fixed", _time(ctx), (0.0, 0.0))
     return GpuCompute(sms=ctx.int_(c, "sms", "compute"),
                       tensor_cores_per_sm=ctx.int_(c, "tensor_cores_per_sm", "compute"),
                       dense_macs_per_cycle_per_core=ctx.int_(c, "dense_macs_per_cycle_per_core", "compute"),
@@ -52,7 +94,8 @@ def parse_compute(ctx, c) -> GpuCompute:
                       sparse_mma_shape=ctx.triple(c, "sparse_mma_shape", "compute"),
                       data_type=dt, element_bytes=eb, cta_tiles=ctx.triples(c, "cta_tile", "compute"),
                       ctas_per_sm=ctx.int_(c, "ctas_per_sm", "compute", default=1),
-                      launch_overhead_s=launch)
+                      launch_overhead_s=launch, kernel_model=model, mainloop_efficiency=eff,
+                      kernel_fixed_s=fixed)
 
 
 def validate(hw, fail):
@@ -84,7 +127,7 @@ FAMILY = register(Family(
     name="gpu",
     compute_keys=("sms", "tensor_cores_per_sm", "dense_macs_per_cycle_per_core", "mma_shape",
                   "sparse_mma_shape", "data_type", "element_bytes", "cta_tile", "ctas_per_sm",
-                  "launch_overhead"),
+                  "launch_overhead", "kernel_model", "mainloop_efficiency", "kernel_fixed"),
     parse_compute=parse_compute,
     sparsity_kinds=("none", "nm"),
     roles=(Role("smem", "shared memory, per SM", shared=False),
