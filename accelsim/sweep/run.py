@@ -47,18 +47,26 @@ class SweepStats:
 
 
 # ------------------------------------------------------------------------------------- worker side
-_LOCAL = threading.local()  # per thread (Dask threads share a process): trace -> its lowered ops
+# Per worker process: trace -> its lowered ops, shared by the process's threads (a Dask worker
+# runs tasks on pool threads, not always the same one). Building an entry and the footprint (which
+# read the trace's zip) hold the lock; the simulation only reads the in-memory workloads, whose
+# memo() values are deterministic, so two threads filling the same memo entry agree.
+_STATES: dict[tuple[str, str], dict] = {}
+_LOCK = threading.Lock()
+_KEEP = 4  # traces kept per process (a chunk is one trace; points are grouped by trace)
 
 
 def _trace_state(path: str, sha: str) -> dict:
     from accelsim.sim.workload import lower_op
     from accelsim.trace.format import load_trace
 
-    st = getattr(_LOCAL, "state", None)
-    if st is None or st["key"] != (path, sha):
+    with _LOCK:
+        st = _STATES.get((path, sha))
         if st is not None:
-            st["trace"].close()
-        _LOCAL.state = None
+            return st
+        while len(_STATES) >= _KEEP:
+            # not closed here: a thread may still be using it; its zip closes when it is collected
+            _STATES.pop(next(iter(_STATES)))
         trace = load_trace(path)
         if not trace.ops:
             trace.close()
@@ -66,9 +74,9 @@ def _trace_state(path: str, sha: str) -> dict:
         # what depends only on the trace and the op: the lowered workloads, whose memo() keeps the
         # mask views, effectual counts and N:M compliance for every later point of this trace
         works = [lower_op(trace, op) for op in trace.ops]
-        st = {"key": (path, sha), "trace": trace, "works": works, "fp": {}}
-        _LOCAL.state = st
-    return st
+        st = {"trace": trace, "works": works, "fp": {}}
+        _STATES[(path, sha)] = st
+        return st
 
 
 def _header_info(header: dict) -> dict:
@@ -120,14 +128,15 @@ def simulate_point(trace_path: str, trace_sha: str, hw_json: str) -> dict:
         if sp is not None and sp.kind == "nm" and sp.n and sp.m:
             n, m = sp.n, sp.m
         fkey = (fmt, n, m)
-        if fkey not in st["fp"]:
-            fp = footprint(st["trace"], format=fmt, n=n, m=m)
-            st["fp"][fkey] = {
-                "footprint_format": fp.format, "footprint_dense_bytes": int(fp.totals["all"]["dense"]),
-                "footprint_stored_bytes": int(fp.totals["all"]["stored"]),
-                "footprint_saved_pct": float(fp.saved_pct("all", True)),
-                "footprint_peak_dense_bytes": int(fp.peak_dense), "footprint_peak_stored_bytes": int(fp.peak_stored),
-                "footprint_peak_saved_pct": float(fp.peak_saved_pct)}
+        with _LOCK:
+            if fkey not in st["fp"]:
+                fp = footprint(st["trace"], format=fmt, n=n, m=m)
+                st["fp"][fkey] = {
+                    "footprint_format": fp.format, "footprint_dense_bytes": int(fp.totals["all"]["dense"]),
+                    "footprint_stored_bytes": int(fp.totals["all"]["stored"]),
+                    "footprint_saved_pct": float(fp.saved_pct("all", True)),
+                    "footprint_peak_dense_bytes": int(fp.peak_dense), "footprint_peak_stored_bytes": int(fp.peak_stored),
+                    "footprint_peak_saved_pct": float(fp.peak_saved_pct)}
         return {"info": _header_info(st["trace"].header), "passes": result.totals(), "footprint": st["fp"][fkey]}
     except AccelsimError as e:
         return {"error": _one_line(str(e)), "cacheable": True}
