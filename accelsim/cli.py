@@ -410,6 +410,20 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_gemm(args) -> int:
+    """One GEMM, dense and 2:4 (accelsim/gemm.py)."""
+    from accelsim.gemm import format_report, gemm_report, parse_dim
+    from accelsim.report.writers import write_json
+
+    json_path = _output_file(args.json, (".json",), "--json output")
+    m, n, k = (parse_dim(v, nm) for v, nm in ((args.m, "M"), (args.n, "N"), (args.k, "K")))
+    rep = gemm_report(m, n, k, _open_hw(args.hw), dtype=args.dtype, sparse=args.sparse, ideal=args.ideal)
+    _print(format_report(rep))
+    if json_path:
+        _write(json_path, lambda: write_json(json_path, rep.to_dict()))
+    return 0
+
+
 def cmd_hw_list(args) -> int:
     from accelsim.hw import catalog
 
@@ -625,6 +639,21 @@ def build_parser() -> argparse.ArgumentParser:
              SWEEP_EPILOG)
     sweep_arguments(sw)
     sw.set_defaults(func=cmd_sweep)
+
+    g = add("gemm", "one GEMM C[M,N] = A[M,K] @ B[K,N] on a GPU: dense vs 2:4 (A sparse) time, TFLOP/s, bound",
+            "  accelsim gemm 8192 8192 8192 --hw h100_24 --sparse 2:4\n"
+            "  accelsim gemm 1024 256 10240 --hw a100_24 --sparse 2:4 --json g.json")
+    g.add_argument("m", metavar="M", help="rows of A and C")
+    g.add_argument("n", metavar="N", help="columns of B and C")
+    g.add_argument("k", metavar="K", help="reduction dimension")
+    g.add_argument("--hw", required=True, metavar="HW", action=_Once, help=HW_HELP + " (gpu family)")
+    g.add_argument("--dtype", choices=("fp16", "bf16", "int8", "fp8"), default=None,
+                   help="data type (default and only choice: the file's data_type)")
+    g.add_argument("--sparse", choices=("2:4",), default=None, help="also run A as an exactly-2:4 operand along K")
+    g.add_argument("--ideal", action="store_true", default=True,
+                   help="the ideal-kernel bound (today's model; the default)")
+    g.add_argument("--json", metavar="FILE.json", help="write dense_seconds, sparse_seconds, speedup, ... as JSON")
+    g.set_defaults(func=cmd_gemm)
 
     h = add("hw", "the shipped machines: 'accelsim hw list' prints one line each",
             "  accelsim hw list\n  accelsim run traces/resnet18_cifar_swat_u90.npz --hw a100_24")

@@ -1,0 +1,75 @@
+"""`accelsim gemm` (accelsim/gemm.py): the same numbers as `accelsim run`, hand-checked identities, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from accelsim.cli import main
+from accelsim.gemm import gemm_report, two_four_words
+from accelsim.hw import load_hw
+from accelsim.sim import simulate
+from accelsim.trace.format import Operand, TraceWriter, unpack_words
+
+
+def test_two_four_mask_exact():
+    # K multiple of 4 (periodic words) and not (general path): first two of every 4 along K kept
+    for m, k in ((3, 8), (5, 12), (2, 6)):
+        mask = unpack_words(two_four_words(m, k), (m, k))
+        want = np.broadcast_to(np.arange(k) % 4 < 2, (m, k))
+        assert (mask == want).all()
+
+
+def test_identities_and_no_sparse():
+    r = gemm_report(256, 512, 128, "a100_24")
+    hw = load_hw("a100_24")
+    for run in (r.dense, r.sparse):
+        assert run.seconds == run.cycles / hw.clock_hz
+        assert run.tflops == 2 * 256 * 512 * 128 / run.seconds / 1e12  # TFLOP/s = 2MNK / s, exactly
+        assert sum(run.parts.values()) == run.cycles
+        assert run.bound == max(run.parts, key=run.parts.get)
+    assert r.sparse == r.dense and r.speedup == 1.0  # no --sparse: the 2:4 run is the dense one
+
+
+def test_equals_accelsim_run(tmp_path):
+    """A trace holding that one matmul (A weight 2:4 along K) gives the same cycles through simulate."""
+    m, n, k = 256, 128, 512
+    a = unpack_words(two_four_words(m, k), (m, k))
+    path = tmp_path / "g.npz"
+    with TraceWriter(path, {"model": "g", "batch_size": 1, "steps": [0]}) as tw:
+        ta = tw.add_tensor(a, dtype="float16", role="weight", layer="g")
+        tb = tw.add_tensor(np.ones((k, n), bool), dtype="float16", role="activation", layer="g")
+        tw.add_op(step=0, seq=0, pass_="fwd", kind="matmul", layer="g", module_type="", aten="",
+                  operands=[Operand("a", ta), Operand("b", tb)], out_shape=[m, n], params={})
+    res = simulate(path, load_hw("a100_24")).ops[0]
+    r = gemm_report(m, n, k, "a100_24", sparse="2:4")
+    assert r.sparse.cycles == res.total_cycles and r.dense.cycles == res.dense_cycles
+    assert r.speedup == pytest.approx(res.speedup) and r.speedup > 1.0 and r.sparse.fallback is None
+
+
+def test_large_square_bounded_by_peak():
+    hw = load_hw("a100_24")
+    r = gemm_report(2048, 2048, 2048, hw, sparse="2:4")
+    peak = 2 * hw.peak_macs_per_cycle * hw.clock_hz / 1e12
+    assert r.dense.tflops <= peak and r.sparse.tflops <= 2 * peak
+    assert r.dense.bound == "compute"
+
+
+def test_cli_json_and_errors(tmp_path, capsys):
+    out = tmp_path / "g.json"
+    assert main(["gemm", "128", "128", "256", "--hw", "a100_24", "--sparse", "2:4", "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    for key in ("dense_seconds", "sparse_seconds", "speedup", "tflops", "bound", "tile", "hw", "dtype"):
+        assert key in d
+    assert d["speedup"] == pytest.approx(d["dense_seconds"] / d["sparse_seconds"])
+    assert d["hw"] == "a100_24" and d["dtype"] == "fp16" and d["mode"] == "ideal"
+    capsys.readouterr()
+    for argv in (["gemm", "0", "8", "8", "--hw", "a100_24"], ["gemm", "8", "x" * 500, "8", "--hw", "a100_24"],
+                 ["gemm", "8", "8", "8", "--hw", "tensordash"],
+                 ["gemm", "8", "8", "8", "--hw", "a100_24", "--dtype", "bf16"],
+                 ["gemm", "8", "8", str(1 << 40), "--hw", "a100_24"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("accelsim: error:") and "\n" not in err and len(err) < 300
