@@ -650,8 +650,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", choices=("fp16", "bf16", "int8", "fp8"), default=None,
                    help="data type (default and only choice: the file's data_type)")
     g.add_argument("--sparse", choices=("2:4",), default=None, help="also run A as an exactly-2:4 operand along K")
-    g.add_argument("--ideal", action="store_true", default=True,
-                   help="the ideal-kernel bound (today's model; the default)")
+    g.add_argument("--ideal", action="store_true",
+                   help="the ideal-kernel bound (what the silicon allows) even if the file's kernel_model is "
+                        "library (default: the file's kernel_model)")
     g.add_argument("--json", metavar="FILE.json", help="write dense_seconds, sparse_seconds, speedup, ... as JSON")
     g.set_defaults(func=cmd_gemm)
 

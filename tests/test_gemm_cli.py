@@ -73,3 +73,17 @@ def test_cli_json_and_errors(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("accelsim: error:") and "\n" not in err and len(err) < 300
+
+
+def test_ideal_overrides_library_model():
+    """--ideal is kernel_model ideal whatever the file says; a library variant (main loop at 50%) is slower."""
+    import dataclasses
+
+    hw = load_hw("a100_24")
+    lib = dataclasses.replace(hw, compute=dataclasses.replace(
+        hw.compute, kernel_model="library", mainloop_efficiency=(0.5, 0.5), kernel_fixed_s=(0.0, 0.0)))
+    ideal = gemm_report(1024, 1024, 1024, hw)
+    assert ideal.mode == "ideal"
+    assert gemm_report(1024, 1024, 1024, lib, ideal=True).dense.cycles == ideal.dense.cycles
+    slow = gemm_report(1024, 1024, 1024, lib)
+    assert slow.mode == "library" and slow.dense.cycles > ideal.dense.cycles
