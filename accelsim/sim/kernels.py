@@ -448,7 +448,9 @@ def nm_fraction_along(mask: np.ndarray, n: int, m: int, axis: int) -> float:
     moved = np.moveaxis(mask, axis, -1)
     length = moved.shape[-1]
     base = np.arange(moved.size // length, dtype=np.int64) * length
-    v = OperandView(_packed(moved), base, np.arange(length, dtype=np.int64), moved.size // length, 1)
+    src = _packed(moved)
+    _frozen(src)  # read-only like every op's operand view: one compiled _nm_groups signature, not two
+    v = OperandView(src, base, np.arange(length, dtype=np.int64), moved.size // length, 1)
     ok, total = _nm_groups(v.src, v.base, *v.runs, length, n, m)
     return ok / total if total else 1.0
 

@@ -20,6 +20,7 @@ import os
 import reprlib
 import zipfile
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -742,9 +743,27 @@ class Trace:
         arr = self._read_bytes(tensor_id)
         return np.unpackbits(arr, count=t.numel, bitorder="little").astype(bool).reshape(t.shape)
 
+    # Packed words kept per Trace, so a tensor used by several ops (a weight by its forward,
+    # input-gradient and weight-gradient passes) is decompressed and validated once. Bounded by
+    # bytes, least recently used dropped first; the arrays are read-only, so sharing them is safe.
+    PACKED_CACHE_BYTES = 256 << 20
+
     def packed(self, tensor_id: int) -> np.ndarray:
-        """uint64 words; bit i of the C-order flattening is ``(w[i >> 6] >> (i & 63)) & 1``, zero padded."""
-        return bytes_to_words(self._read_bytes(tensor_id))
+        """uint64 words; bit i of the C-order flattening is ``(w[i >> 6] >> (i & 63)) & 1``, zero padded.
+        Read-only; cached per Trace (see PACKED_CACHE_BYTES)."""
+        cache = self.__dict__.setdefault("_packed_cache", OrderedDict())
+        words = cache.get(tensor_id)
+        if words is not None:
+            cache.move_to_end(tensor_id)
+            return words
+        words = bytes_to_words(self._read_bytes(tensor_id))
+        words.flags.writeable = False
+        cache[tensor_id] = words
+        self.__dict__["_packed_bytes"] = self.__dict__.get("_packed_bytes", 0) + words.nbytes
+        while self._packed_bytes > self.PACKED_CACHE_BYTES and len(cache) > 1:
+            _, old = cache.popitem(last=False)
+            self._packed_bytes -= old.nbytes
+        return words
 
     def operand_mask(self, op: OpRecord, name: str) -> np.ndarray:
         """Mask of an op's operand in the layout the op used it (transposed: last two dims swapped)."""
