@@ -150,27 +150,11 @@ def test_transposed_matrix_is_nm_along_dim0():
 def test_prune_masks_count_as_weights_in_a_real_recorded_step(tmp_path):
     """torch.nn.utils.prune: ``weight = weight_orig * weight_mask`` makes MulBackward0 save the mask;
     it is weight-side state, for a 1x1 conv (mask shape K,C,1,1) as for a linear layer."""
-    torch = pytest.importorskip("torch")
-    from torch import nn
-    from torch.nn.utils import prune
-
+    pytest.importorskip("torch")
     import accelsim
+    from pruned_model import record_pruned_step
 
-    class Pruned(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 1)
-            self.fc = nn.Linear(16, 3)
-
-        def forward(self, x):
-            return self.fc(torch.flatten(torch.relu(self.conv(x)), 1))
-
-    torch.manual_seed(0)
-    net = Pruned()
-    prune.l1_unstructured(net.conv, "weight", amount=0.5)
-    prune.l1_unstructured(net.fc, "weight", amount=0.5)
-    with accelsim.record(net, tmp_path / "p.npz"):
-        net(torch.randn(2, 3, 2, 2)).sum().backward()
+    record_pruned_step(tmp_path / "p.npz")
     fp = footprint(accelsim.load_trace(tmp_path / "p.npz"), format="dense")
     # float32, dense bytes by hand:
     #   weight: conv mask 4*3*1*1*4 = 48, conv W = orig*mask 48, fc mask 3*16*4 = 192, fc W^T 192 -> 480

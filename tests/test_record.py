@@ -757,23 +757,9 @@ def test_multihead_attention_projections_get_their_own_layer_names(tmp_path):
 
 
 def test_prune_masks_are_weight_side(tmp_path):
-    from torch.nn.utils import prune
+    from pruned_model import record_pruned_step
 
-    class Pruned(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 1)           # 1x1: its mask's last dim is 1
-            self.fc = nn.Linear(16, 3)
-
-        def forward(self, x):
-            return self.fc(torch.flatten(torch.relu(self.conv(x)), 1))
-
-    torch.manual_seed(0)
-    net = Pruned()
-    prune.l1_unstructured(net.conv, "weight", amount=0.5)
-    prune.l1_unstructured(net.fc, "weight", amount=0.5)
-    with accelsim.record(net, tmp_path / "p.npz"):
-        _step(net, torch.randn(2, 3, 2, 2))
+    record_pruned_step(tmp_path / "p.npz")
     tr = load_trace(tmp_path / "p.npz")
     masks = [(s.layer, tuple(s.shape), s.category, s.nnz) for s in tr.saved if s.saved_by == "MulBackward0"]
     # weight = weight_orig * weight_mask saves the mask (weight_orig's gradient is grad * mask);
