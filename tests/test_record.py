@@ -766,3 +766,30 @@ def test_prune_masks_are_weight_side(tmp_path):
     # l1_unstructured(amount=0.5) keeps round(0.5 * numel) weights. By shape alone the 1x1 conv's
     # mask would be "other" and the linear's "activation".
     assert sorted(masks) == [("conv", (4, 3, 1, 1), "weight", 6), ("fc", (3, 16), "weight", 24)]
+
+
+@pytest.mark.parametrize("where", ["_activate", "_deactivate"])
+def test_an_interrupt_while_hooks_are_installed_or_removed_leaves_no_temp_file(tmp_path, monkeypatch, where):
+    # Ctrl-C (or SIGTERM/SIGHUP as the CLI raises them) can land inside __enter__, where the with
+    # statement never calls __exit__, or inside rec.step(): either way the temp file must go and no
+    # hook may stay installed. (CI once found a temp file left by a SIGHUP sent right at the start.)
+    from accelsim.trace import record as rec_mod
+
+    real = getattr(rec_mod.Recorder, where)
+
+    def interrupted(self, *a, **k):
+        real(self, *a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rec_mod.Recorder, where, interrupted)
+    net = nn.Linear(4, 3)
+    path = tmp_path / "t.npz"
+    path.write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        with accelsim.record(net, path, steps=[0, 1]) as rec:
+            net(torch.ones(2, 4)).sum().backward()
+            rec.step()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npz"] and path.read_bytes() == b"old"
+    from torch.nn.modules import module as torch_module
+
+    assert not torch_module._global_forward_hooks and not torch_module._global_forward_pre_hooks

@@ -426,6 +426,12 @@ class TraceWriter:
         self._header = header
         self._check = _Check(str(self.path))
         self._level = compresslevel
+        self._tensors: list[TensorRecord] = []
+        self._tensor_json: list[dict] = []
+        self._ops: list[dict] = []
+        self._saved: list[dict] = []
+        self._dedup: dict[tuple, int] = {}
+        self._done = False
         tmp = None
         try:
             with deferred_signals():  # Ctrl-C/SIGTERM wait until the temp file is known (removed below)
@@ -442,12 +448,6 @@ class TraceWriter:
             if isinstance(e, OSError):
                 raise TraceError(f"cannot write trace {display_path(self.path)}: {e.strerror or _short(e)}") from None
             raise
-        self._tensors: list[TensorRecord] = []
-        self._tensor_json: list[dict] = []
-        self._ops: list[dict] = []
-        self._saved: list[dict] = []
-        self._dedup: dict[tuple, int] = {}
-        self._done = False
 
     # -- members
     def _write_member(self, name: str, arr: np.ndarray) -> None:

@@ -69,6 +69,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from accelsim.errors import AccelsimError
 from accelsim.trace.format import Operand, TraceWriter, _popcount
+from accelsim.util.atomic import deferred_signals
 
 __all__ = ["record", "Recorder"]
 
@@ -300,9 +301,21 @@ class Recorder:
             self._activate()
 
     def __enter__(self) -> "Recorder":
-        self._writer = TraceWriter(self.path, None)
-        if self._index in self._wanted:
-            self._activate()
+        # A signal (Ctrl-C, SIGTERM/SIGHUP as the CLI raises them) may land anywhere here; __exit__
+        # does not run when __enter__ raises, so the temp file is owned before any signal is let in
+        # and removed here if activation is interrupted.
+        with deferred_signals():
+            self._writer = TraceWriter(self.path, None)
+        try:
+            if self._index in self._wanted:
+                self._activate()
+        except BaseException:
+            try:
+                if self._active:
+                    self._deactivate(flush=False)
+            finally:
+                self._writer.abort()
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -391,22 +404,24 @@ class Recorder:
                 st = buf.untyped_storage()
                 self._wmasks[st._cdata] = weakref.ref(st)
         self._grad_fwd = True  # grad mode when the outermost module of the model stack was entered
-        self._h_pre = register_module_forward_pre_hook(self._pre_hook)
-        self._h_post = register_module_forward_hook(self._post_hook)
-        self._saved_ctx = torch.autograd.graph.saved_tensors_hooks(self._pack_hook, self._unpack_hook)
-        self._saved_ctx.__enter__()
-        self._mode = _Mode(self)
-        self._mode.__enter__()
-        self._active = True
+        with deferred_signals():  # all hooks or none: _deactivate removes them only when _active
+            self._h_pre = register_module_forward_pre_hook(self._pre_hook)
+            self._h_post = register_module_forward_hook(self._post_hook)
+            self._saved_ctx = torch.autograd.graph.saved_tensors_hooks(self._pack_hook, self._unpack_hook)
+            self._saved_ctx.__enter__()
+            self._mode = _Mode(self)
+            self._mode.__enter__()
+            self._active = True
 
     def _deactivate(self, *, flush: bool) -> None:
-        self._active = False
-        try:
-            self._mode.__exit__(None, None, None)
-        finally:
-            self._saved_ctx.__exit__(None, None, None)
-            self._h_pre.remove()
-            self._h_post.remove()
+        with deferred_signals():  # all hooks removed or none (then _active stays True for __exit__)
+            self._active = False
+            try:
+                self._mode.__exit__(None, None, None)
+            finally:
+                self._saved_ctx.__exit__(None, None, None)
+                self._h_pre.remove()
+                self._h_post.remove()
         if flush:
             for rec in self._pending:
                 self._writer.add_saved(**rec)
