@@ -38,6 +38,16 @@ class _Parser(argparse.ArgumentParser):
         _stderr(f"{PROG}: error: {text} (see '{self.prog} --help')\n")
         sys.exit(2)
 
+    def _print_message(self, message: str, file=None) -> None:
+        # argparse swallows OSError here, so `accelsim --help > /dev/full` exited 0 having printed
+        # nothing; --help and --version go through our stdout writer (a full device: one line, exit 2)
+        if not message:
+            return
+        if file is None or file is sys.stderr:
+            _stderr(message)
+        else:
+            _flush_stdout(message)
+
 
 def _fmt() -> type:
     return argparse.RawDescriptionHelpFormatter

@@ -402,6 +402,16 @@ def test_stdout_full_or_closed_is_one_line_exit_2(tiny):
     assert p.returncode == 2 and p.stderr == "accelsim: error: cannot write the results: standard output is closed\n"
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["run", "--help"]])
+def test_help_to_a_full_stdout_is_one_line_exit_2(argv):
+    # argparse swallows the write error of --help/--version: this used to exit 0 having printed nothing
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "accelsim", *argv], cwd=ROOT, stdout=full, stderr=subprocess.PIPE,
+                           text=True, timeout=300)
+    assert p.returncode == 2 and p.stderr == ("accelsim: error: cannot write the results to standard output: "
+                                              "No space left on device\n")
+
+
 def test_broken_pipe_is_quiet(tiny):
     p = _popen("inspect", tiny)
     p.stdout.close()  # the reader went away (`accelsim inspect ... | head -0`)
