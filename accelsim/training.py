@@ -36,9 +36,13 @@ TORCH_MISSING = ("accelsim record needs PyTorch, which is not installed; install
 class TrainingParams(Params):
     """The training loop's settings, whatever the method (``accelsim record`` derives its flags here)."""
 
-    steps: int = param(1, help="training steps to record", lo=1)
-    warmup: int = param(20, help="unrecorded steps first, so masks are not the initial ones", lo=0)
-    batch: int = param(32, help="minibatch size", lo=1)
+    # The upper bounds are policy limits against absurd input, not model numbers: a trace holds the
+    # masks of every recorded step (1,000 ResNet-50 steps is already ~GBs), and a warmup or batch past
+    # these would run for days or fail allocating instead of answering.
+    steps: int = param(1, help="training steps to record (at most 1000)", lo=1, hi=1000)
+    warmup: int = param(20, help="unrecorded steps first, so masks are not the initial ones (at most 100000)",
+                        lo=0, hi=100_000)
+    batch: int = param(32, help="minibatch size (at most 65536)", lo=1, hi=65536)
     optimizer: str = param("sgd", help="optimizer", choices=OPTIMIZERS)
     lr: float = param(0.05, help="learning rate", lo=0.0, lo_open=True)
     momentum: float = param(0.9, help="SGD momentum", lo=0.0, hi=1.0, hi_open=True)

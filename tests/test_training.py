@@ -94,6 +94,10 @@ def test_same_seed_same_trace_bit_for_bit(tmp_path):
     (("resnet18-cifar", "dense"), dict(image_size=0), "image_size must be an integer >= 1"),
     (("resnet18-cifar", "srste"), dict(n=4, m=4), "n < m"),
     (("resnet18-cifar", "dense"), dict(steps=0), "steps"),
+    # policy bounds (training.TrainingParams): 10^11 steps used to die in a MemoryError traceback
+    (("resnet18-cifar", "dense"), dict(steps=10**11), r"steps must be an integer in \[1, 1000\], got 100000000000"),
+    (("resnet18-cifar", "dense"), dict(warmup=10**6), r"warmup must be an integer in \[0, 100000\]"),
+    (("resnet18-cifar", "dense"), dict(batch=10**6), r"batch must be an integer in \[1, 65536\]"),
     (("resnet18-cifar", "dense"), dict(batch=1), "batch"),
     (("resnet18-cifar", "dense"), dict(optimizer="lbfgs"), "optimizer"),
     (("resnet18-cifar", "dense"), dict(lr=0), "lr"),
