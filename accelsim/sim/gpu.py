@@ -90,7 +90,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from accelsim.hw.config import HardwareConfig, SparsityFeature
-from accelsim.sim.memory import TileStream
+from accelsim.sim.memory import TileStream, run_tiles
 from accelsim.sim.policy import FamilyCost, fastest, kept_output_numel, nm_with_deletion
 from accelsim.sim.structure import compact
 
@@ -152,6 +152,20 @@ def split_candidates(m: int, n: int, k: int, groups: int, gpu, tile: tuple[int, 
         out.add(s)
         s *= 2
     return tuple(sorted(out))
+
+
+def library_tiles(gpu, sparse_a: bool) -> tuple[tuple[int, int, int], ...]:
+    """CTA tiles the kernel search may pick from: the 2:4 library's own (``sparse_cta_tile``, library
+    kernel model only) for a 2:4 A, else ``cta_tile``."""
+    if sparse_a and gpu.kernel_model == "library" and gpu.sparse_cta_tiles:
+        return gpu.sparse_cta_tiles
+    return gpu.cta_tiles
+
+
+def splits_k(gpu, sparse_a: bool) -> bool:
+    """Whether the kernel may split K: always, except a 2:4 kernel of a library model whose
+    ``sparse_split_k`` is false (cuSPARSELt's default algorithm)."""
+    return not (sparse_a and gpu.kernel_model == "library" and not gpu.sparse_split_k)
 
 
 def plan_gemm(m: int, n: int, k: int, groups: int, gpu, *, sparse_a: bool,
@@ -433,6 +447,39 @@ def gemm_search(m: int, n: int, k: int, groups: int, hw, sparse_a: bool, names: 
     return _gemm_search(m, n, k, groups, machine, sparse_a, names, scale_a, scale_b, scale_out, out_bytes)
 
 
+def _plan_bound(plan: GemmPlan, gpu, l2_capacity: int | None, l2_bpc: float, hbm_bpc: float,
+                compressed_a: bool, scales: dict) -> float:
+    """A lower bound on memory.run_tiles' total for ``plan``'s stream (gemm_traffic + gemm_stream),
+    from the plan alone, for the tile search to skip options: the total is at least the summed
+    compute cycles and at least the DRAM bytes / bandwidth (the channel moves them one after
+    another). Compute: every main-loop step of a wave takes at least its MMA step x CTAs on the
+    busiest SM and at least its L2 slice bytes / L2 bandwidth (summed over waves: the bytes of all
+    CTAs), plus the epilogue and the split-K reduction at the L2 bandwidth. Bytes: every A and B
+    panel is fetched from DRAM at least once (its first touch misses L2), the output is written
+    once (split-K: the reduced output, and the partials twice where they do not fit L2). Each term
+    drops gemm_traffic's per-wave ceilings, so it never exceeds the exact figures."""
+    e = gpu.element_bytes
+    eo = e if scales["out_bytes"] is None else int(scales["out_bytes"])
+    g, m, n, k, s = plan.groups, plan.m, plan.n, plan.k, plan.split_k
+    tm, tn, tk = plan.tile
+    full, rem = divmod(plan.ctas, plan.wave_size)
+    busiest = full * -(-plan.wave_size // gpu.sms) + -(-rem // gpu.sms)
+    mma = float(busiest * plan.step_cycles * plan.ksteps)
+    out = float(scales["scale_out"]) * g * m * n * eo
+    nbytes = (float(scales["scale_a"]) * g * m * a_row_bytes(k, e, compressed_a)
+              + float(scales["scale_b"]) * g * n * k * e + out)
+    partials = s * g * m * n * PARTIAL_BYTES
+    if s > 1 and not (l2_capacity is not None and partials <= l2_capacity):
+        nbytes += 2 * partials
+    compute = mma
+    if math.isfinite(l2_bpc):
+        l2 = s * g * (plan.tiles_n * m * a_row_bytes(tk, e, compressed_a) + plan.tiles_m * n * tk * e)
+        compute = max(mma, l2 * plan.ksteps / l2_bpc) + (out if s == 1 else partials) / l2_bpc
+        if s > 1:
+            compute += (partials + out) / l2_bpc
+    return max(compute, nbytes / hbm_bpc)
+
+
 @functools.lru_cache(maxsize=512)
 def _gemm_search(m: int, n: int, k: int, groups: int, machine: tuple, sparse_a: bool, names: tuple[str, str],
                  scale_a: Fraction, scale_b: Fraction, scale_out: Fraction, out_bytes: int | None) -> GemmCost:
@@ -459,18 +506,34 @@ def _gemm_search(m: int, n: int, k: int, groups: int, machine: tuple, sparse_a: 
         stream = gemm_stream(plan, traffic, gpu, names, l2_bpc, dram.latency_cycles, hbm_bpc, smem)
         return plan, traffic, stream, kernel + launch * (2 if plan.split_k > 1 else 1)
 
-    options = [(t, s) for t in gpu.cta_tiles for s in split_candidates(m, n, k, groups, gpu, t)]
+    options = [(t, s) for t in library_tiles(gpu, sparse_a)
+               for s in (split_candidates(m, n, k, groups, gpu, t) if splits_k(gpu, sparse_a) else (1,))]
     if len(options) == 1:
         (plan, traffic, stream, fixed), engine = plan_of(*options[0]), None
     else:
         # the library picks the fastest kernel per problem size -- CTA tile and K split, the split-K
-        # reduction's launch included (policy.fastest; ties: fewer DRAM bytes, then the earlier
-        # option: smaller splits first). Lower bound: the engine's total is at least the compute
-        # cycles and at least the HBM bytes at the HBM bandwidth.
-        (plan, traffic, stream, fixed), _, engine = fastest(
-            [plan_of(t, s) for t, s in options], lambda c: c[2], bytes_per_cycle=hbm_bpc,
-            latency_cycles=dram.latency_cycles, extra=lambda c: c[3], tiebreak=lambda c: (_stream_bytes(c[2]),),
-            bound=lambda c: max(float(c[2].compute_cycles.sum()), _stream_bytes(c[2]) / hbm_bpc) + c[3])
+        # reduction's launch included (policy.fastest's rule: least engine total plus launches;
+        # ties: fewer DRAM bytes, then the earlier option: smaller splits first). Lower bound: the
+        # engine's total is at least the compute cycles and at least the HBM bytes at the HBM
+        # bandwidth. Options are visited by a bound taken from the plan alone (_plan_bound, no
+        # traffic built), so most are never built: the same choice as costing every option.
+        plans = [plan_gemm(m, n, k, groups, gpu, sparse_a=sparse_a, tile=t, split=s) for t, s in options]
+        fixed_of = [kernel + launch * (2 if p.split_k > 1 else 1) for p in plans]
+        cheap = [_plan_bound(p, gpu, cap, l2_bpc, hbm_bpc, sparse_a, scales) + f for p, f in zip(plans, fixed_of)]
+        best = None
+        for i in sorted(range(len(options)), key=lambda i: (cheap[i], i)):
+            # floor(.. * (1 - 1e-9)): float rounding must never prune an option that ties the best
+            if best is not None and math.floor(cheap[i] * (1 - 1e-9)) > best[0][0]:
+                break  # sorted by bound: no later option can be faster
+            cand = plan_of(*options[i])
+            if best is not None and max(float(cand[2].compute_cycles.sum()),
+                                        _stream_bytes(cand[2]) / hbm_bpc) + cand[3] > best[0][0]:
+                continue
+            eng = run_tiles(cand[2], bytes_per_cycle=hbm_bpc, latency_cycles=dram.latency_cycles)
+            key = (eng.total_cycles + cand[3], (_stream_bytes(cand[2]),), i)
+            if best is None or key < best[0]:
+                best = (key, cand, eng)
+        (plan, traffic, stream, fixed), engine = best[1], best[2]
     dense_t = gemm_traffic(plan, gpu, cap, compressed_a=False, **scales) if sparse_a else traffic
     dense_bytes = {names[0]: int(dense_t.a.sum()), names[1]: int(dense_t.b.sum()),
                    "output": int(dense_t.out.sum()) + dense_t.final_store}
