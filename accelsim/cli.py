@@ -309,6 +309,9 @@ def cmd_run(args) -> int:
     if fp.notes:
         out.append(f"  {len(fp.notes)} saved tensor(s) are not {fp.n}:{fp.m} and count as dense, e.g. {fp.notes[0]}")
     out += [f"\nsimulated {len(result.ops)} ops in {elapsed:.2f} s"]
+    from accelsim.report.compare import footprint_summary, headline  # the one headline of run and compare
+
+    out.append(headline(Path(args.trace).name, hw.name, result.totals()["all"], footprint_summary(fp)))
     _print("\n".join(out))
 
     if json_path:
@@ -322,33 +325,68 @@ def cmd_run(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from accelsim.report.table import compare_table
-    from accelsim.report.writers import write_json
+    """Traces x machines (accelsim/report/compare.py): per pass, speedup vs each trace's own dense
+    run and vs the first machine; --csv tidy rows, --json totals and footprints; headlines last."""
+    from accelsim.hw import catalog
+    from accelsim.report.compare import Cell, Comparison, footprint_summary, labels
+    from accelsim.report.writers import write_csv, write_json
+    from accelsim.sweep.run import _header_info  # the sweep table's model/method/sparsity columns
 
     json_path = _output_file(args.json, (".json",), "--json output")
-    if len(args.hw) < 2:
-        raise AccelsimError("compare needs at least two --hw files")
-    hws = [_open_hw(p) for p in args.hw]
-    trace = _select_steps(_open_trace(args.trace), parse_steps(args.steps))
-    results = [_simulate(trace, hw, quiet=args.quiet, label=f"[{i + 1}/{len(hws)}] {hw.name}")
-               for i, hw in enumerate(hws)]
-    names = [hw.name for hw in hws]
-    if len(set(names)) < len(names):  # the same machine twice: tell them apart by file
-        names = [f"{n} ({Path(p).name})" for n, p in zip(names, args.hw)]
-    if len(set(names)) < len(names):  # the same file twice: by position
-        names = [f"{n} #{i + 1}" for i, n in enumerate(names)]
-    out = [_trace_line(trace), *(_hw_line(hw, p) for hw, p in zip(hws, args.hw)), "",
-           compare_table(results, names)]
-    for name, res in zip(names, results):
-        nfb = sum(1 for o in res.ops if o.fallback)
-        if nfb:
-            out.append(f"{name}: {nfb} op(s) fell back to the dense rate (see `accelsim run` for reasons)")
+    csv_path = _output_file(args.csv, (".csv",), "--csv output")
+    if len(args.trace) * len(args.hw) < 2:
+        raise AccelsimError("compare needs at least two traces or two --hw machines")
+    _distinct(args.trace, lambda p: p, "trace")
+    _distinct(args.hw, lambda s: catalog.resolve(s), "--hw machine")
+    hws = [_open_hw(p) for p in args.hw]  # every machine and trace checked before simulating any
+    steps = parse_steps(args.steps)
+    traces = [_select_steps(_open_trace(p), steps) for p in args.trace]
+    for tr in traces:
+        if not tr.ops:
+            raise AccelsimError(f"{tr.path}: no conv2d/matmul/bmm ops to simulate (see `accelsim inspect`)")
+    mnames = labels([hw.name for hw in hws], args.hw)
+    tnames = [Path(p).name for p in args.trace]
+    if len(set(tnames)) < len(tnames):
+        tnames = [display_path(p) for p in args.trace]
+    n, k, cells = len(traces) * len(hws), 0, []
+    for tname, tr in zip(tnames, traces):
+        fps: dict = {}  # the footprint depends on the machine only through its format and N:M
+        row = []
+        for name, spec, hw in zip(mnames, args.hw, hws):
+            k += 1
+            res = _simulate(tr, hw, quiet=args.quiet, label=f"[{k}/{n}] {tname} on {name}")
+            sp = hw.sparsity
+            key = (args.format or getattr(hw, "storage_format", None), sp.kind, sp.n, sp.m)
+            if key not in fps:
+                fps[key] = footprint_summary(_footprint(tr, args.format, hw))
+            row.append(Cell(trace=tname, trace_path=str(tr.path), info=_header_info(tr.header), machine=name,
+                            hw=spec, hw_name=hw.name, family=hw.family, result=res, footprint=fps[key]))
+        cells.append(row)
+    cmp = Comparison(cells)
+    out = [*(_trace_line(tr) for tr in traces), *(_hw_line(hw, p) for hw, p in zip(hws, args.hw)), "",
+           cmp.table(), *cmp.fallback_lines(), "", *cmp.headlines()]
     _print("\n".join(out))
     if json_path:
-        payload = {"meta": _meta(args, trace, args.hw),
-                   "machines": [dict(name=n, **r.to_dict()) for n, r in zip(names, results)]}
+        meta = _meta(args, traces[0], args.hw)
+        meta.pop("trace", None)
+        meta.pop("trace_header", None)
+        meta["traces"] = [{"path": str(tr.path), "header": tr.header} for tr in traces]
+        payload = cmp.to_dict(meta)
         _write(json_path, lambda: write_json(json_path, payload))
+    if csv_path:
+        _write(csv_path, lambda: write_csv(csv_path, cmp.rows()))
     return 0
+
+
+def _distinct(items: Sequence[str], key, what: str) -> None:
+    """The same file named twice (by another spelling too) is a mistake: one line naming both."""
+    seen: dict[str, str] = {}
+    for item in items:
+        real = os.path.realpath(key(item))
+        if real in seen:
+            same = "" if seen[real] == item else f" (the same file as {display_path(seen[real])})"
+            raise AccelsimError(f"{display_path(item)}: {what} given twice{same}")
+        seen[real] = item
 
 
 def cmd_inspect(args) -> int:
@@ -591,13 +629,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto = smallest per tensor)")
     r.set_defaults(func=cmd_run)
 
-    c = add("compare", "simulate one trace on several machines and compare totals per pass",
+    c = add("compare", "simulate traces x machines and compare totals per pass (speedup vs dense and vs the "
+                       "first machine)",
             "  accelsim compare traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/a100_24.yaml \\\n"
-            "      --hw hwconfigs/tensordash.yaml --hw hwconfigs/systolic_32x32_ws.yaml")
-    c.add_argument("trace", metavar="TRACE", help="trace file (.npz)")
+            "      --hw hwconfigs/tensordash.yaml --hw hwconfigs/systolic_32x32_ws.yaml\n"
+            "  accelsim compare traces/transformer_block_dense.npz traces/transformer_block_srste_2of4.npz \\\n"
+            "      --hw systolic_32x32_ws --hw tensordash --csv cmp.csv --json cmp.json\n\n"
+            "CSV columns: docs/sweeps.md (section 'accelsim compare').")
+    c.add_argument("trace", metavar="TRACE", nargs="+", help="one or more trace files (.npz)")
     c.add_argument("--hw", action="append", required=True, metavar="HW",
-                   help="a shipped machine's name or a hardware file; give two or more (the first is the reference)")
-    c.add_argument("--json", metavar="FILE.json", help="write every machine's result as JSON")
+                   help="a shipped machine's name or a hardware file; repeat for several (the first is the "
+                        "reference of the 'vs' columns)")
+    c.add_argument("--json", metavar="FILE.json",
+                   help="write totals per pass, ratios to the first machine and footprint of every trace x machine")
+    c.add_argument("--csv", metavar="FILE.csv", help="write one row per trace, machine and pass (incl. all)")
+    c.add_argument("--format", choices=FOOTPRINT_FORMATS, default=None,
+                   help="storage format for the footprint (default: each hardware file's storage_format, else auto)")
     c.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     c.add_argument("--steps", metavar="LIST", help=steps_help)
     c.set_defaults(func=cmd_compare)

@@ -109,12 +109,17 @@ def test_compare(tiny, tmp_path):
     assert len(d["machines"]) == 2
 
 
-def test_compare_the_same_file_twice_keeps_the_machines_apart(tiny, tmp_path):
+def test_compare_two_files_of_one_machine_name_are_kept_apart(tiny, tmp_path):
+    # two files declaring the same machine name: told apart by file name. The same file twice (by
+    # any spelling) is a mistake since issue 12 (one line, exit 2), not two identical columns.
     js = tmp_path / "c.json"
-    p = accelsim("compare", tiny, "--hw", TDASH, "--hw", TDASH, "--json", js)
+    copy = tmp_path / "td_copy.yaml"
+    copy.write_text(TDASH.read_text())
+    p = accelsim("compare", tiny, "--hw", TDASH, "--hw", copy, "--json", js)
     assert p.returncode == 0, p.stderr
     names = [m["name"] for m in json.loads(js.read_text())["machines"]]
-    assert names == ["tensordash (tensordash.yaml) #1", "tensordash (tensordash.yaml) #2"]
+    assert names == ["tensordash (tensordash.yaml)", "tensordash (td_copy.yaml)"]
+    assert_user_error(accelsim("compare", tiny, "--hw", TDASH, "--hw", "tensordash"), "given twice", "tensordash.yaml")
 
 
 def test_inspect(tiny):
