@@ -1,7 +1,8 @@
 """Published A100 dense vs 2:4 GEMM measurements (data/a100_24_library.csv; docs/sources.md
 "Published dense vs 2:4 measurements"), the data issue 11 names for calibrating a library-realistic
-A100 model. Rows marked ``calibrate`` are the sources issue 11 allows fitting to; ``validate`` rows are
-compared only, never fitted. Loading only: the library-realistic model and its fit are not written yet.
+A100 model, and their Hopper counterpart (data/hopper_library.csv, with a ``gpu`` column naming the
+shipped machine). Rows marked ``calibrate`` are the sources issue 11 allows fitting to; ``validate``
+rows are compared only, never fitted (the fit: accelsim/validation/fit_gpu_library.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data" / "a100_24_library.csv"
+HOPPER = Path(__file__).resolve().parent / "data" / "hopper_library.csv"
 ROLES = ("calibrate", "validate")
 
 
@@ -29,6 +31,15 @@ class Measurement:
     sparse_us: float | None
     published_speedup: float | None  # only where the source gives a ratio, not times
     conditions: str  # clock / power conditions as the source states them
+    gpu: str = "a100_24"  # the shipped machine the row ran on
+
+    @property
+    def gemm(self) -> tuple[int, int, int]:
+        """(M, N, K) of C[M,N] = A[M,K] @ B[K,N] with A the 2:4 operand: M = m, K = k and N = batch * n
+        (pytorch#90119's linear layer: a weight of m x k, the input batch x n rows of k; ASSUMPTION
+        read off PyTorch's semi-structured sparsity benchmark, which builds the weight as m x k and
+        the input as n x k)."""
+        return self.m, self.batch * self.n, self.k
 
     @property
     def speedup(self) -> float | None:
@@ -52,5 +63,6 @@ def load(path: Path = DATA) -> list[Measurement]:
             raise ValueError(f"{path.name} row {i}: role must be one of {ROLES}, got {r['role'][:20]!r}")
         out.append(Measurement(r["source"], r["role"], r["dtype"], r["dense_kernel"], r["sparse_kernel"],
                                int(r["batch"]), int(r["m"]), int(r["k"]), int(r["n"]), _num(r["dense_us"]),
-                               _num(r["sparse_us"]), _num(r["speedup"]), r["conditions"]))
+                               _num(r["sparse_us"]), _num(r["speedup"]), r["conditions"],
+                               r.get("gpu") or "a100_24"))
     return out

@@ -27,6 +27,11 @@ class GpuCompute:
     kernel_model: str = "ideal"
     mainloop_efficiency: tuple[float, float] = (1.0, 1.0)  # (dense, sparse), in (0, 1]
     kernel_fixed_s: tuple[float, float] = (0.0, 0.0)  # (dense, sparse) seconds per GEMM kernel
+    # library model only: the 2:4 library's own kernels -- its CTA tiles (empty = cta_tiles) and
+    # whether it splits K (cuSPARSELt's default algorithm, no autotuning search: one kernel, no
+    # split-K; accelsim/sim/gpu.py "Kernel model")
+    sparse_cta_tiles: tuple[tuple[int, int, int], ...] = ()
+    sparse_split_k: bool = True
 
     @property
     def peak_macs_per_cycle(self) -> int:
@@ -46,6 +51,7 @@ REQUIRED = ("sms", "tensor_cores_per_sm", "dense_macs_per_cycle_per_core", "mma_
 
 
 KERNEL_MODELS = ("ideal", "library")
+LIBRARY_KEYS = ("mainloop_efficiency", "kernel_fixed", "sparse_cta_tile", "sparse_split_k")
 
 
 def _dense_sparse(ctx, c, key: str, parse, default: tuple[float, float]) -> tuple[float, float]:
@@ -82,11 +88,15 @@ def parse_compute(ctx, c) -> GpuCompute:
         raise ctx.fail("compute.launch_overhead", f"must be >= 0, got {launch}")
     model = ctx.choice(c, "kernel_model", "compute", KERNEL_MODELS, default="ideal")
     if model == "ideal":
-        for key in ("mainloop_efficiency", "kernel_fixed"):
+        for key in LIBRARY_KEYS:
             if key in c:
                 raise ctx.fail(f"compute.{key}", "only with kernel_model: library (the ideal model has none)")
     eff = _dense_sparse(ctx, c, "mainloop_efficiency", _efficiency(ctx), (1.0, 1.0))
     fixed = _dense_sparse(ctx, c, "kernel_fixed", _time(ctx), (0.0, 0.0))
+    sparse_tiles = ctx.triples(c, "sparse_cta_tile", "compute") if "sparse_cta_tile" in c else ()
+    split = c.get("sparse_split_k", True)
+    if not isinstance(split, bool):
+        raise ctx.fail("compute.sparse_split_k", f"must be true or false, got {str(split)[:40]!r}")
     return GpuCompute(sms=ctx.int_(c, "sms", "compute"),
                       tensor_cores_per_sm=ctx.int_(c, "tensor_cores_per_sm", "compute"),
                       dense_macs_per_cycle_per_core=ctx.int_(c, "dense_macs_per_cycle_per_core", "compute"),
@@ -95,7 +105,7 @@ def parse_compute(ctx, c) -> GpuCompute:
                       data_type=dt, element_bytes=eb, cta_tiles=ctx.triples(c, "cta_tile", "compute"),
                       ctas_per_sm=ctx.int_(c, "ctas_per_sm", "compute", default=1),
                       launch_overhead_s=launch, kernel_model=model, mainloop_efficiency=eff,
-                      kernel_fixed_s=fixed)
+                      kernel_fixed_s=fixed, sparse_cta_tiles=sparse_tiles, sparse_split_k=split)
 
 
 def validate(hw, fail):
@@ -109,7 +119,7 @@ def validate(hw, fail):
         raise fail("compute.sparse_mma_shape", f"{list(gpu.sparse_mma_shape)} does not hold a whole multiple "
                                                f"of the MACs of mma_shape {list(gpu.mma_shape)}")
     smem = hw.role("smem")
-    for tile in gpu.cta_tiles:
+    for tile in gpu.cta_tiles + gpu.sparse_cta_tiles:
         tm, tn, tk = tile
         for label, shape in (("mma_shape", gpu.mma_shape), ("sparse_mma_shape", gpu.sparse_mma_shape)):
             if tm % shape[0] or tn % shape[1] or tk % shape[2]:
@@ -127,7 +137,8 @@ FAMILY = register(Family(
     name="gpu",
     compute_keys=("sms", "tensor_cores_per_sm", "dense_macs_per_cycle_per_core", "mma_shape",
                   "sparse_mma_shape", "data_type", "element_bytes", "cta_tile", "ctas_per_sm",
-                  "launch_overhead", "kernel_model", "mainloop_efficiency", "kernel_fixed"),
+                  "launch_overhead", "kernel_model", "mainloop_efficiency", "kernel_fixed", "sparse_cta_tile",
+                  "sparse_split_k"),
     parse_compute=parse_compute,
     sparsity_kinds=("none", "nm"),
     roles=(Role("smem", "shared memory, per SM", shared=False),
