@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from accelsim.report.table import PASS_ORDER, format_table, nbytes, num, pass_totals, ratio, si
+from accelsim.report.table import PASS_ORDER, format_table, nbytes, num, ratio, si
 
 # the same footprint columns (names and meaning) as the sweep table (docs/sweeps.md)
 FOOTPRINT_COLUMNS = ("footprint_format", "footprint_dense_bytes", "footprint_stored_bytes", "footprint_saved_pct",
@@ -54,16 +54,39 @@ def seconds_text(s: float) -> str:
 
 
 def has_step(totals: dict) -> bool:
-    """Whether totals carry the whole-step keys (step_seconds, step_speedup: the vector/optimizer
-    work of a training step, not only its GEMMs)."""
+    """Whether totals carry the whole-step keys (step_seconds, step_speedup: SimResult.totals())."""
     return "step_speedup" in totals and "step_seconds" in totals
 
 
+def whole_step(totals: dict) -> bool:
+    """Whether the whole-step numbers say more than the GEMM-only ones: the trace has vector
+    (non-GEMM) work. On a trace of GEMMs only, step_* equal the GEMM values and calling them the
+    whole step would claim what was never recorded."""
+    if not has_step(totals):
+        return False
+    return totals.get("vector_ops", 0) > 0 or totals.get("step_cycles", 0) != totals.get("total_cycles", 0)
+
+
+def _unsimulated(totals: dict) -> int:
+    ns = totals.get("not_simulated")
+    return int(ns.get("ops", 0)) if isinstance(ns, dict) else 0
+
+
+def present(totals: dict) -> bool:
+    """A pass the trace has work in: GEMM ops, vector ops, or ops it could not simulate."""
+    return totals["ops"] > 0 or totals.get("vector_ops", 0) > 0 or _unsimulated(totals) > 0
+
+
+def passes_of(result) -> dict[str, dict]:
+    """SimResult.totals() of the passes with work, and 'all' (always)."""
+    return {k: t for k, t in result.totals().items() if k == "all" or present(t)}
+
+
 def headline(trace: str, machine: str, totals: dict, footprint: dict | None) -> str:
-    """One line: total time, speedup vs dense (GEMM only, and whole step when ``totals`` has it),
-    backward-pass memory dense -> stored. ``totals`` is a ``totals()["all"]`` dict and ``footprint``
+    """One line: total time, speedup vs dense (GEMM only, and the whole step when the trace has
+    non-GEMM work: :func:`whole_step`), backward-pass memory dense -> stored. ``totals`` is a ``totals()["all"]`` dict and ``footprint``
     a run --json footprint dict (or :func:`footprint_summary`); both as the JSON reports them."""
-    if has_step(totals):
+    if whole_step(totals):
         perf = (f"{seconds_text(totals['step_seconds'])} (GEMM {seconds_text(totals['seconds'])}), speedup vs "
                 f"dense {ratio(totals['step_speedup'])} whole step, {ratio(totals['speedup'])} GEMM only")
     else:
@@ -76,6 +99,9 @@ def headline(trace: str, machine: str, totals: dict, footprint: dict | None) -> 
                f"({num(100.0 * (1.0 - stored / dense), '.1f')}% saved)")
     else:
         mem = "backward-pass memory: no saved-for-backward records"
+    n = _unsimulated(totals)
+    if n:
+        perf += f" ({n} op(s) not simulated)"
     return f"headline: {trace} on {machine}: {perf}; {mem}"
 
 
@@ -95,7 +121,7 @@ class Cell:
     totals: dict[str, dict] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.totals = pass_totals(self.result)
+        self.totals = passes_of(self.result)
 
 
 def _time(t: dict) -> float:
@@ -116,7 +142,10 @@ class Comparison:
             raise ValueError("a comparison needs at least one cell")
         self.traces = [row[0].trace for row in self.cells]
         self.machines = [c.machine for c in self.cells[0]]
+        # whole-step keys in every cell: vs_first, the CSV and the JSON carry the step ratios
         self.step = all(has_step(c.totals["all"]) for row in self.cells for c in row)
+        # the table shows the whole-step columns when some trace has non-GEMM work
+        self.step_shown = self.step and any(whole_step(c.totals["all"]) for row in self.cells for c in row)
 
     def passes(self, i: int) -> list[str]:
         """Passes of trace ``i`` (those with ops; the same on every machine), 'all' last."""
@@ -195,7 +224,7 @@ class Comparison:
         first = self.machines[0]
         headers = ["pass", *(["trace"] if multi else []), "machine", "cycles", "dense cyc", "time (us)",
                    "vs own dense", f"vs {first}"]
-        if self.step:
+        if self.step_shown:
             headers += ["step (us)", "step vs dense", f"step vs {first}"]
         headers.append("fallbacks")
         order = []  # passes in the order of the first trace that has them
@@ -211,7 +240,7 @@ class Comparison:
                     t = c.totals[p]
                     r = [p, *([c.trace] if multi else []), c.machine, si(t["total_cycles"]), si(t["dense_cycles"]),
                          num(_time(t) * 1e6, ",.1f"), ratio(t["speedup"]), ratio(v["speedup"])]
-                    if self.step:
+                    if self.step_shown:
                         r += [num(t["step_seconds"] * 1e6, ",.1f"), ratio(t["step_speedup"]),
                               ratio(v["step_speedup"])]
                     rows.append(r + [t["fallbacks"]])
