@@ -346,8 +346,8 @@ def cmd_compare(args) -> int:
             raise AccelsimError(f"{tr.path}: no conv2d/matmul/bmm ops to simulate (see `accelsim inspect`)")
     mnames = labels([hw.name for hw in hws], args.hw)
     tnames = [Path(p).name for p in args.trace]
-    if len(set(tnames)) < len(tnames):
-        tnames = [display_path(p) for p in args.trace]
+    if len(set(tnames)) < len(tnames):  # a/x.npz and b/x.npz: by path (cut), then by position
+        tnames = labels([display_path(p) for p in args.trace])
     n, k, cells = len(traces) * len(hws), 0, []
     for tname, tr in zip(tnames, traces):
         fps: dict = {}  # the footprint depends on the machine only through its format and N:M

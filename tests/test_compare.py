@@ -194,3 +194,29 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
                     "no_such_machine")
     _one_line_error(*cli("compare", TRACES[0], *hw2, "-q", "--steps", "7"), "step(s) 7")
     assert not js.exists() and not cs.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["d.csv"]
+
+
+def test_traces_of_one_file_name_are_told_apart_by_path(tmp_path):
+    import shutil
+
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        shutil.copy(TRACES[0], tmp_path / d / "x.npz")
+    js = tmp_path / "c.json"
+    code, out, err = cli("compare", tmp_path / "a" / "x.npz", tmp_path / "b" / "x.npz", "--hw", "tensordash",
+                         "-q", "--json", js)
+    assert code == 0, err
+    names = [t["name"] for t in json.loads(js.read_text())["traces"]]
+    assert names == [str(tmp_path / "a" / "x.npz"), str(tmp_path / "b" / "x.npz")]
+    # one machine, so each trace is its own reference: vs first is 1.00x; the copies agree
+    res = json.loads(js.read_text())["results"]
+    assert res[0]["totals"] == res[1]["totals"] and res[1]["vs_first"]["all"]["speedup"] == 1.0
+
+
+def test_labels():
+    from accelsim.report.compare import labels
+
+    assert labels(["a", "b"]) == ["a", "b"]
+    assert labels(["m", "m", "n"], ["x/one.yaml", "y/two.yaml", "z.yaml"]) == ["m (one.yaml)", "m (two.yaml)", "n"]
+    assert labels(["m", "m"], ["x/f.yaml", "y/f.yaml"]) == ["m (f.yaml) #1", "m (f.yaml) #2"]
+    assert labels(["p", "p"]) == ["p #1", "p #2"]

@@ -258,10 +258,11 @@ class Comparison:
         return out
 
 
-def labels(names: Sequence[str], files: Sequence[str]) -> list[str]:
-    """Display labels: ``names``, told apart by file name where two are equal, then by position."""
+def labels(names: Sequence[str], files: Sequence[str] | None = None) -> list[str]:
+    """Display labels: ``names``, told apart by file name where two are equal (if ``files``), then
+    by position."""
     out = list(names)
-    if len(set(out)) < len(out):
+    if files is not None and len(set(out)) < len(out):
         from pathlib import Path
 
         out = [n if out.count(n) == 1 else f"{n} ({Path(f).name})" for n, f in zip(out, files)]
