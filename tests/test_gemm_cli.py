@@ -33,8 +33,12 @@ def test_identities_and_no_sparse():
     assert r.sparse == r.dense and r.speedup == 1.0  # no --sparse: the 2:4 run is the dense one
 
 
-def test_equals_accelsim_run(tmp_path):
-    """A trace holding that one matmul (A weight 2:4 along K) gives the same cycles through simulate."""
+@pytest.mark.parametrize("name", ["a100_24", "a100_24_ideal"])
+def test_equals_accelsim_run(tmp_path, name):
+    """A trace holding that one matmul (A weight 2:4 along K) gives the same cycles through simulate.
+    The ideal bound gains from 2:4; the library-realistic a100_24 loses on this small GEMM, as the
+    libraries measure (its 2:4 kernel is cuSPARSELt's one 256x128 kernel without split-K: one CTA
+    walks all of K while the dense GEMM splits it)."""
     m, n, k = 256, 128, 512
     a = unpack_words(two_four_words(m, k), (m, k))
     path = tmp_path / "g.npz"
@@ -43,10 +47,11 @@ def test_equals_accelsim_run(tmp_path):
         tb = tw.add_tensor(np.ones((k, n), bool), dtype="float16", role="activation", layer="g")
         tw.add_op(step=0, seq=0, pass_="fwd", kind="matmul", layer="g", module_type="", aten="",
                   operands=[Operand("a", ta), Operand("b", tb)], out_shape=[m, n], params={})
-    res = simulate(path, load_hw("a100_24")).ops[0]
-    r = gemm_report(m, n, k, "a100_24", sparse="2:4")
+    res = simulate(path, load_hw(name)).ops[0]
+    r = gemm_report(m, n, k, name, sparse="2:4")
     assert r.sparse.cycles == res.total_cycles and r.dense.cycles == res.dense_cycles
-    assert r.speedup == pytest.approx(res.speedup) and r.speedup > 1.0 and r.sparse.fallback is None
+    assert r.speedup == pytest.approx(res.speedup) and r.sparse.fallback is None
+    assert (r.speedup > 1.0) if name.endswith("_ideal") else (r.speedup < 1.0 and r.sparse.split_k == 1)
 
 
 def test_large_square_bounded_by_peak():
@@ -64,7 +69,7 @@ def test_cli_json_and_errors(tmp_path, capsys):
     for key in ("dense_seconds", "sparse_seconds", "speedup", "tflops", "bound", "tile", "hw", "dtype"):
         assert key in d
     assert d["speedup"] == pytest.approx(d["dense_seconds"] / d["sparse_seconds"])
-    assert d["hw"] == "a100_24" and d["dtype"] == "fp16" and d["mode"] == "ideal"
+    assert d["hw"] == "a100_24" and d["dtype"] == "fp16" and d["mode"] == "library"  # the default since issue 11
     capsys.readouterr()
     for argv in (["gemm", "0", "8", "8", "--hw", "a100_24"], ["gemm", "8", "x" * 500, "8", "--hw", "a100_24"],
                  ["gemm", "8", "8", "8", "--hw", "tensordash"],
@@ -79,11 +84,15 @@ def test_ideal_overrides_library_model():
     """--ideal is kernel_model ideal whatever the file says; a library variant (main loop at 50%) is slower."""
     import dataclasses
 
-    hw = load_hw("a100_24")
+    hw = load_hw("a100_24_ideal")
     lib = dataclasses.replace(hw, compute=dataclasses.replace(
         hw.compute, kernel_model="library", mainloop_efficiency=(0.5, 0.5), kernel_fixed_s=(0.0, 0.0)))
     ideal = gemm_report(1024, 1024, 1024, hw)
     assert ideal.mode == "ideal"
+    # the shipped library-realistic file with --ideal is its ideal twin, number for number
+    flag = gemm_report(1024, 1024, 1024, "a100_24", sparse="2:4", ideal=True)
+    twin = gemm_report(1024, 1024, 1024, "a100_24_ideal", sparse="2:4")
+    assert flag.mode == "ideal" and (flag.dense, flag.sparse) == (twin.dense, twin.sparse)
     assert gemm_report(1024, 1024, 1024, lib, ideal=True).dense.cycles == ideal.dense.cycles
     slow = gemm_report(1024, 1024, 1024, lib)
     assert slow.mode == "library" and slow.dense.cycles > ideal.dense.cycles

@@ -177,7 +177,8 @@ def test_split_k_only_when_faster():
     # split-K only where it wins, its second launch included.
     from accelsim.hw import load_hw
     from pathlib import Path
-    hw = load_hw(Path(__file__).resolve().parents[1] / "hwconfigs" / "a100_24.yaml")
+    # the ideal model's numbers (issue 11 quoted them on the ideal a100_24, now a100_24_ideal.yaml)
+    hw = load_hw(Path(__file__).resolve().parents[1] / "hwconfigs" / "a100_24_ideal.yaml")
     assert gpu.split_candidates(512, 128, 128, 1, hw.compute, (64, 64, 32)) == (1, 2, 4)
     small, large = total(512, 128, 128, hw, False), total(512, 512, 128, hw, False)
     assert small <= large < 12756
@@ -188,12 +189,14 @@ def test_split_k_only_when_faster():
 
 
 @pytest.mark.parametrize("sparse_a", [False, True])
-def test_cost_never_falls_as_the_gemm_grows(sparse_a):
-    # issue 11 "Done when": on a100_24, total cycles (engine + launches) are non-decreasing along M, N
-    # and K over a grid spanning split-K, one-wave and many-wave GEMMs, dense and 2:4
+@pytest.mark.parametrize("name", ["a100_24", "a100_24_ideal", "h100_24"])
+def test_cost_never_falls_as_the_gemm_grows(sparse_a, name):
+    # issue 11 "Done when": on a100_24 (library-realistic since issue 11; its ideal twin and the
+    # Hopper file too), total cycles (engine + launches) are non-decreasing along M, N and K over a
+    # grid spanning split-K, one-wave and many-wave GEMMs, dense and 2:4
     from accelsim.hw import load_hw
     from pathlib import Path
-    hw = load_hw(Path(__file__).resolve().parents[1] / "hwconfigs" / "a100_24.yaml")
+    hw = load_hw(Path(__file__).resolve().parents[1] / "hwconfigs" / f"{name}.yaml")
     mn, ks = (64, 256, 1024, 4096), (32, 128, 1024, 8192)
     grid = (mn, mn, ks)
     cost = {(m, n, k): total(m, n, k, hw, sparse_a) for m in mn for n in mn for k in ks}
@@ -322,7 +325,8 @@ def test_shipped_a100_yaml_conv_fwd_and_first_layer():
 
     import dataclasses
 
-    hw = load_hw(Path(__file__).resolve().parents[1] / "hwconfigs" / "a100_24.yaml")
+    # hand-worked on the ideal-kernel model (a100_24_ideal.yaml: a100_24.yaml before issue 11's fit)
+    hw = load_hw(Path(__file__).resolve().parents[1] / "hwconfigs" / "a100_24_ideal.yaml")
     hw = dataclasses.replace(hw, compute=dataclasses.replace(hw.compute, cta_tiles=((128, 128, 32),)))
     # 3x3 conv, C = K = 64, weight 2:4 along C (keep c % 4 in {0, 2}): fwd runs the weight as mma.sp's A
     w = np.zeros((64, 64, 3, 3), dtype=bool)
@@ -512,9 +516,10 @@ def test_library_kernel_model_scales_mainloop_and_adds_fixed_time():
 
 
 def _gpu_yaml(tmp_path, extra: str):
-    src = (Path(__file__).resolve().parents[1] / "hwconfigs" / "a100_24.yaml").read_text()
+    src = (Path(__file__).resolve().parents[1] / "hwconfigs" / "a100_24_ideal.yaml").read_text()
     p = tmp_path / "g.yaml"
-    p.write_text(src.replace("  launch_overhead: 4 us", "  launch_overhead: 4 us\n" + extra))
+    assert src.count("  kernel_model: ideal\n") == 1
+    p.write_text(src.replace("  kernel_model: ideal\n", extra))
     return p
 
 

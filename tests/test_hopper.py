@@ -42,5 +42,5 @@ def test_ideal_bound_not_below_h200_measurement():
     on an H200 through PyTorch (docs/sources.md "NVIDIA Hopper"). The ideal-kernel bound must not be
     below a measurement (bf16 and fp16 share the datasheet rate). 4096^3 stands in for 8192^3 here
     (the bound's utilisation only rises with size) to keep the test fast."""
-    r = gemm_report(4096, 4096, 4096, "h200_24")
-    assert r.dense.tflops >= 788
+    r = gemm_report(4096, 4096, 4096, "h200_24", ideal=True)
+    assert r.mode == "ideal" and r.dense.tflops >= 788

@@ -51,11 +51,19 @@ A lowered op C[M,N] += A[M,K] @ B[K,N] (x groups) runs as one kernel launch of C
   steps at the MMA rate, one launch per kernel. ``kernel_model: library`` adds what separates
   measured library kernels from the silicon, dense and 2:4 separately: each main-loop step takes
   ceil(MACs / (rate * mainloop_efficiency)) cycles, and each GEMM kernel pays ``kernel_fixed``
-  (setup, prologue/epilogue overheads) on top of its launch. Those parameters are to be fitted to
-  the published measurements in accelsim/validation/data/a100_24_library.csv (not done yet).
+  (setup, prologue/epilogue overheads) on top of its launch. The 2:4 library may have its own kernel
+  list: ``sparse_cta_tile`` (CTA tiles its 2:4 kernels use; default: cta_tile) and
+  ``sparse_split_k: false`` (cuSPARSELt's default algorithm without the cusparseLtMatmulSearch
+  autotuning runs one kernel, no split-K: pytorch#96147 measures m1024 k10240 n256 at 135.7 us 2:4 vs
+  84.5 dense, and n512 at 137.0 -- the 2:4 time does not fall with N, only K counts). The parameters
+  are fitted by accelsim/validation/fit_gpu_library.py to issue 11's calibration data (the shipped
+  files say which); split-K's candidate set still only grows with K, so cost stays monotone.
 * Sparse A stored compressed: the 2:4 operand is kept as half its values plus a 2-bit position per
-  kept value (PTX sparse storage; formats.storage_bits("nm")), 9/16 of dense for fp16. Compressing a
-  non-weight operand at run time (cuSPARSELt's compress kernel) is not modelled.
+  kept value (PTX sparse storage; formats.storage_bits("nm")), 9/16 of dense for fp16. A weight is
+  compressed once, offline (not charged). A 2:4 operand that is not a weight (runtime sparsity:
+  activations, gradients) must be compressed before every use (cuSPARSELt's cusparseLtSpMMACompress,
+  torch's to_sparse_semi_structured): the library model charges that kernel (compress_cycles) as
+  fixed cycles of the op; the ideal bound does not.
 * Memory engine. The op becomes a TileStream with one tile per (wave, chunk of main-loop steps):
   compute = the chunk's step cycles (plus the epilogue on a wave's last chunk), loads = the chunk's
   share of the wave's HBM bytes, stores = the wave's output after its last chunk. Chunks hold enough
@@ -416,6 +424,18 @@ def launch_cycles(hw) -> int:
     return int(math.ceil(hw.compute.launch_overhead_s * hw.clock_hz))
 
 
+def compress_cycles(hw, elements: int) -> int:
+    """Cycles of one run-time 2:4 compression of an operand of ``elements`` values (module docstring,
+    "Sparse A stored compressed"): its own kernel (a launch plus the library model's 2:4 fixed time)
+    that reads the dense values from HBM and writes the kept half plus 2-bit indices (a_row_bytes),
+    at the HBM bandwidth -- a bandwidth bound; PyTorch's blog measures 36 us for a 4096 x 1024 fp16
+    operand with a custom kernel, 380 us with cuSPARSELt (docs/validation.md compares)."""
+    e = hw.compute.element_bytes
+    nbytes = elements * e + a_row_bytes(elements, e, True)
+    hbm = hw.dram().bandwidth_bytes_per_s / hw.clock_hz
+    return launch_cycles(hw) + int(math.ceil(hw.compute.kernel_fixed_s[1] * hw.clock_hz)) + int(math.ceil(nbytes / hbm))
+
+
 class GemmCost(NamedTuple):
     plan: GemmPlan
     stream: TileStream
@@ -677,13 +697,18 @@ def op_cost(work, hw, *, sparse: bool) -> FamilyCost:
             note = f"not used (the smaller GEMM is no cheaper on this machine): {note}"
         else:
             note = f"not used (2:4 mma.sp runs instead{why}): {cpt.note}"
+    fixed = best.fixed
+    if nm_on and hw.compute.kernel_model == "library" and work.role_of(choice.operand) != "weight":
+        # runtime sparsity: the 2:4 operand is not a stored weight, so it is compressed each time
+        # (module docstring, "Sparse A stored compressed")
+        fixed += compress_cycles(hw, work.groups * work.k * (work.n if choice.swap else work.m))
     return FamilyCost(
         compute_cycles=int(best.stream.compute_cycles.sum()),
         effectual_macs=int(kernels.effectual_macs(work)),
         sparse_operand=exploited,
         fallback=fallback,
         tiles=best.stream,
-        fixed_cycles=best.fixed,
+        fixed_cycles=fixed,
         dram_bytes_dense=dense_bytes,
         compaction=note,
         engine=best.engine,
