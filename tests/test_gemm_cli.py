@@ -96,3 +96,23 @@ def test_ideal_overrides_library_model():
     assert gemm_report(1024, 1024, 1024, lib, ideal=True).dense.cycles == ideal.dense.cycles
     slow = gemm_report(1024, 1024, 1024, lib)
     assert slow.mode == "library" and slow.dense.cycles > ideal.dense.cycles
+
+
+@pytest.mark.parametrize("name, model", [("a100_24", "library"), ("a100_24_ideal", "ideal"),
+                                         ("h100_24", "library"), ("tensordash", None)])
+def test_run_says_which_kernel_model(tmp_path, capsys, name, model):
+    """issue 11: every output says whether a GPU number is the ideal bound or library-realistic:
+    run's hw line and its JSON's kernel_model (null for other families)."""
+    path = tmp_path / "g.npz"
+    with TraceWriter(path, {"model": "g", "batch_size": 1, "steps": [0]}) as tw:
+        ta = tw.add_tensor(np.ones((64, 64), bool), dtype="float16", role="weight", layer="g")
+        tb = tw.add_tensor(np.ones((64, 64), bool), dtype="float16", role="activation", layer="g")
+        tw.add_op(step=0, seq=0, pass_="fwd", kind="matmul", layer="g", module_type="", aten="",
+                  operands=[Operand("a", ta), Operand("b", tb)], out_shape=[64, 64], params={})
+    out = tmp_path / "r.json"
+    capsys.readouterr()
+    assert main(["run", str(path), "--hw", name, "--json", str(out)]) == 0
+    hw_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("hw "))
+    assert json.loads(out.read_text())["kernel_model"] == model
+    want = {"library": "library-realistic kernels", "ideal": "ideal-kernel bound", None: ""}[model]
+    assert want in hw_line and ("kernel" in hw_line) == (model is not None)

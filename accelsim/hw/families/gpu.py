@@ -80,6 +80,16 @@ def _time(ctx):
     return parse
 
 
+MODEL_LABELS = {"ideal": "ideal-kernel bound: what the silicon allows",
+                "library": "library-realistic kernels, fitted to measured libraries"}
+
+
+def kernel_model_of(hw) -> str | None:
+    """"ideal" or "library" for a gpu config (compute.kernel_model), None for other families: which of
+    the two a GPU number is (run's hw line, run/gemm JSON, gemm's header)."""
+    return getattr(hw.compute, "kernel_model", None) if hw.family == "gpu" else None
+
+
 def parse_compute(ctx, c) -> GpuCompute:
     ctx.keys(c, "compute", FAMILY.compute_keys, REQUIRED)
     dt, eb = data_type(ctx, c)
