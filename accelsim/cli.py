@@ -251,7 +251,11 @@ def _hw_line(hw, path: str) -> str:
         feat = f"{sp.n}:{sp.m} on {sp.operand}"
     else:
         feat = f"{sp.kind.replace('_', '-')} zero skipping on {sp.operand}"
-    return f"hw     {path}: {hw.name} ({hw.family}, {hw.clock_hz / 1e9:g} GHz, {feat})"
+    from accelsim.hw.families.gpu import MODEL_LABELS, kernel_model_of
+
+    model = kernel_model_of(hw)  # GPU files: which of the two kernel models the numbers are
+    extra = f", {MODEL_LABELS[model]}" if model else ""
+    return f"hw     {path}: {hw.name} ({hw.family}, {hw.clock_hz / 1e9:g} GHz, {feat}{extra})"
 
 
 def _footprint(trace, fmt: str | None, hw=None):
@@ -274,7 +278,8 @@ def _meta(args, trace, hw_paths: Sequence[str]) -> dict:
 
 # -------------------------------------------------------------------------------------- commands
 def cmd_run(args) -> int:
-    from accelsim.report.table import fallback_lines, footprint_table, op_table, totals_table
+    from accelsim.report.table import (coverage_line, fallback_lines, footprint_table, not_simulated_lines, op_table,
+                                       step_table, totals_table)
     from accelsim.report.writers import write_csv, write_json
 
     json_path = _output_file(args.json, (".json",), "--json output")
@@ -290,6 +295,9 @@ def cmd_run(args) -> int:
     if not args.quiet:
         out += [op_table(result), ""]
     out += [totals_table(result)]
+    # the whole training step (issue 10): GEMM, vector and sparsification time, both speedups
+    out += ["", "whole training step (GEMMs + non-GEMM vector work; sparsify = the method's own work, "
+                "absent on the dense run):", step_table(result), coverage_line(result, trace.header.get("version"))]
     fb = fallback_lines(result)
     if fb:
         out += ["", f"fallbacks (sparsity not used, dense rate charged) in {len(fb)} op(s):"]
@@ -313,9 +321,14 @@ def cmd_run(args) -> int:
 
     out.append(headline(Path(args.trace).name, hw.name, result.totals()["all"], footprint_summary(fp)))
     _print("\n".join(out))
+    for line in not_simulated_lines(result):  # loud: on stderr, whatever --quiet says
+        _stderr(f"{PROG}: warning: {line}\n")
 
     if json_path:
         d = result.to_dict()
+        from accelsim.hw.families.gpu import kernel_model_of
+
+        d["kernel_model"] = kernel_model_of(hw)  # "ideal" | "library" on a GPU, null elsewhere
         d["meta"] = _meta(args, trace, [args.hw])
         d["footprint"] = fp.to_dict()
         _write(json_path, lambda: write_json(json_path, d))
