@@ -7,6 +7,8 @@ import math
 from typing import Any, Iterable, Sequence
 
 PASS_ORDER = ("fwd", "dgrad", "wgrad")
+# trace format v2 adds vector-only passes (backward's non-GEMM work, the optimizer step)
+STEP_PASS_ORDER = ("fwd", "dgrad", "wgrad", "bwd", "optimizer")
 
 
 def si(x: float | int | None, digits: int = 3) -> str:
@@ -86,8 +88,71 @@ def _numeric(cell: str) -> bool:
 
 
 def pass_totals(result) -> dict[str, dict]:
-    """SimResult.totals() without the passes the trace does not have (keys fwd/dgrad/wgrad/all)."""
-    return {k: t for k, t in result.totals().items() if t["ops"] > 0}
+    """SimResult.totals() without the passes the trace does not have (keys fwd/dgrad/wgrad/bwd/
+    optimizer/all; a pass is there when it has GEMM or vector ops)."""
+    return {k: t for k, t in result.totals().items() if t["ops"] > 0 or t.get("vector_ops", 0) > 0}
+
+
+def _us(cycles: int, clock_hz: float) -> str:
+    return num(cycles / clock_hz * 1e6, ",.1f") if clock_hz else "-"
+
+
+def step_table(result) -> str:
+    """Per pass and for the whole step: GEMM, vector and sparsification time, and the two speedups
+    side by side -- GEMM only (the GEMM ops' dense / sparse cycles) and whole step (dense step /
+    step: the vector work included, the sparsity method's own work only on the sparse run).
+    Built from SimResult.totals() alone (also used by `accelsim compare`)."""
+    clock = result.clock_hz
+    headers = ["pass", "GEMM (us)", "vector (us)", "sparsify (us)", "step (us)", "dense step (us)",
+               "GEMM speedup", "step speedup", "not simulated"]
+    rows = []
+    for key, t in pass_totals(result).items():
+        miss = t.get("not_simulated", {})
+        rows.append([key, _us(t["gemm_cycles"], clock), _us(t["vector_cycles"], clock),
+                     _us(t["sparsify_cycles"], clock), _us(t["step_cycles"], clock),
+                     _us(t["step_dense_cycles"], clock),
+                     ratio(t["speedup"]) if t["ops"] else "-", ratio(t["step_speedup"]),
+                     not_simulated_text(miss) if miss.get("ops") else ""])
+    return format_table(headers, rows, align="lrrrrrrrl")
+
+
+def not_simulated_text(item: dict) -> str:
+    """'3 ops, 0.4 GMAC, 1.20 MiB' (the parts that are known)."""
+    parts = [f"{item.get('ops', 0)} op{'s' if item.get('ops', 0) != 1 else ''}"]
+    if item.get("macs"):
+        parts.append(f"{item['macs'] / 1e9:.3g} GMAC")
+    if item.get("bytes"):
+        parts.append(nbytes(item["bytes"]))
+    return ", ".join(parts)
+
+
+def not_simulated_lines(result) -> list[str]:
+    """One warning per thing the trace holds but nothing simulated (SimResult.not_simulated),
+    e.g. 'aten._scaled_dot_product_flash_attention.default: 4 ops, 0.4 GMAC not simulated (not
+    recorded)'; MACs/bytes are named where the trace knows them, else 'size unknown'."""
+    out = []
+    for it in getattr(result, "not_simulated", []) or []:
+        size = "" if it.get("macs") or it.get("bytes") else ", size unknown"
+        out.append(f"{it['what']}: {not_simulated_text(it)}{size} not simulated ({it.get('why', '')})")
+    return out
+
+
+def coverage_line(result, trace_version: int | None = None) -> str:
+    """What was simulated and what was not, in one line (``trace_version`` 1: the trace format that
+    records GEMMs only, so the step's non-GEMM work is unknown, not free)."""
+    t = result.totals()["all"]
+    gemm, vec = t["ops"], t.get("vector_ops", 0)
+    line = f"coverage: {gemm} GEMM op(s) and {vec} vector op(s) simulated"
+    miss = t.get("not_simulated", {})
+    if miss.get("ops"):
+        vec_missed = sum(1 for o in result.ops if o.not_simulated)
+        line += f" ({vec_missed} of them costed 0: nothing to run them)" if vec_missed else ""
+        line += f"; not simulated: {not_simulated_text(miss)}"
+    else:
+        line += "; nothing the recorder saw was left out"
+    if trace_version == 1:
+        line += " (trace format v1 records GEMMs only: the step's non-GEMM work is not in it)"
+    return line
 
 
 def op_table(result) -> str:

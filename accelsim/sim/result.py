@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 PASSES = ("fwd", "dgrad", "wgrad")
+# trace format v2: passes of non-GEMM (vector) work only (docs/trace-format.md)
+STEP_PASSES = ("fwd", "dgrad", "wgrad", "bwd", "optimizer")
 _SUMMED = ("dense_macs", "effectual_macs", "compute_cycles", "stall_cycles", "total_cycles", "dense_cycles",
            "dense_compute_cycles")
 
@@ -37,12 +39,19 @@ class OpResult:
     # structured weight sparsity deleted as a smaller dense GEMM (sim/structure.py), e.g. "weight: 32
     # of 64 filters and 288 of 576 (c,r,s) taps all zero: GEMM N 64->32, K 576->288"; None: not done
     compaction: str | None = None
+    # vector (non-GEMM) ops (kind "vector", accelsim/sim/vector.py): the sparsity method's own work
+    # (top-k, re-masking, compression; absent on the dense baseline), the op's class, and why it was
+    # not simulated (the machine has nothing to run it on) -- it then costs 0 cycles here
+    sparsify: bool = False
+    vector_class: str = ""
+    not_simulated: str | None = None
+    vector_bytes: int = 0  # vector ops: bytes read + written on this machine (wherever they moved)
 
 
 @dataclass
 class TimelineEvent:
     op_id: int
-    resource: str  # "compute" | "dma"
+    resource: str  # "compute" | "dma" | "launch" | "vector" | "sparsify"
     start: int
     end: int
 
@@ -57,12 +66,29 @@ class SimResult:
     timeline: list[TimelineEvent] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     peak_macs_per_cycle: int = 0
+    # what the trace holds but nothing simulated (header coverage / unrecorded ops, vector work on a
+    # machine without a vector unit): {"what", "pass" ("" = not known), "ops", "macs", "bytes", "why"}
+    not_simulated: list[dict] = field(default_factory=list)
 
     def totals(self) -> dict[str, dict]:
-        """Sums per pass ("fwd", "dgrad", "wgrad") and over all ops ("all")."""
+        """Sums per pass ("fwd", "dgrad", "wgrad"; "bwd", "optimizer" when the trace has work in them)
+        and over all ops ("all").
+
+        The keys of issue-10-and-earlier results keep their meaning over the GEMM ops only
+        (``total_cycles``, ``dense_cycles``, ``seconds``, ``speedup``, ``dense_macs``, ``ops``, ...).
+        The whole step adds: ``gemm_cycles`` (= total_cycles), ``vector_cycles`` (vector work that is
+        not the sparsity method's), ``sparsify_cycles`` (the method's own work), ``step_cycles`` (their
+        sum), ``step_dense_cycles`` (the dense run's step: GEMMs and vector work; no sparsify work),
+        ``step_seconds``, ``step_speedup`` (= step_dense_cycles / step_cycles), ``vector_ops``,
+        ``not_simulated`` ({"ops", "macs", "bytes"}). A trace without vector ops has step_* equal to
+        the GEMM values."""
         out = {}
-        for key in PASSES + ("all",):
-            sel = [o for o in self.ops if key == "all" or o.pass_ == key]
+        # the v1 passes always (fwd/dgrad/wgrad, as before), the vector-only passes where they have work
+        present = {o.pass_ for o in self.ops} | {n.get("pass") for n in self.not_simulated}
+        for key in [p for p in STEP_PASSES if p in PASSES or p in present] + ["all"]:
+            everything = [o for o in self.ops if key == "all" or o.pass_ == key]
+            sel = [o for o in everything if o.kind != "vector"]
+            vec = [o for o in everything if o.kind == "vector"]
             t = {f: int(sum(getattr(o, f) for o in sel)) for f in _SUMMED}
             t["ops"] = len(sel)
             t["dram_bytes"] = int(sum(sum(o.dram_bytes.values()) for o in sel))
@@ -73,6 +99,16 @@ class SimResult:
             t["utilisation"] = t["effectual_macs"] / peak if peak else 0.0
             t["seconds"] = t["total_cycles"] / self.clock_hz if self.clock_hz else 0.0
             t["fallbacks"] = sum(1 for o in sel if o.fallback)
+            t["gemm_cycles"] = t["total_cycles"]
+            t["vector_ops"] = len(vec)
+            t["vector_cycles"] = int(sum(o.total_cycles for o in vec if not o.sparsify))
+            t["sparsify_cycles"] = int(sum(o.total_cycles for o in vec if o.sparsify))
+            t["step_cycles"] = t["gemm_cycles"] + t["vector_cycles"] + t["sparsify_cycles"]
+            t["step_dense_cycles"] = t["dense_cycles"] + int(sum(o.dense_cycles for o in vec))
+            t["step_seconds"] = t["step_cycles"] / self.clock_hz if self.clock_hz else 0.0
+            t["step_speedup"] = t["step_dense_cycles"] / t["step_cycles"] if t["step_cycles"] else 1.0
+            miss = [n for n in self.not_simulated if key == "all" or n.get("pass") == key]
+            t["not_simulated"] = {f: int(sum(n.get(f, 0) for n in miss)) for f in ("ops", "macs", "bytes")}
             out[key] = t
         return out
 
@@ -90,6 +126,7 @@ class SimResult:
                 "utilisation": o.utilisation, "sparse_operand": o.sparse_operand or "",
                 "dram_bytes": sum(o.dram_bytes.values()), "dram_bytes_dense": sum(o.dram_bytes_dense.values()),
                 "fallback": o.fallback or "", "compaction": o.compaction or "",
+                "vector_class": o.vector_class, "sparsify": o.sparsify, "not_simulated": o.not_simulated or "",
             })
         return rows
 
@@ -103,6 +140,7 @@ class SimResult:
             "ops": [_op_dict(o) for o in self.ops],
             "timeline": [dataclasses.asdict(e) for e in self.timeline],
             "warnings": list(self.warnings),
+            "not_simulated": [dict(n) for n in self.not_simulated],
         }
 
 

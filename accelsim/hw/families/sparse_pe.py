@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from accelsim.hw.family import DRAM, Family, Role, data_type, register
+from accelsim.hw.families.vector_unit import VectorUnit, parse_vector
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class SparsePECompute:
     # ceil(K/lanes). validate() derives it from sparsity.kind (two_sided -> False); dense() keeps it,
     # so a machine's dense baseline uses the machine's own layout.
     tap_padded: bool = True
+    vector: VectorUnit | None = None  # runs the non-GEMM work (vector_unit.py); None: not declared
 
     @property
     def peak_macs_per_cycle(self) -> int:
@@ -39,7 +41,7 @@ def parse_compute(ctx, c) -> SparsePECompute:
     dt, eb = data_type(ctx, c)
     return SparsePECompute(tiles=ctx.int_(c, "tiles", "compute"), pe_rows=ctx.int_(c, "pe_rows", "compute"),
                            pe_cols=ctx.int_(c, "pe_cols", "compute"), lanes=ctx.int_(c, "lanes", "compute"),
-                           data_type=dt, element_bytes=eb)
+                           data_type=dt, element_bytes=eb, vector=parse_vector(ctx, c))
 
 
 def validate(hw, fail):
@@ -51,7 +53,7 @@ def validate(hw, fail):
 
 FAMILY = register(Family(
     name="sparse_pe",
-    compute_keys=("tiles", "pe_rows", "pe_cols", "lanes", "data_type", "element_bytes"),
+    compute_keys=("tiles", "pe_rows", "pe_cols", "lanes", "data_type", "element_bytes", "vector"),
     parse_compute=parse_compute,
     sparsity_kinds=("none", "one_sided", "two_sided"),
     roles=(Role("buffer", "on-chip operand buffer"), Role(DRAM, "off-chip memory", on_chip=False)),

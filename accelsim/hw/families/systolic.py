@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from accelsim.hw.config import DATAFLOWS
 from accelsim.hw.family import DRAM, Family, Role, data_type, register
+from accelsim.hw.families.vector_unit import VectorUnit, parse_vector
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class SystolicCompute:
     dataflow: str  # os | ws | is
     data_type: str
     element_bytes: int
+    vector: VectorUnit | None = None  # runs the non-GEMM work (vector_unit.py); None: not declared
 
     @property
     def peak_macs_per_cycle(self) -> int:
@@ -28,12 +30,12 @@ def parse_compute(ctx, c) -> SystolicCompute:
     dt, eb = data_type(ctx, c)
     return SystolicCompute(rows=ctx.int_(c, "rows", "compute"), cols=ctx.int_(c, "cols", "compute"),
                            dataflow=ctx.choice(c, "dataflow", "compute", DATAFLOWS),
-                           data_type=dt, element_bytes=eb)
+                           data_type=dt, element_bytes=eb, vector=parse_vector(ctx, c))
 
 
 FAMILY = register(Family(
     name="systolic",
-    compute_keys=("rows", "cols", "dataflow", "data_type", "element_bytes"),
+    compute_keys=("rows", "cols", "dataflow", "data_type", "element_bytes", "vector"),
     parse_compute=parse_compute,
     sparsity_kinds=("none", "nm"),
     # SCALE-Sim's three operand SRAMs: GEMM A, B, C (its GEMM naming)
