@@ -126,7 +126,8 @@ def causal_skip(work: Workload, hw: HardwareConfig) -> Workload | None:
     (qk: S = Q K^T, dp: dP = dO V^T), K of the score-consuming ones (pv, dq, dk, dv) -- which shrinks
     by that fraction (rounded up). The operands become dense: the score-side masks are the causal
     triangle whose zeros are the skipped blocks. dense_macs stays the op's (simulate restores it).
-    Sparse-PE machines need no rule: they skip the recorded causal zeros of P and dS themselves."""
+    Sparse-PE machines need no rule: they skip the recorded causal zeros of P and dS themselves
+    (docs/sources.md "Causal block skipping")."""
     att = work.op.params.get("attention") if isinstance(work.op.params, dict) else None
     if hw.family != "gpu" or not isinstance(att, dict) or att.get("mask") != "causal":
         return None
