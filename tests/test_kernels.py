@@ -222,6 +222,37 @@ def test_nm_fraction_along_is_the_same_counter_as_nm_compliance():
     # m = 2 along axis 0: column nnz 2,1,1,0,2,1; with n=1 columns 0 and 4 fail -> 4/6 (above)
 
 
+@pytest.mark.parametrize("cap", [None, 0])
+def test_nm_numpy_counts_equal_the_packed_word_kernel(cap, monkeypatch):
+    # nm_compliance counts with numpy (_nm_numpy: window weights where groups stay in one pixel /
+    # output row, an im2col otherwise) and falls back to _nm_groups over the operand view; both
+    # must give the same (compliant, total) on every conv case (strides, dilation, padding, groups,
+    # C = 3 and Q = 5 so that groups straddle taps and rows) and matmul, for odd and even m.
+    # cap=0: no im2col may be built, the straddling cases take the kernel.
+    if cap is not None:
+        monkeypatch.setattr(K, "IM2COL_CAP", cap)
+    fell_back = 0
+    for work in _all_works():
+        for side in ("a", "b"):
+            v = K.operand_view(work, side)
+            for n, m in [(2, 4), (1, 4), (3, 8), (1, 2), (1, 3), (2, 5)]:
+                got = K._nm_numpy(work, side, n, m)
+                want = K._nm_groups(v.src, v.base, *v.runs, v.off.size, n, m)
+                fell_back += got is None
+                if got is not None:
+                    assert tuple(got) == tuple(int(x) for x in want), (work.kind, work.pass_, side, n, m)
+    assert (fell_back > 0) == (cap == 0)
+    # the packed-word layout counts as nm_fraction_along's numpy counter does along a plain axis
+    x = np.random.default_rng(3).random((12, 22)) < 0.4  # 22: a short last group per row
+    src = K._packed(x)
+    src.flags.writeable = False
+    ok, total = K._nm_groups(src, np.arange(12, dtype=np.int64) * 22, *K._runs(np.arange(22, dtype=np.int64)), 22,
+                             2, 4)
+    assert 0 < ok < total == 12 * 6
+    assert K.nm_fraction_along(x.reshape(12, 22, 1), 2, 4, axis=1) == ok / total == K.nm_fraction_along(
+        x, 2, 4, axis=-1) == K.nm_fraction_along(np.ascontiguousarray(x.T), 2, 4, axis=0)
+
+
 def test_nm_short_reduction_is_not_compliant():
     # a depthwise 3x3 conv's dgrad reduces over K/g = 1 filter, its fwd over (r, s, c) = 9 taps:
     # with groups of 4, dgrad has one group of 1 element per row (never 2:4, even if it is zero);

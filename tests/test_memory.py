@@ -222,6 +222,23 @@ def test_replay_equals_simpy_on_long_streams():
         _assert_same(s, 1.5, 3 * case, case < 3, case)
 
 
+@pytest.mark.parametrize("capacity_mode", [False, True])
+def test_interpreted_replay_equals_compiled(capacity_mode):
+    # _run_replay runs the one _replay either interpreted on Python lists (short streams, no numba
+    # import) or jitted: the same total and busy intervals, small and huge counts, short and long
+    rng = np.random.default_rng(4321 + capacity_mode)
+    for case in range(200):
+        n = int(rng.integers(0, 40)) if case < 190 else 400
+        scale = 10**14 + 7 if case % 7 == 0 else 1
+        s = _random_stream(rng, n, capacity_mode, scale=scale)
+        r = memory._rules(s, float(rng.choice([1.0, 2.5, 0.75])), int(rng.integers(0, 6)) * scale,
+                          bool(rng.random() < 0.6))
+        (ta, ia), (tb, ib) = memory._run_replay(r, compiled=False), memory._run_replay(r, compiled=True)
+        assert ta == tb, case
+        for x, y in zip(ia.arrays, ib.arrays):
+            assert x.dtype == y.dtype == np.int64 and np.array_equal(x, y), case
+
+
 def test_cycles_beyond_int64_are_refused():
     # every time is an int64: 4 tiles of 2^61 compute cycles could reach 2^63, so they are refused
     # with one line; so is a transfer of 2^62 cycles (8 bytes at 2^-60 bytes/cycle, a unit mistake)

@@ -23,11 +23,53 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import functools
+
 import numpy as np
-from numba import njit
 
 from accelsim.sim.workload import Workload
 from accelsim.trace.format import pack_words, unpack_words
+
+
+class _Jit:
+    """A numba kernel compiled (or loaded from numba's cache, ``cache=True``) on its first call, not
+    at import: importing numba and loading its CPU target costs ~0.3 s a process, which a run that
+    needs no kernel (a GPU's) never pays. The first call of any lazy_njit function jits them all
+    and puts the dispatchers into their modules, so jitted code calling another kernel sees a
+    dispatcher; callers holding this wrapper are forwarded."""
+
+    def __init__(self, fn):
+        functools.update_wrapper(self, fn)
+        self.py_func = fn
+        self.dispatcher = None
+
+    def __call__(self, *args):
+        if self.dispatcher is None:
+            from accelsim.sim.memory import _NoScipyForNumba
+
+            _load_kernels()
+            with _NoScipyForNumba():  # the first call loads numba's target: without scipy.linalg
+                return self.dispatcher(*args)
+        return self.dispatcher(*args)
+
+
+_LAZY: list[_Jit] = []
+
+
+def lazy_njit(fn) -> _Jit:
+    """``numba.njit(cache=True)(fn)``, done on the first call of any such function (_Jit)."""
+    w = _Jit(fn)
+    _LAZY.append(w)
+    return w
+
+
+def _load_kernels() -> None:
+    from numba import njit
+
+    for w in _LAZY:
+        if w.dispatcher is None:
+            w.dispatcher = njit(cache=True)(w.py_func)
+            w.py_func.__globals__[w.py_func.__name__] = w.dispatcher
 
 
 @dataclass
@@ -385,7 +427,7 @@ def one_sided_macs(work: Workload, side: str) -> int:
 # N:M compliance
 # ----------------------------------------------------------------------------------------------
 
-@njit(cache=True)
+@lazy_njit
 def _popcount64(x):
     x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
     x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
@@ -393,7 +435,7 @@ def _popcount64(x):
     return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
 
 
-@njit(cache=True)
+@lazy_njit
 def _bits_at(words, pos, nbits):
     """Bits pos .. pos+nbits-1 (1 <= nbits <= 64) of a packed array, as the low bits of a uint64.
     Branch-free (a data-dependent branch here made the kernels ~10x slower): it always reads
@@ -404,7 +446,7 @@ def _bits_at(words, pos, nbits):
     return v & (((np.uint64(1) << np.uint64(nbits - 1)) << np.uint64(1)) - np.uint64(1))
 
 
-@njit(cache=True)
+@lazy_njit
 def _gather(src, b, run_k, run_off, run_len, out):
     """GEMM row with source bit base b, gathered into reduction-order words out[:] (padding lanes 0)."""
     for w in range(out.size):
@@ -414,7 +456,7 @@ def _gather(src, b, run_k, run_off, run_len, out):
         out[k >> 6] |= _bits_at(src, b + run_off[r], run_len[r]) << np.uint64(k & 63)
 
 
-@njit(cache=True)
+@lazy_njit
 def _nm_groups(src, base, run_k, run_off, run_len, k, n, m):
     """(groups of m consecutive reduction positions holding <= n non-zeros, all groups) over every
     row of a view: the row is gathered into words, each group is one popcount of m bits."""
@@ -445,14 +487,135 @@ def nm_fraction_along(mask: np.ndarray, n: int, m: int, axis: int) -> float:
     if mask.ndim == 0 or mask.size == 0:
         return 1.0
     _check_m(m)
-    moved = np.moveaxis(mask, axis, -1)
-    length = moved.shape[-1]
-    base = np.arange(moved.size // length, dtype=np.int64) * length
-    src = _packed(moved)
-    _frozen(src)  # read-only like every op's operand view: one compiled _nm_groups signature, not two
-    v = OperandView(src, base, np.arange(length, dtype=np.int64), moved.size // length, 1)
-    ok, total = _nm_groups(v.src, v.base, *v.runs, length, n, m)
+    ok, total = _nm_count(mask, axis % mask.ndim, n, m)
     return ok / total if total else 1.0
+
+
+def _nm_count(x: np.ndarray, axis: int, n: int, m: int) -> tuple[int, int]:
+    """(groups of m consecutive elements along ``axis`` holding <= n non-zeros, all groups) of an
+    array: each axis is cut into ceil(L/m) groups, a last one shorter than m never compliant.
+    Numpy on the inflated mask: one uint8 sum per group, no numba (_nm_groups counts the same from
+    packed words where the groups run along an im2col window)."""
+    x = np.asarray(x)
+    length = x.shape[axis]
+    if length == 0 or x.size == 0:
+        return 0, 0
+    full = length // m
+    total = -(-length // m) * (x.size // length)
+    if not full:
+        return 0, total
+    x = np.ascontiguousarray(x if x.dtype == np.bool_ else x != 0)
+    pre = int(np.prod(x.shape[:axis], dtype=np.int64))
+    u = x.view(np.uint8).reshape(pre, length, -1)[:, : full * m].reshape(pre, full, m, -1)
+    return int(np.count_nonzero(_group_ok(u, n, m))), total
+
+
+_WORD = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _group_ok(u: np.ndarray, n: int, m: int) -> np.ndarray:
+    """u: (pre, groups, m, post) 0/1 uint8; True where a group's m bytes sum to <= n. Groups of 2,
+    4 or 8 consecutive bytes are summed as one word (times 0x0101.., the top byte holds the sum:
+    each byte is 0 or 1, so no carry reaches it); otherwise the m slices are added."""
+    if u.shape[3] == 1 and m in _WORD and u.flags.c_contiguous:
+        w = u.reshape(-1).view(_WORD[m])
+        mult = _WORD[m](int("01" * m, 16))
+        return ((w * mult) >> _WORD[m](8 * (m - 1))).reshape(u.shape[0], u.shape[1], 1) <= n
+    acc = u[:, :, 0].copy()
+    for i in range(1, m):
+        acc += u[:, :, i]
+    return acc <= n
+
+
+def _u8(x: np.ndarray) -> np.ndarray:
+    """A mask as contiguous 0/1 bytes (a copy only where it is not contiguous bool already)."""
+    return np.ascontiguousarray(x if x.dtype == np.bool_ else x != 0).view(np.uint8)
+
+
+# Largest im2col (elements) _nm_numpy builds for a conv input whose groups straddle kernel taps;
+# beyond it the packed-word kernel runs. A memory cap (bytes of a bool matrix), not a model number.
+IM2COL_CAP = 1 << 26
+
+
+def _nm_numpy(work: Workload, side: str, n: int, m: int) -> tuple[int, int] | None:
+    """nm_compliance's (compliant groups, groups) along this pass's reduction with numpy, or None
+    where only the packed-word kernel applies. The counts equal _nm_groups over operand_view: the
+    same groups of m consecutive reduction positions of every GEMM row (A) / column (B), padding
+    lanes zero. Where a conv input's groups stay inside one input pixel's channels (fwd, Cg % m == 0)
+    or one output row (wgrad, Q % m == 0) the windows are not built: each input group is counted
+    once and weighted by how many windows read it (as factor_counts does for MACs)."""
+    name = work.a if side == "a" else work.b
+    geo, g = work.conv, work.groups
+    if geo is None:
+        u = work.used_mask(name)
+        return _nm_count(u, u.ndim - 1 if side == "a" else u.ndim - 2, n, m)
+    kg, cg = geo.k // g, geo.c // g
+    rs, pq = geo.r * geo.s, geo.p * geo.q
+    pass_ = work.pass_
+    if name == "weight":
+        x = work.mask("weight").reshape(g, kg, cg, rs)
+        if pass_ == "fwd":  # columns (g, k) over (r, s, c): a tap-major copy unless R*S == 1
+            return _nm_count(x.transpose(0, 1, 3, 2).reshape(g * kg, rs * cg), 1, n, m)
+        return _nm_count(x, 1, n, m)  # dgrad: columns (g, c, r, s) over k
+    if name == "grad_output":
+        d = work.mask("grad_output").reshape(geo.n, g, kg, pq)
+        if pass_ == "dgrad":  # rows (g, n, p, q) over k
+            return _nm_count(d, 2, n, m)
+        if pq % m == 0:  # wgrad columns (g, k) over (n, p, q): no group crosses an image
+            return _nm_count(d, 3, n, m)
+        return _nm_count(gemm_side_matrix(work, side), 2, n, m)
+    if name != "input" or pass_ not in ("fwd", "wgrad"):
+        return None
+    x = work.mask("input")
+    (ph, pw), (sh, sw), (dh, dw) = geo.padding, geo.stride, geo.dilation
+    hp, wp = geo.h + 2 * ph, geo.w + 2 * pw
+    if pass_ == "fwd":  # rows (g, n, p, q) over (r, s, c), channels fastest
+        total = g * geo.n * pq * -(-(rs * cg) // m)
+        if cg % m == 0:
+            # groups of m channels of one pixel; a padding pixel's groups are all compliant (zeros)
+            ok_px = np.full((geo.h + 1, geo.w + 1), geo.n * (geo.c // m), dtype=np.int64)
+            grp = _group_ok(_u8(x).reshape(geo.n * geo.c // m, 1, m, geo.h * geo.w), n, m)
+            ok_px[: geo.h, : geo.w] = np.count_nonzero(grp, axis=(0, 1)).reshape(geo.h, geo.w)
+            hi = _tap_index(geo.p, geo.r, sh, ph, dh, geo.h)  # (P, R): input row, H = padding
+            wi = _tap_index(geo.q, geo.s, sw, pw, dw, geo.w)
+            ih = np.bincount(hi.ravel(), minlength=geo.h + 1).astype(np.int64)
+            iw = np.bincount(wi.ravel(), minlength=geo.w + 1).astype(np.int64)
+            return int(ih @ ok_px @ iw), total
+        if geo.n * pq * rs * geo.c > IM2COL_CAP:
+            return None
+        xp = np.zeros((geo.n, hp, wp, geo.c), dtype=bool)
+        xp[:, ph:ph + geo.h, pw:pw + geo.w, :] = x.transpose(0, 2, 3, 1)
+        cols = np.empty((geo.n, geo.p, geo.q, g, geo.r, geo.s, cg), dtype=bool)
+        for r in range(geo.r):
+            for s_ in range(geo.s):
+                tap = xp[:, r * dh: r * dh + sh * (geo.p - 1) + 1: sh, s_ * dw: s_ * dw + sw * (geo.q - 1) + 1: sw]
+                cols[:, :, :, :, r, s_, :] = tap.reshape(geo.n, geo.p, geo.q, g, cg)
+        ok, _ = _nm_count(cols.reshape(-1, rs * cg), 1, n, m)
+        return ok, total
+    # wgrad: rows (g, c, r, s) over (n, p, q), q fastest
+    total = geo.c * rs * -(-(geo.n * pq) // m)
+    xs = np.zeros((geo.n, geo.c, hp, wp), dtype=bool)
+    xs[:, :, ph:ph + geo.h, pw:pw + geo.w] = x
+    if geo.q % m == 0:
+        # groups of m output columns of one (n, p): count them per padded input row and weight each
+        # row by the (p, r) pairs reading it
+        rows = (np.arange(geo.p)[:, None] * sh + np.arange(geo.r)[None, :] * dh).ravel()
+        per_row = np.bincount(rows, minlength=hp).astype(np.int64)
+        ok = 0
+        for s_ in range(geo.s):
+            tap = xs[:, :, :, s_ * dw: s_ * dw + sw * (geo.q - 1) + 1: sw]  # (N, C, Hp, Q)
+            grp = _group_ok(_u8(tap).reshape(geo.n * geo.c * hp * geo.q // m, 1, m, 1), n, m)
+            ok += int(np.count_nonzero(grp.reshape(geo.n * geo.c, hp, -1), axis=(0, 2)).astype(np.int64) @ per_row)
+        return ok, total
+    if geo.c * rs * geo.n * pq > IM2COL_CAP:
+        return None
+    cols = np.empty((geo.c, geo.r, geo.s, geo.n, geo.p, geo.q), dtype=bool)
+    for r in range(geo.r):
+        for s_ in range(geo.s):
+            tap = xs[:, :, r * dh: r * dh + sh * (geo.p - 1) + 1: sh, s_ * dw: s_ * dw + sw * (geo.q - 1) + 1: sw]
+            cols[:, r, s_] = tap.transpose(1, 0, 2, 3)
+    ok, _ = _nm_count(cols.reshape(geo.c * rs, -1), 1, n, m)
+    return ok, total
 
 
 def nm_compliance(work: Workload, operand: str, n: int, m: int) -> float:
@@ -471,8 +634,11 @@ def nm_compliance(work: Workload, operand: str, n: int, m: int) -> float:
     cache = _op_cache(work)
     key = ("nm", side, n, m)
     if key not in cache:
-        v = operand_view(work, side)
-        ok, total = _nm_groups(v.src, v.base, *v.runs, v.off.size, n, m)
+        got = _nm_numpy(work, side, n, m)
+        if got is None:
+            v = operand_view(work, side)
+            got = _nm_groups(v.src, v.base, *v.runs, v.off.size, n, m)
+        ok, total = got
         cache[key] = ok / total if total else 1.0
     return cache[key]
 
@@ -513,7 +679,7 @@ def td_candidates(lookahead: int, lookaside: int, search: str = "T") -> tuple[np
     return np.array(hs, np.int64), np.array(ds, np.int64)
 
 
-@njit(cache=True)
+@lazy_njit
 def td_schedule(rows, nrows, lanes, lookahead, cand_h, cand_d):
     """Cycles to process a stream of `nrows` rows of `lanes` bits (bit set = non-zero), modifying
     `rows` (length >= nrows). Each cycle: every empty lane of the current row, in lane order, takes
@@ -556,7 +722,7 @@ def td_schedule(rows, nrows, lanes, lookahead, cand_h, cand_d):
     return cycles
 
 
-@njit(cache=True)
+@lazy_njit
 def td_stream_cycles(src, base, run_k, run_off, run_len, k, lanes, lookahead, cand_h, cand_d):
     """TensorDash cycles of the stream of every row of an operand view whose k reduction positions
     are laid out in rows of `lanes` (k a multiple of lanes, lanes <= 63): each row is gathered into
@@ -577,7 +743,7 @@ def td_stream_cycles(src, base, run_k, run_off, run_len, k, lanes, lookahead, ca
 # two-sided (bitmap AND + popcount) work per lockstep group
 # ----------------------------------------------------------------------------------------------
 
-@njit(cache=True)
+@lazy_njit
 def pair_group_work(a_src, a_base, a_runs, b_src, b_base, b_runs, k, m, n, groups, gm, gn, lanes):
     """Per lockstep group of gm GEMM rows x gn GEMM columns: the slowest PE's cycles,
     max over its pairs (i, j) of ceil(popcount(A_i & B_j) / lanes) (effectual pairs, both non-zero),

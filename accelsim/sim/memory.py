@@ -76,7 +76,6 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
 from accelsim.errors import UnsupportedError
 
@@ -420,17 +419,19 @@ class _NoScipyForNumba:
 
 
 _SIG = ("UniTuple(int64, 2)(int64[::1], int64[::1], int64[::1], int64, int64[::1], int64[::1], int64[::1], "
-        "int64[::1], int64[::1], int64[::1], int64[::1], int64[:, ::1])")
+        "int64[::1], int64[::1], int64[::1], int64[::1], int64[::1])")
 
 
-# One function, one explicit signature, no Python objects: numba compiles it once (cached on disk).
-# Loads never wait for stores, so each load's start is a max() of known times. A store fills the
-# channel gaps the loads leave; the loads that can fall inside it are all issued before the compute
-# that waits for it is placed (any later load depends on a compute that has not started).
-def _replay(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, lend, piece):  # pragma: no cover
-    n = c.shape[0]
-    nload = ltile.shape[0]
-    nstore = stile.shape[0]
+# One function, one explicit signature, no Python objects: numba compiles it once (cached on disk),
+# and the same source runs interpreted on Python lists for short streams (_run_replay), so there is
+# one replay. Loads never wait for stores, so each load's start is a max() of known times. A store
+# fills the channel gaps the loads leave; the loads that can fall inside it are all issued before
+# the compute that waits for it is placed (any later load depends on a compute that has not started).
+# ``piece`` holds the store pieces flat: (start, end) of piece p at 2p, 2p + 1.
+def _replay(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, lend, piece):
+    n = len(c)
+    nload = len(ltile)
+    nstore = len(stile)
     nl = 0  # loads issued (ltile[:nl], in channel order; lend[:nl] their ends)
     load_free = 0  # when the channel is free of loads
     sq = 0  # stores placed
@@ -472,8 +473,8 @@ def _replay(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, 
                         continue
                     if ls - t < gap:
                         gap = ls - t
-                piece[npiece, 0] = t
-                piece[npiece, 1] = t + gap
+                piece[2 * npiece] = t
+                piece[2 * npiece + 1] = t + gap
                 npiece += 1
                 t += gap
                 left -= gap
@@ -499,22 +500,56 @@ def _replay(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, 
     return last_end, npiece
 
 
-with _NoScipyForNumba():  # an explicit signature compiles (or loads from the cache) right here, once
-    _replay = njit(_SIG, cache=True, nogil=True, boundscheck=False, error_model="numpy")(_replay)
+_compiled = None  # the jitted _replay, built on first need (importing numba costs ~0.3 s a process)
+
+# Tiles a process replays interpreted before it loads the compiled replay: interpreted, a tile costs
+# about 1-2 us (lists of Python ints), so a run whose streams are short in total (a GPU's few tiles
+# per op) never imports numba; a long total costs this budget once, then runs compiled. A speed
+# crossover (benchmarks/bench_speed.py), not a model number: both give the same integers.
+PY_REPLAY_TILES = 100_000
+_py_tiles_left = PY_REPLAY_TILES
 
 
-def _run_replay(r: _Rules) -> tuple[int, "_Intervals"]:
+def _compiled_replay():
+    global _compiled
+    if _compiled is None:
+        from numba import njit
+
+        with _NoScipyForNumba():  # an explicit signature compiles (or loads from the cache) here, once
+            _compiled = njit(_SIG, cache=True, nogil=True, boundscheck=False, error_model="numpy")(_replay)
+    return _compiled
+
+
+def _run_replay(r: _Rules, compiled: bool | None = None) -> tuple[int, "_Intervals"]:
+    """The replay of one stream; ``compiled``: force the jitted (True) or interpreted (False)
+    run of the same _replay (default: interpreted while PY_REPLAY_TILES lasts and numba's replay
+    is not loaded yet)."""
+    global _py_tiles_left
     n = len(r.c)
     ltile = np.flatnonzero(r.ldur).astype(np.int64)
     stile = np.flatnonzero(r.sdur).astype(np.int64)
-    cstart = np.empty(n, dtype=np.int64)
-    lend = np.empty(len(ltile), dtype=np.int64)
-    sdone = np.empty(len(stile), dtype=np.int64)
     # a store is split at most once per load that preempts it: pieces <= stores + loads
-    piece = np.empty((len(stile) + len(ltile) + 1, 2), dtype=np.int64)
-    total, npiece = _replay(r.c, r.ldur, r.sdur, r.lat, _load_after(r), r.store_wait, ltile, stile, sdone,
-                            cstart, lend, piece)
-    return int(total), _Intervals(r.c, cstart, lend - r.ldur[ltile], lend, piece[:npiece])
+    npieces = len(stile) + len(ltile) + 1
+    after = _load_after(r)
+    if compiled is None:
+        compiled = _compiled is not None or n > _py_tiles_left
+        if not compiled:
+            _py_tiles_left -= n
+    if compiled:
+        cstart = np.empty(n, dtype=np.int64)
+        lend = np.empty(len(ltile), dtype=np.int64)
+        sdone = np.empty(len(stile), dtype=np.int64)
+        piece = np.empty(2 * npieces, dtype=np.int64)
+        total, npiece = _compiled_replay()(r.c, r.ldur, r.sdur, r.lat, after, r.store_wait, ltile, stile,
+                                           sdone, cstart, lend, piece)
+    else:
+        cl, ll, lend, piece = r.c.tolist(), ltile.tolist(), [0] * len(ltile), [0] * (2 * npieces)
+        cstart = [0] * n
+        total, npiece = _replay(cl, r.ldur.tolist(), r.sdur.tolist(), int(r.lat), after.tolist(),
+                                r.store_wait.tolist(), ll, stile.tolist(), [0] * len(stile), cstart, lend, piece)
+        cstart, lend, piece = (np.array(x, dtype=np.int64) for x in (cstart, lend, piece))
+    pieces = piece[: 2 * npiece].reshape(-1, 2)
+    return int(total), _Intervals(r.c, cstart, lend - r.ldur[ltile], lend, pieces)
 
 
 class _Intervals:

@@ -40,7 +40,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
 from accelsim.hw.config import HardwareConfig
 from accelsim.sim import kernels
@@ -265,7 +264,7 @@ def _chunk_starts(moved: np.ndarray, chunk: int) -> np.ndarray:
     return _chunk_starts_nb(np.ascontiguousarray(moved, dtype=np.int64), int(chunk))
 
 
-@njit(cache=True)
+@kernels.lazy_njit
 def _chunk_starts_nb(moved, chunk):
     starts = np.empty(moved.size, np.int64)
     n = 0
