@@ -211,5 +211,5 @@ def vector_cost(geo, hw: HardwareConfig, *, sparse: bool) -> VectorCost:
     ex = executor(hw)
     if ex is None:
         return VectorCost(0, 0, t, "none", simulated=False,
-                          note=f"{hw.name} declares no vector unit (compute.vector): not simulated")
+                          note=f"{hw.name} declares no vector unit (compute.vector)")
     return EXECUTORS[ex](t, hw)
