@@ -448,27 +448,86 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+FIGURE_EXTS = (".png", ".svg", ".pdf")
+TABLE_EXTS = (".parquet", ".csv")
+
+
 def cmd_plot(args) -> int:
+    """Figures: per trace (report/plots.py), from a sweep or compare table (report/sweep_plots.py)."""
+    out = _output_file(args.output, FIGURE_EXTS, "-o figure")
+    {"sweep": _plot_sweep, "compare": _plot_compare}.get(args.what, _plot_trace)(args, out)
+    if not args.quiet:
+        _print(f"wrote {out}")
+    return 0
+
+
+def _plot_trace(args, out: Path) -> None:
     from accelsim.report import plots
 
-    out = _output_file(args.output, (".png", ".svg"), "-o figure")
+    top = getattr(args, "top", plots.DEFAULT_TOP)
+    if not 1 <= top <= plots.MAX_TOP:
+        raise AccelsimError(f"--top {top}: expected 1 to {plots.MAX_TOP} rows (the rest is summed into one)")
     hw = _open_hw(args.hw) if args.hw else None
-    if args.what in ("speedup", "timeline") and hw is None:
-        raise AccelsimError(f"plot {args.what} needs --hw HW (it simulates the trace)")
     trace = _select_steps(_open_trace(args.trace), parse_steps(args.steps))
     title = f"{Path(str(trace.path)).name}" + (f" on {hw.name}" if hw is not None else "")
     if args.what == "memory":
         fp = _footprint(trace, args.format, hw)
-        _write(out, lambda: plots.plot_memory(fp, out, title=title))
+        _write(out, lambda: plots.plot_memory(fp, out, title=title, top=top, by=args.by))
     elif args.what == "speedup":
         res = _simulate(trace, hw, quiet=args.quiet)
-        _write(out, lambda: plots.plot_speedup(res, out, title=title))
+        _write(out, lambda: plots.plot_speedup(res, out, title=title, top=top, by=args.by))
     else:
         res = _simulate(trace, hw, quiet=args.quiet, timeline=True)
         _write(out, lambda: plots.plot_timeline(res, out, title=title))
-    if not args.quiet:
-        _print(f"wrote {out}")
-    return 0
+
+
+def _plot_sweep(args, out: Path) -> None:
+    from accelsim.report import sweep_plots as sp
+
+    shown = display_path(args.table)
+    df = sp.read_table(_input_file(args.table, TABLE_EXTS, "result table"))
+    keys = (args.x, args.y, args.hue, args.col)
+    pass_ = args.pass_ or (None if "pass" in keys else "all")
+    df = sp.select(df, pass_=pass_, where=args.where or (), shown=shown)
+    _write(out, lambda: sp.plot_sweep(df, out, x=args.x, y=args.y, hue=args.hue, col=args.col, kind=args.kind,
+                                      title=args.title or "", shown=shown))
+
+
+def _plot_compare(args, out: Path) -> None:
+    """From the CSV `accelsim compare --csv` writes, or from traces simulated on --hw machines
+    (the same cells and rows as `accelsim compare`, accelsim/report/compare.py)."""
+    from accelsim.report import sweep_plots as sp
+
+    tables = [p for p in args.inputs if Path(p).suffix.lower() in TABLE_EXTS]
+    if tables:
+        if len(args.inputs) > 1 or args.hw:
+            raise AccelsimError("plot compare: give one table from `accelsim compare --csv` (no --hw), "
+                                "or traces (.npz) and --hw machines")
+        shown = display_path(tables[0])
+        df = sp.read_table(_input_file(tables[0], TABLE_EXTS, "result table"))
+    else:
+        if not args.hw:
+            raise AccelsimError("plot compare: traces need --hw machines to simulate on (or give the CSV "
+                                "`accelsim compare --csv` wrote)")
+        from accelsim.report.compare import Cell, Comparison, footprint_summary, labels
+        from accelsim.sweep.run import _header_info  # the sweep table's model/method/sparsity columns
+
+        hws = [_open_hw(p) for p in args.hw]
+        steps = parse_steps(args.steps)
+        traces = [_select_steps(_open_trace(p), steps) for p in args.inputs]
+        mnames = labels([hw.name for hw in hws], args.hw)
+        cells = []
+        for tr, path in zip(traces, args.inputs):
+            cells.append([Cell(trace=Path(path).name, trace_path=str(tr.path), info=_header_info(tr.header),
+                               machine=name, hw=spec, hw_name=hw.name, family=hw.family,
+                               result=_simulate(tr, hw, quiet=args.quiet, label=f"{Path(path).name} on {name}"),
+                               footprint=footprint_summary(_footprint(tr, args.format, hw)))
+                          for name, spec, hw in zip(mnames, args.hw, hws)])
+        pd = sp._pandas()
+        df = pd.DataFrame(Comparison(cells).rows())
+        shown = "compare"
+    frame = sp.compare_frame(df, shown)
+    _write(out, lambda: sp.plot_compare(frame, out, title=args.title or ""))
 
 
 def cmd_gemm(args) -> int:
@@ -670,18 +729,70 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--steps", metavar="LIST", help=steps_help)
     i.set_defaults(func=cmd_inspect)
 
-    pl = add("plot", "draw a figure: memory (footprint per layer), speedup (per layer and pass), timeline",
-             "  accelsim plot memory traces/resnet50_imagenet_swat_u80.npz -o memory.png\n"
-             "  accelsim plot speedup traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/tensordash.yaml -o speedup.svg\n"
-             "  accelsim plot timeline traces/resnet18_cifar_swat_u90.npz --hw hwconfigs/a100_24.yaml -o tl.png")
-    pl.add_argument("what", choices=("memory", "speedup", "timeline"), help="which figure")
-    pl.add_argument("trace", metavar="TRACE", help="trace file (.npz)")
-    pl.add_argument("--hw", metavar="HW", action=_Once, help=HW_HELP + " (needed for speedup and timeline)")
-    pl.add_argument("-o", "--output", required=True, metavar="FIG.png|svg", help="output figure")
-    pl.add_argument("--format", choices=FOOTPRINT_FORMATS, default=None, help="storage format (memory plot)")
-    pl.add_argument("--steps", metavar="LIST", help=steps_help)
-    pl.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no 'wrote' line")
-    pl.set_defaults(func=cmd_plot)
+    plot_examples = (
+        "  accelsim plot memory traces/resnet50_imagenet_swat_u80.npz -o memory.pdf --by block\n"
+        "  accelsim plot speedup traces/resnet18_cifar_swat_u90.npz --hw tensordash -o speedup.svg\n"
+        "  accelsim plot timeline traces/resnet18_cifar_swat_u90.npz --hw a100_24 -o tl.png\n"
+        "  accelsim plot sweep sweep.csv --x compute.rows --y total_cycles --hue memory.dram.bandwidth \\\n"
+        "      --where machine=systolic -o sweep.pdf\n"
+        "  accelsim plot compare traces/resnet18_cifar_swat_u90.npz traces/resnet18_cifar_srste_2of4.npz \\\n"
+        "      --hw tensordash --hw a100_24 -o compare.pdf")
+    pl = add("plot", "draw a figure (.png, .svg or .pdf): memory, speedup, timeline of a trace; sweep (a sweep "
+             "table); compare (methods x machines)", plot_examples)
+    psub = pl.add_subparsers(dest="what", metavar="FIGURE", parser_class=_Parser)
+    psub.required = True
+    fig_help = "output figure; the suffix picks the format"
+
+    def figure(name: str, help_: str, epilog: str) -> argparse.ArgumentParser:
+        f = psub.add_parser(name, help=help_, description=help_, epilog="examples:\n" + epilog,
+                            formatter_class=_fmt())
+        f.add_argument("-o", "--output", required=True, metavar="FIG.png|svg|pdf", help=fig_help)
+        f.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no 'wrote' line")
+        f.set_defaults(func=cmd_plot)
+        return f
+
+    lines = plot_examples.splitlines()
+    for name, help_ in (("memory", "backward-pass memory per layer: dense vs stored, activations vs weights"),
+                        ("speedup", "GEMM speedup vs dense per layer and pass"),
+                        ("timeline", "compute / DMA / vector / sparsify activity over time, time per op")):
+        f = figure(name, help_, "\n".join(ln for ln in lines if f"plot {name} " in ln))
+        f.add_argument("trace", metavar="TRACE", help="trace file (.npz)")
+        f.add_argument("--hw", metavar="HW", action=_Once, required=name != "memory",
+                       help=HW_HELP + ("" if name != "memory" else " (its storage format and N:M; optional)"))
+        f.add_argument("--steps", metavar="LIST", help=steps_help)
+        if name == "memory":
+            f.add_argument("--format", choices=FOOTPRINT_FORMATS, default=None, help="storage format")
+        if name != "timeline":
+            f.add_argument("--top", type=int, default=30, metavar="N",
+                           help="rows drawn (1-60, default 30): the N largest layers/blocks/stages in recording "
+                                "order, the rest summed into one row")
+            f.add_argument("--by", choices=("layer", "block", "stage"), default="layer",
+                           help="one row per layer (default), per block (module path up to its first number, "
+                                "e.g. layer1.0) or per stage (before it, e.g. layer1)")
+    i0 = next(i for i, ln in enumerate(lines) if "plot sweep" in ln)
+    f = figure("sweep", "line / heatmap / Pareto figure from the table `accelsim sweep` writes (docs/sweeps.md)",
+               "\n".join(lines[i0:i0 + 2]) + "\n  accelsim plot sweep sweep.csv --x dram_bytes --y total_cycles "
+               "--hue machine --kind pareto -o pareto.png")
+    f.add_argument("table", metavar="TABLE", help="results.parquet or results.csv from `accelsim sweep`")
+    f.add_argument("--x", required=True, metavar="KEY", help="column on the x axis (a varied key, a metric, or "
+                   "a product such as compute.rows*compute.cols); for --kind pareto the cost")
+    f.add_argument("--y", default="speedup", metavar="KEY", help="metric on the y axis (default speedup); "
+                   "heatmap: the cell colour")
+    f.add_argument("--hue", metavar="KEY", help="one line/colour per value; heatmap: the rows")
+    f.add_argument("--col", metavar="KEY", help="one panel per value")
+    f.add_argument("--kind", choices=("line", "heatmap", "pareto"), default="line", help="figure kind (default line)")
+    f.add_argument("--pass", dest="pass_", metavar="PASS", help="rows of this pass (default all; fwd, dgrad, ...)")
+    f.add_argument("--where", action="append", metavar="KEY=VALUE", help="keep only matching rows (repeatable)")
+    f.add_argument("--title", help="figure title (default none: papers caption their figures)")
+    i0 = next(i for i, ln in enumerate(lines) if "plot compare" in ln)
+    f = figure("compare", "methods x machines: grouped bars of speedup and backward-memory reduction vs dense",
+               "\n".join(lines[i0:i0 + 2]) + "\n  accelsim compare A.npz B.npz --hw X --hw Y --csv cmp.csv && "
+               "accelsim plot compare cmp.csv -o compare.png")
+    f.add_argument("inputs", nargs="+", metavar="INPUT", help="the CSV `accelsim compare --csv` wrote, or traces (.npz)")
+    f.add_argument("--hw", action="append", metavar="HW", help=HW_HELP + " (with traces; repeat for each machine)")
+    f.add_argument("--steps", metavar="LIST", help=steps_help)
+    f.add_argument("--format", choices=FOOTPRINT_FORMATS, default=None, help="storage format for the memory bars")
+    f.add_argument("--title", help="figure title")
 
     rc = add("record", "train a built-in model with a sparse-training method and record a trace (needs PyTorch)",
              "  accelsim record --model resnet18-cifar --method swat --sparsity 0.9 --steps 1 -o swat90.npz\n"

@@ -163,7 +163,7 @@ def test_bad_input_one_line_exit_2(tiny, tmp_path):
     assert_user_error(accelsim("frobnicate"), "frobnicate")
     assert_user_error(accelsim("compare", tiny, "--hw", A100), "two")
     assert_user_error(accelsim("plot", "speedup", tiny, "-o", tmp_path / "s.png"), "--hw")
-    assert_user_error(accelsim("plot", "memory", tiny, "-o", tmp_path / "s.pdf"), ".png")
+    assert_user_error(accelsim("plot", "memory", tiny, "-o", tmp_path / "s.txt"), ".png")
     assert_user_error(accelsim("inspect", tiny, "--nm", "5:4"), "N:M")
     assert_user_error(accelsim("record", "--model", "resnet18-cifar", "--method", "swat", "-o", tmp_path / "x.txt"),
                       ".npz")

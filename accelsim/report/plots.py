@@ -1,179 +1,246 @@
-"""Figures (matplotlib, PNG or SVG by the file suffix), sized for 50+ layers: horizontal bars with
-one row per layer, figure height growing with the layer count, so labels never overlap."""
+"""Per-layer and timeline figures (matplotlib; PNG, SVG or PDF by the file suffix) in the style of
+accelsim/report/style.py. A model of any size fits on a page: layers can be grouped into blocks or
+stages, and only the ``top`` largest rows are drawn, the rest summed into one row."""
 
 from __future__ import annotations
 
-import io
 import os
-from pathlib import Path
-from typing import Sequence
+import re
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
+from accelsim.report import style as st
 from accelsim.report.table import byte_unit, nbytes
-from accelsim.util.atomic import atomic_write
 
-PASS_COLORS = {"fwd": "#4C72B0", "dgrad": "#DD8452", "wgrad": "#55A868"}
-CAT_COLORS = {"activation": "#4C72B0", "weight": "#DD8452", "other": "#8C8C8C"}
 PLURAL = {"activation": "activations", "weight": "weights", "other": "other"}
-ROW_INCH = 0.22        # vertical space per bar row
+GROUPINGS = ("layer", "block", "stage")
+DEFAULT_TOP = 30           # rows drawn before the rest is summed: 31 rows fit a page at 7 pt
+MAX_TOP = 60
+HEADER_IN = {"memory": 1.25, "speedup": 0.85}
+_NUMERIC = re.compile(r"^\d+$")
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)  # files only; no display needed (CI, notebooks, servers)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str | os.PathLike) -> None:
-    fmt = Path(path).suffix.lower().lstrip(".")
-    buf = io.BytesIO()
-    # Fixed metadata so the same input gives the same file, byte for byte.
-    meta = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
-    kwargs = {"metadata": meta}
-    if fmt == "svg":
-        import matplotlib
-
-        matplotlib.rcParams["svg.hashsalt"] = "accelsim"
-    fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight", **kwargs)
-    with atomic_write(path, "wb") as fh:
-        fh.write(buf.getvalue())
+def group_name(layer: str, by: str = "layer") -> str:
+    """The row a layer is drawn in. ``block``: the module path up to and including its first
+    numeric part (``layer1.0.conv2`` -> ``layer1.0``, ``transformer.h.3.attn.c_attn`` ->
+    ``transformer.h.3``); ``stage``: the part before it (``layer1``, ``transformer.h``). Names
+    without a numeric part (``conv1``, ``fc``, ``lm_head``) stay as they are."""
+    if by == "layer":
+        return layer
+    parts = layer.split(".")
+    for i, p in enumerate(parts):
+        if _NUMERIC.match(p):
+            keep = parts[: i + 1] if by == "block" else parts[:i]
+            return ".".join(keep) or layer
+    return layer
 
 
-def _figure(plt, width: float, body_inches: float, header_inches: float):
-    """A figure with a header strip (title + legend, never over the data) above the plot body."""
-    body = max(1.5, body_inches)
-    fig = plt.figure(figsize=(width, body + header_inches))
-    gs = fig.add_gridspec(2, 1, height_ratios=[header_inches, body], hspace=0.02)
-    head = fig.add_subplot(gs[0])
-    head.axis("off")
-    ax = fig.add_subplot(gs[1])
-    return fig, head, ax
+@dataclass
+class Row:
+    name: str
+    values: dict            # what the figure draws, summed over the row's layers
+    layers: int             # how many recorded layers the row sums
+    rest: bool = False      # the "other layers" row
 
 
-def _header(head, title: str, handles, ncol: int = 1) -> None:
-    head.set_title(title, fontsize=10, loc="left")
-    head.legend(handles=handles, loc="upper left", ncol=ncol, fontsize=8, frameon=False, borderaxespad=0.0)
+def rows_for(names: Sequence[str], values: Sequence[dict], *, by: str, top: int,
+             weight: Callable[[dict], float]) -> list[Row]:
+    """Layers (in recording order, with their value dicts) grouped by ``by``; the ``top`` groups of
+    largest ``weight`` kept in recording order and every other group summed into one last row."""
+    groups: dict[str, Row] = {}
+    for name, vals in zip(names, values):
+        g = group_name(name, by)
+        row = groups.setdefault(g, Row(g, {}, 0))
+        row.layers += 1
+        _add(row.values, vals)
+    rows = list(groups.values())
+    if len(rows) <= top:
+        return rows
+    keep = set(sorted(range(len(rows)), key=lambda i: (-weight(rows[i].values), i))[:top])
+    rest = Row("", {}, 0, rest=True)
+    for i, r in enumerate(rows):
+        if i not in keep:
+            rest.layers += r.layers
+            _add(rest.values, r.values)
+    dropped = len(rows) - top
+    rest.name = f"other {dropped} {'layers' if by == 'layer' else by + 's'} (summed)"
+    return [r for i, r in enumerate(rows) if i in keep] + [rest]
 
 
-def _long_axis(ax, nrows: int) -> None:
-    if nrows > 25:  # tall figure: repeat the x scale at the top
+def _add(into: dict, vals: dict) -> None:
+    for k, v in vals.items():
+        if isinstance(v, dict):
+            _add(into.setdefault(k, {}), v)
+        elif isinstance(v, bool):
+            into[k] = into.get(k, False) or v
+        else:
+            into[k] = into.get(k, 0) + v
+
+
+def _body_height(nrows: int, bars_per_row: int) -> tuple[float, float]:
+    """(inches of plot body, label font size) so that header + body <= a page."""
+    room = st.PAGE_IN - 1.6
+    per_row = min(0.1 + 0.09 * bars_per_row, room / max(1, nrows))
+    font = 7.0 if per_row >= 0.17 else 6.0 if per_row >= 0.13 else 5.0
+    return max(1.4, per_row * nrows + 0.5), font
+
+
+def _row_axis(ax, rows: list[Row], font: float) -> None:
+    n = len(rows)
+    ax.set_yticks(range(n))
+    ax.set_yticklabels([r.name for r in rows], fontsize=font)
+    for tick, r in zip(ax.get_yticklabels(), rows):
+        if r.rest:
+            tick.set_fontstyle("italic")
+    ax.set_ylim(n - 0.5, -0.5)    # first row at the top, in recording order
+    ax.grid(axis="y", visible=False)
+    if n > 25:  # tall figure: repeat the x scale at the top
         ax.tick_params(axis="x", top=True, labeltop=True)
 
 
-def plot_memory(fp, path: str | os.PathLike, *, title: str = "") -> None:
-    """Per layer: what is kept for backward, dense (light) vs as stored (solid), stacked by
-    category; totals and % saved per category in the legend."""
-    plt = _plt()
-    layers = fp.layers
-    cats = [c for c in ("activation", "weight", "other") if fp.totals[c]["dense"] > 0] or ["activation"]
-    nl = max(1, len(layers))
-    fig, head, ax = _figure(plt, 9.0, min(60.0, 0.8 + nl * 2 * ROW_INCH),
-                            0.25 + 0.19 * (len(cats) + 1) + (0.2 if nl > 25 else 0.0))
-    peak = max([sum(lf.dense.values()) for lf in layers] + [sum(lf.stored.values()) for lf in layers] + [1])
-    unit, scale = byte_unit(peak)
-    ys = list(range(nl))
-    bar_h = 0.4
-    for kind, offset, alpha in (("dense", -bar_h / 2, 0.35), ("stored", bar_h / 2, 1.0)):
-        left = [0.0] * nl
-        for cat in cats:
-            vals = [getattr(lf, kind)[cat] / scale for lf in layers]
-            ax.barh([y + offset for y in ys], vals, height=bar_h, left=left, color=CAT_COLORS[cat], alpha=alpha,
-                    edgecolor="white", linewidth=0.3)
-            left = [a + b for a, b in zip(left, vals)]
-    ax.set_xlim(0, peak / scale * 1.04)
-    ax.set_yticks(ys)
-    ax.set_yticklabels([lf.layer for lf in layers], fontsize=8 if nl < 40 else 7)
-    ax.invert_yaxis()  # first layer at the top, in recording order
-    ax.set_ylim(nl - 0.4, -0.6)
-    ax.set_xlabel(f"bytes kept for backward ({unit}); per layer: light upper bar dense, "
-                  f"solid lower bar as stored ({fp.format})")
-    ax.grid(axis="x", linestyle=":", linewidth=0.6)
-    ax.set_axisbelow(True)
+def _titled_legend(fig, handles, title: str, ncol: int) -> None:
+    """Title and legend as one block above the plot (constrained layout places a figure legend
+    'outside' but not a suptitle beside it: they would overlap)."""
+    leg = fig.legend(handles=handles, loc="outside upper left", ncol=ncol, title=title, alignment="left",
+                     title_fontsize=8.5)
+    leg.get_title().set_fontweight("normal")
 
+
+def _what(by: str, rows: list[Row], total: int) -> str:
+    shown = sum(r.layers for r in rows if not r.rest)
+    unit = "layers" if by == "layer" else f"{by}s ({shown} of {total} layers)"
+    if rows and rows[-1].rest:
+        return f"largest {len(rows) - 1} {unit}, the rest summed"
+    return f"all {len(rows)} {unit}" if by != "layer" else f"all {len(rows)} layers"
+
+
+def plot_memory(fp, path: str | os.PathLike, *, title: str = "", top: int = DEFAULT_TOP, by: str = "layer") -> None:
+    """Per layer (or block/stage): what is kept for backward, dense (light) vs as stored (solid),
+    stacked by category; totals and % saved per category in the legend."""
     from matplotlib.patches import Patch
 
-    handles = []
-    for cat in cats:
-        t = fp.totals[cat]
-        handles.append(Patch(color=CAT_COLORS[cat],
-                             label=f"{PLURAL[cat]}: {nbytes(t['dense'], 1)} -> {nbytes(t['stored'], 1)} "
-                                   f"({fp.saved_pct(cat):.0f}% saved; {fp.saved_pct(cat, False):.0f}% without index)"))
-    t = fp.totals["all"]
-    handles.append(Patch(color="white", label=f"total: {nbytes(t['dense'], 1)} -> {nbytes(t['stored'], 1)}; "
-                                             f"peak live {nbytes(fp.peak_dense, 1)} -> {nbytes(fp.peak_stored, 1)}"))
-    _header(head, f"Backward-pass memory per layer, step {fp.step}" + (f": {title}" if title else ""), handles)
-    _long_axis(ax, nl)
-    _save(fig, path)
-    plt.close(fig)
+    cats = [c for c in ("activation", "weight", "other") if fp.totals[c]["dense"] > 0] or ["activation"]
+    rows = rows_for([lf.layer for lf in fp.layers], [{"dense": dict(lf.dense), "stored": dict(lf.stored)}
+                                                     for lf in fp.layers],
+                    by=by, top=top, weight=lambda v: sum(v.get("dense", {}).values()))
+    body, font = _body_height(len(rows), 2)
+    with st.style() as plt:
+        fig = st.figure(plt, st.TEXT_IN, HEADER_IN["memory"] + 0.15 * len(cats) + body)
+        ax = fig.subplots()
+        sizes = [sum(r.values.get(k, {}).values()) for r in rows for k in ("dense", "stored")]
+        peak = max(sizes + [1])
+        named = [sum(r.values.get(k, {}).values()) for r in rows if not r.rest for k in ("dense", "stored")]
+        # the summed rest can dwarf every drawn layer: then the axis fits the layers and the rest
+        # bar runs off the edge with its size written on it
+        clip = max(named + [1]) * 1.15 if rows[-1].rest and peak > 1.5 * max(named + [1]) else None
+        unit, scale = byte_unit(clip or peak)
+        ys = list(range(len(rows)))
+        bar_h = 0.4
+        for kind, offset, alpha in (("dense", -bar_h / 2, 0.35), ("stored", bar_h / 2, 1.0)):
+            left = [0.0] * len(rows)
+            for cat in cats:
+                vals = [r.values.get(kind, {}).get(cat, 0) / scale for r in rows]
+                ax.barh([y + offset for y in ys], vals, height=bar_h, left=left, color=st.CAT_COLORS[cat],
+                        alpha=alpha, edgecolor="white", linewidth=0.3)
+                left = [a + b for a, b in zip(left, vals)]
+        ax.set_xlim(0, (clip or peak * 1.04) / scale)
+        if clip:
+            r = rows[-1]
+            ax.text(clip / scale * 0.99, len(rows) - 1, f"dense {nbytes(sum(r.values['dense'].values()), 1)} -> "
+                    f"stored {nbytes(sum(r.values['stored'].values()), 1)} (bar cut) ", ha="right", va="center",
+                    fontsize=font, color="black", bbox=dict(facecolor="white", edgecolor="none", pad=1.0))
+        _row_axis(ax, rows, font)
+        ax.set_xlabel(f"bytes kept for backward ({unit}); per row: light upper bar dense, "
+                      f"solid lower bar as stored ({fp.format})")
+        handles = []
+        for cat in cats:
+            t = fp.totals[cat]
+            handles.append(Patch(color=st.CAT_COLORS[cat],
+                                 label=f"{PLURAL[cat]}: {nbytes(t['dense'], 1)} -> {nbytes(t['stored'], 1)} "
+                                       f"({fp.saved_pct(cat):.0f}% saved; "
+                                       f"{fp.saved_pct(cat, False):.0f}% without index)"))
+        t = fp.totals["all"]
+        handles.append(Patch(color="white", label=f"total: {nbytes(t['dense'], 1)} -> {nbytes(t['stored'], 1)}; "
+                                                 f"peak live {nbytes(fp.peak_dense, 1)} -> "
+                                                 f"{nbytes(fp.peak_stored, 1)}"))
+        _titled_legend(fig, handles, f"Backward-pass memory, step {fp.step}, {_what(by, rows, len(fp.layers))}"
+                       + (f"\n{title}" if title else ""), ncol=1)
+        st.save(fig, path)
+        plt.close(fig)
 
 
-def _per_layer_pass(ops) -> tuple[list[str], dict[tuple[str, str], tuple[int, int, bool]]]:
-    """Layers in first-seen order; (layer, pass) -> (cycles, dense cycles, any fallback), summed
-    over steps."""
+def _per_layer_pass(ops) -> tuple[list[str], list[dict]]:
+    """GEMM ops' layers in first-seen order, each with {pass: {"cycles", "dense", "fallback"}}
+    summed over steps (vector ops are not GEMMs: their time is in the timeline and step totals)."""
     order: list[str] = []
-    agg: dict[tuple[str, str], list] = {}
+    agg: dict[str, dict] = {}
     for o in ops:
-        if o.layer not in order:
+        if o.kind == "vector":
+            continue
+        if o.layer not in agg:
             order.append(o.layer)
-        a = agg.setdefault((o.layer, o.pass_), [0, 0, False])
-        a[0] += int(o.total_cycles)
-        a[1] += int(o.dense_cycles)
-        a[2] = a[2] or bool(o.fallback)
-    return order, {k: tuple(v) for k, v in agg.items()}
+            agg[o.layer] = {}
+        a = agg[o.layer].setdefault(o.pass_, {"cycles": 0, "dense": 0, "fallback": False})
+        a["cycles"] += int(o.total_cycles)
+        a["dense"] += int(o.dense_cycles)
+        a["fallback"] = a["fallback"] or bool(o.fallback)
+    return order, [agg[name] for name in order]
 
 
-def plot_speedup(result, path: str | os.PathLike, *, title: str = "") -> None:
+def plot_speedup(result, path: str | os.PathLike, *, title: str = "", top: int = DEFAULT_TOP,
+                 by: str = "layer") -> None:
     """Speedup over the same machine's dense baseline, per layer (rows) and pass (bars); hatched
-    bars fell back to the dense rate for at least one op."""
-    plt = _plt()
+    bars fell back to the dense rate for at least one op. With more rows than ``top``, the layers of
+    most dense cycles are drawn and the rest summed (their speedup: summed dense / summed cycles)."""
+    from matplotlib.patches import Patch
+
     from accelsim.report.table import pass_totals
 
-    layers, agg = _per_layer_pass(result.ops)
-    passes = [p for p in ("fwd", "dgrad", "wgrad") if any(k[1] == p for k in agg)]
-    nl = max(1, len(layers))
-    fig, head, ax = _figure(plt, 8.5, min(60.0, 0.8 + nl * max(1, len(passes)) * ROW_INCH * 0.8),
-                            0.85 + (0.25 if nl > 25 else 0.0))
-    bar_h = 0.8 / max(1, len(passes))
+    names, vals = _per_layer_pass(result.ops)
+    rows = rows_for(names, vals, by=by, top=top,
+                    weight=lambda v: sum(p.get("dense", 0) for p in v.values()))
+    passes = [p for p in ("fwd", "dgrad", "wgrad") if any(p in r.values for r in rows)]
+    body, font = _body_height(len(rows), len(passes))
     totals = pass_totals(result)
-    from matplotlib.patches import Patch
-
-    handles: list = []  # built by hand: a bar container's handle copies its first bar's hatch
-    xmax = 1.0
-    for j, p in enumerate(passes):
-        ys, xs, hatches = [], [], []
-        for i, layer in enumerate(layers):
-            if (layer, p) not in agg:
-                continue
-            cyc, dense, fb = agg[(layer, p)]
-            ys.append(i - 0.4 + bar_h * (j + 0.5))
-            xs.append(dense / cyc if cyc else 0.0)
-            hatches.append("////" if fb else "")
-        xmax = max([xmax, *xs])
-        bars = ax.barh(ys, xs, height=bar_h * 0.92, color=PASS_COLORS.get(p, "#777777"))
-        handles.append(Patch(color=PASS_COLORS.get(p, "#777777"), label=f"{p} (total {totals[p]['speedup']:.2f}x)"))
-        for b, h in zip(bars, hatches):
-            if h:
-                b.set_hatch(h)
-                b.set_edgecolor("black")
-                b.set_linewidth(0.0)
-    ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_yticks(range(nl))
-    ax.set_yticklabels(layers, fontsize=8 if nl < 40 else 7)
-    ax.set_ylim(nl - 0.5, -0.5)
-    ax.set_xlim(0, xmax * 1.08)
-    ax.set_xlabel("speedup vs dense baseline on the same machine (dense cycles / cycles)")
-    ax.grid(axis="x", linestyle=":", linewidth=0.6)
-    ax.set_axisbelow(True)
-    if any(fb for (_, _, fb) in agg.values()):
-        handles.append(Patch(facecolor="white", edgecolor="black", hatch="////",
-                             label="fell back to the dense rate (>= 1 op)"))
-    _header(head, f"Speedup per layer and pass on {result.hw_name}, overall {totals['all']['speedup']:.2f}x"
-            + (f"\n{title}" if title else ""), handles, ncol=2)
-    _long_axis(ax, nl)
-    _save(fig, path)
-    plt.close(fig)
+    with st.style() as plt:
+        fig = st.figure(plt, st.TEXT_IN, HEADER_IN["speedup"] + body)
+        ax = fig.subplots()
+        bar_h = 0.8 / max(1, len(passes))
+        handles: list = []  # built by hand: a bar container's handle copies its first bar's hatch
+        xmax = 1.0
+        any_fb = False
+        for j, p in enumerate(passes):
+            ys, xs, fbs = [], [], []
+            for i, r in enumerate(rows):
+                a = r.values.get(p)
+                if not a:
+                    continue
+                ys.append(i - 0.4 + bar_h * (j + 0.5))
+                xs.append(a["dense"] / a["cycles"] if a["cycles"] else 0.0)
+                fbs.append(a["fallback"])
+            xmax = max([xmax, *xs])
+            colour = st.PASS_COLORS.get(p, st.GREY)
+            bars = ax.barh(ys, xs, height=bar_h * 0.92, color=colour)
+            sp = totals.get(p, {}).get("speedup")
+            handles.append(Patch(color=colour, label=f"{p}" + (f" (total {sp:.2f}x)" if sp is not None else "")))
+            for b, fb in zip(bars, fbs):
+                if fb:
+                    any_fb = True
+                    b.set_hatch("////")
+                    b.set_edgecolor("black")
+                    b.set_linewidth(0.0)
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        _row_axis(ax, rows, font)
+        ax.set_xlim(0, xmax * 1.08)
+        ax.set_xlabel("speedup vs dense baseline on the same machine (dense cycles / cycles, x)")
+        if any_fb:
+            handles.append(Patch(facecolor="white", edgecolor="black", hatch="////",
+                                 label="fell back to the dense rate (>= 1 op)"))
+        overall = totals.get("all", {}).get("speedup", 1.0)
+        _titled_legend(fig, handles, f"GEMM speedup per {by} and pass on {result.hw_name}, overall {overall:.2f}x; "
+                       f"{_what(by, rows, len(names))}" + (f"\n{title}" if title else ""), ncol=min(4, len(handles)))
+        st.save(fig, path)
+        plt.close(fig)
 
 
 def _merge(events: Sequence) -> list[tuple[int, int]]:
@@ -188,59 +255,79 @@ def _merge(events: Sequence) -> list[tuple[int, int]]:
     return [(s, e) for s, e in out]
 
 
-def plot_timeline(result, path: str | os.PathLike, *, title: str = "") -> None:
-    """Compute and DMA activity over time from the event model (simulate(..., timeline=True)):
-    one lane per resource and pass, so stalls show as gaps in compute while DMA is busy."""
-    plt = _plt()
-    pass_of = {o.op_id: o.pass_ for o in result.ops}
-    ev = list(result.timeline or [])
-    resources = [r for r in ("dma", "compute") if any(e.resource == r for e in ev)] or ["compute"]
-    extra = sorted({e.resource for e in ev} - set(resources))
-    resources += extra
-    lanes = [(r, p) for r in resources for p in ("fwd", "dgrad", "wgrad")
-             if any(e.resource == r and pass_of.get(e.op_id) == p for e in ev)]
-    us_per_cycle = 1e6 / result.clock_hz
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(11, 2.2 + 0.45 * max(1, len(lanes)) + 2.4),
-                                  gridspec_kw={"height_ratios": [max(1, len(lanes)) * 0.45 + 0.8, 2.4]})
-    for i, (res, p) in enumerate(lanes):
-        spans = _merge([e for e in ev if e.resource == res and pass_of.get(e.op_id) == p])
-        ax.broken_barh([(s * us_per_cycle, (e - s) * us_per_cycle) for s, e in spans], (i - 0.35, 0.7),
-                       facecolors=PASS_COLORS.get(p, "#777777"), alpha=1.0 if res == "compute" else 0.6)
-    ax.set_yticks(range(len(lanes)))
-    ax.set_yticklabels([f"{r} {p}" for r, p in lanes], fontsize=8)
-    ax.set_ylim(len(lanes) - 0.5, -0.5)
-    ax.set_xlabel("time (us)")
-    ax.grid(axis="x", linestyle=":", linewidth=0.6)
-    ax.set_title(f"Timeline of compute and DMA on {result.hw_name} ({len(ev)} events)"
-                 + (f"\n{title}" if title else ""), fontsize=10)
-    if not ev:
-        ax.text(0.5, 0.5, "no timeline events recorded", transform=ax.transAxes, ha="center", va="center")
+RESOURCE_ORDER = ("dma", "compute", "vector", "sparsify", "launch")
 
-    # Lower panel: cumulative compute vs stall cycles per op in execution order (where time goes).
-    ops = list(result.ops)
-    xs = list(range(len(ops)))
-    comp = [o.compute_cycles * us_per_cycle for o in ops]
-    stall = [o.stall_cycles * us_per_cycle for o in ops]
-    ax2.bar(xs, comp, width=1.0, color=[PASS_COLORS.get(o.pass_, "#777777") for o in ops], label="compute")
-    ax2.bar(xs, stall, width=1.0, bottom=comp, color="#C44E52", label="stall (waiting for DMA)")
-    # whatever is left of an op's total is fixed cost outside the tile engine (e.g. kernel launch)
-    fixed = [max(0, o.total_cycles - o.compute_cycles - o.stall_cycles) * us_per_cycle for o in ops]
-    has_fixed = any(f > 0 for f in fixed)
-    if has_fixed:
-        ax2.bar(xs, fixed, width=1.0, bottom=[c + st for c, st in zip(comp, stall)], color="#BBBBBB")
-    ax2.set_xlim(-0.5, len(ops) - 0.5)
-    top = max([c + st + f for c, st, f in zip(comp, stall, fixed)] + [1e-9])
-    ax2.set_ylim(0, top * 1.3)  # headroom for the legend above the tallest bar
-    ax2.set_xlabel("op (execution order)")
-    ax2.set_ylabel("time per op (us)", fontsize=8)
+
+def _lane_colour(res: str, p: str) -> str:
+    """compute/DMA lanes in their pass's colour; vector and sparsify work in their own."""
+    if res in st.RESOURCE_COLORS:
+        return st.RESOURCE_COLORS[res]
+    return st.PASS_COLORS.get(p, st.GREY)
+
+
+def plot_timeline(result, path: str | os.PathLike, *, title: str = "") -> None:
+    """Compute, DMA, vector and sparsify activity over time from the event model (simulate(...,
+    timeline=True)): one lane per resource and pass, so stalls show as gaps in compute while DMA is
+    busy; below, per op, compute + stall + fixed time."""
     from matplotlib.patches import Patch
 
-    handles = [Patch(color=PASS_COLORS[p], label=f"{p} compute") for p in ("fwd", "dgrad", "wgrad")
-               if any(o.pass_ == p for o in ops)]
-    handles.append(Patch(color="#C44E52", label="stall (waiting for DMA)"))
-    if has_fixed:
-        handles.append(Patch(color="#BBBBBB", label="fixed (e.g. kernel launch)"))
-    ax2.legend(handles=handles, fontsize=8, loc="upper right", ncol=len(handles))
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    pass_of = {o.op_id: o.pass_ for o in result.ops}
+    ev = list(result.timeline or [])
+    have = {e.resource for e in ev}
+    resources = [r for r in RESOURCE_ORDER if r in have] + sorted(have - set(RESOURCE_ORDER))
+    resources = resources or ["compute"]
+    passes = [p for p in st.PASS_COLORS if any(pass_of.get(e.op_id) == p for e in ev)]
+    passes += sorted({pass_of.get(e.op_id, "") for e in ev} - set(passes) - {""})
+    lanes = [(r, p) for r in resources for p in passes
+             if any(e.resource == r and pass_of.get(e.op_id) == p for e in ev)]
+    us_per_cycle = 1e6 / result.clock_hz
+    nl = max(1, len(lanes))
+    with st.style() as plt:
+        fig = st.figure(plt, st.TEXT_IN, 1.4 + 0.22 * nl + 2.3)
+        ax, ax2 = fig.subplots(2, 1, height_ratios=[0.22 * nl + 0.6, 2.0])
+        for i, (res, p) in enumerate(lanes):
+            spans = _merge([e for e in ev if e.resource == res and pass_of.get(e.op_id) == p])
+            ax.broken_barh([(s * us_per_cycle, (e - s) * us_per_cycle) for s, e in spans], (i - 0.35, 0.7),
+                           facecolors=_lane_colour(res, p), alpha=0.6 if res == "dma" else 1.0)
+        ax.set_yticks(range(len(lanes)))
+        ax.set_yticklabels([f"{r} {p}" for r, p in lanes])
+        ax.set_ylim(len(lanes) - 0.5, -0.5)
+        ax.grid(axis="y", visible=False)
+        ax.set_xlabel("time (us)")
+        ax.set_title(f"Timeline on {result.hw_name} ({len(ev)} events; DMA lanes lighter)"
+                     + (f"\n{title}" if title else ""), loc="left")
+        if not ev:
+            ax.text(0.5, 0.5, "no timeline events recorded", transform=ax.transAxes, ha="center", va="center")
+
+        # Lower panel: compute vs stall time per op in execution order (where time goes).
+        ops = list(result.ops)
+        xs = list(range(len(ops)))
+        comp = [o.compute_cycles * us_per_cycle for o in ops]
+        stall = [o.stall_cycles * us_per_cycle for o in ops]
+        colours = [_lane_colour("sparsify" if o.sparsify else "vector", o.pass_) if o.kind == "vector"
+                   else st.PASS_COLORS.get(o.pass_, st.GREY) for o in ops]
+        ax2.bar(xs, comp, width=1.0, color=colours)
+        ax2.bar(xs, stall, width=1.0, bottom=comp, color=st.STALL_COLOR)
+        # whatever is left of an op's total is fixed cost outside the tile engine (e.g. kernel launch)
+        fixed = [max(0, o.total_cycles - o.compute_cycles - o.stall_cycles) * us_per_cycle for o in ops]
+        has_fixed = any(f > 0 for f in fixed)
+        if has_fixed:
+            ax2.bar(xs, fixed, width=1.0, bottom=[c + s for c, s in zip(comp, stall)], color=st.GREY)
+        ax2.set_xlim(-0.5, max(0, len(ops) - 0.5))
+        top = max([c + s + f for c, s, f in zip(comp, stall, fixed)] + [1e-9])
+        ax2.set_ylim(0, top * 1.05)
+        ax2.set_xlabel("op (execution order)")
+        ax2.set_ylabel("time per op (us)")
+        ax2.grid(axis="x", visible=False)
+        handles = [Patch(color=st.PASS_COLORS[p], label=f"{p} compute") for p in ("fwd", "dgrad", "wgrad")
+                   if any(o.pass_ == p and o.kind != "vector" for o in ops)]
+        for res, flag in (("vector", False), ("sparsify", True)):
+            if any(o.kind == "vector" and bool(o.sparsify) == flag for o in ops) or res in have:
+                handles.append(Patch(color=st.RESOURCE_COLORS[res],
+                                     label="vector work" if res == "vector" else "sparsify (method's own work)"))
+        handles.append(Patch(color=st.STALL_COLOR, label="stall (waiting for DMA)"))
+        if has_fixed:
+            handles.append(Patch(color=st.GREY, label="fixed (e.g. kernel launch)"))
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(4, len(handles)))
+        st.save(fig, path)
+        plt.close(fig)
