@@ -393,8 +393,28 @@ def choose_schedule(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, 
     return ch.schedule, ch.traffic
 
 
+_CHOICES: dict[tuple, Choice] = {}  # choose()'s memo (bounded; see choose)
+_MAX_CHOICES = 4096
+
+
 def choose(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, int], out_bytes: int,
            psum_bytes: int, *, schedule: str = "fastest") -> Choice:
+    """_choose, memoised per process on the GEMM, the byte sizes and the parts of the machine it
+    reads (compute, memory levels, clock): a network repeats its layer shapes (ResNet-50: 322 group
+    GEMMs, 60 distinct). The Choice and its stream are shared by every caller: read-only."""
+    key = (m, n, k, hw.compute, hw.memory, hw.clock_hz, tuple(sorted(size.items())), out_bytes, psum_bytes,
+           schedule)
+    got = _CHOICES.get(key)
+    if got is None:
+        got = _choose(m, n, k, hw, size, out_bytes, psum_bytes, schedule=schedule)
+        if len(_CHOICES) >= _MAX_CHOICES:
+            _CHOICES.clear()
+        _CHOICES[key] = got
+    return got
+
+
+def _choose(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, int], out_bytes: int,
+            psum_bytes: int, *, schedule: str = "fastest") -> Choice:
     """schedule="fastest": the candidate with the least total cycles through memory.run_tiles (exact:
     the same engine, bandwidth, latency and double buffering the op is timed with); ties: fewer DRAM
     bytes, fewer tiles, then candidate order. Candidates are visited by a lower bound on their total,
