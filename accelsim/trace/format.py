@@ -17,6 +17,7 @@ import io
 import json
 import math
 import os
+import re
 import reprlib
 import zipfile
 import zlib
@@ -603,8 +604,21 @@ _READ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, K
                 NotImplementedError, RuntimeError, OverflowError)
 
 
+# The header np.save writes for a 1-D uint8 array (format 1.0), matched exactly so that a mask member
+# is parsed without ast.literal_eval; any other header goes through np.lib.format's parser.
+_NPY_U8_1D = re.compile(rb"\{'descr': '\|u1', 'fortran_order': False, 'shape': \(([0-9]{1,19}),\), \} *\n")
+
+
 def _npy_uint8(data: bytes) -> np.ndarray:
     """The 1-D uint8 array of an .npy member, checked before anything is allocated (ValueError if not)."""
+    if data[:8] == b"\x93NUMPY\x01\x00" and len(data) >= 10:
+        start = 10 + int.from_bytes(data[8:10], "little")
+        fast = _NPY_U8_1D.fullmatch(data, 10, start) if start <= len(data) else None
+        if fast is not None:
+            n = int(fast.group(1))
+            if len(data) - start != n:
+                raise ValueError(f"holds {len(data) - start} bytes of data but its header says {n}")
+            return np.frombuffer(data, dtype=np.uint8, count=n, offset=start)
     f = io.BytesIO(data)
     version = np.lib.format.read_magic(f)
     if version == (1, 0):
@@ -739,9 +753,8 @@ class Trace:
 
     def mask(self, tensor_id: int) -> np.ndarray:
         """Boolean non-zero mask of a stored tensor, shape = TensorRecord.shape."""
-        t = self.tensors[tensor_id] if 0 <= tensor_id < len(self.tensors) else None
-        arr = self._read_bytes(tensor_id)
-        return np.unpackbits(arr, count=t.numel, bitorder="little").astype(bool).reshape(t.shape)
+        words = self.packed(tensor_id)  # validated once, shared with the ops that read it
+        return unpack_words(words, tuple(self.tensors[tensor_id].shape))
 
     # Packed words kept per Trace, so a tensor used by several ops (a weight by its forward,
     # input-gradient and weight-gradient passes) is decompressed and validated once. Bounded by
