@@ -238,7 +238,8 @@ def plot_speedup(result, path: str | os.PathLike, *, title: str = "", top: int =
                                  label="fell back to the dense rate (>= 1 op)"))
         overall = totals.get("all", {}).get("speedup", 1.0)
         _titled_legend(fig, handles, f"GEMM speedup per {by} and pass on {result.hw_name}, overall {overall:.2f}x; "
-                       f"{_what(by, rows, len(names))}" + (f"\n{title}" if title else ""), ncol=min(4, len(handles)))
+                       f"{_what(by, rows, len(names))}" + (f"\n{title}" if title else ""),
+                       ncol=st.legend_columns([h.get_label() for h in handles], fig.get_figwidth(), 4))
         st.save(fig, path)
         plt.close(fig)
 
@@ -328,6 +329,7 @@ def plot_timeline(result, path: str | os.PathLike, *, title: str = "") -> None:
         handles.append(Patch(color=st.STALL_COLOR, label="stall (waiting for DMA)"))
         if has_fixed:
             handles.append(Patch(color=st.GREY, label="fixed (e.g. kernel launch)"))
-        fig.legend(handles=handles, loc="outside lower center", ncol=min(4, len(handles)))
+        fig.legend(handles=handles, loc="outside lower center",
+                   ncol=st.legend_columns([h.get_label() for h in handles], fig.get_figwidth(), 5))
         st.save(fig, path)
         plt.close(fig)

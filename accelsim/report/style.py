@@ -13,7 +13,7 @@ import io
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from accelsim.util.atomic import atomic_write
 
@@ -102,3 +102,11 @@ def marker(i: int) -> str:
 
 def linestyle(i: int):
     return LINESTYLES[i % len(LINESTYLES)]
+
+
+def legend_columns(labels: Sequence[str], width_in: float, max_cols: int = 4) -> int:
+    """How many legend columns fit across ``width_in`` at the 7 pt legend font (about 0.055 in a
+    character plus the handle), so a legend above the plot is never wider than the figure."""
+    longest = max((len(str(t)) for t in labels), default=1)
+    per = 0.055 * longest + 0.45
+    return max(1, min(max_cols, len(labels), int((width_in - 0.1) // per)))

@@ -44,6 +44,7 @@ LABELS = {
     "compute.rows*compute.cols": "array size (PEs)", "compute.cols*compute.rows": "array size (PEs)",
 }
 MAX_COLUMNS_SHOWN = 30
+PANEL_IN = 2.45            # width of one panel of several (three fit the 7 in text width)
 _NUM_PREFIX = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
 
 
@@ -235,14 +236,6 @@ def _plain_axis(ax) -> None:
             put(mid - 0.05 * abs(mid), mid + 0.05 * abs(mid))
 
 
-def legend_columns(labels: Sequence[str], width_in: float, max_cols: int = 4) -> int:
-    """How many legend columns fit across ``width_in`` at the 7 pt legend font (about 0.055 in a
-    character plus the handle), so a legend above the plot is never wider than the figure."""
-    longest = max((len(str(t)) for t in labels), default=1)
-    per = 0.055 * longest + 0.45
-    return max(1, min(max_cols, len(labels), int((width_in - 0.1) // per)))
-
-
 def _panels(df, col: str | None, shown: str):
     if col is None:
         return [(None, df)]
@@ -259,7 +252,7 @@ def _panels(df, col: str | None, shown: str):
 def _grid(plt, n: int, width_one: float = st.COLUMN_IN, height_one: float = 2.5):
     ncols = min(n, 3)
     nrows = math.ceil(n / ncols)
-    width = width_one if n == 1 else min(st.TEXT_IN, 2.45 * ncols)
+    width = width_one if n == 1 else min(st.TEXT_IN, PANEL_IN * ncols)
     fig = st.figure(plt, width, 0.55 + height_one * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     flat = [a for row in axes for a in row]
@@ -358,7 +351,7 @@ def plot_sweep(df, path: str | os.PathLike, *, x: str, y: str = "speedup", hue: 
             # a title takes the top; constrained layout cannot stack a legend under a suptitle
             fig.legend(list(handles.values()), list(handles.keys()),
                        loc="outside lower center" if title else "outside upper center",
-                       ncol=legend_columns(list(handles), fig.get_figwidth()), title=leg_title)
+                       ncol=st.legend_columns(list(handles), fig.get_figwidth()), title=leg_title)
         if title:
             fig.suptitle(title)
         st.save(fig, path)
@@ -564,7 +557,7 @@ def plot_compare(frame, path: str | os.PathLike, *, title: str = "") -> None:
         axes[-1].set_xticks(xs)
         axes[-1].set_xticklabels(groups)
         fig.legend(handles, machines, loc="outside lower center" if title else "outside upper center",
-                   ncol=legend_columns(machines, fig.get_figwidth(), 3), title="machine")
+                   ncol=st.legend_columns(machines, fig.get_figwidth(), 3), title="machine")
         if title:
             fig.suptitle(title)
         st.save(fig, path)
