@@ -177,6 +177,26 @@ def test_waves_coalesce_into_buffer_sized_chunks():
     assert st.compute_cycles.tolist() == [3, 3, 9] and st.load_bytes["a"].tolist() == [20, 30, 10]
 
 
+def test_chunk_starts_equal_the_greedy_loop():
+    # _chunk_starts binary-searches the running sums; it must equal the plain greedy definition
+    # (a chunk takes waves while its bytes stay <= chunk; a bigger first wave is alone), zero-byte
+    # waves and exact fits included
+    def greedy(moved, chunk):
+        out, acc = [], 0
+        for i, b in enumerate(moved):
+            if i == 0 or acc + b > chunk:
+                out.append(i)
+                acc = 0
+            acc += b
+        return out
+
+    rng = np.random.default_rng(5)
+    for case in range(300):
+        moved = rng.integers(0, 40, int(rng.integers(0, 60))) * (rng.random() < 0.9)
+        chunk = int(rng.choice([1, 10, 20, 39, 100, 10**6]))
+        assert sparse_pe._chunk_starts(moved, chunk).tolist() == greedy(moved.tolist(), chunk), case
+
+
 def test_dual_sided_dense_input_has_no_phantom_speedup():
     # QA finding: ResNet-18's first conv (C=3, 3x3) on sparten_like ran 4.5x faster than its own
     # dense baseline on an all-dense input. The bitmap join packs the reduction K = R*S*C = 27

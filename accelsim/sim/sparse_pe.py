@@ -37,6 +37,7 @@ and stores its outputs.
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import numpy as np
@@ -260,20 +261,15 @@ def _coalesce(compute: np.ndarray, loads: dict[str, np.ndarray], store: np.ndarr
 
 def _chunk_starts(moved: np.ndarray, chunk: int) -> np.ndarray:
     """First wave of each chunk: greedy, a chunk takes waves while its bytes stay <= chunk (a
-    first wave bigger than that is a chunk alone)."""
-    return _chunk_starts_nb(np.ascontiguousarray(moved, dtype=np.int64), int(chunk))
-
-
-@kernels.lazy_njit
-def _chunk_starts_nb(moved, chunk):
-    starts = np.empty(moved.size, np.int64)
-    n = 0
-    acc = 0
-    for i in range(moved.size):
-        b = moved[i]
-        if i == 0 or acc + b > chunk:
-            starts[n] = i
-            n += 1
-            acc = 0
-        acc += b
-    return starts[:n].copy()
+    first wave bigger than that is a chunk alone). One binary search per chunk over the running
+    byte sums (no jitted loop): the chunk from wave s ends before the first wave j with
+    bytes(s..j) > chunk."""
+    moved = np.ascontiguousarray(moved, dtype=np.int64)
+    cum = np.concatenate([[0], np.cumsum(moved)]).tolist()  # exact Python integers
+    n = len(moved)
+    starts = []
+    s = 0
+    while s < n:
+        starts.append(s)
+        s = max(s + 1, bisect.bisect_right(cum, cum[s] + chunk) - 1)
+    return np.array(starts, dtype=np.int64)
