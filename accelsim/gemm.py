@@ -12,7 +12,8 @@ and the plan the GPU model chose (sim/gpu.py GemmPlan):
 * L2: the rest of the stall-free compute cycles (main-loop steps lengthened to the L2 bytes / L2
   bandwidth, epilogue writes, the split-K reduction kernel);
 * HBM: the memory engine's stall cycles (loads that did not arrive in time);
-* launch: the fixed cycles (kernel launches, plus the library model's fixed time per kernel).
+* launch: the fixed cycles (kernel launches, plus the library model's fixed times per kernel and
+  per CTA).
 The largest of the four is named as the bound; all four are reported.
 """
 
@@ -129,8 +130,10 @@ def _run(res, hw, *, sparse_side: bool, m: int, n: int, k: int) -> GemmRun:
     cnt = np.full(plan.waves, plan.wave_size, dtype=np.int64)
     if plan.waves:
         cnt[-1] = plan.ctas - (plan.waves - 1) * plan.wave_size
-    mma = int((-(-cnt // hwx.compute.sms) * plan.step_cycles * plan.ksteps).sum())
-    parts = {"compute": mma, "L2": compute - mma, "HBM": total - compute - fixed, "launch": fixed}
+    busy = -(-cnt // hwx.compute.sms)  # CTAs on the busiest SM, per wave
+    mma = int((busy * plan.step_cycles * plan.ksteps).sum())
+    cta = int(busy.sum()) * gpu.cta_fixed_cycles(hwx, nm_on)  # the library model's per-CTA time
+    parts = {"compute": mma, "L2": compute - mma - cta, "HBM": total - compute - fixed, "launch": fixed + cta}
     bound = max(BOUNDS, key=lambda b: parts[b])  # ties: the earlier entry
     seconds = total / hw.clock_hz
     return GemmRun(seconds, total, 2 * m * n * k / seconds / 1e12, bound, parts, tuple(plan.tile),
@@ -161,7 +164,8 @@ def gemm_report(m: int, n: int, k: int, hw, *, dtype: str | None = None, sparse:
     dt = check_dtype(hw, dtype)
     if ideal and getattr(hw.compute, "kernel_model", "ideal") != "ideal":
         hw = dataclasses.replace(hw, compute=dataclasses.replace(
-            hw.compute, kernel_model="ideal", mainloop_efficiency=(1.0, 1.0), kernel_fixed_s=(0.0, 0.0)))
+            hw.compute, kernel_model="ideal", mainloop_efficiency=(1.0, 1.0), kernel_fixed_s=(0.0, 0.0),
+            cta_fixed_s=(0.0, 0.0), sparse_cta_tiles=(), sparse_split_k=True))
     mode = getattr(hw.compute, "kernel_model", "ideal")
     # the lowering checks the GEMM (dims, working-memory limit) before any mask is built
     synthetic_op("matmul", "fwd", {"a": (m, k), "b": (k, n)}, {})

@@ -541,3 +541,62 @@ def test_library_kernel_model_keys_load_and_are_checked(tmp_path):
             ("  kernel_model: fast\n", r"compute\.kernel_model")):
         with pytest.raises(HardwareConfigError, match=msg):
             load_hw(_gpu_yaml(tmp_path, extra))
+
+
+def test_library_cta_fixed_per_wave_and_sparse_kernel_choice():
+    """cta_fixed (accelsim/sim/gpu.py "Kernel model"): each wave pays it once per CTA on its busiest
+    SM; sparse_cta_tile / sparse_split_k restrict the 2:4 kernel search."""
+    import dataclasses
+
+    base = tiny()
+    lib = dataclasses.replace(base, compute=dataclasses.replace(
+        base.compute, kernel_model="library", cta_fixed_s=(1e-6, 2e-6)))
+    # 256x256x64 on 2 SMs, 128x128x32 CTAs: 2 waves of 2 CTAs (one per SM), 2 steps of 512 cycles
+    # dense (256 with mma.sp): + 1 us = 1000 cycles per wave dense, 2000 per wave 2:4, at 1 GHz
+    _, sd, _, _ = gpu.gemm_cost(256, 256, 64, 1, lib, sparse_a=False)
+    _, ss, _, _ = gpu.gemm_cost(256, 256, 64, 1, lib, sparse_a=True)
+    _, bd, _, _ = gpu.gemm_cost(256, 256, 64, 1, base, sparse_a=False)
+    assert int(sd.compute_cycles.sum()) == int(bd.compute_cycles.sum()) + 2 * 1000
+    assert int(ss.compute_cycles.sum()) - int(gpu.gemm_cost(256, 256, 64, 1, base, sparse_a=True)[1]
+                                             .compute_cycles.sum()) == 2 * 2000
+    # 2 CTAs per SM: a wave of 4 CTAs has 2 on its busiest SM -> 2 x 1000
+    two = dataclasses.replace(lib, compute=dataclasses.replace(lib.compute, ctas_per_sm=2))
+    two_base = dataclasses.replace(base, compute=dataclasses.replace(base.compute, ctas_per_sm=2))
+    assert (int(gpu.gemm_cost(256, 256, 64, 1, two, sparse_a=False)[1].compute_cycles.sum())
+            - int(gpu.gemm_cost(256, 256, 64, 1, two_base, sparse_a=False)[1].compute_cycles.sum())) == 2000
+    # the 2:4 kernel list: one 64x64x32 kernel, no split-K, while the dense search splits K
+    big = tiny(cta=(128, 128, 32))
+    big = dataclasses.replace(big, compute=dataclasses.replace(
+        big.compute, cta_tiles=((128, 128, 32), (64, 64, 32)), kernel_model="library",
+        sparse_cta_tiles=((64, 64, 32),), sparse_split_k=False))
+    p_sp = gpu.gemm_cost(128, 128, 4096, 1, big, sparse_a=True)[0]
+    assert (p_sp.tile, p_sp.split_k) == ((64, 64, 32), 1)
+    assert gpu.gemm_cost(128, 128, 4096, 1, big, sparse_a=False)[0].split_k > 1
+
+
+def test_compress_cycles_hand_worked():
+    """Run-time 2:4 compression (gpu.compress_cycles): launch + 2:4 kernel_fixed + (read e bytes, write
+    e/2 + 1/8 bytes per value) / HBM bytes per cycle. tiny(): 1 us launch at 1 GHz, 64 B/cycle, fp16:
+    4096 values -> 8192 + 4608 = 12800 B -> 200 cycles; + 1000 launch + 3000 (3 us fixed)."""
+    import dataclasses
+
+    base = tiny()
+    lib = dataclasses.replace(base, compute=dataclasses.replace(
+        base.compute, kernel_model="library", kernel_fixed_s=(0.0, 3e-6)))
+    assert gpu.compress_cycles(lib, 4096) == 1000 + 3000 + 200
+
+
+def test_runtime_sparse_activation_pays_compression_only_in_the_library_model():
+    """A 2:4 operand that is not a weight is compressed at run time (library model only)."""
+    import dataclasses
+
+    from accelsim.sim.workload import gemm_workload
+    from accelsim.gemm import two_four_words
+
+    ideal = tiny()
+    lib = dataclasses.replace(ideal, compute=dataclasses.replace(ideal.compute, kernel_model="library"))
+    m, n, k = 256, 256, 256
+    for role, extra in (("weight", 0), ("activation", gpu.compress_cycles(lib, m * k))):
+        work = gemm_workload(m, n, k, packed={"a": two_four_words(m, k)}, roles={"a": role, "b": "weight"})
+        fl, fi = gpu.op_cost(work, lib, sparse=True), gpu.op_cost(work, ideal, sparse=True)
+        assert fl.sparse_operand == "a" and fl.fixed_cycles - fi.fixed_cycles == extra

@@ -51,7 +51,11 @@ A lowered op C[M,N] += A[M,K] @ B[K,N] (x groups) runs as one kernel launch of C
   steps at the MMA rate, one launch per kernel. ``kernel_model: library`` adds what separates
   measured library kernels from the silicon, dense and 2:4 separately: each main-loop step takes
   ceil(MACs / (rate * mainloop_efficiency)) cycles, and each GEMM kernel pays ``kernel_fixed``
-  (setup, prologue/epilogue overheads) on top of its launch. The 2:4 library may have its own kernel
+  (setup, prologue/epilogue overheads) on top of its launch, and each CTA pays ``cta_fixed``
+  (non-persistent kernels: a CTA's own set-up, pipeline fill before its first MMA and epilogue
+  beyond the bytes modelled above, serial on its SM, so a wave pays it once per CTA on its busiest
+  SM; it is what makes a short K gain little from 2:4 -- Mishra et al.'s 1.23x at K = 1280 and
+  pytorch#90119's 1.23-1.28x at K = 768 against 1.6x at K = 3072). The 2:4 library may have its own kernel
   list: ``sparse_cta_tile`` (CTA tiles its 2:4 kernels use; default: cta_tile) and
   ``sparse_split_k: false`` (cuSPARSELt's default algorithm without the cusparseLtMatmulSearch
   autotuning runs one kernel, no split-K: pytorch#96147 measures m1024 k10240 n256 at 135.7 us 2:4 vs
@@ -344,7 +348,8 @@ def _scaled(nbytes: np.ndarray, scale: Fraction | int) -> np.ndarray:
 
 def gemm_stream(plan: GemmPlan, traffic: GemmTraffic, gpu, names: tuple[str, str],
                 l2_bytes_per_cycle: float = math.inf, latency_cycles: int = 0,
-                hbm_bytes_per_cycle: float = math.inf, smem_bytes: int | None = None) -> TileStream:
+                hbm_bytes_per_cycle: float = math.inf, smem_bytes: int | None = None,
+                cta_cycles: int = 0) -> TileStream:
     """The op as a TileStream: each wave's main loop cut into chunks of ``chunk`` steps (one stream
     tile each: the chunk's MMA cycles, its share of the wave's HBM loads), the wave's output stored
     after its last chunk; split-K appends the reduction kernel's traffic as a last tile. Chunk size:
@@ -378,6 +383,10 @@ def gemm_stream(plan: GemmPlan, traffic: GemmTraffic, gpu, names: tuple[str, str
     # through shared memory to global memory (CUTLASS epilogue); the tensor cores wait meanwhile.
     # Its SM side runs at the L2 bandwidth shared by the wave; the HBM write-back is the posted store.
     compute[nch - 1 :: nch] += _l2_cycles(traffic.epilogue, l2_bytes_per_cycle)
+    # library model: each CTA's fixed time (cta_fixed), serial on its SM: a wave pays it once per
+    # CTA on its busiest SM, with its first chunk
+    if cta_cycles:
+        compute[0::nch] += -(-cnt // gpu.sms) * int(cta_cycles)
     # Prologue: a wave's CTAs are new CTAs; they issue their first loads once resident, after the
     # previous wave's CTAs have exited, so nothing of wave w+1 is prefetched during wave w.
     fence = np.zeros(plan.waves * nch, dtype=np.bool_)
@@ -422,6 +431,11 @@ def _l2_cycles(nbytes: np.ndarray, l2_bytes_per_cycle: float) -> np.ndarray:
 
 def launch_cycles(hw) -> int:
     return int(math.ceil(hw.compute.launch_overhead_s * hw.clock_hz))
+
+
+def cta_fixed_cycles(hw, sparse_a: bool) -> int:
+    """The library model's fixed cycles per CTA (``cta_fixed``, dense or 2:4; 0 in the ideal model)."""
+    return int(math.ceil(hw.compute.cta_fixed_s[1 if sparse_a else 0] * hw.clock_hz))
 
 
 def compress_cycles(hw, elements: int) -> int:
@@ -519,11 +533,12 @@ def _gemm_search(m: int, n: int, k: int, groups: int, machine: tuple, sparse_a: 
     scales = dict(scale_a=scale_a, scale_b=scale_b, scale_out=scale_out, out_bytes=out_bytes)
     launch = launch_cycles(hw)
     kernel = int(math.ceil(gpu.kernel_fixed_s[1 if sparse_a else 0] * hw.clock_hz))  # library model's fixed time
+    cta = cta_fixed_cycles(hw, sparse_a)  # and its fixed time per CTA
 
     def plan_of(tile, split):
         plan = plan_gemm(m, n, k, groups, gpu, sparse_a=sparse_a, tile=tile, split=split)
         traffic = gemm_traffic(plan, gpu, cap, compressed_a=sparse_a, **scales)
-        stream = gemm_stream(plan, traffic, gpu, names, l2_bpc, dram.latency_cycles, hbm_bpc, smem)
+        stream = gemm_stream(plan, traffic, gpu, names, l2_bpc, dram.latency_cycles, hbm_bpc, smem, cta)
         return plan, traffic, stream, kernel + launch * (2 if plan.split_k > 1 else 1)
 
     options = [(t, s) for t in library_tiles(gpu, sparse_a)

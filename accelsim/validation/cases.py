@@ -15,6 +15,8 @@ CASE_MODULES = [
     (4, "A100 2:4 sparse tensor cores", "accelsim.validation.case_a100"),
     (5, "Backward-pass memory footprint (SWAT)", "accelsim.validation.case_footprint"),
     (6, "SSL group sparsity on dense hardware", "accelsim.validation.case_ssl"),
+    (7, "Library-realistic GPU kernels (A100, H100, H200)", "accelsim.validation.case_gpu_library"),
+    (8, "Whole training step: GEMM-only vs whole-step speedup", "accelsim.validation.case_step"),
 ]
 
 

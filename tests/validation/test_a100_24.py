@@ -19,6 +19,10 @@ def test_int8_variant_is_derived_from_the_shipped_file():
     assert int8.compute.mma_shape[2] == 32 and int8.compute.sparse_mma_shape[2] == 64
     assert int8.compute.element_bytes == 1
     assert [t[2] for t in int8.compute.cta_tiles] == [2 * t[2] for t in fp16.compute.cta_tiles]
+    assert int8.compute.sparse_cta_tiles == tuple((m, n, 2 * k) for m, n, k in fp16.compute.sparse_cta_tiles)
+    # the same machine the fit uses for Fig. 3 (accelsim/validation/fit_gpu_library.py variant)
+    from accelsim.validation.fit_gpu_library import variant
+    assert variant(fp16, "int8").compute == int8.compute
     assert int8.memory == fp16.memory and int8.clock_hz == fp16.clock_hz
 
 

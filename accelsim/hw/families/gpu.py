@@ -27,6 +27,7 @@ class GpuCompute:
     kernel_model: str = "ideal"
     mainloop_efficiency: tuple[float, float] = (1.0, 1.0)  # (dense, sparse), in (0, 1]
     kernel_fixed_s: tuple[float, float] = (0.0, 0.0)  # (dense, sparse) seconds per GEMM kernel
+    cta_fixed_s: tuple[float, float] = (0.0, 0.0)  # (dense, sparse) seconds per CTA, serial on its SM
     # library model only: the 2:4 library's own kernels -- its CTA tiles (empty = cta_tiles) and
     # whether it splits K (cuSPARSELt's default algorithm, no autotuning search: one kernel, no
     # split-K; accelsim/sim/gpu.py "Kernel model")
@@ -51,7 +52,7 @@ REQUIRED = ("sms", "tensor_cores_per_sm", "dense_macs_per_cycle_per_core", "mma_
 
 
 KERNEL_MODELS = ("ideal", "library")
-LIBRARY_KEYS = ("mainloop_efficiency", "kernel_fixed", "sparse_cta_tile", "sparse_split_k")
+LIBRARY_KEYS = ("mainloop_efficiency", "kernel_fixed", "cta_fixed", "sparse_cta_tile", "sparse_split_k")
 
 
 def _dense_sparse(ctx, c, key: str, parse, default: tuple[float, float]) -> tuple[float, float]:
@@ -103,6 +104,7 @@ def parse_compute(ctx, c) -> GpuCompute:
                 raise ctx.fail(f"compute.{key}", "only with kernel_model: library (the ideal model has none)")
     eff = _dense_sparse(ctx, c, "mainloop_efficiency", _efficiency(ctx), (1.0, 1.0))
     fixed = _dense_sparse(ctx, c, "kernel_fixed", _time(ctx), (0.0, 0.0))
+    cta_fixed = _dense_sparse(ctx, c, "cta_fixed", _time(ctx), (0.0, 0.0))
     sparse_tiles = ctx.triples(c, "sparse_cta_tile", "compute") if "sparse_cta_tile" in c else ()
     split = c.get("sparse_split_k", True)
     if not isinstance(split, bool):
@@ -115,7 +117,8 @@ def parse_compute(ctx, c) -> GpuCompute:
                       data_type=dt, element_bytes=eb, cta_tiles=ctx.triples(c, "cta_tile", "compute"),
                       ctas_per_sm=ctx.int_(c, "ctas_per_sm", "compute", default=1),
                       launch_overhead_s=launch, kernel_model=model, mainloop_efficiency=eff,
-                      kernel_fixed_s=fixed, sparse_cta_tiles=sparse_tiles, sparse_split_k=split)
+                      kernel_fixed_s=fixed, cta_fixed_s=cta_fixed, sparse_cta_tiles=sparse_tiles,
+                      sparse_split_k=split)
 
 
 def validate(hw, fail):
@@ -147,7 +150,7 @@ FAMILY = register(Family(
     name="gpu",
     compute_keys=("sms", "tensor_cores_per_sm", "dense_macs_per_cycle_per_core", "mma_shape",
                   "sparse_mma_shape", "data_type", "element_bytes", "cta_tile", "ctas_per_sm",
-                  "launch_overhead", "kernel_model", "mainloop_efficiency", "kernel_fixed", "sparse_cta_tile",
+                  "launch_overhead", "kernel_model", "mainloop_efficiency", "kernel_fixed", "cta_fixed", "sparse_cta_tile",
                   "sparse_split_k"),
     parse_compute=parse_compute,
     sparsity_kinds=("none", "nm"),
