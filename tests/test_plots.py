@@ -299,3 +299,30 @@ def test_matplotlib_is_not_imported_by_the_cli_or_run():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["False", "False"]
+
+
+def test_readme_sweep_example_is_shipped_and_its_figure_is_in_docs():
+    """The README's one-command sweep + figure: the spec loads (every point validated), the plot's
+    keys are columns the sweep writes (docs/sweeps.md), and the figure it shows is there. The sweep
+    itself (12 points, ~15 s) is not rerun here."""
+    import shlex
+
+    from accelsim.cli import build_parser
+    from accelsim.sweep.spec import load_spec
+
+    readme = (ROOT / "README.md").read_text()
+    i = readme.index("accelsim sweep examples/sweep_lookahead.yaml")
+    line = readme[i:readme.index("```", i)].replace("\\\n", " ")
+    sweep_cmd, plot_cmd = (shlex.split(part) for part in line.split("&&"))
+    assert sweep_cmd[:3] == ["accelsim", "sweep", "examples/sweep_lookahead.yaml"]
+    spec = load_spec(ROOT / sweep_cmd[2])
+    assert spec is not None
+    args = build_parser().parse_args(plot_cmd[1:])
+    assert args.what == "sweep" and args.table == sweep_cmd[-1]
+    documented = (ROOT / "docs" / "sweeps.md").read_text()
+    for key in (args.y, args.hue, args.col):
+        assert f"`{key}`" in documented
+    assert args.x in (ROOT / sweep_cmd[2]).read_text()
+    assert "](docs/figures/sweep.png)" in readme
+    w, h = png_size(ROOT / "docs" / "figures" / "sweep.png")
+    assert w <= style.TEXT_IN * style.DPI and h <= style.PAGE_IN * style.DPI

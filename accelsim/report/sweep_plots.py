@@ -20,6 +20,7 @@ from accelsim.report.table import byte_unit
 from accelsim.util.files import display_path
 
 KINDS = ("line", "heatmap", "pareto")
+PERCENT = {"sparsity"}     # fractions shown as percentages in legends and panel titles
 # metrics where more is better (a Pareto front maximises them); every other metric is minimised
 MAXIMISE = {"speedup", "compute_speedup", "step_speedup", "utilisation", "footprint_saved_pct",
             "footprint_peak_saved_pct", "effectual_macs"}
@@ -250,7 +251,7 @@ def _panels(df, col: str | None, shown: str):
 
 
 def _grid(plt, n: int, width_one: float = st.COLUMN_IN, height_one: float = 2.5):
-    ncols = min(n, 3)
+    ncols = 2 if n == 4 else min(n, 3)     # 4 panels as 2 x 2, not 3 + 1
     nrows = math.ceil(n / ncols)
     width = width_one if n == 1 else min(st.TEXT_IN, PANEL_IN * ncols)
     fig = st.figure(plt, width, 0.55 + height_one * nrows)
@@ -280,8 +281,10 @@ def _work(df, x: str, y: str, hue: str | None, col: str | None, shown: str, *, u
         raise AccelsimError(f"{shown}: column {_cut(y)!r} has no numeric values to plot")
     w["_hue"] = column(df, hue, shown) if hue else ""
     w["_col"] = column(df, col, shown) if col else ""
-    for k in ("_hue", "_col"):
+    for k, key in (("_hue", hue), ("_col", col)):
         w[k] = w[k].astype(object).where(w[k].notna(), "(not set)")
+        if key in PERCENT:   # a fraction reads as a percentage: 0.9 -> "90%"
+            w[k] = [f"{float(v) * 100:.0f}%" if isinstance(v, (int, float)) else v for v in w[k]]
     keep = w["_x"].notna() & w["_y"].notna()
     w, df = w[keep], df[keep]
     if w.empty:
