@@ -9,6 +9,16 @@ from validation_testing import xfail_if_known
 KF = case_step.KNOWN_FAILURES
 
 
+def _v2() -> bool:
+    from accelsim.trace import format as fmt
+
+    return fmt.VERSION >= 2
+
+
+# the recorder's vector ops arrive with trace format v2 (helper record-v2, in flight)
+needs_v2 = pytest.mark.skipif(not _v2(), reason="trace format v2 (vector ops) not in this tree yet")
+
+
 def test_compression_cost_hand_worked():
     from accelsim.hw import load_hw
 
@@ -29,16 +39,19 @@ NAMES = [f"{hw}: whole-step speedup <= max(GEMM-only speedup, 1)" for hw in case
 ]
 
 
+@needs_v2
 @pytest.mark.parametrize("name", [xfail_if_known(n, KF) for n in NAMES])
 def test_checks(report, name):
     assert_check(report, name, KF)
 
 
+@needs_v2
 def test_failures_documented(report):
     assert_failures_documented(report, KF)
     assert len(report.checks) == len(NAMES)
 
 
+@needs_v2
 def test_the_trace_has_the_whole_step(report):
     # the recorded step carries vector work (trace format v2): forward, backward and the optimizer
     rows = [line for line in report.tables[0].splitlines() if line.startswith("| a100_24 |")]
