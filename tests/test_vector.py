@@ -314,3 +314,22 @@ def test_simulate_dispatches_vector_ops_and_collects_what_was_not_simulated(tmp_
     table = step_table(with_unit)
     assert "step speedup" in table and "optimizer" in table and "bwd" in table
     assert "not simulated: 5 ops" in coverage_line(without)
+
+
+def test_coverage_entries_left_out_are_not_simulated_unless_free():
+    class FakeTrace:  # not_simulated_items reads only the header
+        header = {"meta": {"coverage": {
+            "aten.mm.default": {"seen": 4, "recorded": 4, "as": "gemm"},
+            "aten.view.default": {"seen": 9, "recorded": 0, "as": "free"},
+            "aten._flash.default": {"seen": 2, "recorded": 0, "as": "none", "macs": 4 * 10**8},
+            "aten.weird.default": {"seen": 3, "recorded": 1, "as": "vector"},
+        }, "unrecorded_ops": {"ignored when coverage is there": 5}}}
+
+    items = engine.not_simulated_items(FakeTrace(), [])
+    assert [(i["what"], i["ops"], i["macs"]) for i in items] == [("aten._flash.default", 2, 4 * 10**8),
+                                                                 ("aten.weird.default", 2, 0)]
+    from accelsim.report.table import not_simulated_lines
+
+    r = SimResult("m", "", "", 1e9, [], not_simulated=items)
+    assert not_simulated_lines(r)[0] == "aten._flash.default: 2 ops, 0.4 GMAC not simulated (not recorded)"
+    assert r.totals()["all"]["not_simulated"] == {"ops": 4, "macs": 4 * 10**8, "bytes": 0}
