@@ -333,3 +333,23 @@ def test_coverage_entries_left_out_are_not_simulated_unless_free():
     r = SimResult("m", "", "", 1e9, [], not_simulated=items)
     assert not_simulated_lines(r)[0] == "aten._flash.default: 2 ops, 0.4 GMAC not simulated (not recorded)"
     assert r.totals()["all"]["not_simulated"] == {"ops": 4, "macs": 4 * 10**8, "bytes": 0}
+
+
+def test_run_prints_the_step_table_and_warns_on_stderr(tmp_path, capsys):
+    from accelsim.cli import main
+    from accelsim.trace.format import Operand, TraceWriter
+
+    path = tmp_path / "t.npz"
+    a = np.ones((64, 64), bool)
+    with TraceWriter(path, {"model": "t", "batch_size": 1, "steps": [0],
+                            "meta": {"unrecorded_ops": {"aten._scaled_dot_product_flash_attention.default": 2}}}) as tw:
+        ta = tw.add_tensor(a, dtype="float32", role="activation", layer="fc")
+        tb = tw.add_tensor(a, dtype="float32", role="weight", layer="fc")
+        tw.add_op(step=0, seq=0, pass_="fwd", kind="matmul", layer="fc", module_type="Linear", aten="aten.mm.default",
+                  operands=[Operand("a", ta), Operand("b", tb)], out_shape=[64, 64], params={})
+    assert main(["run", str(path), "--hw", "a100_24", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert "GEMM speedup" in out and "step speedup" in out and "sparsify (us)" in out
+    assert "coverage: 1 GEMM op(s) and 0 vector op(s) simulated; not simulated: 2 ops" in out
+    assert err == ("accelsim: warning: aten._scaled_dot_product_flash_attention.default: 2 ops, size unknown "
+                   "not simulated (not recorded)\n")
