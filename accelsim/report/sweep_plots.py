@@ -250,10 +250,13 @@ def _panels(df, col: str | None, shown: str):
     return out
 
 
-def _grid(plt, n: int, width_one: float = st.COLUMN_IN, height_one: float = 2.5):
-    ncols = 2 if n == 4 else min(n, 3)     # 4 panels as 2 x 2, not 3 + 1
+def _grid(plt, n: int, height_one: float = 2.5, panel_in: float = PANEL_IN):
+    """Panels on a grid at most the text width wide: one panel at column width, else ``panel_in``
+    each (three a row; four as 2 x 2; a heatmap's panels, with a colour bar each, two a row)."""
+    per_row = max(1, int(st.TEXT_IN // panel_in))
+    ncols = 2 if n == 4 else min(n, per_row)
     nrows = math.ceil(n / ncols)
-    width = width_one if n == 1 else min(st.TEXT_IN, PANEL_IN * ncols)
+    width = st.COLUMN_IN if n == 1 else min(st.TEXT_IN, panel_in * ncols)
     fig = st.figure(plt, width, 0.55 + height_one * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     flat = [a for row in axes for a in row]
@@ -332,7 +335,8 @@ def plot_sweep(df, path: str | os.PathLike, *, x: str, y: str = "speedup", hue: 
     ydiv, ylabel = scale_for(y, w["_y"])
     with st.style() as plt:
         panels = _panels(w, "_col" if col else None, shown)
-        fig, axes = _grid(plt, len(panels), height_one=2.5 if kind != "heatmap" else 2.2)
+        fig, axes = _grid(plt, len(panels), height_one=2.5 if kind != "heatmap" else 2.2,
+                          panel_in=PANEL_IN if kind != "heatmap" else st.COLUMN_IN)
         handles: dict = {}
         for ax, (pv, sub) in zip(axes, panels):
             if kind == "line":
