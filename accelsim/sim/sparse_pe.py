@@ -192,7 +192,7 @@ def _wave_stream(work: Workload, hw: HardwareConfig, grid: tuple[int, int, int],
     tiles = hw.compute.tiles
     nunits = g * mb * nb
     waves = per_wave.size
-    wave = np.arange(nunits, dtype=np.int64) // tiles
+    wave = np.repeat(np.arange(-(-nunits // tiles), dtype=np.int64), tiles)[:nunits]  # unit // tiles
     cap = _cap(hw)
     loads = {}
     for side, (blk_idx, nblk, prev) in _unit_blocks(grid, order).items():
@@ -216,11 +216,16 @@ def _unit_blocks(grid: tuple[int, int, int], order: str) -> dict[str, tuple[np.n
     block), B's (group, column block)."""
     g, mb, nb = grid
     n_out, n_in = (mb, nb) if order == "mn" else (nb, mb)
-    u = np.arange(g * mb * nb, dtype=np.int64)
-    gi, rem = np.divmod(u, n_out * n_in)
-    oi, ii = np.divmod(rem, n_in)
-    outer = (gi * n_out + oi, g * n_out, np.where(ii > 0, u - 1, -1))  # runs of n_in units
-    inner = (gi * n_in + ii, g * n_in, np.where(oi > 0, u - n_in, -1))  # recurs every n_in units
+    u = np.arange(g * mb * nb, dtype=np.int64)  # unit (gi, oi, ii) = gi*n_out*n_in + oi*n_in + ii
+    # built by repeat / broadcast rather than divmod of u (int64 division dominated this)
+    prev_out = u - 1
+    prev_out[::n_in] = -1  # ii == 0: the first unit of its outer block
+    prev_in = u - n_in
+    prev_in.reshape(g, n_out * n_in)[:, :n_in] = -1  # oi == 0: the block's first use in its group
+    outer = (np.repeat(np.arange(g * n_out, dtype=np.int64), n_in), g * n_out, prev_out)  # runs of n_in units
+    inner_idx = np.broadcast_to((np.arange(g, dtype=np.int64) * n_in)[:, None, None]
+                                + np.arange(n_in, dtype=np.int64)[None, None, :], (g, n_out, n_in)).reshape(-1)
+    inner = (inner_idx, g * n_in, prev_in)  # recurs every n_in units
     return {"a": outer, "b": inner} if order == "mn" else {"a": inner, "b": outer}
 
 
