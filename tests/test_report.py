@@ -132,7 +132,7 @@ def fake_footprint(n_layers):
     return footprint(NS(path="f.npz", saved=recs, mask=lambda t: masks[t]))
 
 
-@pytest.mark.parametrize("ext", ["png", "svg"])
+@pytest.mark.parametrize("ext", ["png", "svg", "pdf"])
 def test_plots_write_files_deterministically(tmp_path, ext):
     fp = fake_footprint(55)          # ResNet-50 scale: 55 layers
     res = make_result(55, timeline=True)
@@ -143,7 +143,7 @@ def test_plots_write_files_deterministically(tmp_path, ext):
         fn(arg, b, title="test")
         assert a.stat().st_size > 5000
         assert a.read_bytes() == b.read_bytes()
-    assert (tmp_path / f"mem.{ext}").read_bytes()[:4] == (b"\x89PNG" if ext == "png" else b"<?xm")
+    assert (tmp_path / f"mem.{ext}").read_bytes()[:4] == {"png": b"\x89PNG", "svg": b"<?xm", "pdf": b"%PDF"}[ext]
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / f"mem.{ext}").stat().st_mode & 0o777 == 0o666 & ~umask   # not mkstemp's 0600

@@ -91,7 +91,7 @@ def read_table(path: str | os.PathLike):
 
 
 def _columns_line(df) -> str:
-    cols = [str(c) for c in df.columns]
+    cols = [_cut(str(c), 40) for c in df.columns]
     shown = ", ".join(cols[:MAX_COLUMNS_SHOWN])
     more = f", ... ({len(cols) - MAX_COLUMNS_SHOWN} more)" if len(cols) > MAX_COLUMNS_SHOWN else ""
     return shown + more
