@@ -279,7 +279,7 @@ def _meta(args, trace, hw_paths: Sequence[str]) -> dict:
 # -------------------------------------------------------------------------------------- commands
 def cmd_run(args) -> int:
     from accelsim.report.table import (coverage_line, fallback_lines, footprint_table, not_simulated_lines, op_table,
-                                       step_table, totals_table)
+                                       step_table, totals_table, vector_table)
     from accelsim.report.writers import write_csv, write_json
 
     json_path = _output_file(args.json, (".json",), "--json output")
@@ -294,6 +294,9 @@ def cmd_run(args) -> int:
     out = [_trace_line(trace), _hw_line(hw, args.hw), ""]
     if not args.quiet:
         out += [op_table(result), ""]
+        vt = vector_table(result)
+        if vt:
+            out += ["vector (non-GEMM) work by pass and class:", vt, ""]
     out += [totals_table(result)]
     # the whole training step (issue 10): GEMM, vector and sparsification time, both speedups
     out += ["", "whole training step (GEMMs + non-GEMM vector work; sparsify = the method's own work, "

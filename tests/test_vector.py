@@ -353,3 +353,18 @@ def test_run_prints_the_step_table_and_warns_on_stderr(tmp_path, capsys):
     assert "coverage: 1 GEMM op(s) and 0 vector op(s) simulated; not simulated: 2 ops" in out
     assert err == ("accelsim: warning: aten._scaled_dot_product_flash_attention.default: 2 ops, size unknown "
                    "not simulated (not recorded)\n")
+
+
+def test_vector_table_sums_by_pass_and_class():
+    from accelsim.report.table import op_table, totals_table, vector_table
+
+    ops = [_gemm_result(0, "fwd", 100, 200), _vec_result(1, "fwd", 1410, False), _vec_result(2, "fwd", 1410, False),
+           _vec_result(3, "optimizer", 2820, True)]
+    r = SimResult("m", "", "", 1.41e9, ops)
+    text = vector_table(r)
+    lines = text.splitlines()
+    # 1410 cycles at 1.41 GHz = 1 us; two fwd elementwise ops = 2.0 us, the method's 2820 cycles = 2.0 us
+    assert lines[2].split() == ["fwd", "elementwise", "2", "0", "B", "2.0", "2.0"]
+    assert lines[3].split() == ["optimizer", "elementwise", "method", "1", "0", "B", "2.0", "0.0"]
+    assert "elementwise" not in op_table(r) and "optimizer" not in totals_table(r)
+    assert vector_table(SimResult("m", "", "", 1e9, ops[:1])) is None

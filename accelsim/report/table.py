@@ -116,6 +116,26 @@ def step_table(result) -> str:
     return format_table(headers, rows, align="lrrrrrrrl")
 
 
+def vector_table(result) -> str | None:
+    """The vector (non-GEMM) ops summed per pass, class and owner (the sparsity method's own work or
+    not): ops, bytes moved on this machine, time, and the dense run's time. None without vector ops."""
+    groups: dict[tuple[str, str, bool], list] = {}
+    for o in result.ops:
+        if o.kind == "vector":
+            groups.setdefault((o.pass_, o.vector_class, o.sparsify), []).append(o)
+    if not groups:
+        return None
+    order = {p: i for i, p in enumerate(STEP_PASS_ORDER)}
+    rows = []
+    for (pass_, cls, spars), ops in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 9), kv[0][1], kv[0][2])):
+        miss = sum(1 for o in ops if o.not_simulated)
+        rows.append([pass_, cls, "method" if spars else "", len(ops), nbytes(sum(o.vector_bytes for o in ops)),
+                     _us(sum(o.total_cycles for o in ops), result.clock_hz),
+                     _us(sum(o.dense_cycles for o in ops), result.clock_hz), miss or ""])
+    return format_table(["pass", "class", "sparsify", "ops", "bytes", "time (us)", "dense (us)", "not simulated"],
+                        rows, align="lllrrrrr")
+
+
 def not_simulated_text(item: dict) -> str:
     """'3 ops, 0.4 GMAC, 1.20 MiB' (the parts that are known)."""
     parts = [f"{item.get('ops', 0)} op{'s' if item.get('ops', 0) != 1 else ''}"]
@@ -156,11 +176,14 @@ def coverage_line(result, trace_version: int | None = None) -> str:
 
 
 def op_table(result) -> str:
-    """Per-op table of a SimResult; '*' marks ops that fell back (reasons listed below)."""
+    """Per-op table of a SimResult's GEMM ops; '*' marks ops that fell back (reasons listed below).
+    Vector (non-GEMM) ops are summed by class in vector_table."""
     headers = ["op", "step", "layer", "pass", "shape", "dense MACs", "eff MACs", "cycles", "dense cyc",
                "speedup", "util", "stalls", "fb"]
     rows = []
     for o in result.ops:
+        if o.kind == "vector":
+            continue
         rows.append([o.op_id, o.step, o.layer, o.pass_, o.shape, si(o.dense_macs), si(o.effectual_macs),
                      si(o.total_cycles), si(o.dense_cycles), num(o.speedup, ".2f") + "x", num(o.utilisation, ".0%"),
                      si(o.stall_cycles), "*" if o.fallback else ""])
@@ -175,6 +198,8 @@ def totals_table(result) -> str:
                "compute only", "util", "stalls", "fallbacks"]
     rows = []
     for key, t in pass_totals(result).items():
+        if not t["ops"] and key != "all":  # a vector-only pass (bwd, optimizer): in step_table
+            continue
         comp = t.get("compute_speedup")
         rows.append([key, t["ops"], si(t["dense_macs"]), si(t["effectual_macs"]), si(t["total_cycles"]),
                      si(t["dense_cycles"]), num(t['total_cycles'] / clock * 1e6, ",.1f"), num(t['speedup'], ".2f") + "x",
