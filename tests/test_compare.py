@@ -220,3 +220,48 @@ def test_labels():
     assert labels(["m", "m", "n"], ["x/one.yaml", "y/two.yaml", "z.yaml"]) == ["m (one.yaml)", "m (two.yaml)", "n"]
     assert labels(["m", "m"], ["x/f.yaml", "y/f.yaml"]) == ["m (f.yaml) #1", "m (f.yaml) #2"]
     assert labels(["p", "p"]) == ["p #1", "p #2"]
+
+
+def _op(op_id, pass_, cycles, dense, kind="matmul", sparsify=False):
+    from accelsim.sim.result import OpResult
+
+    vec = kind == "vector"
+    return OpResult(op_id=op_id, step=0, layer="l", pass_=pass_, kind=kind, shape="", gemm=(1, 1, 1),
+                    dense_macs=0 if vec else 100, effectual_macs=0 if vec else 50, compute_cycles=cycles,
+                    stall_cycles=0, total_cycles=cycles, dense_cycles=dense, speedup=dense / cycles,
+                    utilisation=0.0, sparse_operand=None, dram_bytes={}, dram_bytes_dense={}, fallback=None,
+                    sparsify=sparsify)
+
+
+def test_whole_step_columns_for_a_trace_with_vector_work():
+    # Hand-made results (SimResult.totals() does the sums, interface10.md). Machine A at 1 GHz:
+    # GEMM fwd 100k cycles (dense 200k), vector fwd 30k, the method's optimizer-pass work 10k (absent
+    # on the dense run): step 140k cycles = 140 us, dense step 230k. Machine B at 2 GHz: GEMM 50k
+    # (dense 100k), vector 60k, sparsify 20k: step 130k cycles = 65 us, dense step 160k.
+    from accelsim.report.compare import Cell, Comparison
+    from accelsim.sim.result import SimResult
+
+    fp = {"format": "auto", "totals": {"all": {"dense": 2048, "stored": 1024}},
+          "saved_pct": {"all": {"with_overhead": 50.0}}, "peak_dense": 2048, "peak_stored": 1024,
+          "peak_saved_pct": 50.0}
+
+    def cell(machine, clock, gemm, dense, vec, spars):
+        ops = [_op(0, "fwd", gemm, dense), _op(1, "fwd", vec, vec, "vector"),
+               _op(2, "optimizer", spars, 0, "vector", sparsify=True)]
+        res = SimResult(machine, f"{machine}.yaml", "t.npz", clock, ops)
+        return Cell(trace="t.npz", trace_path="t.npz", info={}, machine=machine, hw=machine, hw_name=machine,
+                    family="x", result=res, footprint=fp)
+
+    cmp = Comparison([[cell("A", 1e9, 100_000, 200_000, 30_000, 10_000), cell("B", 2e9, 50_000, 100_000, 60_000, 20_000)]])
+    assert cmp.passes(0) == ["fwd", "optimizer", "all"]  # optimizer has no GEMM op, but work
+    b_all = [r for r in cmp.rows() if r["machine"] == "B" and r["pass"] == "all"][0]
+    assert b_all["speedup_vs_first"] == pytest.approx(100e-6 / 25e-6)          # GEMM time: 4x
+    assert b_all["step_speedup_vs_first"] == pytest.approx(140e-6 / 65e-6)     # whole step: 28/13
+    assert b_all["step_speedup"] == pytest.approx(160 / 130)
+    table = cmp.table().splitlines()
+    assert all(h in table[0] for h in ("step (us)", "step vs dense", "step vs A"))
+    assert [line.split() for line in table if line.startswith("all") and " B " in line] == [
+        ["all", "B", "50k", "100k", "25.0", "2.00x", "4.00x", "65.0", "1.23x", "2.15x", "0"]]
+    assert cmp.headlines()[1] == ("headline: t.npz on B: 65 us (GEMM 25 us), speedup vs dense 1.23x whole step, "
+                                  "2.00x GEMM only; backward-pass memory 2.00 KiB dense -> 1.00 KiB stored "
+                                  "(50.0% saved)")
