@@ -503,10 +503,12 @@ def _replay(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, 
 _compiled = None  # the jitted _replay, built on first need (importing numba costs ~0.3 s a process)
 
 # Tiles a process replays interpreted before it loads the compiled replay: interpreted, a tile costs
-# about 1-2 us (lists of Python ints), so a run whose streams are short in total (a GPU's few tiles
-# per op) never imports numba; a long total costs this budget once, then runs compiled. A speed
-# crossover (benchmarks/bench_speed.py), not a model number: both give the same integers.
-PY_REPLAY_TILES = 100_000
+# ~0.8 us (lists of Python ints) and loading numba with the compiled replay ~0.3-0.4 s, about 400k
+# tiles' worth, so a run whose streams are short in total (a GPU's few tiles per op, the shipped
+# ResNet-50 on every systolic file) never imports numba, and a longer one pays at most twice the
+# better of the two (rent-or-buy). A speed crossover (benchmarks/bench_speed.py), not a model
+# number: both give the same integers.
+PY_REPLAY_TILES = 400_000
 _py_tiles_left = PY_REPLAY_TILES
 
 

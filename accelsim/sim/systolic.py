@@ -73,12 +73,13 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from accelsim.hw.config import HardwareConfig
 from accelsim.sim.kernels import effectual_macs, nm_compliance
-from accelsim.sim.memory import TileStream, split_bytes
+from accelsim.sim.memory import EngineResult, TileStream, split_bytes
 from accelsim.sim.structure import compact
 from accelsim.sim.policy import FamilyCost, fastest, kept_output_numel, nm_with_deletion
 from accelsim.sim.workload import Workload, nm_reason, resolve_operand
@@ -144,7 +145,7 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool, schedule: str =
             dims, note = nm_with_deletion(dims, k, k_nm, sp.n, sp.m, note, "PEs run")
         else:
             dims = [(mm, nn, k_nm) for mm, nn, _ in dims]
-    stream, dense_bytes = _op_stream(work, hw, dims, sparse_side, k_nm, cpt, schedule)
+    stream, dense_bytes, engine = _op_stream(work, hw, dims, sparse_side, k_nm, cpt, schedule)
     # the chosen schedules' compute (schedule_compute): SCALE-Sim's fold formula, groups one after
     # another (a group compacted away has no folds), unless a chunked schedule reloads stationary tiles
     compute = int(stream.compute_cycles.sum())
@@ -155,14 +156,16 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool, schedule: str =
         exploited = cpt.operand
     cost = FamilyCost(compute_cycles=compute, effectual_macs=effectual_macs(work),
                       sparse_operand=exploited, fallback=fallback, tiles=stream,
-                      dram_bytes_dense=dense_bytes, compaction=note)
+                      dram_bytes_dense=dense_bytes, compaction=note, engine=engine)
     return cost
 
 
 def _op_stream(work: Workload, hw: HardwareConfig, dims: list[tuple[int, int, int]],
                sparse_side: str | None, k_nm: int, cpt=None, schedule: str = "fastest"
-               ) -> tuple[TileStream, dict[str, int]]:
-    """The op's folds, group after group. Per-group bytes: the full GEMM's per-group share
+               ) -> tuple[TileStream, dict[str, int], Any]:
+    """The op's folds, group after group, and the stream's EngineResult where one group's chosen
+    schedule is the whole op (choose replayed it already: the same tiles under the op's operand
+    names; the psum operand dropped when it loads nothing changes no tile's bytes), else None. Per-group bytes: the full GEMM's per-group share
     (Workload.read_numel / groups), bounded by the compacted operand's elements (a compacted weight
     moves exactly its kept rows x columns; an activation the same min(tensor, GEMM operand) bound and
     only the part a kept line reads: Compaction.act_kept, e.g. input channels with a kept tap).
@@ -194,6 +197,8 @@ def _op_stream(work: Workload, hw: HardwareConfig, dims: list[tuple[int, int, in
             out = kept_output_numel(work, g * mm * nn) * e // g  # conv dgrad: the whole dX
             cache[key] = _fold_stream(hw, mm, nn, kk, size, out, schedule)
         parts.append(cache[key])
+    engines = [eng for _, eng in parts]
+    parts = [st for st, _ in parts]
     names = {"a": work.a, "b": work.b, "psum": "psum"}
     sides = ("a", "b", "psum") if any(p.load_bytes["psum"].any() for p in parts) else ("a", "b")
 
@@ -206,7 +211,13 @@ def _op_stream(work: Workload, hw: HardwareConfig, dims: list[tuple[int, int, in
                         {names[x]: parts[0].capacity[x] if parts else 0 for x in sides},
                         {names[x]: cat([p.free_bytes[x] for p in parts]) for x in sides})
     dense_bytes = {work.a: full["a"] * g, work.b: full["b"] * g, "output": out_full * g}
-    return stream, dense_bytes
+    engine = None
+    if len(parts) == 1 and engines[0] is not None:
+        e = engines[0]
+        by_op = {names[x]: e.bytes_by_operand[x] for x in sides}
+        by_op["output"] = e.bytes_by_operand["output"]
+        engine = EngineResult(e.total_cycles, e.compute_cycles, e.stall_cycles, by_op, [])
+    return stream, dense_bytes, engine
 
 
 def _cap(hw: HardwareConfig, role: str) -> int:
@@ -384,6 +395,7 @@ class Choice:
     compute: int
     total: int | None
     stream: TileStream | None = None  # the replayed stream of the chosen schedule (fastest only)
+    engine: Any = None  # memory.run_tiles of `stream` (EngineResult; fastest only)
 
 
 def choose_schedule(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, int], out_bytes: int,
@@ -440,7 +452,7 @@ def _choose(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, int], ou
         cands, lambda c: _schedule_stream(c[0], m, n, k, r, cl, df, size, out_bytes, psum_bytes, caps),
         bytes_per_cycle=bpc, latency_cycles=dram.latency_cycles,
         tiebreak=lambda c: (c[1].total, c[0].n_tiles), bound=lambda c: max(float(c[2]), c[1].total / bpc))
-    return Choice(sched, tr, cc, eng.total_cycles, stream)
+    return Choice(sched, tr, cc, eng.total_cycles, stream, eng)
 
 
 def _schedule_stream(sched: Schedule, m: int, n: int, k: int, rows: int, cols: int, dataflow: str,
@@ -497,8 +509,9 @@ def _schedule_stream(sched: Schedule, m: int, n: int, k: int, rows: int, cols: i
 
 
 def _fold_stream(hw: HardwareConfig, m: int, n: int, k_run: int, size: dict[str, int],
-                 out_bytes: int, schedule: str = "fastest") -> TileStream:
-    """The tiles of one group's GEMM in its chosen schedule (module docstring, choose)."""
+                 out_bytes: int, schedule: str = "fastest") -> tuple[TileStream, Any]:
+    """The tiles of one group's GEMM in its chosen schedule (module docstring, choose) and their
+    EngineResult when choose replayed them (else None)."""
     comp = hw.compute
     psum_bytes = m * n * max(ACC_BYTES, comp.element_bytes)
     ch = choose(m, n, k_run, hw, size, out_bytes, psum_bytes, schedule=schedule)
@@ -506,6 +519,6 @@ def _fold_stream(hw: HardwareConfig, m: int, n: int, k_run: int, size: dict[str,
     chunked = _CHUNKED[comp.dataflow]
     assert ch.schedule.n_tiles == folds * (ch.schedule.counts[chunked] if chunked else 1)
     if ch.stream is not None:
-        return ch.stream
+        return ch.stream, ch.engine
     return _schedule_stream(ch.schedule, m, n, k_run, comp.rows, comp.cols, comp.dataflow, size,
-                            out_bytes, psum_bytes, _caps(hw))
+                            out_bytes, psum_bytes, _caps(hw)), None
