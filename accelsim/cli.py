@@ -382,6 +382,8 @@ def cmd_compare(args) -> int:
     out = [*(_trace_line(tr) for tr in traces), *(_hw_line(hw, p) for hw, p in zip(hws, args.hw)), "",
            cmp.table(), *cmp.fallback_lines(), "", *cmp.headlines()]
     _print("\n".join(out))
+    for line in cmp.warning_lines():  # loud, as in `run`: on stderr, whatever --quiet says
+        _stderr(f"{PROG}: warning: {line}\n")
     if json_path:
         meta = _meta(args, traces[0], args.hw)
         meta.pop("trace", None)

@@ -265,3 +265,24 @@ def test_whole_step_columns_for_a_trace_with_vector_work():
     assert cmp.headlines()[1] == ("headline: t.npz on B: 65 us (GEMM 25 us), speedup vs dense 1.23x whole step, "
                                   "2.00x GEMM only; backward-pass memory 2.00 KiB dense -> 1.00 KiB stored "
                                   "(50.0% saved)")
+
+
+def test_what_was_not_simulated_is_warned_once_per_trace(tmp_path):
+    import numpy as np
+
+    from accelsim.trace.format import Operand, TraceWriter
+
+    path = tmp_path / "t.npz"
+    a = np.ones((64, 64), bool)
+    with TraceWriter(path, {"model": "t", "batch_size": 1, "steps": [0],
+                            "meta": {"unrecorded_ops": {"aten._scaled_dot_product_flash_attention.default": 2}}}) as tw:
+        ta = tw.add_tensor(a, dtype="float32", role="activation", layer="fc")
+        tb = tw.add_tensor(a, dtype="float32", role="weight", layer="fc")
+        tw.add_op(step=0, seq=0, pass_="fwd", kind="matmul", layer="fc", module_type="Linear", aten="aten.mm.default",
+                  operands=[Operand("a", ta), Operand("b", tb)], out_shape=[64, 64], params={})
+    code, out, err = cli("compare", path, "--hw", "a100_24", "--hw", "tensordash", "-q")
+    assert code == 0, err
+    # the trace's own gap, the same on both machines: one line naming the trace, not one per machine
+    assert err == ("accelsim: warning: t.npz: aten._scaled_dot_product_flash_attention.default: 2 ops, size unknown "
+                   "not simulated (not recorded)\n")
+    assert all("(2 op(s) not simulated)" in line for line in out.splitlines() if line.startswith("headline: "))

@@ -258,6 +258,21 @@ class Comparison:
         return out
 
 
+    def warning_lines(self) -> list[str]:
+        """What a trace holds but nothing simulated (table.not_simulated_lines, as `run` warns on
+        stderr), once per trace where every machine says the same, else per trace and machine."""
+        from accelsim.report.table import not_simulated_lines
+
+        out = []
+        for row in self.cells:
+            per = [not_simulated_lines(c.result) for c in row]
+            for line in dict.fromkeys(x for lines in per for x in lines):  # first-seen order, once
+                where = [c.machine for c, lines in zip(row, per) if line in lines]
+                on = "" if len(where) == len(row) else f" on {', '.join(where)}"
+                out.append(f"{row[0].trace}{on}: {line}")
+        return out
+
+
 def labels(names: Sequence[str], files: Sequence[str] | None = None) -> list[str]:
     """Display labels: ``names``, told apart by file name where two are equal (if ``files``), then
     by position."""
