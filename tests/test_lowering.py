@@ -5,6 +5,7 @@ geometry refused (or run in bounded memory) before anything is allocated."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 
 import numpy as np
@@ -33,7 +34,9 @@ def test_registry_is_light_and_is_the_trace_formats_table():
     # one table: (A, B) GEMM operand order per kind and pass; the loader's OPERANDS is derived from it
     assert OPERANDS[("conv2d", "wgrad")] == ("input", "grad_output") == lowering.operand_names("conv2d", "wgrad")
     assert OPERANDS[("conv2d", "dgrad")] == ("grad_output", "weight")
-    assert set(OPERANDS) == {(k, p) for k in ("conv2d", "matmul", "bmm") for p in lowering.PASSES}
+    assert set(OPERANDS) == ({(k, p) for k in ("conv2d", "matmul", "bmm") for p in lowering.PASSES}
+                             | {("vector", p) for p in ("fwd", "bwd", "optimizer")})
+    assert OPERANDS[("vector", "bwd")] == ()  # vector work has no masked operands
 
 
 def test_conv_gemms_and_out_shapes_hand():
@@ -223,3 +226,58 @@ def test_shipped_shaped_trace_is_far_below_the_limit(tmp_path):
         est = lowering.check_limits(lowering.KINDS[op.kind], geo, op.pass_,
                                     {nm: int(np.prod(s)) for nm, s in used.items()})
         assert est.work_bytes < 1 << 20
+
+
+# ---------------------------------------------------------------------------------------------- vector (v2)
+
+def _vec(**over):
+    p = {"op": "aten.native_layer_norm.default", "class": "normalisation", "elements": 4096,
+         "bytes_read": 16384 + 512, "bytes_written": 16384, "dtype": "float32", "kernels": 1,
+         "sparsify": False, "dedicated": None}
+    p.update(over)
+    return p
+
+
+def test_vector_kind_has_no_gemms_and_checks_its_params():
+    geo = lowering.validate("vector", "bwd", _vec(), {}, (4096,))
+    assert lowering.lower_geometry("vector", "bwd", geo) == []
+    assert (geo.cls, geo.elements, geo.bytes_read, geo.bytes_written, geo.kernels) == ("normalisation", 4096,
+                                                                                       16896, 16384, 1)
+    assert lowering.op_kind("vector").describe(geo).startswith("normalisation aten.native_layer_norm.default")
+    est = lowering.check_limits(lowering.KINDS["vector"], geo, "bwd", {})
+    assert (est.macs, est.work_bytes) == (0, 0)  # costed from its counts: nothing is lowered
+    for p in ("fwd", "bwd", "optimizer"):
+        assert lowering.operand_names("vector", p) == ()
+    geo = lowering.validate("vector", "optimizer", _vec(**{"class": "compress", "sparsify": True,
+                                                           "dedicated": "compress_2_4", "kernels": 3}), {})
+    assert geo.dedicated == "compress_2_4" and geo.sparsify and geo.kernels == 3
+    bad = [({"class": "magic"}, "class 'magic' is not one of"), ({"kernels": 0}, "kernels must be >= 1"),
+           ({"dedicated": "fft"}, "dedicated 'fft' is not null or one of"), ({"elements": -1}, "elements must be >= 0"),
+           ({"sparsify": 1}, "sparsify must be true or false"), ({"extra": 1}, "unknown field(s) extra")]
+    for over, msg in bad:
+        with pytest.raises(TraceError, match=re.escape(msg)):
+            lowering.validate("vector", "fwd", _vec(**over), {})
+    with pytest.raises(TraceError, match="params lacks bytes_read"):
+        lowering.validate("vector", "fwd", {k: v for k, v in _vec().items() if k != "bytes_read"}, {})
+    with pytest.raises(TraceError, match=r"out_shape \[5\] should be \[4096\]"):
+        lowering.validate("vector", "fwd", _vec(), {}, (5,))
+    with pytest.raises(UnsupportedError, match="vector pass 'dgrad' is not one of fwd, bwd, optimizer"):
+        lowering.validate("vector", "dgrad", _vec(), {})
+
+
+def test_common_params_attention_and_recompute():
+    att = {"role": "qk", "mask": "causal", "structural": True, "dropout_p": 0.1, "backend": "flash"}
+    geo = lowering.validate("bmm", "fwd", {"attention": att, "recompute": True}, {"a": (4, 8, 16), "b": (4, 16, 8)})
+    assert (geo.batch, geo.m, geo.n, geo.k) == (4, 8, 8, 16)
+    conv = lowering.conv_params(1, 3, 8, 8, 4, 3, 3)
+    lowering.validate("conv2d", "fwd", {**conv, "recompute": True}, {"input": (1, 3, 8, 8), "weight": (4, 3, 3, 3)})
+    lowering.validate("vector", "fwd", {**_vec(), "recompute": True}, {})
+    with pytest.raises(TraceError, match="field 'attention' is not allowed on a matmul op"):
+        lowering.validate("matmul", "fwd", {"attention": att}, {"a": (8, 16), "b": (16, 8)})
+    with pytest.raises(TraceError, match="recompute must be true"):
+        lowering.validate("matmul", "fwd", {"recompute": False}, {"a": (8, 16), "b": (16, 8)})
+    for over, msg in [({"role": "qv"}, "attention role 'qv'"), ({"mask": "tri"}, "attention mask 'tri'"),
+                      ({"dropout_p": 1.5}, "dropout_p must be a number in [0, 1]"),
+                      ({"structural": "yes"}, "structural must be true or false")]:
+        with pytest.raises(TraceError, match=re.escape(msg)):
+            lowering.validate("bmm", "fwd", {"attention": {**att, **over}}, {"a": (4, 8, 16), "b": (4, 16, 8)})

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,7 +121,7 @@ def good(tmp_path):
 def test_round_trip_records_and_masks(good):
     m = _masks()
     tr = load_trace(good)
-    assert tr.header["schema"] == "accelsim-trace" and tr.header["version"] == 1
+    assert tr.header["schema"] == "accelsim-trace" and tr.header["version"] == 2
     assert tr.header["model"] == "hand" and tr.header["batch_size"] == 2 and tr.header["steps"] == [0]
     assert tr.header["meta"] == {"lr": 0.1} and tr.header["recorder"].startswith("accelsim ")
     assert [t.shape for t in tr.tensors] == [(2, 3, 6, 6), (4, 3, 3, 3), (2, 4, 6, 6), (2, 144), (5, 144), (2, 5)]
@@ -245,7 +246,7 @@ def test_existing_file_replaced_only_on_close(tmp_path):
 def test_writer_rejects_bad_records(tmp_path):
     with TraceWriter(tmp_path / "t.npz", {}) as w:
         t = w.add_tensor(np.ones((2, 3), bool), dtype="float32", role="activation", layer="l")
-        with pytest.raises(TraceError, match="unknown op 0 pass 'bwd'"):
+        with pytest.raises(TraceError, match="a matmul op has no bwd pass"):  # bwd: vector ops only
             w.add_op(step=0, seq=0, pass_="bwd", kind="matmul", layer="l", module_type="L", aten="x",
                      operands=[Operand("a", t), Operand("b", t, True)], out_shape=[2, 2])
         with pytest.raises(TraceError, match="role"):
@@ -333,7 +334,7 @@ def test_flipped_bytes_in_member_data_are_caught(good, tmp_path):
 
 def test_wrong_version(good, tmp_path):
     p = _variant(tmp_path, good, lambda h: h.update(version=7))
-    assert _one_line_error(p) == f"{p}: trace version 7 is not supported by this accelsim (reads version 1)"
+    assert _one_line_error(p) == f"{p}: trace version 7 is not supported by this accelsim (reads versions 1, 2)"
 
 
 def test_bad_schema(good, tmp_path):
@@ -369,7 +370,12 @@ def _npy_bytes(arr):
 
 
 def test_unknown_pass_and_kind(good, tmp_path):
+    p = _variant(tmp_path, good, lambda h: h["ops"][2].update({"pass": "xgrad"}))
+    assert "unknown op 2 pass 'xgrad' (expected one of fwd, dgrad, wgrad, bwd, optimizer)" in _one_line_error(p)
+    # "bwd" and "optimizer" exist from version 2 on, and only for vector ops
     p = _variant(tmp_path, good, lambda h: h["ops"][2].update({"pass": "bwd"}))
+    assert "op 2 (fc matmul bwd): a matmul op has no bwd pass" in _one_line_error(p)
+    p = _variant(tmp_path, good, lambda h: (h["ops"][2].update({"pass": "bwd"}), h.update(version=1)))
     assert "unknown op 2 pass 'bwd' (expected one of fwd, dgrad, wgrad)" in _one_line_error(p)
     p = _variant(tmp_path, good, lambda h: h["ops"][0].update(kind="conv3d"))
     assert "unknown op 0 kind 'conv3d'" in _one_line_error(p)
@@ -675,3 +681,52 @@ def test_lone_surrogate_layer_name_round_trips(tmp_path):
     with TraceWriter(p, {"steps": [0]}) as w:
         w.add_tensor(np.ones((2, 2), bool), dtype="float32", role="weight", layer="bad\ud800name")
     assert load_trace(p).tensors[0].layer == "bad\ud800name"
+
+
+# ------------------------------------------------------------------------------ version 2 (and 1)
+
+_VEC = {"op": "aten.add.Tensor", "class": "elementwise", "elements": 12, "bytes_read": 96, "bytes_written": 48,
+        "dtype": "float32", "kernels": 2, "sparsify": False, "dedicated": None}
+
+
+def test_v2_vector_ops_round_trip_and_v1_refuses_them(tmp_path):
+    with TraceWriter(tmp_path / "v2.npz", {"steps": [0]}) as w:
+        for ps in ("fwd", "bwd", "optimizer"):
+            w.add_op(step=0, seq=0, pass_=ps, kind="vector", layer="l", module_type="L", aten="aten.add.Tensor",
+                     operands=[], out_shape=[12], params=_VEC)
+    tr = load_trace(tmp_path / "v2.npz")
+    assert tr.header["version"] == 2 and [o.pass_ for o in tr.ops] == ["fwd", "bwd", "optimizer"]
+    assert tr.ops[1].operands == () and tr.ops[1].params == _VEC and tr.tensors == []
+    tr.close()
+    with TraceWriter(tmp_path / "v1.npz", {"steps": [0]}, version=1) as w:
+        with pytest.raises(TraceError, match="vector ops need trace version 2"):
+            w.add_op(step=0, seq=0, pass_="fwd", kind="vector", layer="l", module_type="L", aten="x",
+                     operands=[], out_shape=[12], params=_VEC)
+        t = w.add_tensor(np.ones((2, 3), bool), dtype="float32", role="activation", layer="l")
+        with pytest.raises(TraceError, match="params field 'recompute' needs trace version 2"):
+            w.add_op(step=0, seq=0, pass_="fwd", kind="matmul", layer="l", module_type="L", aten="x",
+                     operands=[Operand("a", t), Operand("b", t, True)], out_shape=[2, 2], params={"recompute": True})
+    p = _variant(tmp_path, tmp_path / "v2.npz", lambda h: h.update(version=1))
+    assert "op 0 (l vector fwd): vector ops need trace version 2 (the file says version 1)" in _one_line_error(p)
+
+
+def test_v1_files_load_unchanged(tmp_path):
+    # a v1 file written by the v1 code path (TraceWriter(version=1): the v1 format exactly) loads,
+    # and so does every shipped v1 trace (their pinned numbers live in the validation tests)
+    path = tmp_path / "v1.npz"
+    with TraceWriter(path, {"steps": [0], "model": "m"}, version=1) as w:
+        a = w.add_tensor(np.eye(4, dtype=bool), dtype="float32", role="activation", layer="fc")
+        b = w.add_tensor(np.ones((4, 4), bool), dtype="float32", role="weight", layer="fc")
+        w.add_op(step=0, seq=0, pass_="fwd", kind="matmul", layer="fc", module_type="Linear", aten="aten.mm.default",
+                 operands=[Operand("a", a), Operand("b", b, True)], out_shape=[4, 4])
+    h = _header(path)
+    assert h["version"] == 1 and len(h["ops"]) == 1
+    tr = load_trace(path)
+    assert tr.header["version"] == 1 and tr.ops[0].kind == "matmul" and tr.mask(0).sum() == 4
+    tr.close()
+    shipped = sorted((Path(__file__).resolve().parent.parent / "traces").glob("*.npz"))
+    v1 = [p for p in shipped if _header(p)["version"] == 1]
+    assert len(v1) >= 7  # the seven traces shipped with format v1 stay v1
+    for p in v1:
+        with load_trace(p) as tr:
+            assert tr.header["version"] == 1 and tr.ops

@@ -34,7 +34,11 @@ from typing import Any, Callable, Mapping
 
 from accelsim.errors import TraceError, UnsupportedError
 
-PASSES = ("fwd", "dgrad", "wgrad")
+PASSES = ("fwd", "dgrad", "wgrad")  # the passes of GEMM kinds
+# Trace format v2 adds two passes for non-GEMM ("vector") work only: "bwd" (run during autograd's
+# backward) and "optimizer" (after backward: the optimizer step, the method's re-masking).
+VECTOR_PASSES = ("fwd", "bwd", "optimizer")
+TRACE_PASSES = ("fwd", "dgrad", "wgrad", "bwd", "optimizer")
 
 # Simulating one op may use at most this many bytes of working memory (inflated masks, re-laid-out
 # copies, index arrays, one byte per output element for the cost models' walk over output tiles);
@@ -312,10 +316,132 @@ def _matmul_kind(name: str, nd: int) -> OpKind:
 
 
 # ----------------------------------------------------------------------------------------------
+# vector: memory-bound non-GEMM work (trace format v2)
+# ----------------------------------------------------------------------------------------------
+
+VECTOR_CLASSES = ("elementwise", "reduction", "normalisation", "softmax", "topk", "copy", "optimizer", "compress")
+DEDICATED = ("compress_2_4", "topk_fused")  # work a real system runs in a dedicated kernel
+VECTOR_PARAM_KEYS = ("op", "class", "elements", "bytes_read", "bytes_written", "dtype", "kernels", "sparsify",
+                     "dedicated")
+
+
+@dataclass(frozen=True)
+class VectorGeometry:
+    """One (or ``kernels`` merged identical) memory-bound op(s): totals over all merged kernels."""
+
+    op: str  # aten name, e.g. "aten.native_layer_norm.default"
+    cls: str  # one of VECTOR_CLASSES
+    elements: int
+    bytes_read: int
+    bytes_written: int
+    dtype: str
+    kernels: int
+    sparsify: bool
+    dedicated: str | None
+
+    def describe(self) -> str:
+        k = f" x{self.kernels}" if self.kernels > 1 else ""
+        return f"{self.cls} {self.op}{k} E{self.elements} R{self.bytes_read}B W{self.bytes_written}B"
+
+
+def _vector_check(params: Any, used: Mapping[str, tuple[int, ...]], pass_: str) -> VectorGeometry:
+    if not isinstance(params, dict):
+        raise TraceError("params must be a JSON object")
+    missing = [k for k in VECTOR_PARAM_KEYS if k not in params]
+    if missing:
+        raise TraceError(f"params lacks {', '.join(missing)}")
+    extra = sorted(str(k)[:40] for k in set(params) - set(VECTOR_PARAM_KEYS))
+    if extra:
+        raise TraceError(f"params has unknown field(s) {', '.join(extra)}")
+    op, cls, dtype = params["op"], params["class"], params["dtype"]
+    if not isinstance(op, str) or not op:
+        raise TraceError(f"op must be a non-empty string, got {str(op)[:60]}")
+    if cls not in VECTOR_CLASSES:
+        raise TraceError(f"class {str(cls)[:40]!r} is not one of {', '.join(VECTOR_CLASSES)}")
+    if not isinstance(dtype, str):
+        raise TraceError(f"dtype must be a string, got {str(dtype)[:60]}")
+    if not isinstance(params["sparsify"], bool):
+        raise TraceError("sparsify must be true or false")
+    ded = params["dedicated"]
+    if ded is not None and ded not in DEDICATED:
+        raise TraceError(f"dedicated {str(ded)[:40]!r} is not null or one of {', '.join(DEDICATED)}")
+    return VectorGeometry(op=op[:200], cls=cls, elements=_int(params["elements"], "elements"),
+                          bytes_read=_int(params["bytes_read"], "bytes_read"),
+                          bytes_written=_int(params["bytes_written"], "bytes_written"), dtype=dtype,
+                          kernels=_int(params["kernels"], "kernels", 1), sparsify=params["sparsify"],
+                          dedicated=ded)
+
+
+def _vector_estimate(geo: VectorGeometry, pass_: str, numel: Mapping[str, int]) -> Estimate:
+    # no masks and no GEMM: costed from its counts alone (a few scalars of memory)
+    return Estimate(0, 0, max(geo.elements, geo.bytes_read, geo.bytes_written, geo.kernels))
+
+
+_VECTOR = OpKind(
+    name="vector", operands={p: () for p in VECTOR_PASSES}, check=_vector_check,  # type: ignore[misc]
+    out_shape=lambda geo, pass_: (geo.elements,), gemms=lambda geo, pass_: [], describe=VectorGeometry.describe,
+    reduction_dim={}, estimate=_vector_estimate)
+
+
+# ----------------------------------------------------------------------------------------------
+# params any op may carry (trace format v2), checked here and not passed to the kind's check
+# ----------------------------------------------------------------------------------------------
+
+ATTENTION_ROLES = ("qk", "pv", "dp", "dq", "dk", "dv")
+ATTENTION_MASKS = ("none", "causal", "attn_mask", "unknown")
+ATTENTION_KEYS = ("role", "mask", "structural", "dropout_p", "backend")
+
+
+def _check_attention(v: Any) -> None:
+    if not isinstance(v, dict):
+        raise TraceError("attention must be a JSON object")
+    missing = [k for k in ATTENTION_KEYS if k not in v]
+    extra = sorted(str(k)[:40] for k in set(v) - set(ATTENTION_KEYS))
+    if missing or extra:
+        raise TraceError(f"attention must have exactly {', '.join(ATTENTION_KEYS)}")
+    if v["role"] not in ATTENTION_ROLES:
+        raise TraceError(f"attention role {str(v['role'])[:20]!r} is not one of {', '.join(ATTENTION_ROLES)}")
+    if v["mask"] not in ATTENTION_MASKS:
+        raise TraceError(f"attention mask {str(v['mask'])[:20]!r} is not one of {', '.join(ATTENTION_MASKS)}")
+    if not isinstance(v["structural"], bool):
+        raise TraceError("attention structural must be true or false")
+    p = v["dropout_p"]
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise TraceError(f"attention dropout_p must be a number in [0, 1], got {str(p)[:20]}")
+    if not isinstance(v["backend"], str):
+        raise TraceError("attention backend must be a string")
+
+
+def _check_recompute(v: Any) -> None:
+    if v is not True:
+        raise TraceError("recompute must be true when present")
+
+
+# key -> (checker, kinds that may carry it; None = every kind)
+COMMON_PARAMS: dict[str, tuple[Callable[[Any], None], tuple[str, ...] | None]] = {
+    "recompute": (_check_recompute, None),
+    "attention": (_check_attention, ("bmm",)),
+}
+
+
+def split_params(kind: str, params: Any) -> Any:
+    """Check the params any op may carry (COMMON_PARAMS) and return the rest, for the kind's check."""
+    if not isinstance(params, dict) or not any(k in params for k in COMMON_PARAMS):
+        return params
+    for key, (check, kinds) in COMMON_PARAMS.items():
+        if key in params:
+            if kinds is not None and kind not in kinds:
+                raise TraceError(f"params field {key!r} is not allowed on a {kind} op")
+            check(params[key])
+    return {k: v for k, v in params.items() if k not in COMMON_PARAMS}
+
+
+# ----------------------------------------------------------------------------------------------
 # the registry
 # ----------------------------------------------------------------------------------------------
 
-KINDS: dict[str, OpKind] = {k.name: k for k in (_CONV2D, _matmul_kind("matmul", 2), _matmul_kind("bmm", 3))}
+KINDS: dict[str, OpKind] = {k.name: k for k in (_CONV2D, _matmul_kind("matmul", 2), _matmul_kind("bmm", 3),
+                                                 _VECTOR)}
 
 
 def register(entry: OpKind) -> OpKind:
@@ -372,7 +498,7 @@ def validate(kind: str, pass_: str, params: Any, used: Mapping[str, tuple[int, .
         bad = [nm for nm, t in transposed.items() if t]
         if bad:
             raise UnsupportedError(f"transposed {kind} operand {bad[0]!r} is not supported")
-    geo = entry.check(params, used, pass_)
+    geo = entry.check(split_params(kind, params), used, pass_)
     if out_shape is not None:
         result = entry.out_shape(geo, pass_)
         if tuple(out_shape) != result:

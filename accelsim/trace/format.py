@@ -1,4 +1,4 @@
-"""Trace file format v1: one zip (readable by ``np.load(path, allow_pickle=False)``) holding
+"""Trace file format v2 (v1 files still load): one zip (readable by ``np.load(path, allow_pickle=False)``) holding
 
 - ``header.npy``: uint8 array of UTF-8 JSON (run metadata and the tensor / op / saved tables),
 - ``masks/<id>.npy``: uint8 array, ``np.packbits(mask.ravel(), bitorder="little")`` of tensor ``id``.
@@ -35,8 +35,11 @@ from accelsim.util.atomic import default_file_mode, deferred_signals, make_temp
 from accelsim.util.files import NotRegularFileError, display_path, open_regular
 
 SCHEMA = "accelsim-trace"
-VERSION = 1
-PASSES = lowering.PASSES
+VERSION = 2  # what the writer writes
+VERSIONS = (1, 2)  # what the reader accepts; v1 files load unchanged
+# v2 adds "bwd"/"optimizer" (vector ops only), the "vector" kind and params.attention / recompute
+PASSES = lowering.TRACE_PASSES
+V1_PASSES = lowering.PASSES
 KINDS = tuple(lowering.KINDS)  # the lowering registry's op kinds (accelsim/sim/lowering.py)
 ROLES = ("weight", "activation", "grad_output", "other")
 CATEGORIES = ("activation", "weight", "other")
@@ -248,15 +251,17 @@ def _used_shape(t: TensorRecord, transposed: bool) -> tuple[int, ...]:
     return (*s[:-2], s[-1], s[-2]) if transposed else s
 
 
-def _parse_op(c: _Check, i: int, d: Any, tensors: list[TensorRecord]) -> OpRecord:
+def _parse_op(c: _Check, i: int, d: Any, tensors: list[TensorRecord], version: int = VERSION) -> OpRecord:
     c.keys(d, _OP_KEYS, f"op record #{i}")
     oid = c.int_(d["id"], f"op record #{i} id")
     if oid != i:
         raise c.fail(f"op record #{i} has id {oid} (ids must be 0, 1, 2, ... in order)")
     kind = c.str_(d["kind"], f"op {oid} kind", tuple(lowering.KINDS))
-    pass_ = c.str_(d["pass"], f"op {oid} pass", PASSES)
+    pass_ = c.str_(d["pass"], f"op {oid} pass", PASSES if version >= 2 else V1_PASSES)
     layer = c.str_(d["layer"], f"op {oid} layer")
     where = f"op {oid} ({layer} {kind} {pass_})"
+    if version < 2 and kind == "vector":
+        raise c.fail(f"{where}: vector ops need trace version 2 (the file says version {version})")
     if not isinstance(d["operands"], list):
         raise c.fail(f"{where}: operands must be a list")
     ops: list[Operand] = []
@@ -282,6 +287,10 @@ def _parse_op(c: _Check, i: int, d: Any, tensors: list[TensorRecord]) -> OpRecor
     params = d["params"]
     if not isinstance(params, dict):
         raise c.fail(f"{where}: params must be a JSON object")
+    if version < 2:
+        v2 = [k for k in lowering.COMMON_PARAMS if k in params]
+        if v2:
+            raise c.fail(f"{where}: params field {v2[0]!r} needs trace version 2 (the file says version {version})")
     op = OpRecord(id=oid, step=c.int_(d["step"], f"{where} step"), seq=c.int_(d["seq"], f"{where} seq"),
                   pass_=pass_, kind=kind, layer=layer, module_type=c.str_(d["module_type"], f"{where} module_type"),
                   aten=c.str_(d["aten"], f"{where} aten"), operands=tuple(ops),
@@ -413,7 +422,8 @@ class TraceWriter:
     Use as a context manager: an exception inside the block aborts and removes the temp file.
     """
 
-    def __init__(self, path: str | os.PathLike, header: dict | None = None, *, compresslevel: int = 1):
+    def __init__(self, path: str | os.PathLike, header: dict | None = None, *, compresslevel: int = 1,
+                 version: int = VERSION):
         if not isinstance(path, (str, os.PathLike)):
             raise TraceError(f"trace output must be a file path (str or os.PathLike), got {type(path).__name__}")
         self.path = Path(path)
@@ -424,6 +434,9 @@ class TraceWriter:
         unknown = sorted(set(header) - allowed)
         if unknown:
             raise ValueError(f"unknown trace header field(s): {', '.join(unknown)}")
+        if version not in VERSIONS or isinstance(version, bool):
+            raise ValueError(f"trace version must be one of {VERSIONS}, got {str(version)[:20]}")
+        self._version = version  # 1: the v1 format exactly (v2-only records refused)
         self._header = header
         self._check = _Check(str(self.path))
         self._level = compresslevel
@@ -511,7 +524,7 @@ class TraceWriter:
             {"name": o.name, "tensor": int(o.tensor), "transposed": bool(o.transposed)} if isinstance(o, Operand)
             else dict(o) for o in d.get("operands", ())]
         d = json.loads(json.dumps(d, default=_json_default))  # plain JSON types only
-        _parse_op(self._check, d["id"], d, self._tensors)
+        _parse_op(self._check, d["id"], d, self._tensors, self._version)
         self._ops.append(d)
         return d["id"]
 
@@ -539,7 +552,7 @@ class TraceWriter:
             if steps is None:
                 steps = sorted({d["step"] for d in self._ops} | {d["step"] for d in self._saved})
             header = {
-                "schema": SCHEMA, "version": VERSION,
+                "schema": SCHEMA, "version": self._version,
                 "recorder": h.get("recorder", f"accelsim {__version__}"),
                 "torch": h.get("torch"),
                 "created": h.get("created", now.isoformat(timespec="seconds")),
@@ -854,15 +867,16 @@ def load_trace(path: str | os.PathLike) -> Trace:
         if header.get("schema") != SCHEMA:
             raise c.fail(f"not an accelsim trace (schema {_brief(header.get('schema'))}, expected {SCHEMA!r})")
         version = header.get("version")
-        if version != VERSION or isinstance(version, bool):
-            raise c.fail(f"trace version {_brief(version)} is not supported by this accelsim (reads version {VERSION})")
+        if version not in VERSIONS or isinstance(version, bool) or not isinstance(version, int):
+            raise c.fail(f"trace version {_brief(version)} is not supported by this accelsim (reads versions "
+                         f"{', '.join(map(str, VERSIONS))})")
         c.keys(header, HEADER_KEYS, "header")
         steps = _check_header_fields(c, header)
         for key in ("tensors", "ops", "saved"):
             if not isinstance(header[key], list):
                 raise c.fail(f"{key} must be a list")
         tensors = [_parse_tensor(c, i, d) for i, d in enumerate(header["tensors"])]
-        ops = [_parse_op(c, i, d, tensors) for i, d in enumerate(header["ops"])]
+        ops = [_parse_op(c, i, d, tensors, version) for i, d in enumerate(header["ops"])]
         saved = [_parse_saved(c, i, d, tensors) for i, d in enumerate(header["saved"])]
         for rec, what in [(o, "op") for o in ops] + [(s, "saved record") for s in saved]:
             if rec.step not in steps:
