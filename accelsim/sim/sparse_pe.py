@@ -45,7 +45,7 @@ import numpy as np
 from accelsim.hw.config import HardwareConfig
 from accelsim.sim import kernels
 from accelsim.sim.formats import storage_bits
-from accelsim.sim.memory import TileStream, split_bytes
+from accelsim.sim.memory import TileStream, run_tiles, split_bytes
 from accelsim.sim.policy import FamilyCost
 from accelsim.sim.workload import Workload, resolve_operand
 
@@ -134,8 +134,22 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
         assert eff2 == eff, "two-sided pair count disagrees with the factorised count"
         unit = np.maximum(unit, 1)
         skipped = ("a", "b")
+    engine = key = None
     if kind == "none":
-        unit = np.full((g, mb, nb), dense_stream_rows(work, comp.lanes, comp.tap_padded), np.int64)
+        rows = dense_stream_rows(work, comp.lanes, comp.tap_padded)
+        # a dense op's stream depends on its shape and sizes only (not its masks): memoised per
+        # process with its engine result (simulate_op then does not replay it); the key holds
+        # everything _wave_stream and run_tiles read here
+        dram = hw.dram()
+        key = (g, mb, nb, rows, work.a, work.b, _operand_bytes(work, hw, "a", False),
+               _operand_bytes(work, hw, "b", False), work.output_numel, comp.tiles, comp.element_bytes, _cap(hw),
+               dram.bandwidth_bytes_per_s, dram.latency_cycles, hw.clock_hz)
+        got = _DENSE.get(key)
+        if got is not None:
+            compute, stream, engine = got
+            return FamilyCost(compute_cycles=compute, effectual_macs=eff, sparse_operand=None,
+                              fallback=fallback, tiles=stream, engine=engine)
+        unit = np.full((g, mb, nb), rows, np.int64)
     # loop order: row blocks outer (A block stays while every column block passes) or column blocks
     # outer; the one that moves fewer DRAM bytes is used, as a mapper would choose it
     best = None
@@ -147,9 +161,19 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
         if best is None or moved < best[0]:
             best = (moved, cyc, st)
     _, compute, stream = best
+    if key is not None:
+        engine = run_tiles(stream, bytes_per_cycle=key[-3] / hw.clock_hz, latency_cycles=key[-2])
+        if len(_DENSE) >= _MAX_DENSE:
+            _DENSE.clear()
+        _DENSE[key] = (compute, stream, engine)
     names = tuple(work.a if s == "a" else work.b for s in skipped)
     return FamilyCost(compute_cycles=compute, effectual_macs=eff,
-                      sparse_operand="+".join(names) if names else None, fallback=fallback, tiles=stream)
+                      sparse_operand="+".join(names) if names else None, fallback=fallback, tiles=stream,
+                      engine=engine)
+
+
+_DENSE: dict[tuple, tuple] = {}  # op_cost's memo of dense streams (shared, read-only)
+_MAX_DENSE = 4096
 
 
 def dense_stream_rows(work: Workload, lanes: int, tap_padded: bool = True) -> int:
