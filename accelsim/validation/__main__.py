@@ -27,8 +27,11 @@ Each case compares accelsim with a number somebody else measured or computed: th
 its source, accelsim's number, the error, the tolerance and pass/fail. Tolerances are written in
 the case code before the result was known and are never widened to make a case pass; a failing case
 stays here as failing, with its reason. The same code runs as the test suite
-(`python -m pytest tests/validation -q`). No shipped hardware file is fitted to any of these cases;
-where a case varies a parameter (array size, lookahead, data type) it derives the variant in code
+(`python -m pytest tests/validation -q`). One kind of shipped file is fitted: the library kernel
+parameters of the GPU files (a100_24, h100_24, h200_24), by accelsim/validation/fit_gpu_library.py to
+the calibration data issue 11 names and nothing else; those cases mark each row calibration (a fit
+residual) or validation (never fitted), and case 7 checks that the files hold the fit. No other
+shipped file is fitted to any case; where a case varies a parameter (array size, lookahead, data type) it derives the variant in code
 from the shipped file and says so. The trace-backed cases read the shipped traces in `traces/` (or
 `$ACCELSIM_VALIDATION_TRACES`); without them the test suite fails rather than skips. The sources of
 the published numbers are listed in `docs/sources.md`.
