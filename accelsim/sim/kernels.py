@@ -532,8 +532,9 @@ def _u8(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x if x.dtype == np.bool_ else x != 0).view(np.uint8)
 
 
-# Largest im2col (elements) _nm_numpy builds for a conv input whose groups straddle kernel taps;
-# beyond it the packed-word kernel runs. A memory cap (bytes of a bool matrix), not a model number.
+# Largest im2col (elements) _nm_numpy builds for a wgrad conv input whose groups straddle output
+# rows (Q % m != 0); beyond it the packed-word kernel runs. A memory cap (bytes of a bool matrix),
+# not a model number.
 IM2COL_CAP = 1 << 26
 
 
@@ -543,7 +544,9 @@ def _nm_numpy(work: Workload, side: str, n: int, m: int) -> tuple[int, int] | No
     same groups of m consecutive reduction positions of every GEMM row (A) / column (B), padding
     lanes zero. Where a conv input's groups stay inside one input pixel's channels (fwd, Cg % m == 0)
     or one output row (wgrad, Q % m == 0) the windows are not built: each input group is counted
-    once and weighted by how many windows read it (as factor_counts does for MACs)."""
+    once and weighted by how many windows read it (as factor_counts does for MACs); a fwd group
+    across taps is summed from m strided views of the input; a wgrad group across output rows
+    from an im2col (up to IM2COL_CAP)."""
     name = work.a if side == "a" else work.b
     geo, g = work.conv, work.groups
     if geo is None:
@@ -581,31 +584,39 @@ def _nm_numpy(work: Workload, side: str, n: int, m: int) -> tuple[int, int] | No
             ih = np.bincount(hi.ravel(), minlength=geo.h + 1).astype(np.int64)
             iw = np.bincount(wi.ravel(), minlength=geo.w + 1).astype(np.int64)
             return int(ih @ ok_px @ iw), total
-        if geo.n * pq * rs * geo.c > IM2COL_CAP:
-            return None
-        xp = np.zeros((geo.n, hp, wp, geo.c), dtype=bool)
-        xp[:, ph:ph + geo.h, pw:pw + geo.w, :] = x.transpose(0, 2, 3, 1)
-        cols = np.empty((geo.n, geo.p, geo.q, g, geo.r, geo.s, cg), dtype=bool)
-        for r in range(geo.r):
-            for s_ in range(geo.s):
-                tap = xp[:, r * dh: r * dh + sh * (geo.p - 1) + 1: sh, s_ * dw: s_ * dw + sw * (geo.q - 1) + 1: sw]
-                cols[:, :, :, :, r, s_, :] = tap.reshape(geo.n, geo.p, geo.q, g, cg)
-        ok, _ = _nm_count(cols.reshape(-1, rs * cg), 1, n, m)
+        # groups straddle taps: group j's members are positions (r, s, c') of the reduction; its sum
+        # over every window (n, p, q) of every conv group is the sum of m strided views of the
+        # padded input, one per member (no im2col is built)
+        xp = np.zeros((geo.n, geo.c, hp, wp), dtype=np.uint8)
+        xp[:, :, ph:ph + geo.h, pw:pw + geo.w] = _u8(x)
+        kk = np.arange((rs * cg) // m * m).reshape(-1, m)  # members of every full group
+        ok = 0
+        for members in kk.tolist():
+            acc = np.zeros((geo.n, g, geo.p, geo.q), dtype=np.uint8)
+            for pos in members:
+                (r, s_), c_ = divmod(pos // cg, geo.s), pos % cg
+                acc += xp[:, c_::cg, r * dh: r * dh + sh * (geo.p - 1) + 1: sh, s_ * dw: s_ * dw + sw * (geo.q - 1) + 1: sw]
+            ok += int(np.count_nonzero(acc <= n))
         return ok, total
     # wgrad: rows (g, c, r, s) over (n, p, q), q fastest
     total = geo.c * rs * -(-(geo.n * pq) // m)
-    xs = np.zeros((geo.n, geo.c, hp, wp), dtype=bool)
-    xs[:, :, ph:ph + geo.h, pw:pw + geo.w] = x
+    xs = np.zeros((geo.n, geo.c, hp, wp), dtype=np.uint8)
+    xs[:, :, ph:ph + geo.h, pw:pw + geo.w] = _u8(x)
     if geo.q % m == 0:
         # groups of m output columns of one (n, p): count them per padded input row and weight each
         # row by the (p, r) pairs reading it
         rows = (np.arange(geo.p)[:, None] * sh + np.arange(geo.r)[None, :] * dh).ravel()
         per_row = np.bincount(rows, minlength=hp).astype(np.int64)
+        # win[.., w] = x[w] + x[w + sw] + .. + x[w + (m-1) sw]: the group of tap s and output
+        # columns m*j .. m*j + m-1 is the window at w = s*dw + m*j*sw
+        span = (m - 1) * sw
+        win = np.zeros((geo.n, geo.c, hp, wp - span), dtype=np.uint8)
+        for i in range(m):
+            win += xs[:, :, :, i * sw: wp - span + i * sw]
         ok = 0
         for s_ in range(geo.s):
-            tap = xs[:, :, :, s_ * dw: s_ * dw + sw * (geo.q - 1) + 1: sw]  # (N, C, Hp, Q)
-            grp = _group_ok(_u8(tap).reshape(geo.n * geo.c * hp * geo.q // m, 1, m, 1), n, m)
-            ok += int(np.count_nonzero(grp.reshape(geo.n * geo.c, hp, -1), axis=(0, 2)).astype(np.int64) @ per_row)
+            grp = win[:, :, :, s_ * dw: s_ * dw + m * sw * (geo.q // m - 1) + 1: m * sw] <= n  # (N, C, Hp, Q/m)
+            ok += int(np.count_nonzero(grp, axis=(0, 1, 3)).astype(np.int64) @ per_row)
         return ok, total
     if geo.c * rs * geo.n * pq > IM2COL_CAP:
         return None
