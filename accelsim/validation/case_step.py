@@ -85,7 +85,7 @@ def build_trace(path) -> None:
     import accelsim
 
     block = build_block()
-    opt = torch.optim.AdamW(block.parameters(), lr=1e-4)
+    opt = torch.optim.AdamW(block.parameters(), lr=1e-4, foreach=True)  # as on CUDA by default
     x = torch.randn(BATCH, TOKENS, D, generator=torch.Generator().manual_seed(SEED))
     with accelsim.record(block, path, steps=1, model_name="vit-l-block", method="srste",
                          method_params={"n": 2, "m": 4, "layers": ["fc1", "fc2"]}, batch_size=BATCH) as rec:
