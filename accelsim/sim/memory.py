@@ -57,11 +57,12 @@ Two implementations of exactly this model, and which one a change goes in:
 * ``run_tiles_simpy``: the simpy processes below, the readable definition of the channel (loads
   first, stores preempted and resumed) and of capacity accounting (resident bytes vs buffer). It is
   the test oracle and is not used by the simulator.
-* ``run_tiles``: the compiled replay (one numba function with an explicit signature, cached), which
-  serves every production run whatever the stream length. It computes the same schedule in closed
-  form per tile: loads never wait for stores, so a load starts at max(channel free, end of the
-  compute it depends on); capacity mode's "fits" is a search over cumulative bytes done in numpy
-  (``_load_after``); a store fills the gaps the loads leave.
+* ``run_tiles``: the replay (``_replay``: one function, jitted by numba with an explicit signature
+  and cached, or run interpreted on Python lists while a process's streams are short in total:
+  PY_REPLAY_TILES), which serves every production run whatever the stream length. It computes the
+  same schedule in closed form per tile: loads never wait for stores, so a load starts at
+  max(channel free, end of the compute it depends on); capacity mode's "fits" is a search over
+  cumulative bytes done in numpy (``_load_after``); a store fills the gaps the loads leave.
 
 A change to the channel or to capacity accounting is made in the simpy definition and then in the
 replay; tests/test_memory.py runs both on over a thousand random streams covering every feature and
