@@ -316,23 +316,29 @@ def test_simulate_dispatches_vector_ops_and_collects_what_was_not_simulated(tmp_
     assert "not simulated: 5 ops" in coverage_line(without)
 
 
-def test_coverage_entries_left_out_are_not_simulated_unless_free():
+def test_not_simulated_from_the_header():
     class FakeTrace:  # not_simulated_items reads only the header
-        header = {"meta": {"coverage": {
-            "aten.mm.default": {"seen": 4, "recorded": 4, "as": "gemm"},
-            "aten.view.default": {"seen": 9, "recorded": 0, "as": "free"},
-            "aten._flash.default": {"seen": 2, "recorded": 0, "as": "none", "macs": 4 * 10**8},
-            "aten.weird.default": {"seen": 3, "recorded": 1, "as": "vector"},
-        }, "unrecorded_ops": {"ignored when coverage is there": 5}}}
+        header = {"meta": {
+            "coverage": {
+                "aten.mm.default": {"seen": 6, "recorded": 4, "as": "gemm"},      # 2 under no_grad: outside the step
+                "aten.view.default": {"seen": 9, "recorded": 0, "as": "none"},    # views cost nothing
+                "aten.add.Tensor": {"seen": 3, "recorded": 1, "as": "vector"},    # 2 calls lost
+                "aten._flash.default": {"seen": 2, "recorded": 0, "as": "none"},  # listed in unrecorded_ops
+            },
+            "unrecorded_ops": {"aten._flash.default": {"count": 2, "macs": 4 * 10**8}, "aten.mv.default": 5},
+            "no_grad_forward": {"passes": 1, "ops": {"aten.mm.default": 2}, "macs": 10},
+        }}
 
     items = engine.not_simulated_items(FakeTrace(), [])
-    assert [(i["what"], i["ops"], i["macs"]) for i in items] == [("aten._flash.default", 2, 4 * 10**8),
-                                                                 ("aten.weird.default", 2, 0)]
+    assert [(i["what"], i["ops"], i["macs"]) for i in items] == [
+        ("aten._flash.default", 2, 4 * 10**8), ("aten.mv.default", 5, 0), ("aten.add.Tensor", 2, 0)]
+    assert items[2]["why"] == "2 of 3 calls not recorded"
     from accelsim.report.table import not_simulated_lines
 
     r = SimResult("m", "", "", 1e9, [], not_simulated=items)
-    assert not_simulated_lines(r)[0] == "aten._flash.default: 2 ops, 0.4 GMAC not simulated (not recorded)"
-    assert r.totals()["all"]["not_simulated"] == {"ops": 4, "macs": 4 * 10**8, "bytes": 0}
+    assert not_simulated_lines(r)[:2] == ["aten._flash.default: 2 ops, 0.4 GMAC not simulated (not recorded)",
+                                          "aten.mv.default: 5 ops, size unknown not simulated (not recorded)"]
+    assert r.totals()["all"]["not_simulated"] == {"ops": 9, "macs": 4 * 10**8, "bytes": 0}
 
 
 def test_run_prints_the_step_table_and_warns_on_stderr(tmp_path, capsys):

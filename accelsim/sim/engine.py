@@ -153,28 +153,30 @@ def _causal_result(orig: Workload, res: OpResult) -> OpResult:
 
 
 def not_simulated_items(trace, ops: list[OpResult]) -> list[dict]:
-    """What the trace holds but was not simulated: per op name from the header's coverage
-    (meta["coverage"]: seen - recorded; v1 traces: meta["unrecorded_ops"] counts) and vector ops the
-    machine has nothing to run on. Each {"what", "pass", "ops", "macs", "bytes", "why"}; MACs and
-    bytes are what the trace says (0 where it does not know them)."""
+    """What the trace holds but was not simulated: the header's meta["unrecorded_ops"] (aten ops with
+    MACs the recorder has no op kind for: {name: count}, or {name: {"count", "macs", "bytes"}}),
+    coverage entries of GEMM/vector ops seen more often than recorded (``as`` "none" are views and
+    metadata-only ops, free by design; ops under torch.no_grad() are outside the step and counted
+    apart, meta["no_grad_forward"]), and vector ops the machine has nothing to run on. Each
+    {"what", "pass", "ops", "macs", "bytes", "why"}; MACs and bytes as far as the trace knows them."""
     meta = (trace.header or {}).get("meta") or {}
     items: list[dict] = []
-    cov = meta.get("coverage")
-    if isinstance(cov, dict) and cov:
-        for name, e in cov.items():
-            if not isinstance(e, dict):
-                continue
-            seen, rec = int(e.get("seen", 0) or 0), int(e.get("recorded", 0) or 0)
-            # views / metadata-only ops cost nothing by design: left out, not "not simulated"
-            if seen > rec and e.get("as") != "free" and not e.get("free"):
-                items.append({"what": str(name)[:80], "pass": "", "ops": seen - rec,
-                              "macs": int(e.get("macs", 0) or 0), "bytes": int(e.get("bytes", 0) or 0),
-                              "why": "not recorded"})
-    else:
-        for name, count in (meta.get("unrecorded_ops") or {}).items():
-            if isinstance(count, int) and count > 0:
-                items.append({"what": str(name)[:80], "pass": "", "ops": count, "macs": 0, "bytes": 0,
-                              "why": "not recorded"})
+    for name, v in (meta.get("unrecorded_ops") or {}).items():
+        e = v if isinstance(v, dict) else {"count": v}
+        count = e.get("count", e.get("seen", 0))
+        if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+            items.append({"what": str(name)[:80], "pass": "", "ops": count, "macs": int(e.get("macs", 0) or 0),
+                          "bytes": int(e.get("bytes", 0) or 0), "why": "not recorded"})
+    listed = {i["what"] for i in items}
+    nograd = ((meta.get("no_grad_forward") or {}).get("ops") or {}) if isinstance(meta.get("no_grad_forward"), dict) else {}
+    for name, e in (meta.get("coverage") or {}).items():
+        if not isinstance(e, dict) or e.get("as") not in ("gemm", "vector") or str(name)[:80] in listed:
+            continue
+        seen, rec = int(e.get("seen", 0) or 0), int(e.get("recorded", 0) or 0)
+        left = seen - rec - int(nograd.get(name, 0) or 0)
+        if left > 0:
+            items.append({"what": str(name)[:80], "pass": "", "ops": left, "macs": int(e.get("macs", 0) or 0),
+                          "bytes": int(e.get("bytes", 0) or 0), "why": f"{left} of {seen} calls not recorded"})
     by_pass: dict[tuple[str, str], dict] = {}
     for o in ops:
         if o.not_simulated:
