@@ -326,3 +326,23 @@ def test_readme_sweep_example_is_shipped_and_its_figure_is_in_docs():
     assert "](docs/figures/sweep.png)" in readme
     w, h = png_size(ROOT / "docs" / "figures" / "sweep.png")
     assert w <= style.TEXT_IN * style.DPI and h <= style.PAGE_IN * style.DPI
+
+
+def test_compare_whole_step_panel_only_with_vector_work(tables, tmp_path):
+    df = sp.read_table(tables["compare"])
+    assert sp.compare_frame(df)["step_speedup"].isna().all()
+    df.loc[df.index[df["pass"] == "all"][0], "vector_ops"] = 3   # one trace x machine with non-GEMM work
+    df["step_speedup"] = df["speedup"] * 0.9
+    frame = sp.compare_frame(df)
+    assert frame["step_speedup"].notna().all()
+    sp.plot_compare(frame, tmp_path / "s.png")
+    # three panels (speedup, whole-step speedup, memory) instead of two: the figure is taller
+    sp.plot_compare(sp.compare_frame(sp.read_table(tables["compare"])), tmp_path / "g.png")
+    assert png_size(tmp_path / "s.png")[1] > png_size(tmp_path / "g.png")[1]
+
+
+def test_cli_top_default_is_the_plots_default():
+    from accelsim.cli import build_parser
+
+    args = build_parser().parse_args(["plot", "memory", "t.npz", "-o", "m.png"])
+    assert args.top == plots.DEFAULT_TOP and args.by == "layer"
