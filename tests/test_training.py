@@ -45,7 +45,7 @@ def test_tiny_swat_run_gives_loadable_trace_with_target_weight_densities(swat_tr
             assert w.nnz == w.numel
         else:                                                       # SWAT ceil rule, exactly
             assert w.nnz == keep_count(0.2, w.numel), op.layer
-    fc = [op for op in tr.ops if op.layer == "fc" and op.pass_ == "fwd"]
+    fc = [op for op in tr.ops if op.layer == "fc" and op.pass_ == "fwd" and op.kind == "matmul"]
     assert len(fc) == 1
     wgrads = [op for op in tr.ops if op.pass_ == "wgrad" and op.kind == "conv2d" and op.layer != "conv1"]
     assert len(wgrads) == 19
@@ -69,7 +69,7 @@ def test_same_seed_same_trace_bit_for_bit(tmp_path):
             assert np.array_equal(ta.operand_mask(x, o.name), tb.operand_mask(y, o.name))
     assert ta.header["meta"]["warmup_loss_first_last"] == tb.header["meta"]["warmup_loss_first_last"]
     # 2:4 weights of the q projection in the forward matmul
-    op = next(o for o in ta.ops if o.layer == "attn.q" and o.pass_ == "fwd")
+    op = next(o for o in ta.ops if o.layer == "attn.q" and o.pass_ == "fwd" and o.kind == "matmul")
     w = next(ta.tensors[o.tensor] for o in op.operands if ta.tensors[o.tensor].role == "weight")
     assert w.nnz == w.numel // 2
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from accelsim.errors import AccelsimError
-from accelsim.sparsity.handle import MethodHandle, prunable_layers
+from accelsim.sparsity.handle import MethodHandle, note_hidden_work, prunable_layers, sparsify_work
 from accelsim.sparsity.masks import nm_mask, sad, torch_mask
 from accelsim.sparsity.spec import SrsteParams, check_value
 
@@ -51,11 +51,16 @@ class _NMSparse(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w, st: NMLayerState):
         mask = nm_mask_t(w, st.n, st.m)
+        note_hidden_work("nm_mask", "topk", w, w.numel())  # the N:M selection (numpy here)
         st.last_mask = mask
         ctx.lam = st.lam
         if st.lam:
             ctx.save_for_backward(w, mask)
-        return w * mask
+        with sparsify_work("mask"):
+            w_s = w * mask
+        if st.n * 2 == st.m:  # a sparse-tensor-core system compresses W~ for the 2:4 MMA each step
+            note_hidden_work("compress", "compress", w_s, w_s.numel() * w_s.element_size() // 2 + w_s.numel() // 8)
+        return w_s
 
     @staticmethod
     def backward(ctx, grad):
@@ -168,7 +173,8 @@ class ASPHandle(MethodHandle):
     def after_backward(self) -> None:
         for lname, mod in self.layers:
             if lname in self.masks and mod.weight.grad is not None:
-                mod.weight.grad.mul_(self.masks[lname])
+                with sparsify_work("mask"):
+                    mod.weight.grad.mul_(self.masks[lname])
 
     @torch.no_grad()
     def after_step(self, step: int) -> None:
@@ -177,7 +183,8 @@ class ASPHandle(MethodHandle):
                 self.prune()
             return
         for lname, mod in self.layers:
-            mod.weight.mul_(self.masks[lname])     # momentum / weight decay cannot revive them
+            with sparsify_work("mask"):
+                mod.weight.mul_(self.masks[lname])     # momentum / weight decay cannot revive them
 
 
 def apply_asp(model: nn.Module, *, n: int = 2, m: int = 4, prune_at: int = 0,

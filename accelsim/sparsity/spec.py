@@ -252,6 +252,14 @@ class MethodSpec:
     name: str
     params: type
     apply: str           # "module:function", imported on use (it needs torch)
+    # the method's own work (accelsim/sparsity/handle.py work names) that a real system runs in a
+    # dedicated kernel, and which one (trace params.dedicated: each hardware charges its own cost).
+    # N:M methods: one fused kernel selects the N:M mask and compresses the 2:4 operand for the sparse
+    # tensor cores each step (docs/sources.md "Published dense vs 2:4 measurements").
+    dedicated: tuple[tuple[str, str], ...] = ()
+
+    def dedicated_kernel(self, work: str) -> str | None:
+        return dict(self.dedicated).get(work)
 
     def function(self) -> Callable:
         import importlib
@@ -260,12 +268,13 @@ class MethodSpec:
         return getattr(importlib.import_module(mod), fn)
 
 
+_NM_KERNELS = (("nm_mask", "topk_fused"), ("compress", "compress_2_4"))
 METHOD_SPECS: dict[str, MethodSpec] = {s.name: s for s in (
     MethodSpec("dense", DenseParams, "accelsim.sparsity.methods:_dense"),
     MethodSpec("swat", SwatParams, "accelsim.sparsity.swat:apply_swat"),
-    MethodSpec("srste", SrsteParams, "accelsim.sparsity.methods:_srste"),
-    MethodSpec("ste", SteParams, "accelsim.sparsity.methods:_ste"),
-    MethodSpec("asp", AspParams, "accelsim.sparsity.nm:apply_asp"),
+    MethodSpec("srste", SrsteParams, "accelsim.sparsity.methods:_srste", _NM_KERNELS),
+    MethodSpec("ste", SteParams, "accelsim.sparsity.methods:_ste", _NM_KERNELS),
+    MethodSpec("asp", AspParams, "accelsim.sparsity.nm:apply_asp", (("compress", "compress_2_4"),)),
     MethodSpec("ssl", SslParams, "accelsim.sparsity.ssl:apply_ssl"),
     MethodSpec("gmp", GmpParams, "accelsim.sparsity.gmp:apply_gmp"),
 )}

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from accelsim.errors import AccelsimError, UnsupportedError
-from accelsim.sparsity.handle import MethodHandle, prunable_layers
+from accelsim.sparsity.handle import MethodHandle, note_hidden_work, prunable_layers, sparsify_work
 from accelsim.sparsity.spec import SWAT_DISTRIBUTIONS, SWAT_STRUCTURES, SwatParams
 from accelsim.sparsity.masks import (
     channel_mask,
@@ -89,6 +89,7 @@ class SwatLayerState:
 
 def _topk_t(t: torch.Tensor, density: float) -> tuple[torch.Tensor, float]:
     m, thr = topk_mask_threshold(to_numpy(t), density)
+    note_hidden_work("topk", "topk", t, t.numel())  # the selection (numpy here): reads t, writes a mask
     return torch.from_numpy(m).to(t.device), thr
 
 
@@ -99,9 +100,11 @@ class _SwatConv2d(torch.autograd.Function):
     def forward(ctx, x, w, b, st: SwatLayerState, stride, padding, dilation, groups):
         exact = st._exact()
         st.calls += 1
-        w_s = w * st.weight_mask(w, exact)
+        with sparsify_work("topk"):
+            w_s = w * st.weight_mask(w, exact)
         y = F.conv2d(x, w_s, b, stride, padding, dilation, groups)   # dense input in forward
-        x_s = x * st.input_mask(x, exact)                             # top-k'd after the conv
+        with sparsify_work("topk"):
+            x_s = x * st.input_mask(x, exact)                         # top-k'd after the conv
         ctx.save_for_backward(x_s, w_s)                               # only the sparse copies
         ctx.conf = (stride, padding, dilation, groups, b is not None)
         return y
@@ -127,9 +130,11 @@ class _SwatLinear(torch.autograd.Function):
     def forward(ctx, x, w, b, st: SwatLayerState):
         exact = st._exact()
         st.calls += 1
-        w_s = w * st.weight_mask(w, exact)
+        with sparsify_work("topk"):
+            w_s = w * st.weight_mask(w, exact)
         y = F.linear(x, w_s, b)
-        x_s = x * st.input_mask(x, exact)
+        with sparsify_work("topk"):
+            x_s = x * st.input_mask(x, exact)
         ctx.save_for_backward(x_s, w_s)
         ctx.has_bias = b is not None
         return y

@@ -57,6 +57,7 @@ from __future__ import annotations
 import collections
 import math
 import os
+import sys
 import warnings
 import weakref
 from dataclasses import dataclass, field
@@ -198,10 +199,106 @@ class _Node:  # a backward autograd node: its layer (from what it unpacked) and 
 
 # Compute ops the simulator has no op kind for: counted so that the trace says what it misses.
 _UNMODELED = {getattr(getattr(aten, n), "default", None) for n in (
-    "addmv", "mv", "dot", "vdot", "addbmm", "addr", "outer", "_scaled_dot_product_flash_attention_for_cpu",
-    "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
-    "_scaled_dot_product_cudnn_attention", "_convolution", "mkldnn_convolution", "conv_depthwise2d",
+    "addmv", "mv", "dot", "vdot", "addbmm", "addr", "outer", "_convolution", "mkldnn_convolution", "conv_depthwise2d",
     "_convolution_double_backward", "_embedding_bag") if hasattr(aten, n)} - {None}
+
+
+# ---------------------------------------------------------------- vector (non-GEMM) ops, trace v2
+# Ops that move no data: views and aliases (found from the schema: every returned tensor aliases an
+# input and nothing is written), allocations without a fill, and metadata queries. They cost nothing
+# and are not recorded (coverage "none").
+_FREE_NAMES = frozenset((
+    "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "_unsafe_view", "lift_fresh",
+    "lift_fresh_copy", "_local_scalar_dense", "is_same_size", "is_nonzero", "sym_size", "sym_stride",
+    "sym_numel", "sym_storage_offset", "resize_", "set_", "_has_compatible_shallow_copy_type", "_to_copy_meta",
+    "record_stream", "_version", "size", "stride", "numel", "dim", "is_contiguous", "_nested_tensor_size",
+    "_reshape_alias", "_unsafe_index_put_meta", "detach", "alias", "_conj", "_neg_view"))
+
+# aten op name (overload packet, trailing "_" of in-place variants dropped) -> class; anything not
+# listed is "elementwise" (pointwise math, activations, dropout, masking, losses' pointwise parts)
+_CLASS_PREFIX = (
+    ("_foreach_", "optimizer"), ("_fused_adam", "optimizer"), ("_fused_sgd", "optimizer"),
+    ("_fused_adagrad", "optimizer"),
+)
+_CLASS = {
+    **dict.fromkeys(("native_layer_norm", "native_layer_norm_backward", "native_batch_norm",
+                     "native_batch_norm_backward", "_native_batch_norm_legit", "_native_batch_norm_legit_functional",
+                     "_native_batch_norm_legit_no_training", "batch_norm_backward", "native_group_norm",
+                     "native_group_norm_backward", "_fused_rms_norm", "_fused_rms_norm_backward",
+                     "cudnn_batch_norm", "cudnn_batch_norm_backward", "miopen_batch_norm"), "normalisation"),
+    **dict.fromkeys(("_softmax", "_softmax_backward_data", "_log_softmax", "_log_softmax_backward_data",
+                     "softmax", "log_softmax"), "softmax"),
+    **dict.fromkeys(("sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "norm", "linalg_vector_norm",
+                     "var", "std", "var_mean", "std_mean", "prod", "any", "all", "cumsum", "cumprod", "logsumexp",
+                     "count_nonzero", "nll_loss_forward", "nll_loss_backward", "nll_loss2d_forward",
+                     "nll_loss2d_backward", "mse_loss", "aminmax", "max_pool2d_with_indices",
+                     "max_pool2d_with_indices_backward", "avg_pool2d", "avg_pool2d_backward", "_adaptive_avg_pool2d",
+                     "_adaptive_avg_pool2d_backward", "mv", "addmv", "dot", "vdot", "outer", "addr",
+                     "nonzero", "bincount", "histc", "unique_dim", "_unique2"), "reduction"),
+    **dict.fromkeys(("topk", "sort", "kthvalue", "argsort", "msort", "median", "nanmedian", "quantile",
+                     "nanquantile", "mode"), "topk"),
+    **dict.fromkeys(("copy", "_to_copy", "clone", "cat", "stack", "index_select", "gather", "scatter", "scatter_add",
+                     "scatter_reduce", "embedding", "embedding_dense_backward", "index", "index_put", "index_add",
+                     "_index_put_impl", "constant_pad_nd", "repeat", "flip", "roll", "masked_select", "masked_scatter",
+                     "_unsafe_index", "_unsafe_index_put", "select_backward", "slice_backward", "narrow_copy",
+                     "as_strided_scatter", "slice_scatter", "select_scatter", "diagonal_backward", "contiguous",
+                     "unfold_backward", "reflection_pad2d", "replication_pad2d", "col2im", "im2col", "tril", "triu",
+                     "expand_copy", "permute_copy", "view_copy", "_unsafe_view_copy", "t_copy", "transpose_copy",
+                     "unsqueeze_copy", "squeeze_copy", "cumsum_backward", "split_with_sizes_copy"), "copy"),
+}
+
+
+def _tensor_leaves(x: Any, out: list) -> list:
+    if isinstance(x, torch.Tensor):
+        out.append(x)
+    elif isinstance(x, (list, tuple)):
+        for y in x:
+            _tensor_leaves(y, out)
+    return out
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    """Bytes a kernel touches for a tensor: its elements times their size, with broadcast (stride-0)
+    dims counted once (an expanded bias is read once, not once per row)."""
+    n = 1
+    for size, stride in zip(t.shape, t.stride()) if t.layout == torch.strided else ():
+        if stride != 0:
+            n *= size
+    if t.layout != torch.strided:
+        n = t.numel()
+    return n * t.element_size()
+
+
+class _FuncInfo:
+    """What the recorder needs to know about one aten overload, computed once per overload."""
+
+    __slots__ = ("name", "free", "cls", "writes")
+
+    def __init__(self, func):
+        self.name = str(func)
+        packet = func.overloadpacket.__name__
+        base = packet[:-1] if packet.endswith("_") and not packet.startswith("__") else packet
+        schema = func._schema
+        writes = [i for i, a in enumerate(schema.arguments) if a.alias_info is not None and a.alias_info.is_write]
+        rets = [r for r in schema.returns if "Tensor" in str(r.type)]
+        aliasing = bool(rets) and all(r.alias_info is not None and not r.alias_info.is_write for r in rets)
+        self.writes = tuple(writes)
+        self.free = (packet in _FREE_NAMES or base in _FREE_NAMES
+                     or (not writes and (aliasing or not rets)))
+        cls = _CLASS.get(base) or _CLASS.get(packet)
+        if cls is None:
+            cls = next((c for pre, c in _CLASS_PREFIX if packet.startswith(pre)), "elementwise")
+        self.cls = cls
+
+
+_FUNC_INFO: dict = {}
+
+
+def _func_info(func) -> _FuncInfo:
+    info = _FUNC_INFO.get(func)
+    if info is None:
+        info = _FUNC_INFO[func] = _FuncInfo(func)
+    return info
 
 
 class _Mode(TorchDispatchMode):
@@ -279,6 +376,9 @@ class Recorder:
         self._passes = {True: 0, False: 0}   # forward passes of the model in recorded steps, by grad mode
         self._warnings: list[str] = []
         self._storage_ids = 0
+        # meta["coverage"]: aten op -> [seen, recorded, as]
+        self._coverage: dict[str, list] = {}
+        self._vec: dict | None = None  # the vector record being merged (written before any other op)
 
     # ---------------------------------------------------------------- public API
     @property
@@ -342,6 +442,8 @@ class Recorder:
             meta = self._header["meta"]
             if self._unrecorded:
                 meta["unrecorded_ops"] = dict(sorted(self._unrecorded.items()))
+            meta["coverage"] = {k: {"seen": v[0], "recorded": v[1], "as": v[2]}
+                                for k, v in sorted(self._coverage.items())}
             self._note_forward_passes(meta)
             if self._warnings:
                 meta["recorder_warnings"] = list(self._warnings)
@@ -386,7 +488,10 @@ class Recorder:
         self._fwd_keys: dict[tuple, tuple[str, str, _Owner]] = {}
         self._nodes: dict[Any, _Node] = {}
         self._pending: list[dict] = []
+        self._score_cache: dict[tuple, tuple] = {}
         self._last_func = None
+        self._after_bwd = False  # backward ran in this step and no model forward since: "optimizer"
+        self._vec = None
         # Weights by storage identity (_cdata, checked alive), not address: FSDP-style code frees and
         # reallocates a parameter's memory in place, and a dead storage's address is soon reused.
         stores = [p.untyped_storage() for p in self.model.parameters()]
@@ -411,21 +516,25 @@ class Recorder:
             self._saved_ctx.__enter__()
             self._mode = _Mode(self)
             self._mode.__enter__()
+            _sp_handle().add_work_listener(self._note_work)
             self._active = True
 
     def _deactivate(self, *, flush: bool) -> None:
         with deferred_signals():  # all hooks removed or none (then _active stays True for __exit__)
             self._active = False
             try:
+                _sp_handle().remove_work_listener(self._note_work)
                 self._mode.__exit__(None, None, None)
             finally:
                 self._saved_ctx.__exit__(None, None, None)
                 self._h_pre.remove()
                 self._h_post.remove()
         if flush:
+            self._flush_vec()
             for rec in self._pending:
                 self._writer.add_saved(**rec)
             self._recorded.append(self._index)
+        self._vec = None
         # Drop per-step state (mask cache, node map) so nothing outlives the step.
         self._token = None
         self._cache = {}
@@ -434,6 +543,7 @@ class Recorder:
         self._pending = []
         self._fwd_mm = {}
         self._fwd_keys = {}
+        self._score_cache = {}
         self._wderived = {}
         self._params = {}
         self._owners = {}
@@ -450,6 +560,7 @@ class Recorder:
         self._stack.append(info)
         if mod is self.model and not self._in_backward():
             self._passes[torch.is_grad_enabled()] += 1
+            self._after_bwd = False
         if self._batch is None and mod is self.model:
             for x in inputs if isinstance(inputs, tuple) else (inputs,):
                 if isinstance(x, torch.Tensor) and x.dim() >= 1:
@@ -560,19 +671,136 @@ class Recorder:
 
     # ---------------------------------------------------------------- ops
     def _on_op(self, func, args: tuple, kwargs: dict, out: Any) -> None:
+        in_bwd = self._in_backward()
+        if in_bwd:
+            self._after_bwd = True
         handler = _HANDLERS.get(func)
-        if handler is not None and func is not aten.convolution_backward.default and self._no_grad_fwd():
-            self._count_no_grad(func, args, out)
-        elif handler is not None:
-            handler(self, func, args, kwargs, out)
-        elif func in _UNMODELED:
-            self._unrecorded[str(func)] += 1
+        if handler is not None:
+            cov = self._cover(func, "gemm")
+            n = self._nops
+            if func not in _BWD_HANDLERS and self._no_grad_fwd():
+                self._count_no_grad(func, args, out)
+            else:
+                handler(self, func, args, kwargs, out)
+            if self._nops > n:
+                cov[1] += 1
         else:
-            self._track_weight_derived(args, out)
+            info = _func_info(func)
+            if info.free:
+                self._cover(func, "none")
+            else:
+                cov = self._cover(func, "vector")
+                if func in _UNMODELED:
+                    self._unrecorded[str(func)] += 1
+                if not (self._stack and not self._grad_fwd and not in_bwd):  # not an eval forward
+                    self._vector(info, args, kwargs, out, in_bwd)
+                    cov[1] += 1
+            if not in_bwd:
+                self._track_weight_derived(args, out)
         self._last_func = func
+
+    def _cover(self, func, as_: str) -> list:
+        key = str(func)
+        c = self._coverage.get(key)
+        if c is None:
+            c = self._coverage[key] = [0, 0, as_]
+        c[0] += 1
+        return c
+
+    @property
+    def _nops(self) -> int:
+        return len(self._writer._ops) + (self._vec is not None)
+
+    def _vector(self, info: _FuncInfo, args: tuple, kwargs: dict, out: Any, in_bwd: bool) -> None:
+        """One memory-bound op: counts from the sizes of the tensors it reads and writes (docs/trace-format.md
+        "Vector ops"); merged with the previous record when identical (params.kernels)."""
+        ins = _tensor_leaves(args, [])
+        _tensor_leaves(kwargs, ins) if kwargs else None
+        outs = _tensor_leaves(out, [])
+        if info.writes:  # in-place / out= ops: the mutated arguments are written, and read (x += y)
+            outs = outs + [a for i in info.writes for a in _tensor_leaves(args[i] if i < len(args) else (), [])]
+        seen_w = {id(t) for t in outs}
+        allt = ins + outs
+        big = max(allt, key=lambda t: t.numel()) if allt else None
+        elements = big.numel() if big is not None else 0
+        read = sum(_nbytes(t) for t in ins)
+        written = sum(_nbytes(t) for t in {id(t): t for t in outs}.values()) if seen_w else 0
+        pass_, layer, mtype, recompute = self._vector_where(in_bwd)
+        sp = _sparsify_state()
+        cls = info.cls
+        if pass_ == "optimizer" and sp is None and cls in ("elementwise", "copy"):
+            cls = "optimizer"  # the optimizer's update (fp32 state in mixed precision)
+        params = {"op": info.name, "class": cls, "elements": elements, "bytes_read": read, "bytes_written": written,
+                  "dtype": _dtype_name(big.dtype) if big is not None else "float32", "kernels": 1,
+                  "sparsify": sp is not None, "dedicated": self._dedicated(sp)}
+        if recompute:
+            params["recompute"] = True
+        self._add_vector(pass_, layer, mtype, info.name, params)
+
+    def _vector_where(self, in_bwd: bool) -> tuple[str, str, str, bool]:
+        """(pass, layer, module type, recomputed?) of a vector op."""
+        if in_bwd:
+            if _recomputing():  # activation checkpointing re-runs forward inside backward
+                layer, mtype, _ = self._fwd_where()
+                return "fwd", layer, mtype, True
+            node = torch._C._current_autograd_node()
+            ninfo = self._nodes.get(node) if node is not None else None
+            layer, mtype = (ninfo.layer, ninfo.module_type) if ninfo is not None else (self._root, self._root)
+            return "bwd", layer, mtype, False
+        layer, mtype, _ = self._fwd_where()
+        return ("optimizer" if self._after_bwd and not self._stack else "fwd"), layer, mtype, False
+
+    def _dedicated(self, work: str | None) -> str | None:
+        """The dedicated kernel the method declares for its work (sparsity/spec.py), if any."""
+        if work is None:
+            return None
+        from accelsim.sparsity.spec import METHOD_SPECS
+
+        spec = METHOD_SPECS.get(self._header["method"]["name"] or "")
+        return spec.dedicated_kernel(work) if spec is not None else None
+
+    def _note_work(self, work: str, cls: str, t: torch.Tensor, written: int) -> None:
+        """Work of the sparsity method the dispatcher cannot see (accelsim.sparsity.handle.note_hidden_work)."""
+        if not self._active or self._busy:
+            return
+        in_bwd = self._in_backward()
+        name = f"accelsim.sparsity.{work}"
+        cov = self._cover(name, "vector")
+        if not in_bwd and self._stack and not self._grad_fwd:
+            return  # an eval forward
+        pass_, layer, mtype, recompute = self._vector_where(in_bwd)
+        params = {"op": name, "class": cls, "elements": int(t.numel()), "bytes_read": _nbytes(t),
+                  "bytes_written": int(written), "dtype": _dtype_name(t.dtype), "kernels": 1, "sparsify": True,
+                  "dedicated": self._dedicated(work)}
+        if recompute:
+            params["recompute"] = True
+        self._add_vector(pass_, layer, mtype, name, params)
+        cov[1] += 1
+
+    def _add_vector(self, pass_: str, layer: str, mtype: str, aten_name: str, params: dict) -> None:
+        v = self._vec
+        if v is not None and v["pass_"] == pass_ and v["layer"] == layer and v["aten"] == aten_name:
+            vp, k = v["params"], v["params"]["kernels"]
+            if all(vp[f] == params[f] for f in ("class", "dtype", "sparsify", "dedicated")) and \
+                    vp.get("recompute") == params.get("recompute") and \
+                    all(vp[f] == params[f] * k for f in ("elements", "bytes_read", "bytes_written")):
+                for f in ("elements", "bytes_read", "bytes_written"):
+                    vp[f] += params[f]
+                vp["kernels"] = k + 1
+                return
+        self._flush_vec()
+        self._vec = {"step": self._index, "seq": self._tick(), "pass_": pass_, "kind": "vector", "layer": layer,
+                     "module_type": mtype, "aten": aten_name, "operands": [], "params": params}
+
+    def _flush_vec(self) -> None:
+        v, self._vec = self._vec, None
+        if v is not None:
+            v["out_shape"] = [v["params"]["elements"]]
+            self._writer.add_op(**v)
 
     def _emit(self, pass_: str, kind: str, func, layer: str, mtype: str, operands: list[Operand],
               out_shape, params: dict) -> None:
+        self._flush_vec()
         self._writer.add_op(step=self._index, seq=self._tick(), pass_=pass_, kind=kind, layer=layer,
                             module_type=mtype, aten=str(func), operands=operands,
                             out_shape=[int(x) for x in out_shape], params=params)
@@ -587,13 +815,18 @@ class Recorder:
         if transposed or x.dim() != 4:
             self._unrecorded[f"{func} ({'transposed' if transposed else f'{x.dim() - 2}-d'} convolution)"] += 1
             return
-        if self._in_backward():  # e.g. double backward; not a training forward
-            self._unrecorded[f"{func} (inside backward)"] += 1
-            return
+        recompute = False
+        if self._in_backward():
+            if not _recomputing():  # e.g. double backward; not a training forward
+                self._unrecorded[f"{func} (inside backward)"] += 1
+                return
+            recompute = True  # activation checkpointing re-runs the forward
         layer, mtype, _ = self._weight_where(w, self._fwd_where())
         params = self._conv_params(_arg(args, kwargs, 3, "stride"), _arg(args, kwargs, 4, "padding"),
                                    _arg(args, kwargs, 5, "dilation"), _arg(args, kwargs, 8, "groups", 1),
                                    x.shape, w.shape, out.shape)
+        if recompute:
+            params["recompute"] = True
         tx, tw = self._store(x, "activation", layer), self._store(w, "weight", layer)
         self._fwd_keys[_key(w)] = (layer, mtype, _Owner(w))
         self._emit("fwd", "conv2d", func, layer, mtype, [Operand("input", tx), Operand("weight", tw)],
@@ -624,7 +857,11 @@ class Recorder:
         ca, ta = _canon(a)
         cb, tb = _canon(b)
         ka, kb = _key(ca), _key(cb)
-        if not self._in_backward():
+        in_bwd = self._in_backward()
+        if in_bwd and _recomputing():  # activation checkpointing re-runs the forward in backward
+            params = {**params, "recompute": True}
+            in_bwd = False
+        if not in_bwd:
             def is_weight(c):
                 return c.is_floating_point() and self._is_param(c)
 
@@ -723,6 +960,111 @@ class Recorder:
     def _baddbmm(self, func, args, kwargs, out) -> None:
         self._matmul(func, "bmm", args[1], args[2], out, {"bias": True})
 
+    # ---------------------------------------------------------------- attention (SDPA)
+    def _score_mask(self, bh: int, l: int, s_: int, causal: bool, attn_mask: Any, b: int, h: int) -> tuple:
+        """(packed mask, nnz, mask name, structural) of the never-materialised score-side operands
+        P and dS, (bh, l, s): the causal triangle (torch's is_causal: key j <= query i), a boolean
+        attn_mask as given (True = attend), else all ones (a float mask: "unknown")."""
+        if causal:
+            name, structural = "causal", True
+        elif isinstance(attn_mask, torch.Tensor) and attn_mask.dtype == torch.bool:
+            m = attn_mask.expand(b, h, l, s_).reshape(bh, l, s_)
+            packed, nnz = _pack_mask(m)
+            return packed, nnz, "attn_mask", False
+        else:
+            name, structural = ("unknown" if isinstance(attn_mask, torch.Tensor) else "none"), False
+        key = (name, bh, l, s_)
+        hit = self._score_cache.get(key)
+        if hit is None:
+            one = np.tril(np.ones((l, s_), dtype=bool)) if causal else np.ones((l, s_), dtype=bool)
+            packed = np.packbits(np.broadcast_to(one, (bh, l, s_)), axis=None, bitorder="little")
+            hit = self._score_cache[key] = (packed, int(one.sum()) * bh)
+        return hit[0], hit[1], name, structural
+
+    def _attn_store(self, t: torch.Tensor, role: str, layer: str) -> int:
+        """Tensor id of a (B, H, L, E) attention operand stored as (B*H, L, E)."""
+        return self._store(t.reshape(-1, t.shape[-2], t.shape[-1]), role, layer)
+
+    def _sdpa(self, func, q, k, v, dropout_p, causal, attn_mask, backend: str, grad_out=None) -> None:
+        if q.dim() < 3 or k.shape[:-2] != q.shape[:-2] or v.shape[:-2] != q.shape[:-2] or \
+                k.shape[-2] != v.shape[-2] or q.shape[-1] != k.shape[-1]:
+            self._unrecorded[f"{func} (grouped-query or broadcast attention)"] += 1
+            return
+        bh = math.prod(q.shape[:-2])
+        l, e, s_, ev = q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
+        b, h = (q.shape[0], math.prod(q.shape[1:-2])) if q.dim() >= 4 else (1, bh)
+        packed, nnz, mname, structural = self._score_mask(bh, l, s_, bool(causal), attn_mask, b, h)
+        att = {"mask": mname, "structural": structural, "dropout_p": float(dropout_p or 0.0), "backend": backend}
+        recompute = False
+        if grad_out is None:
+            layer, mtype, _ = self._fwd_where()
+            if self._in_backward():
+                if not _recomputing():
+                    self._unrecorded[f"{func} (inside backward)"] += 1
+                    return
+                recompute = True
+        else:
+            layer, mtype = self._bwd_where([(_key(q), q), (_key(k), k), (_key(v), v)])
+        extra = {"recompute": True} if recompute else {}
+        tq, tk, tv = (self._attn_store(x, "activation", layer) for x in (q, k, v))
+        # P (softmax of the scores) is never materialised: its mask is the one known without it
+        tp = self._writer.add_packed(packed, (bh, l, s_), dtype=_dtype_name(q.dtype), role="activation",
+                                     layer=layer, nnz=nnz)
+        if grad_out is None:  # S = Q K^T, O = P V
+            self._emit("fwd", "bmm", func, layer, mtype, [Operand("a", tq), Operand("b", tk, True)], (bh, l, s_),
+                       {"attention": {"role": "qk", **att}, **extra})
+            self._emit("fwd", "bmm", func, layer, mtype, [Operand("a", tp), Operand("b", tv)], (bh, l, ev),
+                       {"attention": {"role": "pv", **att}, **extra})
+            return
+        tg = self._attn_store(grad_out, "grad_output", layer)
+        # dS = P * (dP - rowsum): zero wherever P is, so it has P's mask (stored as grad_output)
+        tds = self._writer.add_packed(packed, (bh, l, s_), dtype=_dtype_name(q.dtype), role="grad_output",
+                                      layer=layer, nnz=nnz)
+        # for O = P V: dP = dO V^T (grad of a: dgrad), dV = P^T dO (grad of b: wgrad);
+        # for S = Q K^T: dQ = dS K (dgrad), dK = dS^T Q (wgrad)
+        self._emit("dgrad", "bmm", func, layer, mtype, [Operand("a", tg), Operand("b", tv, True)], (bh, l, s_),
+                   {"attention": {"role": "dp", **att}})
+        self._emit("wgrad", "bmm", func, layer, mtype, [Operand("a", tp, True), Operand("b", tg)], (bh, s_, ev),
+                   {"attention": {"role": "dv", **att}})
+        self._emit("dgrad", "bmm", func, layer, mtype, [Operand("a", tds), Operand("b", tk)], (bh, l, e),
+                   {"attention": {"role": "dq", **att}})
+        self._emit("wgrad", "bmm", func, layer, mtype, [Operand("a", tds, True), Operand("b", tq)], (bh, s_, e),
+                   {"attention": {"role": "dk", **att}})
+
+    def _sdpa_cpu(self, func, args, kwargs, out) -> None:
+        self._sdpa(func, args[0], args[1], args[2], _arg(args, kwargs, 3, "dropout_p", 0.0),
+                   _arg(args, kwargs, 4, "is_causal", False), kwargs.get("attn_mask"), "flash_cpu")
+
+    def _sdpa_cpu_bwd(self, func, args, kwargs, out) -> None:
+        self._sdpa(func, args[1], args[2], args[3], _arg(args, kwargs, 6, "dropout_p", 0.0),
+                   _arg(args, kwargs, 7, "is_causal", False), kwargs.get("attn_mask"), "flash_cpu", grad_out=args[0])
+
+    def _sdpa_flash(self, func, args, kwargs, out) -> None:
+        self._sdpa(func, args[0], args[1], args[2], _arg(args, kwargs, 3, "dropout_p", 0.0),
+                   _arg(args, kwargs, 4, "is_causal", False), None, "flash")
+
+    def _sdpa_flash_bwd(self, func, args, kwargs, out) -> None:
+        self._sdpa(func, args[1], args[2], args[3], _arg(args, kwargs, 10, "dropout_p", 0.0),
+                   _arg(args, kwargs, 11, "is_causal", False), None, "flash", grad_out=args[0])
+
+    def _sdpa_efficient(self, func, args, kwargs, out) -> None:
+        self._sdpa(func, args[0], args[1], args[2], _arg(args, kwargs, 5, "dropout_p", 0.0),
+                   _arg(args, kwargs, 6, "is_causal", False), _arg(args, kwargs, 3, "attn_bias"), "efficient")
+
+    def _sdpa_efficient_bwd(self, func, args, kwargs, out) -> None:
+        self._sdpa(func, args[1], args[2], args[3], _arg(args, kwargs, 9, "dropout_p", 0.0),
+                   _arg(args, kwargs, 11, "is_causal", False), _arg(args, kwargs, 4, "attn_bias"), "efficient",
+                   grad_out=args[0])
+
+    def _sdpa_cudnn(self, func, args, kwargs, out) -> None:
+        self._sdpa(func, args[0], args[1], args[2], _arg(args, kwargs, 5, "dropout_p", 0.0),
+                   _arg(args, kwargs, 6, "is_causal", False), _arg(args, kwargs, 3, "attn_bias"), "cudnn")
+
+    def _sdpa_cudnn_bwd(self, func, args, kwargs, out) -> None:
+        self._sdpa(func, args[1], args[2], args[3], _arg(args, kwargs, 13, "dropout_p", 0.0),
+                   _arg(args, kwargs, 14, "is_causal", False), _arg(args, kwargs, 8, "attn_bias"), "cudnn",
+                   grad_out=args[0])
+
     # ---------------------------------------------------------------- saved tensors
     def _category(self, t: torch.Tensor) -> str:
         # parameter, a view of one or computed from one (SWAT's W~) -> weight; floating tensors with
@@ -818,6 +1160,75 @@ _HANDLERS = {
     aten.bmm.default: Recorder._bmm,
     aten.baddbmm.default: Recorder._baddbmm,
 }
+# scaled-dot-product attention, every backend (the math backend is composite: its bmm ops are seen)
+for _n, _h in (("_scaled_dot_product_flash_attention_for_cpu", Recorder._sdpa_cpu),
+               ("_scaled_dot_product_flash_attention_for_cpu_backward", Recorder._sdpa_cpu_bwd),
+               ("_scaled_dot_product_flash_attention", Recorder._sdpa_flash),
+               ("_scaled_dot_product_flash_attention_backward", Recorder._sdpa_flash_bwd),
+               ("_scaled_dot_product_efficient_attention", Recorder._sdpa_efficient),
+               ("_scaled_dot_product_efficient_attention_backward", Recorder._sdpa_efficient_bwd),
+               ("_scaled_dot_product_cudnn_attention", Recorder._sdpa_cudnn),
+               ("_scaled_dot_product_cudnn_attention_backward", Recorder._sdpa_cudnn_bwd)):
+    if hasattr(aten, _n):
+        _HANDLERS[getattr(aten, _n).default] = _h
+
+
+_BWD_HANDLERS = {aten.convolution_backward.default} | {
+    getattr(aten, n).default for n in ("_scaled_dot_product_flash_attention_for_cpu_backward",
+                                       "_scaled_dot_product_flash_attention_backward",
+                                       "_scaled_dot_product_efficient_attention_backward",
+                                       "_scaled_dot_product_cudnn_attention_backward") if hasattr(aten, n)}
+
+
+def _sp_handle():
+    from accelsim.sparsity import handle
+
+    return handle
+
+
+def _sparsify_state() -> str | None:
+    """The sparsity method's work marker (accelsim.sparsity.handle.sparsify_work), or None."""
+    work = _sp_handle()._WORK
+    return work[-1] if work else None
+
+
+def _recompute_codes() -> frozenset:
+    """Code objects of torch.utils.checkpoint that re-run a checkpointed forward during backward:
+    the reentrant CheckpointFunction.backward and the non-reentrant unpack hook's recompute_fn."""
+    global _RECOMPUTE_CODES
+    if _RECOMPUTE_CODES is None:
+        import torch.utils.checkpoint as ck
+
+        codes = set()
+        fb = getattr(getattr(ck, "CheckpointFunction", None), "backward", None)
+        if fb is not None:
+            codes.add(fb.__code__)
+        # recompute_fn is a closure defined inside a module-level function (its code is a constant)
+        for obj in vars(ck).values():
+            code = getattr(obj, "__code__", None)
+            if code is not None:
+                codes.update(c for c in code.co_consts if getattr(c, "co_name", "") == "recompute_fn")
+        _RECOMPUTE_CODES = frozenset(codes)
+    return _RECOMPUTE_CODES
+
+
+_RECOMPUTE_CODES: frozenset | None = None
+
+
+def _recomputing() -> bool:
+    """Is a checkpointed forward being re-run inside backward? (a frame of torch.utils.checkpoint's
+    recomputation is on the stack; the reentrant variant's nested backward runs in another autograd
+    node, so only its forward re-run counts)"""
+    node = torch._C._current_autograd_node()
+    if node is not None and node.name() == "CheckpointFunctionBackward":
+        return True
+    codes = _recompute_codes()
+    f = sys._getframe(2)
+    while f is not None:
+        if f.f_code in codes:
+            return True
+        f = f.f_back
+    return False
 
 
 def _prune_masks(mod: torch.nn.Module) -> list[torch.Tensor]:
