@@ -20,7 +20,7 @@ from typing import Any, Callable
 from accelsim.errors import AccelsimError
 from accelsim.sparsity.spec import METHODS, Params, method_params, param
 
-MODELS = ("resnet18-cifar", "resnet50-imagenet", "vgg16-cifar", "transformer-block")
+MODELS = ("resnet18-cifar", "resnet50-imagenet", "vgg16-cifar", "transformer-block", "gpt-block")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 Progress = Callable[[str, int, int], None]
@@ -90,7 +90,7 @@ def record_training(model: str, method: str, out, *, progress: Progress | None =
     tp = TrainingParams(**{k: v for k, v in params.items() if k in TRAINING_KWARGS})
     # None = not given (as the old signature's sparsity=None): a method keyword set to None is dropped
     mp = method_params(method, {k: v for k, v in params.items() if k not in TRAINING_KWARGS and v is not None})
-    if tp.batch < 2 and model != "transformer-block":
+    if tp.batch < 2 and model not in ("transformer-block", "gpt-block"):  # no batch norm
         raise AccelsimError(f"record: model {model} has batch norm, which needs batch >= 2, got {tp.batch}")
     if progress is not None and not callable(progress):
         raise AccelsimError("record: progress must be a callable (stage, done, total)")

@@ -9,6 +9,10 @@
   image patches (32x32 image -> 64 tokens), q/k/v/out projections as separate nn.Linear so N:M and
   SWAT see them, mean-pooled tokens -> 10 classes. ASSUMPTION: a small ViT-style configuration of
   our own (the layer shapes of Vaswani et al. 2017 at reduced width), not a published model.
+- ``gpt-block``: two GPT-2-style pre-norm decoder blocks (Radford et al. 2019 layout: fused qkv
+  nn.Linear, causal ``F.scaled_dot_product_attention``, output projection, 4x GELU MLP) at d_model
+  128, 4 heads, over the same 4x4 image patches (64 tokens), the last token's output -> 10 classes
+  (causal: it is the one that sees every token). ASSUMPTION: a small configuration of our own.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from torch import nn
 
 from accelsim.errors import AccelsimError
 
-MODELS = ("resnet18-cifar", "resnet50-imagenet", "vgg16-cifar", "transformer-block")
+MODELS = ("resnet18-cifar", "resnet50-imagenet", "vgg16-cifar", "transformer-block", "gpt-block")
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ SPECS = {
     "resnet50-imagenet": ModelSpec("resnet50-imagenet", 224, 32, 1000),
     "vgg16-cifar": ModelSpec("vgg16-cifar", 32, 32, 10, 32),      # five 2x2 max-pools
     "transformer-block": ModelSpec("transformer-block", 32, 4, 10, 4),
+    "gpt-block": ModelSpec("gpt-block", 32, 4, 10, 4),
 }
 
 
@@ -189,6 +194,60 @@ class TransformerBlock(nn.Module):
         return self.head(self.norm_out(x).mean(dim=1))
 
 
+class CausalSelfAttention(nn.Module):
+    """GPT-2's attention: one fused qkv projection, causal SDPA over heads, output projection."""
+
+    def __init__(self, d_model: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=-1)
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class GPTBlock(nn.Module):
+    def __init__(self, d_model: int, heads: int, ffn: int):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = CausalSelfAttention(d_model, heads)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.fc1 = nn.Linear(d_model, ffn)
+        self.fc2 = nn.Linear(ffn, d_model)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+class GPTBlocks(nn.Module):
+    """``gpt-block``: patch embedding, ``blocks`` GPT blocks, final norm, last token -> classes."""
+
+    def __init__(self, image_size: int = 32, patch: int = 4, d_model: int = 128, heads: int = 4,
+                 ffn: int = 512, blocks: int = 2, num_classes: int = 10):
+        super().__init__()
+        self.patch = patch
+        self.tokens = (image_size // patch) ** 2
+        self.embed = nn.Linear(3 * patch * patch, d_model)
+        self.pos = nn.Parameter(torch.zeros(1, self.tokens, d_model))
+        nn.init.normal_(self.pos, std=0.02)
+        self.blocks = nn.Sequential(*(GPTBlock(d_model, heads, ffn) for _ in range(blocks)))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, num_classes)
+
+    def forward(self, img):
+        b, c, hh, ww = img.shape
+        p = self.patch
+        x = img.reshape(b, c, hh // p, p, ww // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, -1, c * p * p)
+        x = self.blocks(self.embed(x) + self.pos)
+        return self.head(self.ln_f(x)[:, -1])
+
+
 def resolve_image_size(name: str, image_size: int | None) -> int:
     """The input resolution a model will use; raises AccelsimError for an unusable one."""
     if name not in SPECS:
@@ -214,4 +273,6 @@ def build_model(name: str, image_size: int | None = None) -> nn.Module:
         return ResNet(Bottleneck, (3, 4, 6, 3), 1000, imagenet_stem=True)
     if name == "vgg16-cifar":
         return VGG(10, size)
+    if name == "gpt-block":
+        return GPTBlocks(image_size=size)
     return TransformerBlock(image_size=size)
