@@ -526,7 +526,7 @@ def test_sighup_during_record_leaves_no_temp_file_and_the_old_trace(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "t.npz"
     out.write_bytes(b"old trace")
-    p = _popen("record", "--model", "transformer-block", "--method", "dense", "--warmup", "0", "--steps", "100000",
+    p = _popen("record", "--model", "transformer-block", "--method", "dense", "--warmup", "0", "--steps", "1000",
                "-q", "-o", out)
     deadline = time.monotonic() + 240
     while not list(tmp_path.glob(".t.npz.*.tmp")) and time.monotonic() < deadline and p.poll() is None:
