@@ -409,7 +409,7 @@ def _distinct(items: Sequence[str], key, what: str) -> None:
 
 def cmd_inspect(args) -> int:
     from accelsim.report.table import format_table, nbytes, si
-    from accelsim.trace.inspect import op_rows, saved_summary
+    from accelsim.trace.inspect import coverage_line, op_rows, saved_summary, vector_summary
 
     n, m = _parse_nm(args.nm)
     trace = _open_trace(args.trace)
@@ -421,6 +421,8 @@ def cmd_inspect(args) -> int:
         if isinstance(v, dict) and v:
             out.append(f"  {k}:")
             for k2, v2 in v.items():
+                if k == "meta" and k2 == "coverage":
+                    continue  # summed up below (accelsim/trace/inspect.py coverage_line)
                 if isinstance(v2, dict) and v2:
                     out.append(f"    {k2}:")
                     out.extend(f"      {k3}: {v3}" for k3, v3 in v2.items())
@@ -429,6 +431,7 @@ def cmd_inspect(args) -> int:
         else:
             out.append(f"  {k}: {v}")
     out.append(f"  tensors: {len(trace.tensors)}, ops: {len(trace.ops)}, saved records: {len(trace.saved)}")
+    out.append(coverage_line(trace))
     out.append("")
     rows = []
     for info in op_rows(trace, n=n, m=m):
@@ -441,6 +444,14 @@ def cmd_inspect(args) -> int:
                              "density", f"{n}:{m} along K"], rows, align="rllllrllrr"))
     out.append(f"\n{n}:{m} along K: fraction of groups of {m} along the reduction dim of that pass with at "
                f"most {n} non-zeros (1.000 = fully {n}:{m})")
+    vec = vector_summary(trace)
+    if vec:
+        out.append("\nvector (non-GEMM) work, by pass and class (sparsify: the method's own work):")
+        out.append(format_table(["step", "pass", "class", "sparsify", "dedicated", "records", "kernels", "elements",
+                                 "bytes read", "bytes written"],
+                                [[r["step"], r["pass"], r["class"], "yes" if r["sparsify"] else "", r["dedicated"] or "",
+                                  r["records"], r["kernels"], si(r["elements"]), nbytes(r["bytes_read"]),
+                                  nbytes(r["bytes_written"])] for r in vec], align="rllllrrrrr"))
     summ = saved_summary(trace)
     if summ:
         out.append("\nsaved for backward:")
