@@ -600,3 +600,22 @@ def test_runtime_sparse_activation_pays_compression_only_in_the_library_model():
         work = gemm_workload(m, n, k, packed={"a": two_four_words(m, k)}, roles={"a": role, "b": "weight"})
         fl, fi = gpu.op_cost(work, lib, sparse=True), gpu.op_cost(work, ideal, sparse=True)
         assert fl.sparse_operand == "a" and fl.fixed_cycles - fi.fixed_cycles == extra
+
+
+@pytest.mark.parametrize("name", ["a100_24", "h100_24", "h200_24"])
+def test_ideal_twin_is_the_same_machine(name):
+    """hwconfigs/<name>_ideal.yaml is <name>.yaml with kernel_model ideal and nothing else changed."""
+    import dataclasses
+    from pathlib import Path
+
+    from accelsim.hw import load_hw
+    d = Path(__file__).resolve().parents[1] / "hwconfigs"
+    lib, ideal = load_hw(d / f"{name}.yaml"), load_hw(d / f"{name}_ideal.yaml")
+    assert (lib.compute.kernel_model, ideal.compute.kernel_model) == ("library", "ideal")
+    assert ideal.name == f"{name}_ideal"
+    reset = dataclasses.replace(lib.compute, kernel_model="ideal", mainloop_efficiency=(1.0, 1.0),
+                                kernel_fixed_s=(0.0, 0.0), cta_fixed_s=(0.0, 0.0), sparse_cta_tiles=(),
+                                sparse_split_k=True)
+    assert reset == ideal.compute
+    assert (lib.clock_hz, lib.memory, lib.sparsity, lib.storage_format) == (
+        ideal.clock_hz, ideal.memory, ideal.sparsity, ideal.storage_format)
