@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from accelsim.hw.config import HardwareConfig
 from accelsim.sim.memory import run_tiles
@@ -189,8 +189,10 @@ def not_simulated_items(trace, ops: list[OpResult]) -> list[dict]:
 
 
 def simulate(trace, hw, *, progress: Callable[[str, int, int], None] | None = None,
-             timeline: bool = False) -> SimResult:
-    """Replay `trace` (a Trace or a path) on `hw` (a HardwareConfig or a YAML path)."""
+             timeline: bool = False, lowered: Sequence[list[Workload]] | None = None) -> SimResult:
+    """Replay `trace` (a Trace or a path) on `hw` (a HardwareConfig or a YAML path). ``lowered``:
+    ``lower_op(trace, op)`` of every op of ``trace.ops``, kept by a caller that simulates one trace on
+    many machines (accelsim/sweep: the workloads' memo() is then shared by every point)."""
     from accelsim.trace.format import Trace, load_trace
 
     if not isinstance(hw, HardwareConfig):
@@ -215,7 +217,7 @@ def simulate(trace, hw, *, progress: Callable[[str, int, int], None] | None = No
                     progress("simulate", i + 1, n)
                 continue
             parts = []  # an op may lower to several GEMMs (lowering registry): run them in order
-            for work in lower_op(trace, op):
+            for work in (lowered[i] if lowered is not None else lower_op(trace, op)):
                 skip = causal_skip(work, hw)
                 res, ev = simulate_op(skip if skip is not None else work, hw, timeline=timeline, start=clock)
                 if skip is not None:
