@@ -346,3 +346,20 @@ def test_views_and_counts_are_memoised_per_workload_read_only():
     assert K.nm_compliance(w, "a", 2, 4) == 0.5 == K.nm_compliance(w, "a", 2, 4)
     w2 = workload_from_masks("matmul", "fwd", {"a": ~a, "b": b})  # another op: its own memo
     assert K.operand_view(w2, "a") is not v and K.nm_compliance(w2, "a", 2, 4) == 1.0
+
+
+def test_gpu_and_systolic_runs_import_no_numba():
+    # speed (benchmarks/bench_speed.py): importing numba and loading its target costs ~0.3 s a
+    # process; kernels are jitted on first call and N:M counts and short replays need none, so
+    # simulating a trace on a GPU or systolic file never imports numba
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys\nfrom accelsim.hw import load_hw\nfrom accelsim.sim.engine import simulate\n"
+            "for hw in ('a100_24', 'systolic_128_nm'):\n"
+            "    simulate('traces/resnet18_cifar_srste_2of4.npz', load_hw(hw))\n"
+            "print('numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -102,6 +102,7 @@ def _block_max(x: np.ndarray, block: int) -> np.ndarray:
 
 def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
     """Cycles and per-wave DRAM traffic of one op on a sparse PE array (module docstring)."""
+    global _dense_bytes
     comp, sp = hw.compute, hw.sparsity
     mb, nb = unit_grid(work, hw)
     g = work.groups
@@ -163,9 +164,12 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
     _, compute, stream = best
     if key is not None:
         engine = run_tiles(stream, bytes_per_cycle=key[-3] / hw.clock_hz, latency_cycles=key[-2])
-        if len(_DENSE) >= _MAX_DENSE:
+        size_b = stream.compute_cycles.nbytes * (2 + len(stream.load_bytes))
+        if _dense_bytes + size_b > MEMO_BYTES:
             _DENSE.clear()
+            _dense_bytes = 0
         _DENSE[key] = (compute, stream, engine)
+        _dense_bytes += size_b
     names = tuple(work.a if s == "a" else work.b for s in skipped)
     return FamilyCost(compute_cycles=compute, effectual_macs=eff,
                       sparse_operand="+".join(names) if names else None, fallback=fallback, tiles=stream,
@@ -173,7 +177,8 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
 
 
 _DENSE: dict[tuple, tuple] = {}  # op_cost's memo of dense streams (shared, read-only)
-_MAX_DENSE = 4096
+MEMO_BYTES = 256 << 20  # the memo is emptied when its streams would pass this
+_dense_bytes = 0
 
 
 def dense_stream_rows(work: Workload, lanes: int, tap_padded: bool = True) -> int:

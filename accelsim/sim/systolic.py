@@ -405,8 +405,9 @@ def choose_schedule(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, 
     return ch.schedule, ch.traffic
 
 
-_CHOICES: dict[tuple, Choice] = {}  # choose()'s memo (bounded; see choose)
-_MAX_CHOICES = 4096
+_CHOICES: dict[tuple, Choice] = {}  # choose()'s memo, emptied when its streams pass MEMO_BYTES
+MEMO_BYTES = 256 << 20
+_memo_bytes = 0
 
 
 def choose(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, int], out_bytes: int,
@@ -416,13 +417,24 @@ def choose(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, int], out
     GEMMs, 60 distinct). The Choice and its stream are shared by every caller: read-only."""
     key = (m, n, k, hw.compute, hw.memory, hw.clock_hz, tuple(sorted(size.items())), out_bytes, psum_bytes,
            schedule)
+    global _memo_bytes
     got = _CHOICES.get(key)
     if got is None:
         got = _choose(m, n, k, hw, size, out_bytes, psum_bytes, schedule=schedule)
-        if len(_CHOICES) >= _MAX_CHOICES:
+        size_b = _stream_nbytes(got.stream)
+        if _memo_bytes + size_b > MEMO_BYTES:
             _CHOICES.clear()
+            _memo_bytes = 0
         _CHOICES[key] = got
+        _memo_bytes += size_b
     return got
+
+
+def _stream_nbytes(st: TileStream | None) -> int:
+    if st is None:
+        return 0
+    arrays = [st.compute_cycles, st.store_bytes, st.fence, *st.load_bytes.values(), *(st.free_bytes or {}).values()]
+    return sum(a.nbytes for a in arrays)
 
 
 def _choose(m: int, n: int, k: int, hw: HardwareConfig, size: dict[str, int], out_bytes: int,
