@@ -799,3 +799,215 @@ def test_an_interrupt_while_hooks_are_installed_or_removed_leaves_no_temp_file(t
     from torch.nn.modules import module as torch_module
 
     assert not torch_module._global_forward_hooks and not torch_module._global_forward_pre_hooks
+
+
+# ---------------------------------------------------------------------------------------------- format v2:
+# the whole step (attention, vector work, sparsification, checkpointing, coverage)
+
+aten = torch.ops.aten
+
+
+def _step_macs(tr) -> int:
+    """Dense GEMM MACs of every GEMM op record, from the lowering registry."""
+    from accelsim.sim import lowering
+
+    total = 0
+    for o in _gemm_ops(tr):
+        used = {p.name: lowering.used_shape(tr.tensors[p.tensor].shape, p.transposed) for p in o.operands}
+        geo = lowering.validate(o.kind, o.pass_, o.params, used)
+        total += sum(g.dense_macs for g in lowering.lower_geometry(o.kind, o.pass_, geo))
+    return total
+
+
+def test_gpt_block_gemm_macs_equal_flop_counter(tmp_path):
+    # FlopCounterMode (torch.utils.flop_counter) counts 2 FLOPs per MAC of mm/addmm/bmm/conv and of
+    # the SDPA GEMMs (fwd: QK^T + PV, bwd: dP, dV, dQ, dK); it has no entry for the CPU flash kernel,
+    # so that op is mapped to torch's own sdpa formulas (sdpa_flop_count / sdpa_backward_flop_count)
+    from torch.utils import flop_counter as fcm
+
+    from accelsim.models.zoo import GPTBlocks
+
+    cpu, cpu_bwd = (aten._scaled_dot_product_flash_attention_for_cpu,  # overload packets, as FlopCounterMode
+                    aten._scaled_dot_product_flash_attention_for_cpu_backward)  # keys its registry
+
+    def fwd_flops(q, k, v, *args, out_shape=None, **kw):  # FlopCounterMode passes shapes
+        return fcm.sdpa_flop_count(q, k, v)
+
+    def bwd_flops(g, q, k, v, *args, out_shape=None, **kw):
+        return fcm.sdpa_backward_flop_count(g, q, k, v)
+
+    torch.manual_seed(0)
+    net = GPTBlocks(image_size=16, patch=4, d_model=32, heads=2, ffn=64, blocks=2)  # 16 tokens
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y = torch.randn(3, 3, 16, 16), torch.tensor([1, 2, 3])
+    with fcm.FlopCounterMode(display=False, custom_mapping={cpu: fwd_flops, cpu_bwd: bwd_flops}) as fc:
+        with accelsim.record(net, tmp_path / "g.npz", steps=1) as rec:
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+            rec.step()
+    tr = load_trace(tmp_path / "g.npz")
+    att = [o for o in tr.ops if "attention" in o.params]
+    # per block: forward QK^T, PV; backward recomputes QK^T (marked), then dP, dV, dQ, dK
+    assert sorted(o.params["attention"]["role"] for o in att) == sorted(["qk", "pv", "qk", "dp", "dv", "dq", "dk"] * 2)
+    assert sum(bool(o.params.get("recompute")) for o in att) == 2
+    # hand-worked attention MACs: B*H = 6, L = S = 16, E = 16: seven GEMMs of 6*16*16*16 each per block
+    assert _step_macs(tr) - _step_macs_of(tr, lambda o: "attention" not in o.params) == 2 * 7 * 6 * 16 ** 3
+    assert _step_macs(tr) * 2 == fc.get_total_flops()
+    cov = tr.header["meta"]["coverage"]
+    assert cov[str(cpu.default)] == {"seen": 2, "recorded": 2, "as": "gemm"}
+    assert {str(k) for k in fc.get_flop_counts()["Global"]} >= {"aten.mm", "aten.addmm", str(cpu)}
+    assert all(c["seen"] == c["recorded"] for c in cov.values() if c["as"] != "none")  # nothing left out
+
+
+def _step_macs_of(tr, keep) -> int:
+    class _T:  # the trace with only the ops `keep` accepts
+        tensors = tr.tensors
+        ops = [o for o in tr.ops if keep(o)]
+    return _step_macs(_T)
+
+
+def test_sdpa_records_the_attention_gemms_with_their_masks(tmp_path):
+    torch.manual_seed(0)
+    b, h, l, e = 2, 3, 8, 4
+    q, k, v = (torch.randn(b, h, l, e, requires_grad=True) for _ in range(3))
+    keep = torch.rand(l, l) > 0.3
+    with accelsim.record(nn.Identity(), tmp_path / "a.npz", steps=3) as rec:
+        for mask, causal in ((None, True), (keep, False), (torch.zeros(l, l), False)):
+            F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal).sum().backward()
+            rec.step()
+    tr = load_trace(tr_path := tmp_path / "a.npz")
+    assert tr_path.exists()
+    for step, (name, structural, want) in enumerate((("causal", True, np.tril(np.ones((l, l), bool))),
+                                                      ("attn_mask", False, keep.numpy()),
+                                                      ("unknown", False, np.ones((l, l), bool)))):
+        ops = [o for o in tr.ops if o.step == step and "attention" in o.params]
+        roles = [o.params["attention"]["role"] for o in ops]
+        assert roles == ["qk", "pv", "qk", "dp", "dv", "dq", "dk"]  # backward recomputes S = QK^T first
+        assert [o.pass_ for o in ops] == ["fwd", "fwd", "fwd", "dgrad", "wgrad", "dgrad", "wgrad"]
+        assert [bool(o.params.get("recompute")) for o in ops] == [False, False, True, False, False, False, False]
+        assert all(o.params["attention"] == {"role": r, "mask": name, "structural": structural, "dropout_p": 0.0,
+                                             "backend": "flash_cpu"} for o, r in zip(ops, roles))
+        qk, pv, qk2, dp, dv, dq, dk = ops
+        assert qk2.operands == qk.operands
+        bh = b * h
+        assert [o.out_shape for o in ops] == [(bh, l, l), (bh, l, e), (bh, l, l), (bh, l, l), (bh, l, e), (bh, l, e),
+                                              (bh, l, e)]
+        assert _used(tr, qk, "b") == (bh, e, l) and qk.operand("b").transposed  # K^T: K stored once
+        p = tr.operand_mask(pv, "a")  # P: the score-side mask known without the scores
+        assert p.shape == (bh, l, l) and all(np.array_equal(p[i], want) for i in range(bh))
+        assert np.array_equal(tr.operand_mask(dv, "a"), np.swapaxes(p, 1, 2))  # P^T
+        assert np.array_equal(tr.operand_mask(dq, "a"), p)                      # dS: zero where P is
+        assert np.array_equal(tr.operand_mask(qk, "a"), (q != 0).detach().reshape(bh, l, e).numpy())
+        assert dk.operand("b").tensor == qk.operand("a").tensor                 # dK = dS^T Q
+    # the causal P mask is stored once for all uses of that shape (dedup)
+    assert len({o.operand("a").tensor for o in tr.ops if o.step == 0 and o.params.get("attention", {}).get("role")
+                == "pv"}) == 1
+
+
+def test_multihead_attention_without_weights_records_its_sdpa(tmp_path):
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 2, batch_first=True)
+    x = torch.randn(2, 5, 16)
+    with accelsim.record(mha, tmp_path / "m.npz", steps=1) as rec:
+        mha(x, x, x, need_weights=False)[0].sum().backward()
+        rec.step()
+    tr = load_trace(tmp_path / "m.npz")
+    att = [o for o in tr.ops if "attention" in o.params]
+    assert len(att) == 7 and {o.layer for o in att} == {"MultiheadAttention"}
+    assert att[0].out_shape == (4, 5, 5) and att[0].params["attention"]["mask"] == "none"
+    assert "unrecorded_ops" not in tr.header["meta"]
+
+
+def test_vector_ops_hand_worked_counts_passes_and_merging(tmp_path):
+    torch.manual_seed(0)
+    ln = nn.LayerNorm(8)
+    opt = torch.optim.SGD(ln.parameters(), lr=0.1, foreach=False)
+    x = torch.randn(4, 8)
+    with accelsim.record(ln, tmp_path / "v.npz", steps=1) as rec:
+        y = ln(x)
+        z = torch.relu(torch.relu(torch.relu(y)))  # three identical consecutive kernels
+        z.view(-1).sum().backward()
+        opt.step()
+        rec.step()
+    tr = load_trace(tmp_path / "v.npz")
+    vec = [o for o in tr.ops if o.kind == "vector"]
+    assert tr.ops == vec  # no GEMM in a layer norm
+    first = vec[0]
+    # native_layer_norm: reads x (32 fp32 = 128 B), weight and bias (8 fp32 = 32 B each) = 192 B;
+    # writes y (128 B), mean and rstd (4x1 fp32 = 16 B each) = 160 B; elements of its largest tensor: 32
+    assert (first.pass_, first.layer, first.params) == ("fwd", "LayerNorm", {
+        "op": "aten.native_layer_norm.default", "class": "normalisation", "elements": 32, "bytes_read": 192,
+        "bytes_written": 160, "dtype": "float32", "kernels": 1, "sparsify": False, "dedicated": None})
+    assert first.out_shape == (32,)
+    relu = vec[1]
+    assert (relu.params["op"], relu.params["kernels"], relu.params["elements"], relu.params["bytes_read"]) == (
+        "aten.relu.default", 3, 3 * 32, 3 * 128)
+    passes = {o.params["op"]: o.pass_ for o in vec}
+    assert passes["aten.native_layer_norm_backward.default"] == "bwd"
+    assert passes["aten.sum.default"] == "fwd"
+    opt_ops = [o for o in vec if o.pass_ == "optimizer"]
+    assert opt_ops and all(o.params["class"] == "optimizer" for o in opt_ops)  # SGD's p -= lr * g
+    cov = tr.header["meta"]["coverage"]
+    assert cov["aten.view.default"]["recorded"] == 0 and cov["aten.view.default"]["as"] == "none"  # views: free
+    assert cov["aten.relu.default"] == {"seen": 3, "recorded": 3, "as": "vector"}
+    assert sum(c["recorded"] for c in cov.values()) == sum(o.params["kernels"] for o in vec)
+
+
+def test_sparsity_work_is_marked_and_declared(tmp_path):
+    from accelsim.sparsity import apply_method
+
+    torch.manual_seed(0)
+    for method, kw in (("srste", {}), ("swat", {"sparsity": 0.5})):
+        net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+        handle = apply_method(net, method, first_layer_dense=False, **kw)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        with accelsim.record(net, tmp_path / f"{method}.npz", steps=1, method=method) as rec:
+            net(torch.randn(2, 8)).sum().backward()
+            handle.after_backward()
+            opt.step()
+            handle.after_step(0)
+            rec.step()
+        tr = load_trace(tmp_path / f"{method}.npz")
+        sp = [o for o in tr.ops if o.kind == "vector" and o.params["sparsify"]]
+        by_op = {}
+        for o in sp:
+            by_op.setdefault(o.params["op"], []).append(o)
+        assert all(o.kind == "vector" for o in sp) and not any(o.params["sparsify"] for o in tr.ops
+                                                                if o.params.get("op", "").startswith("aten.relu"))
+        if method == "srste":
+            sel, comp = by_op["accelsim.sparsity.nm_mask"], by_op["accelsim.sparsity.compress"]
+            assert [o.layer for o in sel] == ["0", "2"] and {o.params["dedicated"] for o in sel} == {"topk_fused"}
+            # compressing the 16x8 fp32 W~ of layer 0 to 2:4: reads 128 x 4 B, writes the 64 kept values
+            # (256 B) and 2 bits of metadata per kept value (128 bits = 16 B)
+            c0 = comp[0].params
+            assert (c0["class"], c0["dedicated"], c0["elements"], c0["bytes_read"], c0["bytes_written"]) == (
+                "compress", "compress_2_4", 128, 512, 256 + 16)
+            assert by_op["aten.mul.Tensor"][0].params["dedicated"] is None  # applying the mask: elementwise
+        else:
+            sel = by_op["accelsim.sparsity.topk"]
+            # top-k of each weight and each input, per layer: W0 (16x8), X0 (2x8), W2 (4x16), X2 (2x16)
+            assert [o.params["elements"] for o in sel] == [128, 16, 64, 32]
+            assert all(o.params["class"] == "topk" and o.params["dedicated"] is None for o in sel)
+        assert all(o.pass_ == "fwd" for o in sp)
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_checkpointed_forward_recomputed_in_backward_is_marked(tmp_path, reentrant):
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8))
+    x = torch.randn(4, 8, requires_grad=True)
+    with accelsim.record(net, tmp_path / "c.npz", steps=1) as rec:
+        checkpoint(net, x, use_reentrant=reentrant).sum().backward()
+        rec.step()
+    tr = load_trace(tmp_path / "c.npz")
+    fwd = [(o.layer, o.kind, bool(o.params.get("recompute"))) for o in tr.ops if o.pass_ == "fwd" and o.kind == "matmul"]
+    # the forward once, then (in backward) again, marked: every layer whose output backward needs
+    assert fwd[:2] == [("0", "matmul", False), ("2", "matmul", False)]
+    assert ("0", "matmul", True) in fwd[2:] and all(r for _, _, r in fwd[2:])
+    assert any(o.kind == "vector" and o.params.get("recompute") and o.params["op"] == "aten.relu.default"
+               for o in tr.ops)
+    assert {o.pass_ for o in tr.ops if o.params.get("recompute")} == {"fwd"}
+    assert {"dgrad", "wgrad"} <= {o.pass_ for o in _gemm_ops(tr)}

@@ -555,8 +555,8 @@ class Recorder:
         info = self._names.get(id(mod))
         if info is None or info[2] is not mod:
             return  # a module outside the recorded model (e.g. a loss module)
-        if not self._stack:
-            self._grad_fwd = torch.is_grad_enabled()
+        if not self._stack:  # reentrant checkpointing runs the training forward under no_grad
+            self._grad_fwd = torch.is_grad_enabled() or _in_checkpoint_forward()
         self._stack.append(info)
         if mod is self.model and not self._in_backward():
             self._passes[torch.is_grad_enabled()] += 1
@@ -963,12 +963,16 @@ class Recorder:
     # ---------------------------------------------------------------- attention (SDPA)
     def _score_mask(self, bh: int, l: int, s_: int, causal: bool, attn_mask: Any, b: int, h: int) -> tuple:
         """(packed mask, nnz, mask name, structural) of the never-materialised score-side operands
-        P and dS, (bh, l, s): the causal triangle (torch's is_causal: key j <= query i), a boolean
-        attn_mask as given (True = attend), else all ones (a float mask: "unknown")."""
+        P and dS, (bh, l, s): the causal triangle (torch's is_causal: key j <= query i); an attn_mask
+        as given: boolean True = attend, or additive float where -inf entries are masked out
+        (F.scaled_dot_product_attention hands a boolean mask to the fused CPU kernel as 0 / -inf);
+        else all ones (a float mask without -inf: a bias, "unknown")."""
         if causal:
             name, structural = "causal", True
-        elif isinstance(attn_mask, torch.Tensor) and attn_mask.dtype == torch.bool:
-            m = attn_mask.expand(b, h, l, s_).reshape(bh, l, s_)
+        elif isinstance(attn_mask, torch.Tensor) and (attn_mask.dtype == torch.bool or (
+                attn_mask.is_floating_point() and bool(torch.isneginf(attn_mask).any()))):
+            keep = attn_mask if attn_mask.dtype == torch.bool else ~torch.isneginf(attn_mask)
+            m = keep.expand(b, h, l, s_).reshape(bh, l, s_)
             packed, nnz = _pack_mask(m)
             return packed, nnz, "attn_mask", False
         else:
@@ -1020,8 +1024,12 @@ class Recorder:
         # dS = P * (dP - rowsum): zero wherever P is, so it has P's mask (stored as grad_output)
         tds = self._writer.add_packed(packed, (bh, l, s_), dtype=_dtype_name(q.dtype), role="grad_output",
                                       layer=layer, nnz=nnz)
-        # for O = P V: dP = dO V^T (grad of a: dgrad), dV = P^T dO (grad of b: wgrad);
+        # The fused kernels keep only O and the row log-sum-exp, so backward first recomputes S = Q K^T
+        # (FlashAttention-2's backward, Dao 2023, Algorithm 2; torch.utils.flop_counter counts it too);
+        # then for O = P V: dP = dO V^T (grad of a: dgrad), dV = P^T dO (grad of b: wgrad);
         # for S = Q K^T: dQ = dS K (dgrad), dK = dS^T Q (wgrad)
+        self._emit("fwd", "bmm", func, layer, mtype, [Operand("a", tq), Operand("b", tk, True)], (bh, l, s_),
+                   {"attention": {"role": "qk", **att}, "recompute": True})
         self._emit("dgrad", "bmm", func, layer, mtype, [Operand("a", tg), Operand("b", tv, True)], (bh, l, s_),
                    {"attention": {"role": "dp", **att}})
         self._emit("wgrad", "bmm", func, layer, mtype, [Operand("a", tp, True), Operand("b", tg)], (bh, s_, ev),
@@ -1097,11 +1105,11 @@ class Recorder:
     def _pack_hook(self, t: torch.Tensor) -> tuple:
         busy, self._busy = self._busy, True
         try:
-            if self._in_backward():
+            if self._in_backward() and not _recomputing():
                 node = torch._C._current_autograd_node()
                 info = self._nodes.get(node) if node is not None else None
                 layer, mtype = (info.layer, info.module_type) if info else (self._root, self._root)
-            else:
+            else:  # forward, or a checkpointed forward re-run in backward
                 layer, mtype, _ = self._weight_where(t, self._fwd_where())
             cat = self._category(t)
             tid = None
@@ -1194,15 +1202,12 @@ def _sparsify_state() -> str | None:
 
 def _recompute_codes() -> frozenset:
     """Code objects of torch.utils.checkpoint that re-run a checkpointed forward during backward:
-    the reentrant CheckpointFunction.backward and the non-reentrant unpack hook's recompute_fn."""
+    the non-reentrant unpack hook's recompute_fn (the reentrant variant is told by its node)."""
     global _RECOMPUTE_CODES
     if _RECOMPUTE_CODES is None:
         import torch.utils.checkpoint as ck
 
         codes = set()
-        fb = getattr(getattr(ck, "CheckpointFunction", None), "backward", None)
-        if fb is not None:
-            codes.add(fb.__code__)
         # recompute_fn is a closure defined inside a module-level function (its code is a constant)
         for obj in vars(ck).values():
             code = getattr(obj, "__code__", None)
@@ -1215,10 +1220,25 @@ def _recompute_codes() -> frozenset:
 _RECOMPUTE_CODES: frozenset | None = None
 
 
+def _in_checkpoint_forward() -> bool:
+    """Is reentrant torch.utils.checkpoint running its first (no_grad) forward? A frame of
+    CheckpointFunction.forward is on the stack."""
+    import torch.utils.checkpoint as ck
+
+    fn = getattr(getattr(ck, "CheckpointFunction", None), "forward", None)
+    code = getattr(fn, "__code__", None)
+    f = sys._getframe(1)
+    while f is not None and code is not None:
+        if f.f_code is code:
+            return True
+        f = f.f_back
+    return False
+
+
 def _recomputing() -> bool:
-    """Is a checkpointed forward being re-run inside backward? (a frame of torch.utils.checkpoint's
-    recomputation is on the stack; the reentrant variant's nested backward runs in another autograd
-    node, so only its forward re-run counts)"""
+    """Is a checkpointed forward being re-run inside backward? Reentrant checkpointing re-runs it in
+    the CheckpointFunctionBackward node (its nested backward runs in other nodes: not a re-run);
+    non-reentrant checkpointing from an unpack hook, in recompute_fn (a frame on the stack)."""
     node = torch._C._current_autograd_node()
     if node is not None and node.name() == "CheckpointFunctionBackward":
         return True
