@@ -59,7 +59,7 @@ Two implementations of exactly this model, and which one a change goes in:
   the test oracle and is not used by the simulator.
 * ``run_tiles``: the replay (``_replay``: one function, jitted by numba with an explicit signature
   and cached, or run interpreted on Python lists while a process's streams are short in total:
-  PY_REPLAY_TILES), which serves every production run whatever the stream length. It computes the
+  PY_REPLAY_SECONDS), which serves every production run whatever the stream length. It computes the
   same schedule in closed form per tile: loads never wait for stores, so a load starts at
   max(channel free, end of the compute it depends on); capacity mode's "fits" is a search over
   cumulative bytes done in numpy (``_load_after``); a store fills the gaps the loads leave.
@@ -73,6 +73,7 @@ exact and O(tiles), no analytic coalescing of repeated tiles is needed.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -503,14 +504,16 @@ def _replay(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, 
 
 _compiled = None  # the jitted _replay, built on first need (importing numba costs ~0.3 s a process)
 
-# Tiles a process replays interpreted before it loads the compiled replay: interpreted, a tile costs
-# ~0.8 us (lists of Python ints) and loading numba with the compiled replay ~0.3-0.4 s, about 400k
-# tiles' worth, so a run whose streams are short in total (a GPU's few tiles per op, the shipped
-# ResNet-50 on every systolic file) never imports numba, and a longer one pays at most twice the
-# better of the two (rent-or-buy). A speed crossover (benchmarks/bench_speed.py), not a model
-# number: both give the same integers.
-PY_REPLAY_TILES = 400_000
-_py_tiles_left = PY_REPLAY_TILES
+# CPU seconds a process spends replaying interpreted before it loads the compiled replay (rent or
+# buy): loading numba with the compiled replay costs about this much once, an interpreted tile
+# 0.3-1 us (lists of Python ints), so a run whose streams are short in total (a GPU's few tiles per
+# op, the shipped ResNet-50 on every systolic file) never imports numba, and a longer one pays at
+# most about twice the better of the two. A stream is replayed interpreted only while its estimate
+# (PY_TILE_SECONDS a tile) fits what is left. A speed crossover (benchmarks/bench_speed.py), not a
+# model number: both runs give the same integers.
+PY_REPLAY_SECONDS = 0.3
+PY_TILE_SECONDS = 1e-6
+_py_seconds_left = PY_REPLAY_SECONDS
 
 
 def _compiled_replay():
@@ -525,9 +528,9 @@ def _compiled_replay():
 
 def _run_replay(r: _Rules, compiled: bool | None = None) -> tuple[int, "_Intervals"]:
     """The replay of one stream; ``compiled``: force the jitted (True) or interpreted (False)
-    run of the same _replay (default: interpreted while PY_REPLAY_TILES lasts and numba's replay
-    is not loaded yet)."""
-    global _py_tiles_left
+    run of the same _replay (default: interpreted while PY_REPLAY_SECONDS lasts and numba's
+    replay is not loaded yet)."""
+    global _py_seconds_left
     n = len(r.c)
     ltile = np.flatnonzero(r.ldur).astype(np.int64)
     stile = np.flatnonzero(r.sdur).astype(np.int64)
@@ -535,9 +538,7 @@ def _run_replay(r: _Rules, compiled: bool | None = None) -> tuple[int, "_Interva
     npieces = len(stile) + len(ltile) + 1
     after = _load_after(r)
     if compiled is None:
-        compiled = _compiled is not None or n > _py_tiles_left
-        if not compiled:
-            _py_tiles_left -= n
+        compiled = _compiled is not None or n * PY_TILE_SECONDS > _py_seconds_left
     if compiled:
         cstart = np.empty(n, dtype=np.int64)
         lend = np.empty(len(ltile), dtype=np.int64)
@@ -546,11 +547,13 @@ def _run_replay(r: _Rules, compiled: bool | None = None) -> tuple[int, "_Interva
         total, npiece = _compiled_replay()(r.c, r.ldur, r.sdur, r.lat, after, r.store_wait, ltile, stile,
                                            sdone, cstart, lend, piece)
     else:
+        t0 = time.process_time()
         cl, ll, lend, piece = r.c.tolist(), ltile.tolist(), [0] * len(ltile), [0] * (2 * npieces)
         cstart = [0] * n
         total, npiece = _replay(cl, r.ldur.tolist(), r.sdur.tolist(), int(r.lat), after.tolist(),
                                 r.store_wait.tolist(), ll, stile.tolist(), [0] * len(stile), cstart, lend, piece)
         cstart, lend, piece = (np.array(x, dtype=np.int64) for x in (cstart, lend, piece))
+        _py_seconds_left -= time.process_time() - t0
     pieces = piece[: 2 * npiece].reshape(-1, 2)
     return int(total), _Intervals(r.c, cstart, lend - r.ldur[ltile], lend, pieces)
 
