@@ -259,14 +259,10 @@ def _hw_line(hw, path: str) -> str:
 
 
 def _footprint(trace, fmt: str | None, hw=None):
+    from accelsim.report.compare import footprint_args  # the one choice of run, compare and sweep
     from accelsim.sim.footprint import footprint
 
-    chosen = fmt or (getattr(hw, "storage_format", None) if hw is not None else None) or "auto"
-    n, m = 2, 4
-    sp = getattr(hw, "sparsity", None)
-    if sp is not None and sp.kind == "nm" and sp.n and sp.m:
-        n, m = sp.n, sp.m
-    return footprint(trace, format=chosen, n=n, m=m)
+    return footprint(trace, **footprint_args(hw, fmt))
 
 
 def _meta(args, trace, hw_paths: Sequence[str]) -> dict:
@@ -343,41 +339,14 @@ def cmd_run(args) -> int:
 def cmd_compare(args) -> int:
     """Traces x machines (accelsim/report/compare.py): per pass, speedup vs each trace's own dense
     run and vs the first machine; --csv tidy rows, --json totals and footprints; headlines last."""
-    from accelsim.hw import catalog
-    from accelsim.report.compare import Cell, Comparison, footprint_summary, labels
+    from accelsim.report.compare import Comparison
     from accelsim.report.writers import write_csv, write_json
-    from accelsim.sweep.run import _header_info  # the sweep table's model/method/sparsity columns
 
     json_path = _output_file(args.json, (".json",), "--json output")
     csv_path = _output_file(args.csv, (".csv",), "--csv output")
     if len(args.trace) * len(args.hw) < 2:
         raise AccelsimError("compare needs at least two traces or two --hw machines")
-    _distinct(args.trace, lambda p: p, "trace")
-    _distinct(args.hw, lambda s: catalog.resolve(s), "--hw machine")
-    hws = [_open_hw(p) for p in args.hw]  # every machine and trace checked before simulating any
-    steps = parse_steps(args.steps)
-    traces = [_select_steps(_open_trace(p), steps) for p in args.trace]
-    for tr in traces:
-        if not tr.ops:
-            raise AccelsimError(f"{tr.path}: no conv2d/matmul/bmm ops to simulate (see `accelsim inspect`)")
-    mnames = labels([hw.name for hw in hws], args.hw)
-    tnames = [Path(p).name for p in args.trace]
-    if len(set(tnames)) < len(tnames):  # a/x.npz and b/x.npz: by path (cut), then by position
-        tnames = labels([display_path(p) for p in args.trace])
-    n, k, cells = len(traces) * len(hws), 0, []
-    for tname, tr in zip(tnames, traces):
-        fps: dict = {}  # the footprint depends on the machine only through its format and N:M
-        row = []
-        for name, spec, hw in zip(mnames, args.hw, hws):
-            k += 1
-            res = _simulate(tr, hw, quiet=args.quiet, label=f"[{k}/{n}] {tname} on {name}")
-            sp = hw.sparsity
-            key = (args.format or getattr(hw, "storage_format", None), sp.kind, sp.n, sp.m)
-            if key not in fps:
-                fps[key] = footprint_summary(_footprint(tr, args.format, hw))
-            row.append(Cell(trace=tname, trace_path=str(tr.path), info=_header_info(tr.header), machine=name,
-                            hw=spec, hw_name=hw.name, family=hw.family, result=res, footprint=fps[key]))
-        cells.append(row)
+    traces, hws, cells = _compare_cells(args, args.trace)
     cmp = Comparison(cells)
     out = [*(_trace_line(tr) for tr in traces), *(_hw_line(hw, p) for hw, p in zip(hws, args.hw)), "",
            cmp.table(), *cmp.fallback_lines(), "", *cmp.headlines()]
@@ -394,6 +363,29 @@ def cmd_compare(args) -> int:
     if csv_path:
         _write(csv_path, lambda: write_csv(csv_path, cmp.rows()))
     return 0
+
+
+def _compare_cells(args, trace_paths: Sequence[str]) -> tuple[list, list, list]:
+    """The traces, machines and cells of `compare` and `plot compare` (report/compare.py build_cells):
+    every file checked before anything is simulated; traces told apart by name, else by path."""
+    from accelsim.hw import catalog
+    from accelsim.report.compare import build_cells, labels
+
+    _distinct(trace_paths, lambda p: p, "trace")
+    _distinct(args.hw, lambda s: catalog.resolve(s), "--hw machine")
+    hws = [_open_hw(p) for p in args.hw]
+    steps = parse_steps(args.steps)
+    traces = [_select_steps(_open_trace(p), steps) for p in trace_paths]
+    for tr in traces:
+        if not tr.ops:
+            raise AccelsimError(f"{tr.path}: no conv2d/matmul/bmm ops to simulate (see `accelsim inspect`)")
+    mnames = labels([hw.name for hw in hws], args.hw)
+    tnames = [Path(p).name for p in trace_paths]
+    if len(set(tnames)) < len(tnames):  # a/x.npz and b/x.npz: by path (cut), then by position
+        tnames = labels([display_path(p) for p in trace_paths])
+    cells = build_cells(traces, tnames, hws, args.hw, mnames, fmt=args.format,
+                        simulate=lambda tr, hw, label: _simulate(tr, hw, quiet=args.quiet, label=label))
+    return traces, hws, cells
 
 
 def _distinct(items: Sequence[str], key, what: str) -> None:
@@ -525,20 +517,9 @@ def _plot_compare(args, out: Path) -> None:
         if not args.hw:
             raise AccelsimError("plot compare: traces need --hw machines to simulate on (or give the CSV "
                                 "`accelsim compare --csv` wrote)")
-        from accelsim.report.compare import Cell, Comparison, footprint_summary, labels
-        from accelsim.sweep.run import _header_info  # the sweep table's model/method/sparsity columns
+        from accelsim.report.compare import Comparison
 
-        hws = [_open_hw(p) for p in args.hw]
-        steps = parse_steps(args.steps)
-        traces = [_select_steps(_open_trace(p), steps) for p in args.inputs]
-        mnames = labels([hw.name for hw in hws], args.hw)
-        cells = []
-        for tr, path in zip(traces, args.inputs):
-            cells.append([Cell(trace=Path(path).name, trace_path=str(tr.path), info=_header_info(tr.header),
-                               machine=name, hw=spec, hw_name=hw.name, family=hw.family,
-                               result=_simulate(tr, hw, quiet=args.quiet, label=f"{Path(path).name} on {name}"),
-                               footprint=footprint_summary(_footprint(tr, args.format, hw)))
-                          for name, spec, hw in zip(mnames, args.hw, hws)])
+        _, _, cells = _compare_cells(args, args.inputs)
         pd = sp._pandas()
         df = pd.DataFrame(Comparison(cells).rows())
         shown = "compare"

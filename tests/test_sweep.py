@@ -12,6 +12,7 @@ import yaml
 
 import tiny_trace
 from accelsim.cli import main
+from accelsim.report.compare import flat_totals
 from accelsim.sweep import SweepSpecError, load_spec, run_sweep
 
 SPEC = """
@@ -65,7 +66,10 @@ def test_rows_equal_run_json(spec_dir, tmp_path, capsys):
             assert r["error"] == "" and r["trace"] == "t.npz" and r["method"] == "swat" and r["sparsity"] == 0.5
             for k, v in pt.values.items():
                 assert r[k] == v
-            for k, v in ref["totals"][r["pass"]].items():
+            # every totals key of run --json, whole-step keys included; not_simulated flattened
+            want = flat_totals(ref["totals"][r["pass"]])
+            assert "step_speedup" in want and "not_simulated_ops" in want
+            for k, v in want.items():
                 assert r[k] == v, (pt.label(), r["pass"], k)
             fp = ref["footprint"]
             assert r["footprint_dense_bytes"] == fp["totals"]["all"]["dense"]
@@ -161,3 +165,50 @@ def test_spec_structure_errors(tmp_path):
         (tmp_path / "s.yaml").write_text(text)
         with pytest.raises(SweepSpecError, match=expect):
             load_spec(tmp_path / "s.yaml")
+
+
+def test_whole_step_rows_of_a_v2_trace(tmp_path):
+    """A v2 trace (a causal attention GEMM, vector work in fwd and bwd, the method's 2:4 compression
+    in the optimizer pass): one row per pass totals() reports, bwd and optimizer included, every
+    number equal to `run --json`, on a GPU (causal block skipping) and a sparse-PE machine."""
+    import numpy as np
+
+    from accelsim.trace.format import Operand, TraceWriter
+    from test_vector import MiB, vparams
+
+    b, L, d = 2, 256, 64
+    att = {"role": "qk", "mask": "causal", "structural": True, "dropout_p": 0.0, "backend": "flash"}
+    with TraceWriter(tmp_path / "v2.npz", {"model": "t", "batch_size": b, "steps": [0]}) as tw:
+        q, k = (tw.add_tensor(np.ones((b, L, d), bool), dtype="float32", role="activation", layer="attn")
+                for _ in range(2))
+        tw.add_op(step=0, seq=0, pass_="fwd", kind="bmm", layer="attn", module_type="", aten="aten.sdpa",
+                  operands=[Operand("a", q), Operand("b", k, transposed=True)], out_shape=[b, L, L],
+                  params={"attention": att})
+        for seq, (pass_, p) in enumerate((
+                ("fwd", vparams(elements=1 << 20, read=8 * MiB, written=4 * MiB)),
+                ("bwd", vparams(elements=1 << 20, read=8 * MiB, written=4 * MiB)),
+                ("optimizer", vparams("compress", elements=4096 * 1024, read=0, written=0, sparsify=True,
+                                      dedicated="compress_2_4", op="accelsim.compress_2_4"))), start=1):
+            tw.add_op(step=0, seq=seq, pass_=pass_, kind="vector", layer="x", module_type="", aten=p["op"],
+                      operands=[], out_shape=[p["elements"]], params=p)
+    (tmp_path / "spec.yaml").write_text("traces: [v2.npz]\nmachines:\n  - hw: a100_24\n  - hw: tensordash\n")
+    spec = load_spec(tmp_path / "spec.yaml")
+    rows, stats = run_sweep(spec, tmp_path / "s.csv", jobs=1)
+    assert stats.failed == 0
+    for i, pt in enumerate(spec.points):
+        ref = _run_json(tmp_path, tmp_path / "v2.npz", pt.hw_data, i)["totals"]
+        mine = [r for r in rows if r["machine"] == pt.machine]
+        assert [r["pass"] for r in mine] == ["fwd", "dgrad", "wgrad", "bwd", "optimizer", "all"] == list(ref)
+        for r in mine:
+            assert {k: r[k] for k in flat_totals(ref[r["pass"]])} == flat_totals(ref[r["pass"]])
+    # a100_24, hand-worked in test_vector.py: 6869 cycles per elementwise op, 2560 + 5640 for the
+    # compression (absent on the dense run); the whole step adds them to the GEMM cycles
+    a = {r["pass"]: r for r in rows if r["machine"] == "a100_24"}
+    assert a["bwd"]["vector_cycles"] == 6869 and a["optimizer"]["sparsify_cycles"] == 8200
+    assert a["all"]["step_cycles"] == a["all"]["total_cycles"] + 2 * 6869 + 8200
+    assert a["all"]["step_dense_cycles"] == a["all"]["dense_cycles"] + 2 * 6869
+    assert a["all"]["not_simulated_ops"] == 0
+    import pandas as pd
+
+    t = pd.read_csv(tmp_path / "s.csv")
+    assert list(t.columns).count("step_speedup") == 1 and len(t) == 12

@@ -11,14 +11,61 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from accelsim.report.table import PASS_ORDER, format_table, nbytes, num, ratio, si
 
-# the same footprint columns (names and meaning) as the sweep table (docs/sweeps.md)
+# the footprint columns of the compare CSV and the sweep table (docs/sweeps.md): footprint_columns
 FOOTPRINT_COLUMNS = ("footprint_format", "footprint_dense_bytes", "footprint_stored_bytes", "footprint_saved_pct",
                      "footprint_peak_dense_bytes", "footprint_peak_stored_bytes", "footprint_peak_saved_pct")
 LEAD_COLUMNS = ("trace", "trace_path", "model", "method", "sparsity", "machine", "hw", "hw_name", "family", "pass")
+
+
+def header_info(header: dict) -> dict[str, Any]:
+    """The model, method and target-sparsity columns of the compare CSV and the sweep table, from a
+    trace header: the method's ``sparsity`` parameter, else ``1 - n/m`` for an N:M method, 0 for
+    dense, None when not known (docs/sweeps.md)."""
+    method = header.get("method")
+    name, params = "", {}
+    if isinstance(method, dict):
+        name, params = str(method.get("name") or ""), method.get("params") or {}
+    elif method:
+        name = str(method)
+    sp = params.get("sparsity") if isinstance(params, dict) else None
+    if not isinstance(sp, (int, float)) or isinstance(sp, bool):
+        n, m = (params.get("n"), params.get("m")) if isinstance(params, dict) else (None, None)
+        if isinstance(n, int) and isinstance(m, int) and m > 0:
+            sp = 1.0 - n / m
+        elif name == "dense":
+            sp = 0.0
+        else:
+            sp = None
+    return {"model": str(header.get("model") or ""), "method": name,
+            "sparsity": float(sp) if sp is not None else None}
+
+
+def footprint_args(hw=None, fmt: str | None = None) -> dict[str, Any]:
+    """``footprint()``'s format, n and m for a trace on ``hw``, as ``accelsim run`` reports it:
+    ``fmt`` (--format), else the hardware file's storage_format, else auto; N:M from the machine's
+    N:M sparsity support, else 2:4. The footprint depends on the machine only through these."""
+    chosen = fmt or (getattr(hw, "storage_format", None) if hw is not None else None) or "auto"
+    n, m = 2, 4
+    sp = getattr(hw, "sparsity", None)
+    if sp is not None and sp.kind == "nm" and sp.n and sp.m:
+        n, m = sp.n, sp.m
+    return {"format": chosen, "n": n, "m": m}
+
+
+def flat_totals(totals: dict[str, Any]) -> dict[str, Any]:
+    """One pass of ``SimResult.totals()`` as table columns, in its order: a nested dict such as
+    ``not_simulated`` becomes ``not_simulated_ops``, ``not_simulated_macs``, ... (compare CSV, sweep)."""
+    out: dict[str, Any] = {}
+    for k, v in totals.items():
+        if isinstance(v, dict):
+            out.update({f"{k}_{sk}": sv for sk, sv in v.items()})
+        else:
+            out[k] = v
+    return out
 
 
 def footprint_summary(fp) -> dict[str, Any]:
@@ -179,11 +226,7 @@ class Comparison:
                                          "method": c.info.get("method"), "sparsity": c.info.get("sparsity"),
                                          "machine": c.machine, "hw": c.hw, "hw_name": c.hw_name,
                                          "family": c.family, "pass": p}
-                    for k, v in c.totals[p].items():
-                        if isinstance(v, dict):
-                            r.update({f"{k}_{sk}": sv for sk, sv in v.items()})
-                        else:
-                            r[k] = v
+                    r.update(flat_totals(c.totals[p]))
                     r["speedup_vs_first"] = vs[p]["speedup"]
                     if self.step:
                         r["step_speedup_vs_first"] = vs[p]["step_speedup"]
@@ -271,6 +314,31 @@ class Comparison:
                 on = "" if len(where) == len(row) else f" on {', '.join(where)}"
                 out.append(f"{row[0].trace}{on}: {line}")
         return out
+
+
+def build_cells(traces: Sequence, trace_names: Sequence[str], hws: Sequence, hw_specs: Sequence[str],
+                machine_names: Sequence[str], simulate: Callable[[Any, Any, str], Any],
+                fmt: str | None = None) -> list[list[Cell]]:
+    """Every trace on every machine, trace-major: ``simulate(trace, hw, label)`` gives the SimResult
+    (the caller's progress display); each cell gets its trace's :func:`header_info` and the footprint
+    ``accelsim run`` reports (:func:`footprint_args`), computed once per trace and distinct args."""
+    from accelsim.sim.footprint import footprint
+
+    total, k, cells = len(traces) * len(hws), 0, []
+    for tname, tr in zip(trace_names, traces):
+        info, fps = header_info(tr.header), {}
+        row = []
+        for name, spec, hw in zip(machine_names, hw_specs, hws):
+            k += 1
+            res = simulate(tr, hw, f"[{k}/{total}] {tname} on {name}")
+            args = footprint_args(hw, fmt)
+            key = tuple(args.values())
+            if key not in fps:
+                fps[key] = footprint_summary(footprint(tr, **args))
+            row.append(Cell(trace=tname, trace_path=str(tr.path), info=info, machine=name, hw=spec, hw_name=hw.name,
+                            family=hw.family, result=res, footprint=fps[key]))
+        cells.append(row)
+    return cells
 
 
 def labels(names: Sequence[str], files: Sequence[str] | None = None) -> list[str]:

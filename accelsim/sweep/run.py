@@ -15,16 +15,23 @@ from typing import Any, Callable, Iterable
 
 from accelsim import __version__
 from accelsim.errors import AccelsimError
-from accelsim.sim.result import PASSES
+from accelsim.report.compare import FOOTPRINT_COLUMNS, flat_totals
+from accelsim.sim.result import SimResult
 from accelsim.sweep.spec import SweepSpec, canonical_json, file_sha256, load_spec, trace_label
 
-ALL_PASSES = PASSES + ("all",)
-TOTAL_COLUMNS = ("ops", "dense_macs", "effectual_macs", "compute_cycles", "stall_cycles", "total_cycles",
-                 "dense_cycles", "dense_compute_cycles", "dram_bytes", "dram_bytes_dense", "speedup",
-                 "compute_speedup", "utilisation", "seconds", "fallbacks")
-FLOAT_TOTALS = ("speedup", "compute_speedup", "utilisation", "seconds")
-FOOTPRINT_COLUMNS = ("footprint_format", "footprint_dense_bytes", "footprint_stored_bytes", "footprint_saved_pct",
-                     "footprint_peak_dense_bytes", "footprint_peak_stored_bytes", "footprint_peak_saved_pct")
+
+def _total_types() -> dict[str, type]:
+    """Every key ``SimResult.totals()`` reports (``accelsim run --json``'s totals), flattened as the
+    compare CSV flattens them (not_simulated -> not_simulated_ops, ...), in its order, with its type:
+    taken from the totals of an empty result, so that the table carries whatever totals() adds."""
+    empty = SimResult(hw_name="", hw_path="", trace_path="", clock_hz=1.0, ops=[]).totals()["all"]
+    return {k: type(v) for k, v in flat_totals(empty).items()}
+
+
+TOTAL_TYPES = _total_types()
+TOTAL_COLUMNS = tuple(TOTAL_TYPES)
+# in a cache key with the version: a cached point from an older table layout is simulated again
+CACHE_LAYOUT = 2
 LEAD_COLUMNS = ("trace", "trace_sha256", "model", "method", "sparsity", "machine", "point", "hw_name", "family")
 CHUNK_MAX = 16  # points per task: big enough to reuse a worker's lowered trace, small for progress
 
@@ -57,6 +64,7 @@ _KEEP = 4  # traces kept per process (a chunk is one trace; points are grouped b
 
 
 def _trace_state(path: str, sha: str) -> dict:
+    from accelsim.sim.engine import VECTOR_KIND
     from accelsim.sim.workload import lower_op
     from accelsim.trace.format import load_trace
 
@@ -73,71 +81,31 @@ def _trace_state(path: str, sha: str) -> dict:
             raise AccelsimError(f"{path}: no conv2d/matmul/bmm ops to simulate")
         # what depends only on the trace and the op: the lowered workloads, whose memo() keeps the
         # mask views, effectual counts and N:M compliance for every later point of this trace
-        works = [lower_op(trace, op) for op in trace.ops]
+        # (vector ops have no GEMMs: engine.simulate costs them from the op record)
+        works = [[] if op.kind == VECTOR_KIND else lower_op(trace, op) for op in trace.ops]
         st = {"trace": trace, "works": works, "fp": {}}
         _STATES[(path, sha)] = st
         return st
 
 
-def _header_info(header: dict) -> dict:
-    method = header.get("method")
-    name, params = "", {}
-    if isinstance(method, dict):
-        name, params = str(method.get("name") or ""), method.get("params") or {}
-    elif method:
-        name = str(method)
-    sp = params.get("sparsity") if isinstance(params, dict) else None
-    if not isinstance(sp, (int, float)) or isinstance(sp, bool):
-        n, m = (params.get("n"), params.get("m")) if isinstance(params, dict) else (None, None)
-        if isinstance(n, int) and isinstance(m, int) and m > 0:
-            sp = 1.0 - n / m
-        elif name == "dense":
-            sp = 0.0
-        else:
-            sp = None
-    return {"model": str(header.get("model") or ""), "method": name,
-            "sparsity": float(sp) if sp is not None else None}
-
-
 def simulate_point(trace_path: str, trace_sha: str, hw_json: str) -> dict:
     """One point: {"info": header columns, "passes": {pass: totals}, "footprint": {...}} (the numbers
-    of `accelsim run --json`), or {"error": one line}."""
+    of `accelsim run --json`: engine.simulate on the worker's lowered trace), or {"error": one line}."""
     from accelsim.hw.loader import parse_hw
-    from accelsim.sim.engine import simulate_op
+    from accelsim.report.compare import footprint_args, footprint_columns, footprint_summary, header_info
+    from accelsim.sim.engine import simulate
     from accelsim.sim.footprint import footprint
-    from accelsim.sim.result import SimResult
-    from accelsim.sim.workload import merge_results
 
     try:
         st = _trace_state(trace_path, trace_sha)
         hw = parse_hw(json.loads(hw_json), "<sweep point>")
-        ops, clock = [], 0
-        for works in st["works"]:  # engine.simulate's loop, on the cached lowering
-            parts = []
-            for work in works:
-                res, _ = simulate_op(work, hw, start=clock)
-                clock += res.total_cycles
-                parts.append(res)
-            ops.append(merge_results(parts, hw.peak_macs_per_cycle))
-        result = SimResult(hw_name=hw.name, hw_path=hw.source, trace_path=trace_path, clock_hz=hw.clock_hz,
-                           ops=ops, peak_macs_per_cycle=hw.peak_macs_per_cycle)
-        # the footprint as `accelsim run` computes it (cli._footprint): storage_format, else auto
-        fmt = getattr(hw, "storage_format", None) or "auto"
-        n, m = 2, 4
-        sp = hw.sparsity
-        if sp is not None and sp.kind == "nm" and sp.n and sp.m:
-            n, m = sp.n, sp.m
-        fkey = (fmt, n, m)
+        result = simulate(st["trace"], hw, lowered=st["works"])
+        args = footprint_args(hw)  # as `accelsim run` without --format
+        fkey = tuple(args.values())
         with _LOCK:
             if fkey not in st["fp"]:
-                fp = footprint(st["trace"], format=fmt, n=n, m=m)
-                st["fp"][fkey] = {
-                    "footprint_format": fp.format, "footprint_dense_bytes": int(fp.totals["all"]["dense"]),
-                    "footprint_stored_bytes": int(fp.totals["all"]["stored"]),
-                    "footprint_saved_pct": float(fp.saved_pct("all", True)),
-                    "footprint_peak_dense_bytes": int(fp.peak_dense), "footprint_peak_stored_bytes": int(fp.peak_stored),
-                    "footprint_peak_saved_pct": float(fp.peak_saved_pct)}
-        return {"info": _header_info(st["trace"].header), "passes": result.totals(), "footprint": st["fp"][fkey]}
+                st["fp"][fkey] = footprint_columns(footprint_summary(footprint(st["trace"], **args)))
+        return {"info": header_info(st["trace"].header), "passes": result.totals(), "footprint": st["fp"][fkey]}
     except AccelsimError as e:
         return {"error": _one_line(str(e)), "cacheable": True}
     except (MemoryError, OSError) as e:  # the machine's trouble, not the point's: not cached
@@ -269,9 +237,10 @@ def build_rows(spec: SweepSpec, results: dict[tuple[int, int], dict], shas: dict
                 rows.append({**lead, "pass": "all", **{c: None for c in TOTAL_COLUMNS + FOOTPRINT_COLUMNS},
                              "error": r["error"]})
                 continue
-            for ps in ALL_PASSES:
-                t = r["passes"][ps]
-                rows.append({**lead, "pass": ps, **{c: t[c] for c in TOTAL_COLUMNS}, **r["footprint"], "error": ""})
+            for ps, t in r["passes"].items():  # totals() order: fwd, dgrad, wgrad (bwd, optimizer), all
+                flat = flat_totals(t)
+                rows.append({**lead, "pass": ps, **{c: flat.get(c) for c in TOTAL_COLUMNS}, **r["footprint"],
+                             "error": ""})
     # stable order: spec order of traces (sorted paths) and machines, point index, pass order
     return rows
 
@@ -295,7 +264,7 @@ def write_table(path: Path, rows: list[dict], cols: list[str], keys: list[str]) 
         fields = []
         for c in cols:
             if c in TOTAL_COLUMNS:
-                typ = pa.float64() if c in FLOAT_TOTALS else pa.int64()
+                typ = pa.float64() if TOTAL_TYPES[c] is float else pa.int64()
             elif c in FOOTPRINT_COLUMNS:
                 typ = pa.string() if c == "footprint_format" else (
                     pa.float64() if c.endswith("_pct") else pa.int64())
@@ -354,7 +323,7 @@ def run_sweep(spec: SweepSpec | str | os.PathLike, output: str | os.PathLike | N
 
     for ti, tp in enumerate(spec.traces):
         for pi, pt in enumerate(spec.points):
-            key = hashlib.sha256(canonical_json([__version__, shas[ti], pt.hw_json]).encode()).hexdigest()
+            key = hashlib.sha256(canonical_json([__version__, CACHE_LAYOUT, shas[ti], pt.hw_json]).encode()).hexdigest()
             if key in where:  # two identical points (e.g. a value listed twice): simulate once
                 where[key].append((ti, pi))
                 continue
