@@ -212,3 +212,13 @@ def test_whole_step_rows_of_a_v2_trace(tmp_path):
 
     t = pd.read_csv(tmp_path / "s.csv")
     assert list(t.columns).count("step_speedup") == 1 and len(t) == 12
+
+
+def test_docs_list_every_column(spec_dir):
+    from accelsim.sweep.run import columns
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "sweeps.md").read_text()
+    table = doc.split("## The output table", 1)[1].split("## Execution", 1)[0]
+    spec = load_spec(spec_dir / "spec.yaml")
+    missing = [c for c in columns(spec) if c not in spec.keys and f"`{c}`" not in table]
+    assert missing == []
