@@ -1011,3 +1011,29 @@ def test_checkpointed_forward_recomputed_in_backward_is_marked(tmp_path, reentra
                for o in tr.ops)
     assert {o.pass_ for o in tr.ops if o.params.get("recompute")} == {"fwd"}
     assert {"dgrad", "wgrad"} <= {o.pass_ for o in _gemm_ops(tr)}
+
+
+def test_conv1d_is_a_height_one_conv2d_and_3d_or_transposed_convs_are_counted(tmp_path):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv1d(4, 6, 3, stride=2, padding=1), nn.ReLU(), nn.Conv1d(6, 8, 3, dilation=2),
+                        nn.Unflatten(2, (1, 1, 4)), nn.Conv3d(8, 2, 1), nn.Flatten(2), nn.Unflatten(2, (1, 4)),
+                        nn.ConvTranspose2d(2, 3, 2))
+    x = torch.relu(torch.randn(2, 4, 16))
+    with accelsim.record(net, tmp_path / "c.npz", steps=1) as rec:
+        net(x).sum().backward()
+        rec.step()
+    tr = load_trace(tmp_path / "c.npz")
+    c0 = [o for o in _gemm_ops(tr) if o.layer == "0"]
+    assert [(o.pass_, o.kind, o.module_type) for o in c0] == [("fwd", "conv2d", "Conv1d"), ("wgrad", "conv2d", "Conv1d")]
+    assert c0[0].params == {"stride": [1, 2], "padding": [0, 1], "dilation": [1, 1], "groups": 1,
+                            "input_shape": [2, 4, 1, 16], "weight_shape": [6, 4, 1, 3], "output_shape": [2, 6, 1, 8]}
+    assert np.array_equal(tr.operand_mask(c0[0], "input")[:, :, 0], (x != 0).numpy())
+    # F = N*K*C*R*S*P*Q = 2*6*4*3*1*8*1 = 1152 MACs (one height-1 row of the conv2d formula)
+    assert _step_macs_of(tr, lambda o: o.layer == "0" and o.pass_ == "fwd") == 1152
+    # layer 2: L = 8, R = 3, dilation 2 -> P = (8 - 2*2 - 1) + 1 = 4: F = 2*8*6*3*4 = 1152
+    assert _step_macs_of(tr, lambda o: o.layer == "2" and o.pass_ == "fwd") == 1152
+    un = tr.header["meta"]["unrecorded_ops"]  # no op kind for these yet: counted, never dropped silently
+    assert un["aten.convolution.default (3-d convolution)"] == 1
+    assert un["aten.convolution.default (transposed convolution)"] == 1
+    cov = tr.header["meta"]["coverage"]["aten.convolution.default"]
+    assert cov == {"seen": 4, "recorded": 2, "as": "gemm"}

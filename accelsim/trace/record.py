@@ -1,4 +1,6 @@
-"""Record what a PyTorch training step really computes: every conv / matmul of forward and backward.
+"""Record what a PyTorch training step really computes: every op of forward, backward and the
+optimizer step (trace format v2): convs, matmuls and attention as GEMMs with operand masks, the
+rest as memory-bound vector records (docs/trace-format.md "Vector ops", "Attention").
 
 Usage (three lines in a user's own loop)::
 
@@ -46,10 +48,18 @@ address but trusted only for a tensor held by the entry's own live storage with 
 (:class:`_Owner`), never on when Python happens to free a wrapper; ids, roles and storage numbers
 follow the program order of ops alone.
 
+Format v2: scaled-dot-product attention (every fused backend) becomes its bmm GEMMs with
+``params.attention``; conv1d is recorded as the conv2d of height 1 it equals; every other op that
+moves data is a vector record (views and metadata ops are free and only counted); the sparsity
+method's own work is marked through accelsim.sparsity.handle (``sparsify_work`` around torch ops,
+``note_hidden_work`` for work done in numpy or skipped here); ops re-run by activation
+checkpointing carry ``params.recompute``; ``meta["coverage"]`` counts every aten op seen and recorded.
+
 Limits: ops inside ``torch.compile``d regions are not guaranteed to be seen, and tensors saved
-under the user's own ``saved_tensors_hooks`` (e.g. activation checkpointing) are not seen;
-transposed and non-2-D convolutions, matrix-vector products and fused attention kernels have no op
-kind and are counted in the header's ``meta["unrecorded_ops"]`` instead.
+under the user's own ``saved_tensors_hooks`` (e.g. non-reentrant activation checkpointing) are not
+seen, so backward ops there may be tied to the enclosing module (a recorder warning says so);
+transposed and 3-d convolutions have no op kind and are counted in ``meta["unrecorded_ops"]`` (and
+as not recorded in the coverage); matrix-vector products are recorded as vector work.
 """
 
 from __future__ import annotations
@@ -809,12 +819,24 @@ class Recorder:
         return {"stride": _pair(stride), "padding": _pair(padding), "dilation": _pair(dilation),
                 "groups": int(groups), "input_shape": list(xs), "weight_shape": list(ws), "output_shape": list(ys)}
 
+    @staticmethod
+    def _as_2d(x, w, y, stride, padding, dilation) -> tuple:
+        """A 1-d convolution as the 2-d one of height 1 it equals (H = R = P = 1, stride / padding /
+        dilation 1 / 0 / 1 along H): the same GEMMs and the same masks (docs/trace-format.md)."""
+        one = (lambda v, d: [d, int(list(v)[0])])
+        return (x.unsqueeze(2), w.unsqueeze(2), y.unsqueeze(2), one(stride, 1), one(padding, 0), one(dilation, 1))
+
     def _conv_fwd(self, func, args, kwargs, out) -> None:
         x, w = args[0], args[1]
         transposed = _arg(args, kwargs, 6, "transposed", False)
-        if transposed or x.dim() != 4:
+        if transposed or x.dim() not in (3, 4):
             self._unrecorded[f"{func} ({'transposed' if transposed else f'{x.dim() - 2}-d'} convolution)"] += 1
             return
+        if x.dim() == 3:  # conv1d
+            x, w, out, st, pd, dl = self._as_2d(x, w, out, _arg(args, kwargs, 3, "stride"),
+                                                _arg(args, kwargs, 4, "padding"), _arg(args, kwargs, 5, "dilation"))
+            args = (x, w, None, st, pd, dl, False, [0, 0], _arg(args, kwargs, 8, "groups", 1))
+            kwargs = {}
         recompute = False
         if self._in_backward():
             if not _recomputing():  # e.g. double backward; not a training forward
@@ -835,9 +857,15 @@ class Recorder:
     def _conv_bwd(self, func, args, kwargs, out) -> None:
         gy, x, w = args[0], args[1], args[2]
         transposed = _arg(args, kwargs, 7, "transposed", False)
-        if transposed or gy.dim() != 4:
+        if transposed or gy.dim() not in (3, 4):
             self._unrecorded[f"{func} ({'transposed' if transposed else f'{gy.dim() - 2}-d'} convolution)"] += 1
             return
+        if gy.dim() == 3:  # conv1d as a conv2d of height 1
+            x, w, gy, st, pd, dl = self._as_2d(x, w, gy, _arg(args, kwargs, 4, "stride"),
+                                               _arg(args, kwargs, 5, "padding"), _arg(args, kwargs, 6, "dilation"))
+            args = (gy, x, w, None, st, pd, dl, False, [0, 0], _arg(args, kwargs, 9, "groups", 1),
+                    _arg(args, kwargs, 10, "output_mask", (True, True, True)))
+            kwargs = {}
         mask = list(_arg(args, kwargs, 10, "output_mask", (True, True, True)))
         layer, mtype = self._bwd_where([(_key(w), w), (_key(x), x)])
         params = self._conv_params(_arg(args, kwargs, 4, "stride"), _arg(args, kwargs, 5, "padding"),
