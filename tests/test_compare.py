@@ -267,6 +267,21 @@ def test_whole_step_columns_for_a_trace_with_vector_work():
                                   "(50.0% saved)")
 
 
+def test_cross_machine_ratio_compares_time_across_clocks():
+    # (was table.compare_table's test; Comparison.table is the one compare table) machine b runs 4x
+    # the cycles of a at 2x the clock: half as fast, not a quarter (layer0 dgrad falls back on both)
+    from accelsim.report.compare import Cell, Comparison
+    from test_report import make_result
+
+    fp = {"format": "auto", "totals": {"all": {"dense": 0, "stored": 0}}, "saved_pct": {"all": {"with_overhead": 0.0}},
+          "peak_dense": 0, "peak_stored": 0, "peak_saved_pct": 0.0}
+    cells = [Cell(trace="t.npz", trace_path="t.npz", info={}, machine=m, hw=m, hw_name=m, family="x",
+                  result=make_result(1, hw=m, clock=clock, scale=scale), footprint=fp)
+             for m, clock, scale in (("a", 1e9, 1), ("b", 2e9, 4))]
+    lines = [line.split() for line in Comparison([cells]).table().splitlines() if line.startswith("all")]
+    assert [line[:2] + line[-2:] for line in lines] == [["all", "a", "1.00x", "1"], ["all", "b", "0.50x", "1"]]
+
+
 def test_what_was_not_simulated_is_warned_once_per_trace(tmp_path):
     import numpy as np
 

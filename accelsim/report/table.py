@@ -213,27 +213,6 @@ def fallback_lines(result) -> list[str]:
     return [f"  * op {o.op_id} {o.layer} {o.pass_}: {o.fallback}" for o in result.ops if o.fallback]
 
 
-def compare_table(results: Sequence, names: Sequence[str] | None = None) -> str:
-    """Per pass, one row per machine: cycles, wall time at its clock, speedup vs its own dense
-    baseline and vs the first machine. Machines may run at different clocks, so the cross-machine
-    speedup compares time, not cycles."""
-    names = list(names or [r.hw_name for r in results])
-    totals = [pass_totals(r) for r in results]
-    headers = ["pass", "machine", "cycles", "dense cyc", "time (us)", "vs own dense", f"vs {names[0]}",
-               "fallbacks"]
-    rows = []
-    for key in (*PASS_ORDER, "all"):
-        if not all(key in t for t in totals):
-            continue
-        base_time = totals[0][key]["total_cycles"] / results[0].clock_hz
-        for name, res, t in zip(names, results, totals):
-            time_s = t[key]["total_cycles"] / res.clock_hz
-            rows.append([key, name, si(t[key]["total_cycles"]), si(t[key]["dense_cycles"]),
-                         num(time_s * 1e6, ",.1f"), num(t[key]['speedup'], ".2f") + "x",
-                         ratio(base_time / time_s) if time_s else "-", t[key]["fallbacks"]])
-    return format_table(headers, rows, align="llrrrrrr")
-
-
 def footprint_table(fp, *, max_layers: int | None = None) -> str:
     """Summary of a Footprint: per category dense vs stored, % saved with and without overhead,
     and the peak live bytes."""
