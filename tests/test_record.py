@@ -434,12 +434,12 @@ def test_inplace_change_of_saved_tensor_still_detected(tmp_path):
 class Mixed(nn.Module):
     def __init__(self):
         super().__init__()
-        self.c1 = nn.Conv1d(2, 3, 3)
+        self.c1 = nn.ConvTranspose1d(2, 3, 3)
         self.v = nn.Parameter(torch.randn(3))
 
     def forward(self, x):
-        y = self.c1(x)                    # (2, 3, 6): a 1-d convolution has no op kind here
-        return torch.mv(y[0].t(), self.v)  # matrix-vector: no op kind either
+        y = self.c1(x)                    # (2, 3, 10): a transposed convolution has no op kind here
+        return torch.mv(y[0].t(), self.v)  # matrix-vector: no GEMM kind either (recorded as vector work)
 
 
 def test_ops_without_a_kind_are_counted_not_dropped_silently(tmp_path):
@@ -449,9 +449,13 @@ def test_ops_without_a_kind_are_counted_not_dropped_silently(tmp_path):
     tr = load_trace(tmp_path / "m.npz")
     assert _gemm_ops(tr) == []
     un = tr.header["meta"]["unrecorded_ops"]
-    assert un["aten.convolution.default (1-d convolution)"] == 1
-    assert un["aten.convolution_backward.default (1-d convolution)"] == 1
+    assert un["aten.convolution.default (transposed convolution)"] == 1
+    assert un["aten.convolution_backward.default (transposed convolution)"] == 1
     assert un["aten.mv.default"] >= 1
+    mv = [o for o in tr.ops if o.kind == "vector" and o.params["op"] == "aten.mv.default"]
+    assert mv and mv[0].params["class"] == "reduction"
+    cov = tr.header["meta"]["coverage"]
+    assert cov["aten.convolution.default"] == {"seen": 1, "recorded": 0, "as": "gemm"}
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64])
