@@ -1041,3 +1041,23 @@ def test_conv1d_is_a_height_one_conv2d_and_3d_or_transposed_convs_are_counted(tm
     assert un["aten.convolution.default (transposed convolution)"] == 1
     cov = tr.header["meta"]["coverage"]["aten.convolution.default"]
     assert cov == {"seen": 4, "recorded": 2, "as": "gemm"}
+
+
+def test_shipped_gpt_block_trace_is_the_whole_step():
+    from pathlib import Path
+
+    from accelsim.trace.inspect import coverage
+
+    path = Path(__file__).resolve().parent.parent / "traces" / "gpt_block_srste_2of4.npz"
+    assert path.stat().st_size < 2 << 20
+    with load_trace(path) as tr:
+        assert tr.header["version"] == 2 and tr.header["method"]["name"] == "srste"
+        att = [o for o in tr.ops if "attention" in o.params]
+        assert len(att) == 14 and all(o.params["attention"]["mask"] == "causal" for o in att)
+        pv = next(o for o in att if o.params["attention"]["role"] == "pv")
+        p = tr.operand_mask(pv, "a")
+        assert np.array_equal(p[0], np.tril(np.ones((64, 64), bool)))  # the causal triangle, 64 tokens
+        ded = {o.params["dedicated"] for o in tr.ops if o.kind == "vector" and o.params["sparsify"]}
+        assert ded == {None, "topk_fused", "compress_2_4"}
+        assert {o.pass_ for o in tr.ops if o.kind == "vector"} == {"fwd", "bwd", "optimizer"}
+        assert coverage(tr).complete and coverage(tr).seen["gemm"] == 33
