@@ -232,7 +232,11 @@ def test_nm_numpy_counts_equal_the_packed_word_kernel(cap, monkeypatch):
     if cap is not None:
         monkeypatch.setattr(K, "IM2COL_CAP", cap)
     fell_back = 0
-    for work in _all_works():
+    # plus cases with Q % 4 == 0 (wgrad groups inside output rows): 1x1 stride 1 (the input
+    # itself), 3x3 padded, strided
+    extra = [(2, 8, 4, 8, 4, 1, 1, 1, 0, 1, 1), (1, 4, 5, 8, 4, 3, 3, 1, 1, 1, 1), (2, 6, 6, 8, 4, 3, 3, 2, 1, 1, 2)]
+    works = _all_works() + [w for i, c in enumerate(extra) for w in conv_workloads(c, seed=10 + i)[0].values()]
+    for work in works:
         for side in ("a", "b"):
             v = K.operand_view(work, side)
             for n, m in [(2, 4), (1, 4), (3, 8), (1, 2), (1, 3), (2, 5)]:

@@ -600,8 +600,13 @@ def _nm_numpy(work: Workload, side: str, n: int, m: int) -> tuple[int, int] | No
         return ok, total
     # wgrad: rows (g, c, r, s) over (n, p, q), q fastest
     total = geo.c * rs * -(-(geo.n * pq) // m)
-    xs = np.zeros((geo.n, geo.c, hp, wp), dtype=np.uint8)
-    xs[:, :, ph:ph + geo.h, pw:pw + geo.w] = _u8(x)
+    if geo.q % m == 0 and rs == 1 and (sh, sw, ph, pw) == (1, 1, 0, 0):  # 1x1, stride 1: the input itself
+        return _nm_count(x, 3, n, m)[0], total
+    if ph or pw:
+        xs = np.zeros((geo.n, geo.c, hp, wp), dtype=np.uint8)
+        xs[:, :, ph:ph + geo.h, pw:pw + geo.w] = _u8(x)
+    else:
+        xs = _u8(x)
     if geo.q % m == 0:
         # groups of m output columns of one (n, p): count them per padded input row and weight each
         # row by the (p, r) pairs reading it
