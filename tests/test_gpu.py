@@ -538,7 +538,13 @@ def test_library_kernel_model_keys_load_and_are_checked(tmp_path):
              r"compute\.mainloop_efficiency\.dense: must be a number in \(0, 1\], got '1.5'"),
             ("  kernel_model: library\n  mainloop_efficiency: {dense: 0.7}\n", r"compute\.mainloop_efficiency"),
             ("  kernel_model: library\n  kernel_fixed: {dense: -1 us, sparse: 0 us}\n", r"compute\.kernel_fixed\.dense"),
-            ("  kernel_model: fast\n", r"compute\.kernel_model")):
+            ("  kernel_model: fast\n", r"compute\.kernel_model"),
+            ("  kernel_model: library\n  cta_fixed: {dense: 1 us, sparse: -2 us}\n", r"compute\.cta_fixed\.sparse"),
+            ("  kernel_model: library\n  sparse_split_k: 3\n", r"compute\.sparse_split_k: must be true or false"),
+            ("  kernel_model: library\n  sparse_cta_tile: [[256, 128, 20]]\n",
+             r"compute\.cta_tile: \[256, 128, 20\] is not a multiple of mma_shape"),
+            ("  sparse_split_k: false\n", r"compute\.sparse_split_k: only with kernel_model: library"),
+            ("  cta_fixed: {dense: 1 us, sparse: 1 us}\n", r"compute\.cta_fixed: only with kernel_model: library")):
         with pytest.raises(HardwareConfigError, match=msg):
             load_hw(_gpu_yaml(tmp_path, extra))
 
