@@ -16,7 +16,7 @@ and the last dim otherwise); a tensor saved without a mask cannot be proven N:M.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable
 
 import numpy as np
@@ -124,13 +124,27 @@ class Footprint:
         return 100.0 * (1.0 - self.peak_stored / self.peak_dense) if self.peak_dense else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = _plain(self)  # = dataclasses.asdict(self), without its deep copy of every value
         d["saved_pct"] = {
             c: {"with_overhead": self.saved_pct(c, True), "values_only": self.saved_pct(c, False)}
             for c in (*CATEGORIES, "all")
         }
         d["peak_saved_pct"] = self.peak_saved_pct
         return d
+
+
+def _plain(x: Any) -> Any:
+    """dataclasses.asdict for this module's records: dataclasses to dicts (field order), lists,
+    tuples and dicts rebuilt, other values (ints, strings, None) shared -- they are immutable."""
+    if hasattr(x, "__dataclass_fields__"):
+        return {f.name: _plain(getattr(x, f.name)) for f in fields(x)}
+    if isinstance(x, list):
+        return [_plain(v) for v in x]
+    if isinstance(x, tuple):
+        return tuple(_plain(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    return x
 
 
 def _storage_bytes(fmt: str, shape, nnz: int, bits: int, n: int, m: int, axis: int | None = None) -> int:
