@@ -716,7 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="storage format for the footprint (default: each hardware file's storage_format, else auto)")
     c.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     c.add_argument("--steps", metavar="LIST", help=steps_help)
-    c.set_defaults(func=cmd_compare)
+    c.set_defaults(func=cmd_compare, intermixed="trace")  # traces after --hw too (_intermixed)
 
     i = add("inspect", "show what a trace holds: ops, operand shapes, densities, N:M compliance, saved tensors",
             "  accelsim inspect traces/resnet18_cifar_srste_2of4.npz\n"
@@ -790,6 +790,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--steps", metavar="LIST", help=steps_help)
     f.add_argument("--format", choices=FOOTPRINT_FORMATS, default=None, help="storage format for the memory bars")
     f.add_argument("--title", help="figure title")
+    f.set_defaults(intermixed="inputs")  # inputs after --hw too (_intermixed)
 
     rc = add("record", "train a built-in model with a sparse-training method and record a trace (needs PyTorch)",
              "  accelsim record --model resnet18-cifar --method swat --sparsity 0.9 --steps 1 -o swat90.npz\n"
@@ -902,11 +903,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pass
 
 
+def _intermixed(parser: argparse.ArgumentParser, args, extra: list[str]) -> None:
+    """`compare A.npz --hw X B.npz --hw Y`: argparse fills a list positional from one run of words
+    only, so files after an option come back unparsed. A command that takes several files
+    (set_defaults(intermixed=DEST)) gets those words appended in order (each is then opened and
+    checked as any other); an option it does not know, or words for any other command, stay
+    argparse's one-line error."""
+    dest = getattr(args, "intermixed", None)
+    if dest is None or any(x.startswith("-") for x in extra):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    setattr(args, dest, [*getattr(args, dest), *extra])
+
+
 def _main(argv: Sequence[str] | None) -> int:
     try:
         parser = build_parser()
         try:
-            args = parser.parse_args(argv)
+            args, extra = parser.parse_known_args(argv)
+            if extra:
+                _intermixed(parser, args, extra)
         finally:  # --help / --version print and exit: a full stdout is still one line
             _flush_stdout()
         args.argv = None if argv is None else list(argv)  # for the JSON's meta.command

@@ -196,6 +196,25 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     assert not js.exists() and not cs.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["d.csv"]
 
 
+def test_traces_after_hw_are_traces_too(done, tmp_path):
+    # `compare A --hw X B --hw Y`: B (after an option) is a trace, in order, as if given first
+    cs = tmp_path / "c.csv"
+    code, _, err = cli("compare", TRACES[0], "--hw", MACHINES[0], TRACES[1], "--hw", MACHINES[1], "-q", "--csv", cs)
+    assert code == 0, err
+    assert cs.read_bytes() == done["csv"].read_bytes()
+    # a word after an option that is not a trace file: the trace's one-line error
+    _one_line_error(*cli("compare", TRACES[0], "--hw", "a100_24", tmp_path / "nope.npz", "--hw", "tensordash", "-q"),
+                    "nope.npz")
+    # an unknown option, or an extra word for a one-trace command: argparse's one-line error
+    for argv in (("compare", TRACES[0], "--hw", "a100_24", TRACES[1], "--bogus"),
+                 ("run", TRACES[0], "--hw", "a100_24", TRACES[1])):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
+            main([str(a) for a in argv])
+        assert e.value.code == 2 and err.getvalue().count("\n") == 1, err.getvalue()
+        assert err.getvalue().startswith("accelsim: error: unrecognized arguments: ")
+
+
 def test_traces_of_one_file_name_are_told_apart_by_path(tmp_path):
     import shutil
 

@@ -14,6 +14,7 @@ import pytest
 import tiny_trace
 from accelsim.report import plots, style
 from accelsim.report import sweep_plots as sp
+from test_hw_input import _cli  # main() in-process: (exit code, stdout, stderr)
 from test_report import fake_footprint, make_result
 
 pd = pytest.importorskip("pandas")
@@ -38,17 +39,6 @@ def check_file(path: Path) -> None:
         assert data.rstrip().endswith(b"%%EOF") and b"CreationDate" not in data   # no timestamp
     if ext == "svg":
         assert b"<dc:date>" not in data
-
-
-def _cli(argv, capsys) -> tuple[int, str, str]:
-    from accelsim.cli import main
-
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as e:  # argparse errors exit from parse_args
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def one_line_error(capsys, argv, *needles) -> str:
@@ -211,13 +201,22 @@ def test_plot_compare_from_table(tables, tmp_path, capsys):
     one_line_error(capsys, ["plot", "compare", tables["dir"] / "none.npz", "-o", tmp_path / "x.png"], "--hw")
 
 
-def test_plot_compare_from_traces(tmp_path, capsys):
-    trace = tmp_path / "tiny.npz"
+def test_plot_compare_from_traces(tmp_path, capsys, monkeypatch):
+    trace, other = tmp_path / "tiny.npz", tmp_path / "tiny2.npz"
     tiny_trace.build(trace)
+    tiny_trace.build(other)
     out = tmp_path / "c.pdf"
-    rc, _, err = _cli(["plot", "compare", trace, "--hw", "tensordash", "--hw", "a100_24", "-o", out, "-q"], capsys)
+    drawn = []
+    draw = sp.plot_compare
+    monkeypatch.setattr(sp, "plot_compare", lambda frame, *a, **k: (drawn.append(frame), draw(frame, *a, **k)))
+    # the second trace after --hw (cli._intermixed): both traces are drawn, on both machines
+    rc, _, err = _cli(["plot", "compare", trace, "--hw", "tensordash", other, "--hw", "a100_24", "-o", out, "-q"],
+                      capsys)
     assert rc == 0, err
     check_file(out)
+    (frame,) = drawn
+    assert sorted(zip(frame["trace"], frame["machine"])) == [
+        ("tiny.npz", "a100_24"), ("tiny.npz", "tensordash"), ("tiny2.npz", "a100_24"), ("tiny2.npz", "tensordash")]
 
 
 # ---------------------------------------------------------------------------------- per-layer plots
