@@ -730,3 +730,19 @@ def test_v1_files_load_unchanged(tmp_path):
     for p in v1:
         with load_trace(p) as tr:
             assert tr.header["version"] == 1 and tr.ops
+
+
+def test_add_vector_op_fast_path_checks_like_add_op(tmp_path):
+    with TraceWriter(tmp_path / "f.npz", {"steps": [0]}) as w:
+        w.add_vector_op(step=0, seq=0, pass_="bwd", layer="l", module_type="L", aten="aten.add.Tensor", params=_VEC)
+        with pytest.raises(TraceError, match=r"op 1 \('l' vector fwd\): class 'x' is not one of"):
+            w.add_vector_op(step=0, seq=1, pass_="fwd", layer="l", module_type="L", aten="a",
+                            params={**_VEC, "class": "x"})
+        with pytest.raises(TraceError, match="vector op pass 'dgrad' is not one of fwd, bwd, optimizer"):
+            w.add_vector_op(step=0, seq=1, pass_="dgrad", layer="l", module_type="L", aten="a", params=_VEC)
+    with load_trace(tmp_path / "f.npz") as tr:
+        assert len(tr.ops) == 1 and tr.ops[0].out_shape == (12,) and tr.ops[0].params == _VEC
+    with TraceWriter(tmp_path / "g.npz", {"steps": [0]}, version=1) as w:
+        with pytest.raises(TraceError, match="vector ops need trace version 2"):
+            w.add_vector_op(step=0, seq=0, pass_="fwd", layer="l", module_type="L", aten="a", params=_VEC)
+        w.abort()

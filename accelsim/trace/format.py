@@ -528,6 +528,25 @@ class TraceWriter:
         self._ops.append(d)
         return d["id"]
 
+    def add_vector_op(self, *, step: int, seq: int, pass_: str, layer: str, module_type: str, aten: str,
+                      params: dict) -> int:
+        """Append a vector (non-GEMM) op record: the recorder's fast path (one per kernel of a step), with
+        the checks of its kind (lowering registry) but without add_op's JSON round trip; every value
+        must already be a plain int / str / bool / None."""
+        if self._version < 2:
+            raise self._check.fail("vector ops need trace version 2")
+        if pass_ not in lowering.VECTOR_PASSES:
+            raise self._check.fail(f"vector op pass {_brief(pass_)} is not one of {', '.join(lowering.VECTOR_PASSES)}")
+        try:
+            geo = lowering.KINDS["vector"].check(lowering.split_params("vector", params), {}, pass_)
+        except AccelsimError as e:
+            raise self._check.fail(f"op {len(self._ops)} ({_brief(layer)} vector {pass_}): {e}") from None
+        d = {"id": len(self._ops), "step": int(step), "seq": int(seq), "pass": pass_, "kind": "vector",
+             "layer": str(layer), "module_type": str(module_type), "aten": str(aten), "operands": [],
+             "out_shape": [geo.elements], "params": dict(params)}
+        self._ops.append(d)
+        return d["id"]
+
     def add_saved(self, **fields: Any) -> int:
         """Append a saved-for-backward record (fields of :class:`SavedRecord`, no ``id``)."""
         d = dict(fields)

@@ -165,7 +165,7 @@ class _Entry:  # mask cache entry: valid for tensors held by the same live stora
     owner: _Owner
     packed: np.ndarray
     nnz: int
-    tids: dict = field(default_factory=dict)  # role -> tensor id
+    tids: dict = field(default_factory=dict)  # (role, stored shape) -> tensor id
 
 
 @dataclass
@@ -302,6 +302,14 @@ class _FuncInfo:
 
 
 _FUNC_INFO: dict = {}
+_FUNC_NAME: dict = {}
+
+
+def _func_name(func) -> str:
+    name = _FUNC_NAME.get(func)
+    if name is None:
+        name = _FUNC_NAME[func] = str(func)
+    return name
 
 
 def _func_info(func) -> _FuncInfo:
@@ -640,8 +648,9 @@ class Recorder:
         self._seq += 1
         return self._seq - 1
 
-    def _store(self, t: torch.Tensor, role: str, layer: str) -> int:
-        """Tensor id of ``t`` (as laid out) in ``role``; masks computed once per live tensor and step."""
+    def _store(self, t: torch.Tensor, role: str, layer: str, shape: tuple | None = None) -> int:
+        """Tensor id of ``t`` (as laid out) in ``role``; masks computed once per live tensor and step.
+        ``shape``: store it as this shape of the same numel (the C-order flattening is unchanged)."""
         key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()), t._version, t.dtype, t.device)
         ent = self._cache.get(key)
         if ent is not None and not ent.owner.holds(t):
@@ -650,11 +659,12 @@ class Recorder:
             packed, nnz = _pack_mask(t)
             ent = _Entry(_Owner(t), packed, nnz)
             self._cache[key] = ent
-        tid = ent.tids.get(role)
+        shape = tuple(t.shape) if shape is None else tuple(shape)
+        tid = ent.tids.get((role, shape))
         if tid is None:
-            tid = self._writer.add_packed(ent.packed, tuple(t.shape), dtype=_dtype_name(t.dtype), role=role,
+            tid = self._writer.add_packed(ent.packed, shape, dtype=_dtype_name(t.dtype), role=role,
                                           layer=layer, nnz=ent.nnz)
-            ent.tids[role] = tid
+            ent.tids[(role, shape)] = tid
         return tid
 
     def _is_param(self, t: torch.Tensor) -> bool:
@@ -710,7 +720,7 @@ class Recorder:
         self._last_func = func
 
     def _cover(self, func, as_: str) -> list:
-        key = str(func)
+        key = func if isinstance(func, str) else _func_name(func)
         c = self._coverage.get(key)
         if c is None:
             c = self._coverage[key] = [0, 0, as_]
@@ -799,14 +809,14 @@ class Recorder:
                 vp["kernels"] = k + 1
                 return
         self._flush_vec()
-        self._vec = {"step": self._index, "seq": self._tick(), "pass_": pass_, "kind": "vector", "layer": layer,
-                     "module_type": mtype, "aten": aten_name, "operands": [], "params": params}
+        self._vec = {"step": self._index, "seq": self._tick(), "pass_": pass_, "layer": layer,
+                     "module_type": mtype, "aten": aten_name, "params": params}
 
     def _flush_vec(self) -> None:
         v, self._vec = self._vec, None
         if v is not None:
-            v["out_shape"] = [v["params"]["elements"]]
-            self._writer.add_op(**v)
+            self._writer.add_vector_op(step=v["step"], seq=v["seq"], pass_=v["pass_"], layer=v["layer"],
+                                       module_type=v["module_type"], aten=v["aten"], params=v["params"])
 
     def _emit(self, pass_: str, kind: str, func, layer: str, mtype: str, operands: list[Operand],
               out_shape, params: dict) -> None:
@@ -1015,7 +1025,7 @@ class Recorder:
 
     def _attn_store(self, t: torch.Tensor, role: str, layer: str) -> int:
         """Tensor id of a (B, H, L, E) attention operand stored as (B*H, L, E)."""
-        return self._store(t.reshape(-1, t.shape[-2], t.shape[-1]), role, layer)
+        return self._store(t, role, layer, (math.prod(t.shape[:-2]), t.shape[-2], t.shape[-1]))  # no copy
 
     def _sdpa(self, func, q, k, v, dropout_p, causal, attn_mask, backend: str, grad_out=None) -> None:
         if q.dim() < 3 or k.shape[:-2] != q.shape[:-2] or v.shape[:-2] != q.shape[:-2] or \
@@ -1224,8 +1234,13 @@ def _sp_handle():
 
 def _sparsify_state() -> str | None:
     """The sparsity method's work marker (accelsim.sparsity.handle.sparsify_work), or None."""
-    work = _sp_handle()._WORK
-    return work[-1] if work else None
+    global _WORK
+    if _WORK is None:
+        _WORK = _sp_handle()._WORK  # the list itself: sparsify_work() pushes and pops in place
+    return _WORK[-1] if _WORK else None
+
+
+_WORK: list | None = None
 
 
 def _recompute_codes() -> frozenset:
