@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from accelsim.errors import AccelsimError
-from accelsim.sparsity.handle import MethodHandle, prunable_layers
+from accelsim.sparsity.handle import MethodHandle, note_hidden_work, prunable_layers, sparsify_work
 from accelsim.sparsity.masks import topk_mask, torch_mask
 from accelsim.sparsity.spec import GmpParams, check_value
 
@@ -55,20 +55,24 @@ class GMPHandle(MethodHandle):
         self.current_sparsity = s
         for name, mod in self.layers:
             mask = torch_mask(topk_mask, mod.weight, 1.0 - s)
+            note_hidden_work("topk", "topk", mod.weight, mod.weight.numel())  # the selection (numpy here)
             self.masks[name] = mask
-            mod.weight.mul_(mask)
+            with sparsify_work("mask"):
+                mod.weight.mul_(mask)
 
     @torch.no_grad()
     def after_backward(self) -> None:
         for name, mod in self.layers:
             if name in self.masks and mod.weight.grad is not None:
-                mod.weight.grad.mul_(self.masks[name])
+                with sparsify_work("mask"):
+                    mod.weight.grad.mul_(self.masks[name])
 
     @torch.no_grad()
     def after_step(self, step: int) -> None:
         for name, mod in self.layers:
             if name in self.masks:
-                mod.weight.mul_(self.masks[name])
+                with sparsify_work("mask"):
+                    mod.weight.mul_(self.masks[name])
         self._maybe_update(step + 1)
 
 

@@ -185,6 +185,9 @@ class ASPHandle(MethodHandle):
         for lname, mod in self.layers:
             with sparsify_work("mask"):
                 mod.weight.mul_(self.masks[lname])     # momentum / weight decay cannot revive them
+            w = mod.weight  # the updated 2:4 weight is compressed again for the sparse MMA
+            if 2 * self.n == self.m:
+                note_hidden_work("compress", "compress", w, w.numel() * w.element_size() // 2 + w.numel() // 8)
 
 
 def apply_asp(model: nn.Module, *, n: int = 2, m: int = 4, prune_at: int = 0,
