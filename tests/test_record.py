@@ -1061,3 +1061,25 @@ def test_shipped_gpt_block_trace_is_the_whole_step():
         assert ded == {None, "topk_fused", "compress_2_4"}
         assert {o.pass_ for o in tr.ops if o.kind == "vector"} == {"fwd", "bwd", "optimizer"}
         assert coverage(tr).complete and coverage(tr).seen["gemm"] == 33
+
+
+def test_asp_and_gmp_work_after_backward_is_in_the_optimizer_pass(tmp_path):
+    from accelsim.sparsity import apply_method
+
+    for method, kw, want in (("asp", {}, {"aten.mul_.Tensor": None, "accelsim.sparsity.compress": "compress_2_4"}),
+                             ("gmp", {"final_sparsity": 0.5, "n_updates": 2},
+                              {"aten.mul_.Tensor": None, "accelsim.sparsity.topk": None})):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+        handle = apply_method(net, method, first_layer_dense=False, **kw)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        with accelsim.record(net, tmp_path / "m.npz", steps=1, method=method) as rec:
+            net(torch.randn(2, 8)).sum().backward()
+            handle.after_backward()
+            opt.step()
+            handle.after_step(0)
+            rec.step()
+        tr = load_trace(tmp_path / "m.npz")
+        sp = [o for o in tr.ops if o.kind == "vector" and o.params["sparsify"]]
+        assert {o.pass_ for o in sp} == {"optimizer"}  # after backward: gradient masking, re-masking
+        assert {o.params["op"]: o.params["dedicated"] for o in sp} == want
