@@ -60,3 +60,39 @@ def test_step_filter(tmp_path):
     with load_trace(path) as tr:
         assert {r.step for r in op_rows(tr, steps={4})} == {4}
         assert len(op_rows(tr)) == 12
+
+
+def _vec(op, cls, elements, read, written, kernels=1, sparsify=False, dedicated=None):
+    return {"op": op, "class": cls, "elements": elements, "bytes_read": read, "bytes_written": written,
+            "dtype": "float32", "kernels": kernels, "sparsify": sparsify, "dedicated": dedicated}
+
+
+def test_coverage_and_vector_summary_of_a_v2_trace(tmp_path, trace):
+    from accelsim.trace.format import TraceWriter
+    from accelsim.trace.inspect import coverage, coverage_line, vector_summary
+
+    tr, _ = trace
+    assert coverage(tr) is None and coverage_line(tr).startswith("coverage: not in this trace")
+    cov = {"aten.mm.default": {"seen": 3, "recorded": 3, "as": "gemm"},
+           "aten.convolution.default": {"seen": 2, "recorded": 1, "as": "gemm"},
+           "aten.add.Tensor": {"seen": 4, "recorded": 4, "as": "vector"},
+           "aten.view.default": {"seen": 9, "recorded": 0, "as": "none"}}
+    path = tmp_path / "v2.npz"
+    with TraceWriter(path, {"steps": [0], "meta": {"coverage": cov}}) as w:
+        for ps, p in (("fwd", _vec("aten.add.Tensor", "elementwise", 10, 80, 40, kernels=2)),
+                      ("fwd", _vec("aten.add.Tensor", "elementwise", 6, 48, 24)),
+                      ("optimizer", _vec("accelsim.sparsity.compress", "compress", 8, 32, 17, sparsify=True,
+                                         dedicated="compress_2_4"))):
+            w.add_vector_op(step=0, seq=0, pass_=ps, layer="l", module_type="L", aten=p["op"], params=p)
+    with load_trace(path) as t2:
+        c = coverage(t2)
+        assert c.seen == {"gemm": 5, "vector": 4, "none": 9} and c.recorded == {"gemm": 4, "vector": 4, "none": 0}
+        assert c.missing == [("aten.convolution.default", 1)] and not c.complete
+        assert coverage_line(t2) == ("coverage: 18 aten op calls seen: gemm 4/5 recorded, vector 4/4 recorded, "
+                                     "none (views, metadata) 9; NOT recorded: aten.convolution.default x1 "
+                                     "(see meta.unrecorded_ops)")
+        rows = vector_summary(t2)
+        assert [(r["pass"], r["class"], r["records"], r["kernels"], r["elements"], r["bytes_read"],
+                 r["bytes_written"], r["sparsify"], r["dedicated"]) for r in rows] == [
+            ("fwd", "elementwise", 2, 3, 16, 128, 64, False, None),
+            ("optimizer", "compress", 1, 1, 8, 32, 17, True, "compress_2_4")]
