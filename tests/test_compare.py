@@ -196,6 +196,15 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     assert not js.exists() and not cs.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["d.csv"]
 
 
+def test_python_compare_prints_the_cli_table(done):
+    import accelsim
+    from accelsim.report.compare import compare
+
+    cmp = compare([accelsim.load_trace(t) for t in TRACES], [accelsim.load_hw(m) for m in MACHINES])
+    assert cmp.traces == LABELS and cmp.machines == MACHINES
+    assert cmp.table() in done["out"]
+
+
 def test_traces_after_hw_are_traces_too(done, tmp_path):
     # `compare A --hw X B --hw Y`: B (after an option) is a trace, in order, as if given first
     cs = tmp_path / "c.csv"

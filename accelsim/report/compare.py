@@ -341,6 +341,21 @@ def build_cells(traces: Sequence, trace_names: Sequence[str], hws: Sequence, hw_
     return cells
 
 
+def compare(traces: Sequence, hws: Sequence, *, fmt: str | None = None) -> Comparison:
+    """``accelsim compare`` from Python: ``traces`` (Trace objects) on ``hws`` (HardwareConfig
+    objects, the first the reference), simulated by ``accelsim.simulate``; labels as the CLI makes
+    them (file names, machine names). ``.table()`` is what the command prints."""
+    from pathlib import Path
+
+    from accelsim.sim.engine import simulate
+
+    files = [str(hw.source) for hw in hws]
+    tnames = labels([Path(str(tr.path)).name for tr in traces], [str(tr.path) for tr in traces])
+    cells = build_cells(traces, tnames, hws, files, labels([hw.name for hw in hws], files),
+                        lambda tr, hw, _label: simulate(tr, hw), fmt)
+    return Comparison(cells)
+
+
 def labels(names: Sequence[str], files: Sequence[str] | None = None) -> list[str]:
     """Display labels: ``names``, told apart by file name where two are equal (if ``files``), then
     by position."""
