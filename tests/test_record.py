@@ -434,11 +434,11 @@ def test_inplace_change_of_saved_tensor_still_detected(tmp_path):
 class Mixed(nn.Module):
     def __init__(self):
         super().__init__()
-        self.c1 = nn.ConvTranspose1d(2, 3, 3)
-        self.v = nn.Parameter(torch.randn(3))
+        self.c1 = nn.ConvTranspose1d(2, 4, 3, groups=2)
+        self.v = nn.Parameter(torch.randn(4))
 
     def forward(self, x):
-        y = self.c1(x)                    # (2, 3, 10): a transposed convolution has no op kind here
+        y = self.c1(x)                    # (2, 4, 10): a grouped transposed convolution is not recorded
         return torch.mv(y[0].t(), self.v)  # matrix-vector: no GEMM kind either (recorded as vector work)
 
 
@@ -1017,11 +1017,9 @@ def test_checkpointed_forward_recomputed_in_backward_is_marked(tmp_path, reentra
     assert {"dgrad", "wgrad"} <= {o.pass_ for o in _gemm_ops(tr)}
 
 
-def test_conv1d_is_a_height_one_conv2d_and_3d_or_transposed_convs_are_counted(tmp_path):
+def test_conv1d_is_a_height_one_conv2d(tmp_path):
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv1d(4, 6, 3, stride=2, padding=1), nn.ReLU(), nn.Conv1d(6, 8, 3, dilation=2),
-                        nn.Unflatten(2, (1, 1, 4)), nn.Conv3d(8, 2, 1), nn.Flatten(2), nn.Unflatten(2, (1, 4)),
-                        nn.ConvTranspose2d(2, 3, 2))
+    net = nn.Sequential(nn.Conv1d(4, 6, 3, stride=2, padding=1), nn.ReLU(), nn.Conv1d(6, 8, 3, dilation=2))
     x = torch.relu(torch.randn(2, 4, 16))
     with accelsim.record(net, tmp_path / "c.npz", steps=1) as rec:
         net(x).sum().backward()
@@ -1036,11 +1034,71 @@ def test_conv1d_is_a_height_one_conv2d_and_3d_or_transposed_convs_are_counted(tm
     assert _step_macs_of(tr, lambda o: o.layer == "0" and o.pass_ == "fwd") == 1152
     # layer 2: L = 8, R = 3, dilation 2 -> P = (8 - 2*2 - 1) + 1 = 4: F = 2*8*6*3*4 = 1152
     assert _step_macs_of(tr, lambda o: o.layer == "2" and o.pass_ == "fwd") == 1152
-    un = tr.header["meta"]["unrecorded_ops"]  # no op kind for these yet: counted, never dropped silently
-    assert un["aten.convolution.default (3-d convolution)"] == 1
-    assert un["aten.convolution.default (transposed convolution)"] == 1
-    cov = tr.header["meta"]["coverage"]["aten.convolution.default"]
-    assert cov == {"seen": 4, "recorded": 2, "as": "gemm"}
+    assert "unrecorded_ops" not in tr.header["meta"]
+
+
+def test_im2col_windows_times_weight_is_the_convolution():
+    # the unfolded operand's layout: windows(X) @ W(K, C*T*R*S)^T == conv3d, and for a transposed
+    # conv, windows(dY) @ W(C_in, C_out*R*S)^T == its input gradient (a conv2d of dY with W)
+    from accelsim.trace.record import _im2col, _rows
+
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 3, 4, 7, 6), torch.randn(5, 3, 2, 3, 3)
+    st, pd, dl = [1, 2, 1], [0, 1, 2], [1, 1, 2]
+    y = F.conv3d(x, w, stride=st, padding=pd, dilation=dl)
+    got = (_im2col(x, (2, 3, 3), st, pd, dl) @ w.reshape(5, -1).T).reshape(2, *y.shape[2:], 5).movedim(-1, 1)
+    assert torch.allclose(got, y, atol=1e-5)
+    wt = torch.randn(4, 3, 3, 3)  # ConvTranspose2d(4, 3, 3, stride 2, padding 1)
+    xt = torch.randn(2, 4, 5, 5, requires_grad=True)
+    yt = F.conv_transpose2d(xt, wt, stride=2, padding=1, output_padding=1)
+    gy = torch.randn_like(yt)
+    (gx,) = torch.autograd.grad(yt, xt, gy)
+    got = (_im2col(gy, (3, 3), [2, 2], [1, 1], [1, 1]) @ wt.reshape(4, -1).T).reshape(2, 5, 5, 4).movedim(-1, 1)
+    assert torch.allclose(got, gx, atol=1e-5)
+    assert torch.equal(_rows(xt.detach()), xt.detach().movedim(1, -1).reshape(50, 4))
+
+
+def test_conv3d_and_transposed_convs_are_their_gemms_as_flop_counter_counts(tmp_path):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c3 = nn.Conv3d(2, 4, (2, 3, 3), stride=(1, 2, 1), padding=(0, 1, 1), dilation=(1, 1, 2))
+            self.t2 = nn.ConvTranspose2d(12, 3, 3, stride=2, padding=1, output_padding=1)
+            self.t1 = nn.ConvTranspose1d(3, 2, 2)
+
+        def forward(self, x):
+            y = torch.relu(self.c3(x)).flatten(1, 2)     # (2, 4*3, 3, 4)
+            return self.t1(torch.relu(self.t2(y)).flatten(2))
+
+    net = Net()
+    x = torch.relu(torch.randn(2, 2, 4, 6, 6))
+    with FlopCounterMode(display=False) as fc:
+        with accelsim.record(net, tmp_path / "c3.npz", steps=1) as rec:
+            net(x).sum().backward()
+            rec.step()
+    tr = load_trace(tmp_path / "c3.npz")
+    ops = _gemm_ops(tr)
+    assert [(o.layer, o.pass_, o.kind, o.module_type) for o in ops] == [
+        ("c3", "fwd", "matmul", "Conv3d"), ("t2", "fwd", "matmul", "ConvTranspose2d"),
+        ("t1", "fwd", "matmul", "ConvTranspose1d"), ("t1", "dgrad", "matmul", "ConvTranspose1d"),
+        ("t1", "wgrad", "matmul", "ConvTranspose1d"), ("t2", "dgrad", "matmul", "ConvTranspose2d"),
+        ("t2", "wgrad", "matmul", "ConvTranspose2d"), ("c3", "wgrad", "matmul", "Conv3d")]
+    # conv3d: O,P,Q = 4-2+1, (6+2-3)//2+1, 6+2-2*2-1+1 = 3, 3, 4: M = 2*36 = 72 windows of C*T*R*S = 36;
+    # F = 72 * 36 * K=4 = 10368. ConvTranspose2d: M = N*H*W = 2*3*4 = 24 inputs, K = C_in 12, N = 3*3*3 = 27:
+    # 7776. ConvTranspose1d: 2*48 = 96 inputs x C_in 3 x (2*2) = 1152
+    c3 = ops[0]
+    assert _used(tr, c3, "a") == (72, 36) and _used(tr, c3, "b") == (36, 4)
+    assert [_step_macs_of(tr, lambda o, i=i: o.id == ops[i].id) for i in range(3)] == [10368, 7776, 1152]
+    assert _step_macs(tr) * 2 == fc.get_total_flops()
+    # the unfolded windows: zero padding and the ReLU's zeros, exactly (im2col of the input mask)
+    from accelsim.trace.record import _im2col
+    want = _im2col((x != 0).to(torch.uint8), (2, 3, 3), [1, 2, 1], [0, 1, 1], [1, 1, 2]).numpy().astype(bool)
+    assert np.array_equal(tr.operand_mask(c3, "a"), want)
+    assert "unrecorded_ops" not in tr.header["meta"]
 
 
 def test_shipped_gpt_block_trace_is_the_whole_step():

@@ -49,7 +49,8 @@ address but trusted only for a tensor held by the entry's own live storage with 
 follow the program order of ops alone.
 
 Format v2: scaled-dot-product attention (every fused backend) becomes its bmm GEMMs with
-``params.attention``; conv1d is recorded as the conv2d of height 1 it equals; every other op that
+``params.attention``; conv1d is recorded as the conv2d of height 1 it equals, 3-d and transposed
+convolutions as the matmuls of their unfolded windows; every other op that
 moves data is a vector record (views and metadata ops are free and only counted); the sparsity
 method's own work is marked through accelsim.sparsity.handle (``sparsify_work`` around torch ops,
 ``note_hidden_work`` for work done in numpy or skipped here); ops re-run by activation
@@ -58,8 +59,9 @@ checkpointing carry ``params.recompute``; ``meta["coverage"]`` counts every aten
 Limits: ops inside ``torch.compile``d regions are not guaranteed to be seen, and tensors saved
 under the user's own ``saved_tensors_hooks`` (e.g. non-reentrant activation checkpointing) are not
 seen, so backward ops there may be tied to the enclosing module (a recorder warning says so);
-transposed and 3-d convolutions have no op kind and are counted in ``meta["unrecorded_ops"]`` (and
-as not recorded in the coverage); matrix-vector products are recorded as vector work.
+grouped transposed / 3-d convolutions (or ones whose unfolded operand is too large) are counted in
+``meta["unrecorded_ops"]`` (and as not recorded in the coverage); matrix-vector products are
+recorded as vector work.
 """
 
 from __future__ import annotations
@@ -836,11 +838,103 @@ class Recorder:
         one = (lambda v, d: [d, int(list(v)[0])])
         return (x.unsqueeze(2), w.unsqueeze(2), y.unsqueeze(2), one(stride, 1), one(padding, 0), one(dilation, 1))
 
+    # A 3-d or a transposed convolution (groups 1) is recorded as the matmuls its GEMMs are, with the
+    # windows unfolded (im2col) into a stored operand: fwd conv3d = windows(X) (N*O*P*Q, C*T*R*S) @ W^T;
+    # dgrad = dY rows @ W (the col2im happens on chip); wgrad = windows(X)^T @ dY rows. A transposed
+    # conv is the input-gradient of the conv with the same weight (torch.nn.ConvTranspose2d docs):
+    # fwd = X rows (N*H*W, C_in) @ W (C_in, C_out*R*S); dgrad = windows(dY) @ W^T; wgrad = X rows^T @
+    # windows(dY). Same MACs as the conv formula, masks exact; unfolded operands over _UNFOLD_LIMIT
+    # elements are not recorded (counted in unrecorded_ops).
+    def _mask_u8(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(_nonzero_np(t)).view(np.uint8))
+
+    def _add_mask(self, m: torch.Tensor, dtype, role: str, layer: str) -> int:
+        return self._writer.add_tensor(m.contiguous().numpy().view(bool), dtype=_dtype_name(dtype), role=role,
+                                       layer=layer)
+
+    def _conv_nd(self, args, kwargs, first: int, nd: int) -> tuple:
+        def nd_(v, d):
+            v = [int(x) for x in (v if v is not None else [d])]
+            return v * nd if len(v) == 1 else v
+        return (nd_(_arg(args, kwargs, first, "stride"), 1), nd_(_arg(args, kwargs, first + 1, "padding"), 0),
+                nd_(_arg(args, kwargs, first + 2, "dilation"), 1))
+
+    def _conv_as_matmul_fwd(self, func, args, kwargs, out, transposed: bool) -> bool:
+        x, w = args[0], args[1]
+        nd = x.dim() - 2
+        if int(_arg(args, kwargs, 8, "groups", 1)) != 1 or nd < 1:
+            return False
+        stride, padding, dilation = self._conv_nd(args, kwargs, 3, nd)
+        extra = {}
+        if self._in_backward():
+            if not _recomputing():
+                return False
+            extra = {"recompute": True}
+        n, cols = x.shape[0], math.prod(w.shape[1:])
+        layer, mtype, _ = self._weight_where(w, self._fwd_where())
+        if not transposed:  # windows(X) @ W^T
+            rows = n * math.prod(out.shape[2:])
+            if rows * cols > _UNFOLD_LIMIT:
+                return False
+            a = _im2col(self._mask_u8(x), tuple(w.shape[2:]), stride, padding, dilation)
+            if tuple(a.shape) != (rows, cols):
+                return False
+            ta = self._add_mask(a, x.dtype, "activation", layer)
+            tw = self._store(w, "weight", layer, (w.shape[0], cols))
+            self._emit("fwd", "matmul", func, layer, mtype, [Operand("a", ta), Operand("b", tw, True)],
+                       (rows, w.shape[0]), extra)
+        else:  # X rows @ W
+            rows = n * math.prod(x.shape[2:])
+            ta = self._add_mask(_rows(self._mask_u8(x)), x.dtype, "activation", layer)
+            tw = self._store(w, "weight", layer, (w.shape[0], cols))
+            self._emit("fwd", "matmul", func, layer, mtype, [Operand("a", ta), Operand("b", tw)], (rows, cols), extra)
+        self._fwd_keys[_key(w)] = (layer, mtype, _Owner(w))
+        return True
+
+    def _conv_as_matmul_bwd(self, func, args, kwargs, out, transposed: bool) -> bool:
+        gy, x, w = args[0], args[1], args[2]
+        nd = gy.dim() - 2
+        if int(_arg(args, kwargs, 9, "groups", 1)) != 1 or nd < 1:
+            return False
+        stride, padding, dilation = self._conv_nd(args, kwargs, 4, nd)
+        mask = list(_arg(args, kwargs, 10, "output_mask", (True, True, True)))
+        n, k0, cols = gy.shape[0], w.shape[0], math.prod(w.shape[1:])
+        layer, mtype = self._bwd_where([(_key(w), w), (_key(x), x)])
+        if not transposed:
+            rows = n * math.prod(gy.shape[2:])
+            if rows * cols > _UNFOLD_LIMIT:
+                return False
+            tg = self._add_mask(_rows(self._mask_u8(gy)), gy.dtype, "grad_output", layer)
+            if mask[0]:  # dX (as windows) = dY rows @ W
+                tw = self._store(w, "weight", layer, (k0, cols))
+                self._emit("dgrad", "matmul", func, layer, mtype, [Operand("a", tg), Operand("b", tw)], (rows, cols), {})
+            if mask[1]:  # dW^T = windows(X)^T @ dY rows
+                a = _im2col(self._mask_u8(x), tuple(w.shape[2:]), stride, padding, dilation)
+                ta = self._add_mask(a, x.dtype, "activation", layer)
+                self._emit("wgrad", "matmul", func, layer, mtype, [Operand("a", ta, True), Operand("b", tg)],
+                           (cols, k0), {})
+            return True
+        rows = n * math.prod(x.shape[2:])
+        if rows * cols > _UNFOLD_LIMIT:
+            return False
+        g = _im2col(self._mask_u8(gy), tuple(w.shape[2:]), stride, padding, dilation)
+        if tuple(g.shape) != (rows, cols):
+            return False
+        tg = self._add_mask(g, gy.dtype, "grad_output", layer)
+        if mask[0]:  # dX rows = windows(dY) @ W^T
+            tw = self._store(w, "weight", layer, (k0, cols))
+            self._emit("dgrad", "matmul", func, layer, mtype, [Operand("a", tg), Operand("b", tw, True)], (rows, k0), {})
+        if mask[1]:  # dW = X rows^T @ windows(dY)
+            tx = self._add_mask(_rows(self._mask_u8(x)), x.dtype, "activation", layer)
+            self._emit("wgrad", "matmul", func, layer, mtype, [Operand("a", tx, True), Operand("b", tg)], (k0, cols), {})
+        return True
+
     def _conv_fwd(self, func, args, kwargs, out) -> None:
         x, w = args[0], args[1]
         transposed = _arg(args, kwargs, 6, "transposed", False)
         if transposed or x.dim() not in (3, 4):
-            self._unrecorded[f"{func} ({'transposed' if transposed else f'{x.dim() - 2}-d'} convolution)"] += 1
+            if not self._conv_as_matmul_fwd(func, args, kwargs, out, bool(transposed)):
+                self._unrecorded[f"{func} ({'transposed' if transposed else f'{x.dim() - 2}-d'} convolution)"] += 1
             return
         if x.dim() == 3:  # conv1d
             x, w, out, st, pd, dl = self._as_2d(x, w, out, _arg(args, kwargs, 3, "stride"),
@@ -868,7 +962,8 @@ class Recorder:
         gy, x, w = args[0], args[1], args[2]
         transposed = _arg(args, kwargs, 7, "transposed", False)
         if transposed or gy.dim() not in (3, 4):
-            self._unrecorded[f"{func} ({'transposed' if transposed else f'{gy.dim() - 2}-d'} convolution)"] += 1
+            if not self._conv_as_matmul_bwd(func, args, kwargs, out, bool(transposed)):
+                self._unrecorded[f"{func} ({'transposed' if transposed else f'{gy.dim() - 2}-d'} convolution)"] += 1
             return
         if gy.dim() == 3:  # conv1d as a conv2d of height 1
             x, w, gy, st, pd, dl = self._as_2d(x, w, gy, _arg(args, kwargs, 4, "stride"),
@@ -1217,6 +1312,31 @@ for _n, _h in (("_scaled_dot_product_flash_attention_for_cpu", Recorder._sdpa_cp
                ("_scaled_dot_product_cudnn_attention_backward", Recorder._sdpa_cudnn_bwd)):
     if hasattr(aten, _n):
         _HANDLERS[getattr(aten, _n).default] = _h
+
+
+# An unfolded (im2col) operand of a 3-d or transposed convolution is stored as a mask of this many
+# elements at most (8 MiB packed); a policy bound on trace size and recording memory, not a model number.
+_UNFOLD_LIMIT = 1 << 26
+
+
+def _rows(m: torch.Tensor) -> torch.Tensor:
+    """(N, C, *S) -> (N*prod(S), C): one row per output / input position, channels along it."""
+    return m.movedim(1, -1).reshape(-1, m.shape[1])
+
+
+def _im2col(m: torch.Tensor, k: tuple, stride: list, padding: list, dilation: list) -> torch.Tensor:
+    """The conv windows of a (N, C, *S) mask: (N*prod(O), C*prod(k)), rows (n, o...), columns (c, k...)
+    (the order of a weight (K, C, *k) flattened), zero padding as the conv pads."""
+    nd = len(k)
+    pad = [p for pp in reversed(padding) for p in (pp, pp)]
+    x = torch.nn.functional.pad(m, pad) if any(pad) else m
+    for i in range(nd):
+        x = x.unfold(2 + i, dilation[i] * (k[i] - 1) + 1, stride[i])
+        if dilation[i] > 1:
+            x = x[..., ::dilation[i]]
+    perm = [0, *range(2, 2 + nd), 1, *range(2 + nd, 2 + 2 * nd)]
+    x = x.permute(perm)
+    return x.reshape(math.prod(x.shape[:1 + nd]), math.prod(x.shape[1 + nd:]))
 
 
 _BWD_HANDLERS = {aten.convolution_backward.default} | {
