@@ -1141,3 +1141,19 @@ def test_asp_and_gmp_work_after_backward_is_in_the_optimizer_pass(tmp_path):
         sp = [o for o in tr.ops if o.kind == "vector" and o.params["sparsify"]]
         assert {o.pass_ for o in sp} == {"optimizer"}  # after backward: gradient masking, re-masking
         assert {o.params["op"]: o.params["dedicated"] for o in sp} == want
+
+
+def test_einsum_matmul_and_baddbmm_reach_bmm(tmp_path):
+    torch.manual_seed(0)
+    a, b = torch.randn(2, 3, 4, 5, requires_grad=True), torch.randn(2, 3, 5, 6, requires_grad=True)
+    c = torch.randn(6, 4, 5, requires_grad=True)
+    with accelsim.record(nn.Identity(), tmp_path / "e.npz", steps=1) as rec:
+        y = torch.einsum("bhij,bhjk->bhik", a, b).sum() + torch.matmul(a, b).sum()
+        y = y + torch.baddbmm(torch.zeros(6, 4, 6), c, b.reshape(6, 5, 6)).sum()
+        y.backward()
+        rec.step()
+    tr = load_trace(tmp_path / "e.npz")
+    fwd = [o for o in _gemm_ops(tr) if o.pass_ == "fwd"]
+    assert [(o.kind, o.out_shape) for o in fwd] == [("bmm", (6, 4, 6))] * 3
+    assert fwd[2].aten == "aten.baddbmm.default" and fwd[2].params == {"bias": True}
+    assert sum(o.pass_ in ("dgrad", "wgrad") for o in _gemm_ops(tr)) == 6  # two per forward bmm
