@@ -1157,3 +1157,24 @@ def test_einsum_matmul_and_baddbmm_reach_bmm(tmp_path):
     assert [(o.kind, o.out_shape) for o in fwd] == [("bmm", (6, 4, 6))] * 3
     assert fwd[2].aten == "aten.baddbmm.default" and fwd[2].params == {"bias": True}
     assert sum(o.pass_ in ("dgrad", "wgrad") for o in _gemm_ops(tr)) == 6  # two per forward bmm
+
+
+def test_sdpa_argument_positions_match_the_aten_schemas():
+    # the fused GPU backends cannot run here: check the recorder's argument table against each schema
+    from accelsim.trace.record import _SDPA_ARGS
+
+    checked = 0
+    for name, (q, drop, causal, mask, backend, bwd) in _SDPA_ARGS.items():
+        if not hasattr(aten, name):
+            continue
+        names = [a.name for a in getattr(aten, name).default._schema.arguments]
+        assert names[q:q + 3] == ["query", "key", "value"] and (names[0] in ("grad_out", "grad_out_")) == bwd
+        assert (names[drop], names[causal]) == ("dropout_p", "is_causal")
+        if mask is None:
+            assert "attn_mask" in names
+        elif mask >= 0:
+            assert names[mask] == "attn_bias"
+        else:
+            assert "attn_mask" not in names and "attn_bias" not in names
+        checked += 1
+    assert checked == 8

@@ -1172,39 +1172,16 @@ class Recorder:
         self._emit("wgrad", "bmm", func, layer, mtype, [Operand("a", tds, True), Operand("b", tq)], (bh, s_, e),
                    {"attention": {"role": "dk", **att}})
 
-    def _sdpa_cpu(self, func, args, kwargs, out) -> None:
-        self._sdpa(func, args[0], args[1], args[2], _arg(args, kwargs, 3, "dropout_p", 0.0),
-                   _arg(args, kwargs, 4, "is_causal", False), kwargs.get("attn_mask"), "flash_cpu")
-
-    def _sdpa_cpu_bwd(self, func, args, kwargs, out) -> None:
-        self._sdpa(func, args[1], args[2], args[3], _arg(args, kwargs, 6, "dropout_p", 0.0),
-                   _arg(args, kwargs, 7, "is_causal", False), kwargs.get("attn_mask"), "flash_cpu", grad_out=args[0])
-
-    def _sdpa_flash(self, func, args, kwargs, out) -> None:
-        self._sdpa(func, args[0], args[1], args[2], _arg(args, kwargs, 3, "dropout_p", 0.0),
-                   _arg(args, kwargs, 4, "is_causal", False), None, "flash")
-
-    def _sdpa_flash_bwd(self, func, args, kwargs, out) -> None:
-        self._sdpa(func, args[1], args[2], args[3], _arg(args, kwargs, 10, "dropout_p", 0.0),
-                   _arg(args, kwargs, 11, "is_causal", False), None, "flash", grad_out=args[0])
-
-    def _sdpa_efficient(self, func, args, kwargs, out) -> None:
-        self._sdpa(func, args[0], args[1], args[2], _arg(args, kwargs, 5, "dropout_p", 0.0),
-                   _arg(args, kwargs, 6, "is_causal", False), _arg(args, kwargs, 3, "attn_bias"), "efficient")
-
-    def _sdpa_efficient_bwd(self, func, args, kwargs, out) -> None:
-        self._sdpa(func, args[1], args[2], args[3], _arg(args, kwargs, 9, "dropout_p", 0.0),
-                   _arg(args, kwargs, 11, "is_causal", False), _arg(args, kwargs, 4, "attn_bias"), "efficient",
-                   grad_out=args[0])
-
-    def _sdpa_cudnn(self, func, args, kwargs, out) -> None:
-        self._sdpa(func, args[0], args[1], args[2], _arg(args, kwargs, 5, "dropout_p", 0.0),
-                   _arg(args, kwargs, 6, "is_causal", False), _arg(args, kwargs, 3, "attn_bias"), "cudnn")
-
-    def _sdpa_cudnn_bwd(self, func, args, kwargs, out) -> None:
-        self._sdpa(func, args[1], args[2], args[3], _arg(args, kwargs, 13, "dropout_p", 0.0),
-                   _arg(args, kwargs, 14, "is_causal", False), _arg(args, kwargs, 8, "attn_bias"), "cudnn",
-                   grad_out=args[0])
+    def _sdpa_op(self, func, args, kwargs, out) -> None:
+        """Any fused SDPA aten op: its argument positions from _SDPA_ARGS (checked against the
+        schemas in tests/test_record.py)."""
+        q, drop, causal, mask, backend, bwd = _SDPA_ARGS[func.overloadpacket.__name__]
+        if mask is None:  # keyword-only attn_mask
+            am = kwargs.get("attn_mask")
+        else:  # -1: the op takes no mask (flash); else the position of attn_bias
+            am = _arg(args, kwargs, mask, "attn_bias") if mask >= 0 else None
+        self._sdpa(func, args[q], args[q + 1], args[q + 2], _arg(args, kwargs, drop, "dropout_p", 0.0),
+                   _arg(args, kwargs, causal, "is_causal", False), am, backend, grad_out=args[0] if bwd else None)
 
     # ---------------------------------------------------------------- saved tensors
     def _category(self, t: torch.Tensor) -> str:
@@ -1301,17 +1278,22 @@ _HANDLERS = {
     aten.bmm.default: Recorder._bmm,
     aten.baddbmm.default: Recorder._baddbmm,
 }
-# scaled-dot-product attention, every backend (the math backend is composite: its bmm ops are seen)
-for _n, _h in (("_scaled_dot_product_flash_attention_for_cpu", Recorder._sdpa_cpu),
-               ("_scaled_dot_product_flash_attention_for_cpu_backward", Recorder._sdpa_cpu_bwd),
-               ("_scaled_dot_product_flash_attention", Recorder._sdpa_flash),
-               ("_scaled_dot_product_flash_attention_backward", Recorder._sdpa_flash_bwd),
-               ("_scaled_dot_product_efficient_attention", Recorder._sdpa_efficient),
-               ("_scaled_dot_product_efficient_attention_backward", Recorder._sdpa_efficient_bwd),
-               ("_scaled_dot_product_cudnn_attention", Recorder._sdpa_cudnn),
-               ("_scaled_dot_product_cudnn_attention_backward", Recorder._sdpa_cudnn_bwd)):
+# scaled-dot-product attention, every fused backend (the math backend is composite: its bmm ops are
+# seen). aten op -> (position of query, of dropout_p, of is_causal, of attn_bias (-1: no mask; None:
+# the keyword-only attn_mask), backend, backward?); backward ops take grad_out first.
+_SDPA_ARGS = {
+    "_scaled_dot_product_flash_attention_for_cpu": (0, 3, 4, None, "flash_cpu", False),
+    "_scaled_dot_product_flash_attention_for_cpu_backward": (1, 6, 7, None, "flash_cpu", True),
+    "_scaled_dot_product_flash_attention": (0, 3, 4, -1, "flash", False),
+    "_scaled_dot_product_flash_attention_backward": (1, 10, 11, -1, "flash", True),
+    "_scaled_dot_product_efficient_attention": (0, 5, 6, 3, "efficient", False),
+    "_scaled_dot_product_efficient_attention_backward": (1, 9, 11, 4, "efficient", True),
+    "_scaled_dot_product_cudnn_attention": (0, 5, 6, 3, "cudnn", False),
+    "_scaled_dot_product_cudnn_attention_backward": (1, 13, 14, 8, "cudnn", True),
+}
+for _n in _SDPA_ARGS:
     if hasattr(aten, _n):
-        _HANDLERS[getattr(aten, _n).default] = _h
+        _HANDLERS[getattr(aten, _n).default] = Recorder._sdpa_op
 
 
 # An unfolded (im2col) operand of a 3-d or transposed convolution is stored as a mask of this many
