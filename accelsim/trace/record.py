@@ -1433,7 +1433,9 @@ def _fmt_steps(steps: list[int]) -> str:
 def record(model: torch.nn.Module, path: str | Path, *, steps: int | Iterable[int] = 1,
            model_name: str | None = None, method: str | None = None, method_params: dict | None = None,
            batch_size: int | None = None, meta: dict | None = None, dtype: str | None = None) -> Recorder:
-    """Record the convs / matmuls and saved-for-backward tensors of some training steps to a trace.
+    """Record some training steps to a trace (format v2): every conv / matmul / attention GEMM with its
+    operand masks, every other op as vector work (sparsity work marked), and the saved-for-backward
+    tensors; ``meta["coverage"]`` counts every aten op seen.
 
     ``steps``: an int n (the first n iterations) or the iteration indices to record (counted by
     ``rec.step()`` calls, from 0). Header fields: ``model_name`` (default: the model's class name),
