@@ -1114,7 +1114,10 @@ class Recorder:
         hit = self._score_cache.get(key)
         if hit is None:
             one = np.tril(np.ones((l, s_), dtype=bool)) if causal else np.ones((l, s_), dtype=bool)
-            packed = np.packbits(np.broadcast_to(one, (bh, l, s_)), axis=None, bitorder="little")
+            if (l * s_) % 8 == 0:  # whole bytes per head: pack one head and repeat it (no B*H*L*S bools)
+                packed = np.tile(np.packbits(one, axis=None, bitorder="little"), bh)
+            else:
+                packed = np.packbits(np.broadcast_to(one, (bh, l, s_)), axis=None, bitorder="little")
             hit = self._score_cache[key] = (packed, int(one.sum()) * bh)
         return hit[0], hit[1], name, structural
 
