@@ -1178,3 +1178,17 @@ def test_sdpa_argument_positions_match_the_aten_schemas():
             assert "attn_mask" not in names and "attn_bias" not in names
         checked += 1
     assert checked == 8
+
+
+def test_vector_bytes_of_in_place_out_and_foreach_ops(tmp_path):
+    x, y = torch.randn(4, 8), torch.randn(4, 8)   # 32 fp32 = 128 B each
+    with accelsim.record(nn.Identity(), tmp_path / "i.npz", steps=1) as rec:
+        x.add_(y)                                  # reads x and y, writes x
+        torch.add(x, y, out=torch.empty(4, 8))     # reads x and y, writes out (never read)
+        torch._foreach_mul_([x, y], 2.0)           # reads and writes both
+        x.expand(3, 4, 8).sum()                    # a broadcast view is read once: 128 B
+        rec.step()
+    got = [(o.params["op"], o.params["elements"], o.params["bytes_read"], o.params["bytes_written"])
+           for o in load_trace(tmp_path / "i.npz").ops]
+    assert got == [("aten.add_.Tensor", 32, 256, 128), ("aten.add.out", 32, 256, 128),
+                   ("aten._foreach_mul_.Scalar", 32, 256, 256), ("aten.sum.default", 96, 128, 4)]

@@ -284,7 +284,7 @@ def _nbytes(t: torch.Tensor) -> int:
 class _FuncInfo:
     """What the recorder needs to know about one aten overload, computed once per overload."""
 
-    __slots__ = ("name", "free", "cls", "writes")
+    __slots__ = ("name", "free", "cls", "writes", "write_kw")
 
     def __init__(self, func):
         self.name = str(func)
@@ -294,7 +294,8 @@ class _FuncInfo:
         writes = [i for i, a in enumerate(schema.arguments) if a.alias_info is not None and a.alias_info.is_write]
         rets = [r for r in schema.returns if "Tensor" in str(r.type)]
         aliasing = bool(rets) and all(r.alias_info is not None and not r.alias_info.is_write for r in rets)
-        self.writes = tuple(writes)
+        self.writes = tuple(i for i in writes if not schema.arguments[i].kwarg_only)
+        self.write_kw = frozenset(schema.arguments[i].name for i in writes if schema.arguments[i].kwarg_only)
         self.free = (packet in _FREE_NAMES or base in _FREE_NAMES
                      or (not writes and (aliasing or not rets)))
         cls = _CLASS.get(base) or _CLASS.get(packet)
@@ -737,16 +738,19 @@ class Recorder:
         """One memory-bound op: counts from the sizes of the tensors it reads and writes (docs/trace-format.md
         "Vector ops"); merged with the previous record when identical (params.kernels)."""
         ins = _tensor_leaves(args, [])
-        _tensor_leaves(kwargs, ins) if kwargs else None
+        if kwargs:  # (an out= tensor is only written)
+            _tensor_leaves([v for k, v in kwargs.items() if k not in info.write_kw], ins)
         outs = _tensor_leaves(out, [])
-        if info.writes:  # in-place / out= ops: the mutated arguments are written, and read (x += y)
+        if info.writes or info.write_kw:  # in-place ops: the mutated arguments are written, and read (x += y)
             outs = outs + [a for i in info.writes for a in _tensor_leaves(args[i] if i < len(args) else (), [])]
-        seen_w = {id(t) for t in outs}
+            outs = outs + _tensor_leaves([kwargs[k] for k in info.write_kw if k in kwargs], [])
+            # an in-place op returns the tensor it wrote: count it once
+            outs = list({(t.data_ptr(), tuple(t.shape), tuple(t.stride())): t for t in outs}.values())
         allt = ins + outs
         big = max(allt, key=lambda t: t.numel()) if allt else None
         elements = big.numel() if big is not None else 0
         read = sum(_nbytes(t) for t in ins)
-        written = sum(_nbytes(t) for t in {id(t): t for t in outs}.values()) if seen_w else 0
+        written = sum(_nbytes(t) for t in outs)
         pass_, layer, mtype, recompute = self._vector_where(in_bwd)
         sp = _sparsify_state()
         cls = info.cls
