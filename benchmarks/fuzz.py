@@ -200,12 +200,12 @@ def gen_traces(rng: random.Random, d: Path, n_random: int) -> list[Case]:
         except Exception as e:  # the writer refuses an empty GEMM (a one-line TraceError): keep the text
             p.write_bytes(b"writer refused: " + str(e).replace(str(p), "TRACE")[:200].encode())
     # schema, version, not JSON, not an object, deep JSON, huge numbers
-    for name, raw in [("schema", None), ("version2", None), ("version_bool", None), ("not_json", b"{nope"),
+    for name, raw in [("schema", None), ("version3", None), ("version_bool", None), ("not_json", b"{nope"),
                       ("not_object", b"[1, 2]"), ("deep_json", b"[" * 100_000 + b"]" * 100_000),
                       ("big_int", b'{"schema": "accelsim-trace", "version": 1' + b", \"x\": " + b"9" * 5000 + b"}"),
                       ("latin1", "{\"schema\": \"\xe9\"}".encode("latin-1")), ("empty", b"")]:
         h = json.loads(json.dumps(header))
-        h.update({"schema": {"schema": "other"}, "version2": {"version": 2}, "version_bool": {"version": True}}
+        h.update({"schema": {"schema": "other"}, "version3": {"version": 3}, "version_bool": {"version": True}}
                  .get(name, {}))
         _with_header(add(f"schema/{name}", quick=True), base, h, raw)
     # user values that reach an error message: they must arrive cut, not whole

@@ -280,8 +280,8 @@ def _bad_traces(tiny, d):
     out["flip.npz"] = "flip.npz"
     np.savez(d / "other.npz", x=np.arange(3))
     out["other.npz"] = "not a trace file"
-    _rewrite_trace(tiny, d / "v2.npz", header_fn=lambda h: h.update(version=2))
-    out["v2.npz"] = "trace version 2 is not supported"
+    _rewrite_trace(tiny, d / "v3.npz", header_fn=lambda h: h.update(version=3))
+    out["v3.npz"] = "trace version 3 is not supported"
 
     def grow(h):
         h["tensors"][0]["shape"][0] += 1
