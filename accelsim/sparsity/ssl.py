@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from accelsim.errors import AccelsimError
-from accelsim.sparsity.handle import MethodHandle, prunable_layers
+from accelsim.sparsity.handle import MethodHandle, prunable_layers, sparsify_work
 from accelsim.sparsity.spec import SslParams, check_value
 
 GROUPS = ("filter", "channel", "shape", "depth")
@@ -103,12 +103,14 @@ class SSLHandle(MethodHandle):
     def penalty(self) -> torch.Tensor | float:
         if not self.lam:
             return 0.0
-        return self.lam * sum(group_lasso(mod.weight, self.kinds) for _, mod in self.layers)
+        with sparsify_work("penalty"):  # the group norms: the method's own (forward) work
+            return self.lam * sum(group_lasso(mod.weight, self.kinds) for _, mod in self.layers)
 
     def after_step(self, step: int) -> None:
         if self.zero_threshold > 0:
-            self.groups_zeroed += zero_small_groups(self.model, self.zero_threshold, self.kinds,
-                                                    [n for n, _ in self.layers])
+            with sparsify_work("mask"):
+                self.groups_zeroed += zero_small_groups(self.model, self.zero_threshold, self.kinds,
+                                                        [n for n, _ in self.layers])
 
 
 def apply_ssl(model: nn.Module, *, lam: float = 1e-4, groups: Sequence[str] = ("filter", "channel"),
