@@ -105,8 +105,10 @@ def table_run(trace: Path, hws: list[Path], runs: int, cold_runs: int) -> None:
         _wall(floor_cmd, env)  # page cache
         fcpu: list[float] = []
         floor = _stats([_wall(floor_cmd, env, fcpu) for _ in range(runs)])
+        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"trace {trace.relative_to(ROOT) if trace.is_relative_to(ROOT) else trace}; "
-              f"{runs} warm / {cold_runs} cold runs per row, whole process; cpu = user + system")
+              f"{runs} warm / {cold_runs} cold runs per row, whole process; cpu = user + system; "
+              f"load average {load} on {os.cpu_count()} CPUs")
         print(f"floor (numpy: open, unpackbits, count every mask): min {floor[0]:.2f} s, median {floor[1]:.2f} s, "
               f"cpu median {statistics.median(fcpu):.2f} s")
         print(f"{'hardware':<20} {'warm min':>8} {'warm med':>8} {'cpu med':>7} {'x floor':>7} {'cpu x':>6}   "
