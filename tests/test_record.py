@@ -691,8 +691,14 @@ def test_eval_pass_under_no_grad_is_counted_not_recorded(tmp_path):
     assert [(o.pass_, o.kind, o.layer) for o in _gemm_ops(ev)] == key and len(key) == 5    # nothing of the eval pass
     # MACs by hand: conv 3->4, 3x3, pad 1, on 2x3x6x6: 2*4*6*6 outputs x 3*3*3 = 7776;
     # fc (2, 144) @ (144, 5): 2*5 outputs x 144 = 1440; 7776 + 1440 = 9216
-    assert ev.header["meta"]["no_grad_forward"] == {
+    ng = ev.header["meta"]["no_grad_forward"]
+    assert {k: v for k, v in ng.items() if k != "vector_ops"} == {
         "passes": 1, "ops": {"aten.addmm.default": 1, "aten.convolution.default": 1}, "macs": 9216}
+    assert ng["vector_ops"] >= 1  # the eval pass's other ops, e.g. its ReLU: outside the step too
+    # the step's coverage is the training step's alone: the eval pass is not "left out" of it
+    cov = ev.header["meta"]["coverage"]
+    assert all(c["seen"] == c["recorded"] for c in cov.values() if c["as"] != "none")
+    assert cov["aten.convolution.default"] == {"seen": 1, "recorded": 1, "as": "gemm"}
     assert "no_grad_forward" not in plain.header["meta"]
 
 

@@ -394,6 +394,7 @@ class Recorder:
         self._unrecorded: collections.Counter = collections.Counter()
         self._no_grad_ops: collections.Counter = collections.Counter()
         self._no_grad_macs = 0
+        self._no_grad_vector = 0  # other (vector) ops of those passes: not part of the step either
         self._passes = {True: 0, False: 0}   # forward passes of the model in recorded steps, by grad mode
         self._warnings: list[str] = []
         self._storage_ids = 0
@@ -488,6 +489,8 @@ class Recorder:
             ops = sum(self._no_grad_ops.values())
             meta["no_grad_forward"] = {"passes": self._passes[False], "ops": dict(sorted(self._no_grad_ops.items())),
                                        "macs": self._no_grad_macs}
+            if self._no_grad_vector:
+                meta["no_grad_forward"]["vector_ops"] = self._no_grad_vector
             msg = (f"{ops} conv/matmul op(s) ({self._no_grad_macs} MACs, {self._passes[False]} model forward "
                    "pass(es)) ran under torch.no_grad() (e.g. an eval pass); they are not part of the training "
                    "step and were not recorded (counted in meta.no_grad_forward)")
@@ -699,25 +702,26 @@ class Recorder:
             self._after_bwd = True
         handler = _HANDLERS.get(func)
         if handler is not None:
-            cov = self._cover(func, "gemm")
-            n = self._nops
             if func not in _BWD_HANDLERS and self._no_grad_fwd():
-                self._count_no_grad(func, args, out)
+                self._count_no_grad(func, args, out)  # an eval pass: not part of the step, not in coverage
             else:
+                cov = self._cover(func, "gemm")
+                n = self._nops
                 handler(self, func, args, kwargs, out)
-            if self._nops > n:
-                cov[1] += 1
+                if self._nops > n:
+                    cov[1] += 1
         else:
             info = _func_info(func)
             if info.free:
                 self._cover(func, "none")
+            elif self._stack and not self._grad_fwd and not in_bwd:  # an eval forward (no_grad_forward)
+                self._no_grad_vector += 1
             else:
                 cov = self._cover(func, "vector")
                 if func in _UNMODELED:
                     self._unrecorded[str(func)] += 1
-                if not (self._stack and not self._grad_fwd and not in_bwd):  # not an eval forward
-                    self._vector(info, args, kwargs, out, in_bwd)
-                    cov[1] += 1
+                self._vector(info, args, kwargs, out, in_bwd)
+                cov[1] += 1
             if not in_bwd:
                 self._track_weight_derived(args, out)
         self._last_func = func
@@ -791,9 +795,10 @@ class Recorder:
             return
         in_bwd = self._in_backward()
         name = f"accelsim.sparsity.{work}"
-        cov = self._cover(name, "vector")
         if not in_bwd and self._stack and not self._grad_fwd:
+            self._no_grad_vector += 1
             return  # an eval forward
+        cov = self._cover(name, "vector")
         pass_, layer, mtype, recompute = self._vector_where(in_bwd)
         params = {"op": name, "class": cls, "elements": int(t.numel()), "bytes_read": _nbytes(t),
                   "bytes_written": int(written), "dtype": _dtype_name(t.dtype), "kernels": 1, "sparsify": True,
