@@ -1009,8 +1009,10 @@ def test_checkpointed_forward_recomputed_in_backward_is_marked(tmp_path, reentra
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8))
     x = torch.randn(4, 8, requires_grad=True)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
     with accelsim.record(net, tmp_path / "c.npz", steps=1) as rec:
         checkpoint(net, x, use_reentrant=reentrant).sum().backward()
+        opt.step()
         rec.step()
     tr = load_trace(tmp_path / "c.npz")
     fwd = [(o.layer, o.kind, bool(o.params.get("recompute"))) for o in tr.ops if o.pass_ == "fwd" and o.kind == "matmul"]
@@ -1021,6 +1023,9 @@ def test_checkpointed_forward_recomputed_in_backward_is_marked(tmp_path, reentra
                for o in tr.ops)
     assert {o.pass_ for o in tr.ops if o.params.get("recompute")} == {"fwd"}
     assert {"dgrad", "wgrad"} <= {o.pass_ for o in _gemm_ops(tr)}
+    # the re-run forward that checkpointing stops early leaves no module open: SGD's update is "optimizer"
+    upd = [o for o in tr.ops if o.kind == "vector" and o.params["op"] == "aten.add_.Tensor" and o.layer == "Sequential"]
+    assert upd and {o.pass_ for o in upd[-2:]} == {"optimizer"}
 
 
 def test_conv1d_is_a_height_one_conv2d(tmp_path):

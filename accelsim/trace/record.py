@@ -700,6 +700,10 @@ class Recorder:
         in_bwd = self._in_backward()
         if in_bwd:
             self._after_bwd = True
+            if self._stack and not _recomputing():
+                # non-reentrant checkpointing stops its re-run forward early (an exception through the
+                # modules): their forward hooks never popped. No module forward runs in backward.
+                self._stack.clear()
         handler = _HANDLERS.get(func)
         if handler is not None:
             if func not in _BWD_HANDLERS and self._no_grad_fwd():
