@@ -156,8 +156,8 @@ def not_simulated_items(trace, ops: list[OpResult]) -> list[dict]:
     """What the trace holds but was not simulated: the header's meta["unrecorded_ops"] (aten ops with
     MACs the recorder has no op kind for: {name: count}, or {name: {"count", "macs", "bytes"}}),
     coverage entries of GEMM/vector ops seen more often than recorded (``as`` "none" are views and
-    metadata-only ops, free by design; ops under torch.no_grad() are outside the step and counted
-    apart, meta["no_grad_forward"]), and vector ops the machine has nothing to run on. Each
+    metadata-only ops, free by design; an eval pass under torch.no_grad() is outside the step and
+    its coverage, meta["no_grad_forward"]), and vector ops the machine has nothing to run on. Each
     {"what", "pass", "ops", "macs", "bytes", "why"}; MACs and bytes as far as the trace knows them."""
     meta = (trace.header or {}).get("meta") or {}
     items: list[dict] = []
@@ -168,12 +168,11 @@ def not_simulated_items(trace, ops: list[OpResult]) -> list[dict]:
             items.append({"what": str(name)[:80], "pass": "", "ops": count, "macs": int(e.get("macs", 0) or 0),
                           "bytes": int(e.get("bytes", 0) or 0), "why": "not recorded"})
     listed = {i["what"] for i in items}
-    nograd = ((meta.get("no_grad_forward") or {}).get("ops") or {}) if isinstance(meta.get("no_grad_forward"), dict) else {}
     for name, e in (meta.get("coverage") or {}).items():
         if not isinstance(e, dict) or e.get("as") not in ("gemm", "vector") or str(name)[:80] in listed:
             continue
         seen, rec = int(e.get("seen", 0) or 0), int(e.get("recorded", 0) or 0)
-        left = seen - rec - int(nograd.get(name, 0) or 0)
+        left = seen - rec
         if left > 0:
             items.append({"what": str(name)[:80], "pass": "", "ops": left, "macs": int(e.get("macs", 0) or 0),
                           "bytes": int(e.get("bytes", 0) or 0), "why": f"{left} of {seen} calls not recorded"})
