@@ -367,3 +367,84 @@ def test_gpu_and_systolic_runs_import_no_numba():
             "print('numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------------------------
+# numpy fast paths (no numba) == the jitted word kernels they stand in for
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("idx", range(len(CONV_CASES) * 3 + 2))
+def test_side_matrix_is_the_im2col_operand(idx):
+    work = _all_works()[idx]
+    A, B = ref_gemm(work)
+    assert np.array_equal(K.side_matrix(work, "a"), A)
+    assert np.array_equal(K.side_matrix(work, "b"), np.swapaxes(B, 1, 2))
+
+
+def _view_rows(v: K.OperandView, lanes: int) -> np.ndarray:
+    """Lane rows of every stream of a lanes-laid-out view, read bit by bit (the reference)."""
+    real = v.off >= 0
+    bits = v.bits()[v.base[:, None] + np.where(real, v.off, 0)[None, :]] * real
+    return (bits.reshape(v.base.size, -1, lanes).astype(np.int64) << np.arange(lanes)).sum(axis=2)
+
+
+@pytest.mark.parametrize("idx", range(len(CONV_CASES) * 3 + 2))
+def test_lane_rows_equal_the_gathered_streams(idx):
+    # lane_rows (numpy) must hold exactly the rows td_stream_cycles gathers from the view, for
+    # 8, 13 and 16 lanes (per-tap padding of a fwd conv operand, end padding otherwise); the
+    # scheduler then gives the same cycles on both
+    work = _all_works()[idx]
+    h, d = K.td_candidates(2, 5)
+    for lanes in (8, 13, 16):
+        for side in ("a", "b"):
+            v = K.operand_view(work, side, lanes=lanes)
+            rows = K.lane_rows(work, side, lanes)
+            assert rows.dtype == np.int64 and np.array_equal(rows, _view_rows(v, lanes))
+            old = K.td_stream_cycles(v.src, v.base, *v.runs, v.off.size, lanes, 2, h, d)
+            assert np.array_equal(K.td_rows_cycles(rows, lanes, 2, h, d), old)
+
+
+def test_lane_rows_random_sparse_conv_fwd_matches_kernel():
+    # a larger random case (channel runs longer than the lanes, stride 2, padding 1) at 80% sparsity
+    p = conv_params(2, 40, 9, 9, 24, 3, 3, stride=2, padding=1)
+    rng = np.random.default_rng(11)
+    masks = {"input": rng.random((2, 40, 9, 9)) < 0.2, "weight": rng.random((24, 40, 3, 3)) < 0.2}
+    work = workload_from_masks("conv2d", "fwd", masks, p)
+    h, d = K.td_candidates(2, 5)
+    for side in ("a", "b"):
+        v = K.operand_view(work, side, lanes=16)
+        old = K.td_stream_cycles(v.src, v.base, *v.runs, v.off.size, 16, 2, h, d)
+        assert np.array_equal(K.td_rows_cycles(K.lane_rows(work, side, 16), 16, 2, h, d), old)
+
+
+def test_td_schedule_modifies_rows_in_place():
+    # td_schedule is one stream of td_rows_cycles on a view: the claimed bits are cleared in `rows`
+    h, d = K.td_candidates(2, 5, "T")
+    buf = np.array([0b0101, 0b0010, 0b1000], np.int64)  # lane 1 <- (1,0): row 1 emptied
+    assert K.td_schedule(buf, 3, 4, 2, h, d) == 1
+    assert buf[1] == 0
+
+
+@pytest.mark.parametrize("idx", range(len(CONV_CASES) * 3 + 2))
+def test_pair_group_cycles_equals_the_kernel(idx, monkeypatch):
+    # the BLAS product must give the word-popcount kernel's cycles and pair count exactly, with
+    # lockstep groups that do and do not divide M and N, and with A cut into several products
+    work = _all_works()[idx]
+    for gm, gn, lanes in ((4, 3, 2), (16, 4, 16), (1, 1, 1), (5, 7, 3)):
+        want = K._pair_group_kernel(work, gm, gn, lanes)
+        got = K.pair_group_cycles(work, gm, gn, lanes)
+        assert np.array_equal(got[0], want[0]) and got[1] == want[1]
+        monkeypatch.setattr(K, "PAIR_CHUNK", 1)  # one row block per product
+        got = K.pair_group_cycles(work, gm, gn, lanes)
+        assert np.array_equal(got[0], want[0]) and got[1] == want[1]
+        monkeypatch.undo()
+
+
+def test_pair_group_cycles_beyond_the_cap_runs_the_kernel(monkeypatch):
+    work = _all_works()[0]
+    monkeypatch.setattr(K, "PAIR_MATRIX_CAP", 0)
+    called = []
+    real = K._pair_group_kernel
+    monkeypatch.setattr(K, "_pair_group_kernel", lambda *a: called.append(1) or real(*a))
+    K.pair_group_cycles(work, 4, 3, 2)
+    assert called == [1]

@@ -306,3 +306,20 @@ def test_chunk_starts_edge_cases():
     assert sparse_pe._chunk_starts(np.array([50, 0, 0, 20, 1]), 20).tolist() == [0, 1, 4]
     assert sparse_pe._chunk_starts(np.zeros(0, np.int64), 20).tolist() == []
     assert sparse_pe._chunk_starts(np.array([3, 4, 5]), 2**61).tolist() == [0]
+
+
+@pytest.mark.parametrize("hwname", ["tensordash.yaml", "sparten_like.yaml"])
+def test_op_cost_same_on_the_numpy_paths_and_the_kernels(hwname, monkeypatch):
+    # lane_rows / pair_group_cycles (numpy, no numba) and, past their memory caps, the jitted
+    # gather kernels must cost every pass of a random sparse conv identically
+    hw = load_hw(ROOT / "hwconfigs" / hwname)
+    works, _ = conv_workloads(CONV_CASES[1], dens=(0.3, 0.2, 0.5))
+    fast = [sparse_pe.op_cost(w, hw, sparse=True) for w in works.values()]
+    monkeypatch.setattr(kernels, "LANE_ROWS_CAP", 0)
+    monkeypatch.setattr(kernels, "PAIR_MATRIX_CAP", 0)
+    works, _ = conv_workloads(CONV_CASES[1], dens=(0.3, 0.2, 0.5))  # fresh memos
+    slow = [sparse_pe.op_cost(w, hw, sparse=True) for w in works.values()]
+    for f, s in zip(fast, slow):
+        assert (f.compute_cycles, f.effectual_macs, f.sparse_operand) == (s.compute_cycles, s.effectual_macs,
+                                                                          s.sparse_operand)
+        assert np.array_equal(f.tiles.compute_cycles, s.tiles.compute_cycles)

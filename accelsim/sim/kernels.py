@@ -695,47 +695,60 @@ def td_candidates(lookahead: int, lookaside: int, search: str = "T") -> tuple[np
     return np.array(hs, np.int64), np.array(ds, np.int64)
 
 
-@lazy_njit
-def td_schedule(rows, nrows, lanes, lookahead, cand_h, cand_d):
+def td_schedule(rows: np.ndarray, nrows: int, lanes: int, lookahead: int, cand_h: np.ndarray,
+                cand_d: np.ndarray) -> int:
     """Cycles to process a stream of `nrows` rows of `lanes` bits (bit set = non-zero), modifying
-    `rows` (length >= nrows). Each cycle: every empty lane of the current row, in lane order, takes
-    the first still-unclaimed non-zero among its candidates (t+h, lane+d); the row executes (1 cycle);
-    then up to `lookahead` following rows that are now all zero are skipped. Advance <= H+1 rows per
-    cycle, so a stream never runs faster than (H+1)x its dense length."""
+    `rows` (int64, length >= nrows). Each cycle: every empty lane of the current row, in lane order,
+    takes the first still-unclaimed non-zero among its candidates (t+h, lane+d); the row executes
+    (1 cycle); then up to `lookahead` following rows that are now all zero are skipped. Advance <= H+1
+    rows per cycle, so a stream never runs faster than (H+1)x its dense length.
+    One stream of td_rows_cycles, the jitted scheduler (a view of `rows`, so it is modified in place)."""
+    view = np.asarray(rows, dtype=np.int64)[:nrows].reshape(1, nrows)
+    return int(td_rows_cycles(view, lanes, lookahead, cand_h, cand_d)[0])
+
+
+@lazy_njit
+def td_rows_cycles(rows, lanes, lookahead, cand_h, cand_d):
+    """td_schedule of every stream (row) of a (streams, nrows) int64 array of lane rows, modifying it:
+    the one TensorDash scheduler (lane_rows / td_stream_cycles build its input)."""
+    nrows = rows.shape[1]
     full = (1 << lanes) - 1
-    t = 0
-    cycles = 0
     nc = cand_h.size
-    while t < nrows:
-        row = rows[t]
-        if row != full:
-            # only empty lanes that see a non-zero among their candidates can promote: the union
-            # of the candidate rows shifted by -d (claims only clear bits, so it is an upper bound
-            # for the whole lane-order pass and skipping the other lanes changes nothing)
-            reach = 0
-            for ci in range(nc):
-                tt = t + cand_h[ci]
-                if tt < nrows:
-                    d = cand_d[ci]
-                    reach |= (rows[tt] >> d) if d >= 0 else (rows[tt] << -d)
-            todo = ~row & full & reach
-            while todo != 0:
-                ln = _popcount64(np.uint64((todo & -todo) - 1))  # lowest empty lane left, in order
-                todo &= todo - 1
+    out = np.empty(rows.shape[0], np.int64)
+    for i in range(rows.shape[0]):
+        t = 0
+        cycles = 0
+        while t < nrows:
+            row = rows[i, t]
+            if row != full:
+                # only empty lanes that see a non-zero among their candidates can promote: the union
+                # of the candidate rows shifted by -d (claims only clear bits, so it is an upper bound
+                # for the whole lane-order pass and skipping the other lanes changes nothing)
+                reach = 0
                 for ci in range(nc):
                     tt = t + cand_h[ci]
-                    ll = ln + cand_d[ci]
-                    if tt < nrows and ll >= 0 and ll < lanes and (rows[tt] >> ll) & 1:
-                        rows[tt] &= ~(1 << ll)
-                        row |= 1 << ln
-                        break
-        cycles += 1
-        t += 1
-        skipped = 0
-        while skipped < lookahead and t < nrows and rows[t] == 0:
+                    if tt < nrows:
+                        d = cand_d[ci]
+                        reach |= (rows[i, tt] >> d) if d >= 0 else (rows[i, tt] << -d)
+                todo = ~row & full & reach
+                while todo != 0:
+                    ln = _popcount64(np.uint64((todo & -todo) - 1))  # lowest empty lane left, in order
+                    todo &= todo - 1
+                    for ci in range(nc):
+                        tt = t + cand_h[ci]
+                        ll = ln + cand_d[ci]
+                        if tt < nrows and ll >= 0 and ll < lanes and (rows[i, tt] >> ll) & 1:
+                            rows[i, tt] &= ~(1 << ll)
+                            row |= 1 << ln
+                            break
+            cycles += 1
             t += 1
-            skipped += 1
-    return cycles
+            skipped = 0
+            while skipped < lookahead and t < nrows and rows[i, t] == 0:
+                t += 1
+                skipped += 1
+        out[i] = cycles
+    return out
 
 
 @lazy_njit
@@ -745,13 +758,13 @@ def td_stream_cycles(src, base, run_k, run_off, run_len, k, lanes, lookahead, ca
     words once, then each lane row is one bit-field read."""
     nrows = k // lanes
     out = np.empty(base.size, np.int64)
-    buf = np.zeros(nrows + 1, np.int64)
+    buf = np.zeros((1, nrows), np.int64)
     row = np.zeros((k + 63) // 64 + 1, np.uint64)
     for i in range(base.size):
         _gather(src, base[i], run_k, run_off, run_len, row)
         for t in range(nrows):
-            buf[t] = np.int64(_bits_at(row, t * lanes, lanes))
-        out[i] = td_schedule(buf, nrows, lanes, lookahead, cand_h, cand_d)
+            buf[0, t] = np.int64(_bits_at(row, t * lanes, lanes))
+        out[i] = td_rows_cycles(buf, lanes, lookahead, cand_h, cand_d)[0]
     return out
 
 
@@ -792,3 +805,125 @@ def pair_group_work(a_src, a_base, a_runs, b_src, b_base, b_runs, k, m, n, group
                             worst = c
                 cyc[g, mi, ni] = (worst + lanes - 1) // lanes
     return cyc, eff
+
+
+# Limits of pair_group_cycles' BLAS path (memory caps, not model numbers): the largest (G, rows, K)
+# bool operand matrix it builds, and the float32 slice of A it multiplies at once. Beyond the first,
+# or for K >= 2^24 (float32 sums of 0/1 stop being exact integers), the jitted pair_group_work runs.
+PAIR_MATRIX_CAP = 1 << 27
+PAIR_CHUNK = 1 << 24
+
+
+def side_matrix(work: Workload, side: str) -> np.ndarray:
+    """(G, rows, K) bool: GEMM operand A (rows over K) or B^T (columns over K) in the lowering
+    registry's reduction order -- the matrix operand_view(work, side) reads bit by bit (no lanes).
+    A conv input (fwd windows, wgrad transposed windows) is cut from the zero-padded input by a
+    strided view and copied once; every other operand is gemm_side_matrix."""
+    name = work.a if side == "a" else work.b
+    geo, g = work.conv, work.groups
+    if geo is None or name != "input" or work.pass_ not in ("fwd", "wgrad"):
+        return gemm_side_matrix(work, side).reshape(g, -1, work.k)
+    x = work.mask("input")
+    n, c = x.shape[0], x.shape[1]
+    cg = c // g
+    (ph, pw), (sh, sw), (dh, dw) = geo.padding, geo.stride, geo.dilation
+    hp, wp = geo.h + 2 * ph, geo.w + 2 * pw
+    out = []
+    if work.pass_ == "fwd":  # rows (n, p, q) over (r, s, c), channels fastest: padded NHWC
+        xp = np.zeros((n, hp, wp, c), dtype=bool)
+        xp[:, ph:ph + geo.h, pw:pw + geo.w, :] = x.transpose(0, 2, 3, 1)
+        s_n, s_h, s_w, s_c = xp.strides
+        for gi in range(g):
+            win = np.lib.stride_tricks.as_strided(
+                xp[:, :, :, gi * cg:], (n, geo.p, geo.q, geo.r, geo.s, cg),
+                (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c), writeable=False)
+            out.append(win.reshape(n * geo.p * geo.q, geo.r * geo.s * cg))
+        return out[0][None] if g == 1 else np.stack(out)
+    # wgrad: rows (c, r, s) over (n, p, q), q fastest: padded NCHW
+    xp = np.zeros((n, c, hp, wp), dtype=bool)
+    xp[:, :, ph:ph + geo.h, pw:pw + geo.w] = x
+    s_n, s_c, s_h, s_w = xp.strides
+    for gi in range(g):
+        win = np.lib.stride_tricks.as_strided(
+            xp[:, gi * cg:], (cg, geo.r, geo.s, n, geo.p, geo.q),
+            (s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw), writeable=False)
+        out.append(win.reshape(cg * geo.r * geo.s, n * geo.p * geo.q))
+    return out[0][None] if g == 1 else np.stack(out)
+
+
+def pair_group_cycles(work: Workload, gm: int, gn: int, lanes: int) -> tuple[np.ndarray, int]:
+    """pair_group_work of the op's two operand views -- (cycles[G, ceil(M/gm), ceil(N/gn)], effectual
+    MACs) -- computed as a 0/1 matrix product: popcount(A_i & B_j) = (A @ B^T)[i, j], in float32
+    (BLAS), exact because every partial sum is an integer below K < 2^24. Needs no numba (importing
+    and loading it costs more than the product for a trace-sized op); the jitted word-popcount
+    kernel runs where the matrices would pass PAIR_MATRIX_CAP or K >= 2^24. Equal to it on every
+    input (tests/test_kernels.py::test_pair_group_cycles_equals_the_kernel)."""
+    g, m, n, k = work.groups, work.m, work.n, work.k
+    mb, nb = -(-m // gm), -(-n // gn)
+    cyc = np.zeros((g, mb, nb), np.int64)
+    if min(g, m, n, k) == 0:  # no pairs (the kernel's answer too)
+        return cyc, 0
+    if k >= 1 << 24 or g * max(m, n) * k > PAIR_MATRIX_CAP:
+        return _pair_group_kernel(work, gm, gn, lanes)
+    a_mat, b_mat = side_matrix(work, "a"), side_matrix(work, "b")
+    eff = 0
+    step = max(1, PAIR_CHUNK // max(k, 1) // gm) * gm  # rows of A per product, whole row blocks
+    for gi in range(g):
+        bt = np.asarray(b_mat[gi], dtype=np.float32).T  # (K, N)
+        bsum = bt.sum(axis=1).astype(np.int64)
+        for lo in range(0, m, step):
+            hi = min(lo + step, m)
+            rows = -(-(hi - lo) // gm) * gm
+            a = np.zeros((rows, k), np.float32)  # zero rows pad the last row block: counts >= 0
+            a[: hi - lo] = a_mat[gi, lo:hi]
+            # effectual pairs = sum_k nnz(A[:, k]) * nnz(B[:, k]) (exact integers in float32/int64)
+            eff += int(np.dot(a.sum(axis=0).astype(np.int64), bsum))
+            c = a @ bt  # (rows, N) pair counts
+            # the max over a row block's gm rows first (contiguous rows), then over gn columns
+            worst = c.reshape(rows // gm, gm, n).max(axis=1)
+            if nb * gn != n:
+                worst = np.concatenate([worst, np.zeros((rows // gm, nb * gn - n), np.float32)], axis=1)
+            worst = worst.reshape(rows // gm, nb, gn).max(axis=2).astype(np.int64)
+            cyc[gi, lo // gm: lo // gm + rows // gm] = -(-worst // lanes)
+    return cyc, eff
+
+
+def _pair_group_kernel(work: Workload, gm: int, gn: int, lanes: int) -> tuple[np.ndarray, int]:
+    va, vb = operand_view(work, "a"), operand_view(work, "b")
+    return pair_group_work(va.src, va.base, va.runs, vb.src, vb.base, vb.runs, work.k, work.m, work.n,
+                           work.groups, gm, gn, lanes)
+
+
+# Largest lane-row matrix (streams x padded reduction, bool elements) lane_rows builds; beyond it
+# td_stream_cycles gathers each stream's rows itself. A memory cap, not a model number.
+LANE_ROWS_CAP = 1 << 27
+
+
+def lane_rows(work: Workload, side: str, lanes: int) -> np.ndarray | None:
+    """(G*rows, nrows) int64: every stream of operand_view(work, side, lanes) as its lane rows, bit
+    l of row t = reduction position t*lanes + l of the view (padding lanes 0) -- what
+    td_stream_cycles gathers word by word, built here with numpy from side_matrix (a conv fwd
+    operand's channel run padded to the lanes per kernel tap, every other reduction at its end).
+    None where the matrix would pass LANE_ROWS_CAP."""
+    name = work.a if side == "a" else work.b
+    geo, g, k = work.conv, work.groups, work.k
+    per_tap = geo is not None and work.pass_ == "fwd" and name in ("input", "weight")
+    rs = geo.r * geo.s if per_tap else 1
+    run = k // rs  # channels per tap, or the whole reduction
+    width = -(-run // lanes) * lanes
+    streams = g * (work.m if side == "a" else work.n)
+    if streams * rs * width > LANE_ROWS_CAP or lanes > 63:
+        return None
+    mat = side_matrix(work, side).reshape(streams, rs, run)
+    if width != run:
+        padded = np.zeros((streams, rs, width), dtype=bool)
+        padded[:, :, :run] = mat
+        mat = padded
+    packed = np.packbits(mat.reshape(streams, rs * width // lanes, lanes), axis=-1, bitorder="little")
+    nbytes = packed.shape[2]
+    if nbytes in (1, 2, 4, 8):  # each row's bytes are one little-endian word
+        return packed.view(f"<u{nbytes}").reshape(streams, -1).astype(np.int64)
+    rows = packed[:, :, 0].astype(np.int64)
+    for b in range(1, nbytes):  # little-endian bytes of each row
+        rows |= packed[:, :, b].astype(np.int64) << (8 * b)
+    return rows

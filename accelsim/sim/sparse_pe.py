@@ -85,8 +85,12 @@ def tile_schedule(unit_cycles: np.ndarray, tiles: int) -> tuple[int, np.ndarray]
 def _stream_cycles(work: Workload, hw: HardwareConfig, side: str) -> tuple[np.ndarray, int]:
     """TensorDash schedule length of every stream of `side`, shape (groups, rows), and dense length."""
     sp, comp = hw.sparsity, hw.compute
-    v = kernels.operand_view(work, side, lanes=comp.lanes)
     ch, cd = kernels.td_candidates(sp.lookahead, sp.lookaside, sp.search)
+    rows = kernels.lane_rows(work, side, comp.lanes)
+    if rows is not None:  # numpy builds the lane rows; only the scheduler itself is jitted
+        cyc = kernels.td_rows_cycles(rows, comp.lanes, sp.lookahead, ch, cd)
+        return cyc.reshape(work.groups, -1), rows.shape[1]
+    v = kernels.operand_view(work, side, lanes=comp.lanes)  # too big for lane_rows: gathered per stream
     cyc = kernels.td_stream_cycles(v.src, v.base, *v.runs, v.off.size, comp.lanes, sp.lookahead, ch, cd)
     return cyc.reshape(v.groups, v.rows), v.off.size // comp.lanes
 
@@ -128,10 +132,7 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
         # dense storage instead of paying bitmap metadata for all-ones masks
         kind, fallback = "none", "both operands dense: nothing to skip"
     elif kind == "two_sided":
-        va = kernels.operand_view(work, "a")
-        vb = kernels.operand_view(work, "b")
-        unit, eff2 = kernels.pair_group_work(va.src, va.base, va.runs, vb.src, vb.base, vb.runs, work.k,
-                                             work.m, work.n, g, comp.pe_cols, comp.pe_rows, comp.lanes)
+        unit, eff2 = kernels.pair_group_cycles(work, comp.pe_cols, comp.pe_rows, comp.lanes)
         assert eff2 == eff, "two-sided pair count disagrees with the factorised count"
         unit = np.maximum(unit, 1)
         skipped = ("a", "b")
