@@ -9,29 +9,6 @@ from validation_testing import xfail_if_known
 KF = case_step.KNOWN_FAILURES
 
 
-def _records_vector_work() -> bool:
-    """Whether the recorder writes the step's non-GEMM work (trace format v2, helper record-v2)."""
-    import tempfile
-    from pathlib import Path
-
-    import torch
-
-    import accelsim
-    from accelsim.trace.format import load_trace
-
-    m = torch.nn.Linear(8, 8)
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / "t.npz"
-        with accelsim.record(m, p, steps=1) as rec:
-            torch.relu(m(torch.ones(4, 8))).sum().backward()
-            rec.step()
-        with load_trace(p) as tr:
-            return any(o.kind == "vector" for o in tr.ops)
-
-
-needs_v2 = pytest.mark.skipif(not _records_vector_work(), reason="the recorder does not write vector work yet")
-
-
 def test_compression_cost_hand_worked():
     from accelsim.hw import load_hw
 
@@ -52,19 +29,16 @@ NAMES = [f"{hw}: whole-step speedup <= max(GEMM-only speedup, 1)" for hw in case
 ]
 
 
-@needs_v2
 @pytest.mark.parametrize("name", [xfail_if_known(n, KF) for n in NAMES])
 def test_checks(report, name):
     assert_check(report, name, KF)
 
 
-@needs_v2
 def test_failures_documented(report):
     assert_failures_documented(report, KF)
     assert len(report.checks) == len(NAMES)
 
 
-@needs_v2
 def test_the_trace_has_the_whole_step(report):
     # the recorded step carries vector work (trace format v2): forward, backward and the optimizer
     rows = [line for line in report.tables[0].splitlines() if line.startswith("| a100_24 |")]
