@@ -426,25 +426,60 @@ def test_td_schedule_modifies_rows_in_place():
 
 
 @pytest.mark.parametrize("idx", range(len(CONV_CASES) * 3 + 2))
-def test_pair_group_cycles_equals_the_kernel(idx, monkeypatch):
+def test_pair_blas_equals_the_kernel(idx, monkeypatch):
     # the BLAS product must give the word-popcount kernel's cycles and pair count exactly, with
     # lockstep groups that do and do not divide M and N, and with A cut into several products
     work = _all_works()[idx]
     for gm, gn, lanes in ((4, 3, 2), (16, 4, 16), (1, 1, 1), (5, 7, 3)):
         want = K._pair_group_kernel(work, gm, gn, lanes)
-        got = K.pair_group_cycles(work, gm, gn, lanes)
+        got = K._pair_blas(work, gm, gn, lanes)
         assert np.array_equal(got[0], want[0]) and got[1] == want[1]
         monkeypatch.setattr(K, "PAIR_CHUNK", 1)  # one row block per product
-        got = K.pair_group_cycles(work, gm, gn, lanes)
+        got = K._pair_blas(work, gm, gn, lanes)
         assert np.array_equal(got[0], want[0]) and got[1] == want[1]
         monkeypatch.undo()
 
 
-def test_pair_group_cycles_beyond_the_cap_runs_the_kernel(monkeypatch):
-    work = _all_works()[0]
-    monkeypatch.setattr(K, "PAIR_MATRIX_CAP", 0)
-    called = []
-    real = K._pair_group_kernel
-    monkeypatch.setattr(K, "_pair_group_kernel", lambda *a: called.append(1) or real(*a))
+def test_pair_blas_random_sparse_conv_equals_the_kernel():
+    p = conv_params(2, 40, 9, 9, 24, 3, 3, stride=2, padding=1)
+    rng = np.random.default_rng(12)
+    masks = {"input": rng.random((2, 40, 9, 9)) < 0.2, "weight": rng.random((24, 40, 3, 3)) < 0.2}
+    work = workload_from_masks("conv2d", "fwd", masks, p)
+    want, got = K._pair_group_kernel(work, 16, 4, 16), K._pair_blas(work, 16, 4, 16)
+    assert np.array_equal(got[0], want[0]) and got[1] == want[1]
+
+
+def test_pair_group_cycles_picks_blas_until_numba_is_loaded_or_the_budget_is_spent(monkeypatch):
+    work = _all_works()[0]  # 32-bit-free sizes: macs = g*m*n*k
+    macs = work.groups * work.m * work.n * work.k
+    calls = []
+    blas, kern = K._pair_blas, K._pair_group_kernel
+    monkeypatch.setattr(K, "_pair_blas", lambda *a: calls.append("blas") or blas(*a))
+    monkeypatch.setattr(K, "_pair_group_kernel", lambda *a: calls.append("kernel") or kern(*a))
+    monkeypatch.setattr(K, "_numba_loaded", lambda: False)
+    monkeypatch.setattr(K, "_blas_macs", 0)
+    monkeypatch.setattr(K, "PAIR_BLAS_MACS", 2 * macs)
+    for _ in range(3):  # two products fit the budget, the third goes to the kernel
+        K.pair_group_cycles(work, 4, 3, 2)
+    assert calls == ["blas", "blas", "kernel"] and K._blas_macs == 2 * macs
+    calls.clear()
+    monkeypatch.setattr(K, "_blas_macs", 0)
+    monkeypatch.setattr(K, "PAIR_MATRIX_CAP", 0)  # past the memory cap
     K.pair_group_cycles(work, 4, 3, 2)
-    assert called == [1]
+    monkeypatch.setattr(K, "PAIR_MATRIX_CAP", 1 << 27)
+    monkeypatch.setattr(K, "_numba_loaded", lambda: True)  # numba already paid for
+    K.pair_group_cycles(work, 4, 3, 2)
+    assert calls == ["kernel", "kernel"]
+
+
+def test_pair_blas_restores_the_blas_thread_count():
+    lib = K._openblas()
+    if lib is None:  # numpy built against another BLAS: the context is a no-op
+        return
+    before = lib[0]()
+    K._pair_blas(_all_works()[0], 4, 3, 2)
+    assert lib[0]() == before
+    with pytest.raises(ZeroDivisionError), K._one_blas_thread():
+        assert lib[0]() == 1
+        1 / 0
+    assert lib[0]() == before

@@ -63,6 +63,11 @@ def lazy_njit(fn) -> _Jit:
     return w
 
 
+def _numba_loaded() -> bool:
+    """Whether this process has loaded the lazy_njit kernels (numba's import and load are paid)."""
+    return any(w.dispatcher is not None for w in _LAZY)
+
+
 def _load_kernels() -> None:
     from numba import njit
 
@@ -808,8 +813,8 @@ def pair_group_work(a_src, a_base, a_runs, b_src, b_base, b_runs, k, m, n, group
 
 
 # Limits of pair_group_cycles' BLAS path (memory caps, not model numbers): the largest (G, rows, K)
-# bool operand matrix it builds, and the float32 slice of A it multiplies at once. Beyond the first,
-# or for K >= 2^24 (float32 sums of 0/1 stop being exact integers), the jitted pair_group_work runs.
+# bool operand matrix _pair_blas builds, and the float32 slice of A it multiplies at once. Beyond
+# the first, or for K >= 2^24 (float32 sums of 0/1 stop being exact integers), the kernel runs.
 PAIR_MATRIX_CAP = 1 << 27
 PAIR_CHUNK = 1 << 24
 
@@ -852,40 +857,104 @@ def side_matrix(work: Workload, side: str) -> np.ndarray:
 
 
 def pair_group_cycles(work: Workload, gm: int, gn: int, lanes: int) -> tuple[np.ndarray, int]:
-    """pair_group_work of the op's two operand views -- (cycles[G, ceil(M/gm), ceil(N/gn)], effectual
-    MACs) -- computed as a 0/1 matrix product: popcount(A_i & B_j) = (A @ B^T)[i, j], in float32
-    (BLAS), exact because every partial sum is an integer below K < 2^24. Needs no numba (importing
-    and loading it costs more than the product for a trace-sized op); the jitted word-popcount
-    kernel runs where the matrices would pass PAIR_MATRIX_CAP or K >= 2^24. Equal to it on every
-    input (tests/test_kernels.py::test_pair_group_cycles_equals_the_kernel)."""
+    """pair_group_work of the op's two operand views: (cycles[G, ceil(M/gm), ceil(N/gn)], effectual
+    MACs). Two equal implementations (tests/test_kernels.py::test_pair_blas_equals_the_kernel): the
+    BLAS product _pair_blas, which needs no numba, while numba is not loaded and this process's BLAS
+    products stay within PAIR_BLAS_MACS, else the jitted word-popcount kernel. The product costs
+    ~3x the kernel per MAC, but loading numba costs ~0.6 s: a trace of a few tens of GMACs runs
+    without numba, a larger one pays at most that budget before switching (a ski-rental rule)."""
+    global _blas_macs
     g, m, n, k = work.groups, work.m, work.n, work.k
+    if min(g, m, n, k) == 0:  # no pairs (the kernel's answer too)
+        return np.zeros((g, -(-m // gm), -(-n // gn)), np.int64), 0
+    macs = g * m * n * k
+    if (k < 1 << 24 and g * max(m, n) * k <= PAIR_MATRIX_CAP and _blas_macs + macs <= PAIR_BLAS_MACS
+            and not _numba_loaded()):
+        _blas_macs += macs
+        return _pair_blas(work, gm, gn, lanes)
+    return _pair_group_kernel(work, gm, gn, lanes)
+
+
+# MACs of BLAS pair products per process before pair_group_cycles switches to the kernel: the
+# product's extra CPU time over the kernel (~20-25 ps/MAC on one core) reaches the ~0.6 s numba
+# import and load (benchmarks/bench_speed.py). A speed crossover, not a model number.
+PAIR_BLAS_MACS = 25 * 10**9
+_blas_macs = 0
+
+
+def _pair_blas(work: Workload, gm: int, gn: int, lanes: int) -> tuple[np.ndarray, int]:
+    """pair_group_work as a 0/1 matrix product: popcount(A_i & B_j) = (A @ B^T)[i, j], in float32
+    (BLAS), exact because every partial sum is an integer below K < 2^24; rows of A in slices of
+    about PAIR_CHUNK elements. Effectual MACs: the factorised count (effectual_macs)."""
+    g, m, n, k = work.groups, work.m, work.n, work.k
+    a_mat, b_mat = side_matrix(work, "a"), side_matrix(work, "b")
     mb, nb = -(-m // gm), -(-n // gn)
     cyc = np.zeros((g, mb, nb), np.int64)
-    if min(g, m, n, k) == 0:  # no pairs (the kernel's answer too)
-        return cyc, 0
-    if k >= 1 << 24 or g * max(m, n) * k > PAIR_MATRIX_CAP:
-        return _pair_group_kernel(work, gm, gn, lanes)
-    a_mat, b_mat = side_matrix(work, "a"), side_matrix(work, "b")
-    eff = 0
     step = max(1, PAIR_CHUNK // max(k, 1) // gm) * gm  # rows of A per product, whole row blocks
+    with _one_blas_thread():
+        _pair_products(a_mat, b_mat, cyc, step, gm, gn, lanes)
+    return cyc, effectual_macs(work)
+
+
+def _pair_products(a_mat, b_mat, cyc, step, gm, gn, lanes) -> None:
+    g, m, _ = a_mat.shape
+    n = b_mat.shape[1]
+    nb = cyc.shape[2]
     for gi in range(g):
-        bt = np.asarray(b_mat[gi], dtype=np.float32).T  # (K, N)
-        bsum = bt.sum(axis=1).astype(np.int64)
+        bt = b_mat[gi].astype(np.float32).T  # (K, N)
         for lo in range(0, m, step):
             hi = min(lo + step, m)
-            rows = -(-(hi - lo) // gm) * gm
-            a = np.zeros((rows, k), np.float32)  # zero rows pad the last row block: counts >= 0
-            a[: hi - lo] = a_mat[gi, lo:hi]
-            # effectual pairs = sum_k nnz(A[:, k]) * nnz(B[:, k]) (exact integers in float32/int64)
-            eff += int(np.dot(a.sum(axis=0).astype(np.int64), bsum))
-            c = a @ bt  # (rows, N) pair counts
+            c = a_mat[gi, lo:hi].astype(np.float32) @ bt  # (rows, N) pair counts
+            full = (hi - lo) // gm
             # the max over a row block's gm rows first (contiguous rows), then over gn columns
-            worst = c.reshape(rows // gm, gm, n).max(axis=1)
-            if nb * gn != n:
-                worst = np.concatenate([worst, np.zeros((rows // gm, nb * gn - n), np.float32)], axis=1)
-            worst = worst.reshape(rows // gm, nb, gn).max(axis=2).astype(np.int64)
-            cyc[gi, lo // gm: lo // gm + rows // gm] = -(-worst // lanes)
-    return cyc, eff
+            worst = np.zeros((-(-(hi - lo) // gm), nb * gn), np.float32)  # counts >= 0: zero padding
+            worst[:full, :n] = c[: full * gm].reshape(full, gm, n).max(axis=1)
+            if full * gm < hi - lo:
+                worst[full, :n] = c[full * gm:].max(axis=0)
+            worst = worst.reshape(-1, nb, gn).max(axis=2).astype(np.int64)
+            cyc[gi, lo // gm: lo // gm + worst.shape[0]] = -(-worst // lanes)
+
+
+class _one_blas_thread:
+    """Runs numpy's bundled OpenBLAS on one thread inside the block (as threadpoolctl would): the
+    products are a small share of a run, and OpenBLAS's spinning worker threads cost ~2x their
+    wall-time gain in CPU, and stall when another process holds the cores. A no-op where numpy's
+    BLAS is not the bundled OpenBLAS."""
+
+    def __enter__(self):
+        self.lib = _openblas()
+        if self.lib is not None:
+            self.prev = self.lib[0]()
+            self.lib[1](1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.lib is not None:
+            self.lib[1](self.prev)
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def _openblas():
+    """(get_num_threads, set_num_threads) of the OpenBLAS that numpy's wheel bundles, or None."""
+    import ctypes
+    import glob
+    import os
+
+    here = os.path.dirname(np.__file__)
+    for path in sorted(glob.glob(os.path.join(here, os.pardir, "numpy.libs", "libscipy_openblas*"))
+                       + glob.glob(os.path.join(here, ".dylibs", "libscipy_openblas*"))):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for suffix in ("64_", "_64_", ""):
+            get = getattr(lib, f"scipy_openblas_get_num_threads{suffix}", None)
+            put = getattr(lib, f"scipy_openblas_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
+                return get, put
+    return None
 
 
 def _pair_group_kernel(work: Workload, gm: int, gn: int, lanes: int) -> tuple[np.ndarray, int]:
@@ -919,7 +988,16 @@ def lane_rows(work: Workload, side: str, lanes: int) -> np.ndarray | None:
         padded = np.zeros((streams, rs, width), dtype=bool)
         padded[:, :, :run] = mat
         mat = padded
-    packed = np.packbits(mat.reshape(streams, rs * width // lanes, lanes), axis=-1, bitorder="little")
+    nrows = rs * width // lanes
+    if lanes % 8 == 0:
+        # 8 lanes at a time: the 8 bytes (0/1) of a lane group read as one little-endian uint64 x;
+        # (x * 0x0102040810204080) >> 56 moves byte i to bit i (the partial products of different
+        # bytes never meet in the top byte). ~20x faster than np.packbits here.
+        x = np.ascontiguousarray(mat).view(np.uint8).reshape(-1).view("<u8")
+        packed = ((x * np.uint64(0x0102040810204080)) >> np.uint64(56)).astype(np.uint8)
+        packed = packed.reshape(streams, nrows, lanes // 8)
+    else:
+        packed = np.packbits(mat.reshape(streams, nrows, lanes), axis=-1, bitorder="little")
     nbytes = packed.shape[2]
     if nbytes in (1, 2, 4, 8):  # each row's bytes are one little-endian word
         return packed.view(f"<u{nbytes}").reshape(streams, -1).astype(np.int64)
