@@ -815,7 +815,7 @@ def pair_group_work(a_src, a_base, a_runs, b_src, b_base, b_runs, k, m, n, group
 # Limits of pair_group_cycles' BLAS path (memory caps, not model numbers): the largest (G, rows, K)
 # bool operand matrix _pair_blas builds, and the float32 slice of A it multiplies at once. Beyond
 # the first, or for K >= 2^24 (float32 sums of 0/1 stop being exact integers), the kernel runs.
-PAIR_MATRIX_CAP = 1 << 27
+PAIR_MATRIX_CAP = 1 << 25
 PAIR_CHUNK = 1 << 24
 
 
@@ -890,7 +890,9 @@ def _pair_blas(work: Workload, gm: int, gn: int, lanes: int) -> tuple[np.ndarray
     a_mat, b_mat = side_matrix(work, "a"), side_matrix(work, "b")
     mb, nb = -(-m // gm), -(-n // gn)
     cyc = np.zeros((g, mb, nb), np.int64)
-    step = max(1, PAIR_CHUNK // max(k, 1) // gm) * gm  # rows of A per product, whole row blocks
+    # rows of A per product, whole row blocks: the A slice and its (rows, N) product each stay
+    # within about PAIR_CHUNK elements
+    step = max(1, PAIR_CHUNK // max(k, n, 1) // gm) * gm
     with _one_blas_thread():
         _pair_products(a_mat, b_mat, cyc, step, gm, gn, lanes)
     return cyc, effectual_macs(work)
@@ -965,7 +967,7 @@ def _pair_group_kernel(work: Workload, gm: int, gn: int, lanes: int) -> tuple[np
 
 # Largest lane-row matrix (streams x padded reduction, bool elements) lane_rows builds; beyond it
 # td_stream_cycles gathers each stream's rows itself. A memory cap, not a model number.
-LANE_ROWS_CAP = 1 << 27
+LANE_ROWS_CAP = 1 << 25
 
 
 def lane_rows(work: Workload, side: str, lanes: int) -> np.ndarray | None:
