@@ -149,13 +149,18 @@ class _Run:
         self.handle = apply_method(self.model, method, **mparams)
         self.data = DigitsData(image_size, seed)
         params = self.model.parameters()
+        # foreach=True: the multi-tensor implementation PyTorch picks by default when the parameters
+        # are on a GPU (torch.optim's "foreach" default; on CPU the default is one kernel per
+        # parameter tensor). A trace describes a training step on an accelerator, so its optimizer
+        # ops should be the ones a GPU run launches: one _foreach_* op per update term, not one per
+        # tensor (v2 traces record and cost them; docs/sources.md "PyTorch foreach optimizers").
         if opt_cfg["name"] == "sgd":
             self.opt = torch.optim.SGD(params, lr=opt_cfg["lr"], momentum=opt_cfg["momentum"],
-                                       weight_decay=opt_cfg["weight_decay"])
+                                       weight_decay=opt_cfg["weight_decay"], foreach=True)
         elif opt_cfg["name"] == "adam":
-            self.opt = torch.optim.Adam(params, lr=opt_cfg["lr"], weight_decay=opt_cfg["weight_decay"])
+            self.opt = torch.optim.Adam(params, lr=opt_cfg["lr"], weight_decay=opt_cfg["weight_decay"], foreach=True)
         else:
-            self.opt = torch.optim.AdamW(params, lr=opt_cfg["lr"], weight_decay=opt_cfg["weight_decay"])
+            self.opt = torch.optim.AdamW(params, lr=opt_cfg["lr"], weight_decay=opt_cfg["weight_decay"], foreach=True)
         self.losses: list[float] = []
 
     def step(self, i: int) -> float:
