@@ -483,3 +483,49 @@ def test_pair_blas_restores_the_blas_thread_count():
         assert lib[0]() == 1
         1 / 0
     assert lib[0]() == before
+
+
+def test_nm_count_of_a_transposed_view_equals_the_contiguous_copy():
+    # _nm_count reads a permuted view in memory order instead of copying it; the groups along the
+    # axis are the same, so every count must equal the copy's (a wgrad operand is such a view)
+    from accelsim.sim.kernels import _nm_count
+
+    rng = np.random.default_rng(7)
+    x = rng.random((37, 13, 10)) < 0.45
+    for perm in [(1, 0, 2), (2, 1, 0), (0, 2, 1), (2, 0, 1)]:
+        v = x.transpose(perm)
+        for axis in range(3):
+            for n, m in ((2, 4), (1, 2), (3, 8), (2, 3)):
+                assert _nm_count(v, axis, n, m) == _nm_count(np.ascontiguousarray(v), axis, n, m)
+    # a hand-checked case: columns of a 2 x 8 matrix's transpose, groups of 4 down each column
+    a = np.array([[1, 1, 1, 0, 0, 0, 0, 1], [1, 0, 0, 0, 1, 1, 1, 1]], bool)
+    # a.T is 8 x 2; along axis 0 each column has 2 groups: col0 (1,1,1,0) 3 nz, (0,0,0,1) 1 nz;
+    # col1 (1,0,0,0) 1 nz, (1,1,1,1) 4 nz -> 2 of 4 groups hold <= 2 non-zeros
+    assert _nm_count(a.T, 0, 2, 4) == (2, 4)
+
+
+@pytest.mark.parametrize("fill", [True, False])
+@pytest.mark.parametrize("kind,shapes,transposed", [
+    ("matmul", {"a": (6, 10), "b": (10, 7)}, {}),
+    ("matmul", {"a": (10, 6), "b": (7, 10)}, {"a": True, "b": True}),  # stored transposed
+    ("bmm", {"a": (3, 5, 9), "b": (3, 9, 4)}, {}),
+])
+def test_nm_compliance_of_an_all_dense_or_all_zero_operand_needs_no_mask(kind, shapes, transposed, fill):
+    # dense / all-zero matmul operands are counted from the shape alone; the counts must equal the
+    # inflated mask's (K = 10 or 9: a short last group, never compliant)
+    from accelsim.sim.kernels import _nm_count, nm_compliance
+    from accelsim.sim.workload import synthetic_workload
+
+    masks = {nm: np.full(s, fill) for nm, s in shapes.items()}
+    for n, m in ((2, 4), (1, 2), (3, 8)):
+        w = synthetic_workload(kind, "fwd", masks, transposed=transposed)
+        for side in ("a", "b"):
+            got = nm_compliance(w, side, n, m)
+            assert ("bits", side) not in w.memo()  # no mask was inflated
+            u = w.used_mask(side)
+            ok, total = _nm_count(u, u.ndim - 1 if side == "a" else u.ndim - 2, n, m)
+            assert got == (ok / total if total else 1.0)
+    # hand-worked: a (6, 10) all-zero A along K = 10 in groups of 4: 2 full groups (compliant) and one
+    # short group of 2 (not) per row -> 2/3
+    w = synthetic_workload("matmul", "fwd", {"a": np.zeros((6, 10), bool), "b": np.ones((10, 7), bool)})
+    assert nm_compliance(w, "a", 2, 4) == pytest.approx(2 / 3) and nm_compliance(w, "b", 2, 4) == 0.0
