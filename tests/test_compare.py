@@ -311,18 +311,10 @@ def test_cross_machine_ratio_compares_time_across_clocks():
 
 
 def test_what_was_not_simulated_is_warned_once_per_trace(tmp_path):
-    import numpy as np
-
-    from accelsim.trace.format import Operand, TraceWriter
+    from tiny_trace import build_unrecorded_attention
 
     path = tmp_path / "t.npz"
-    a = np.ones((64, 64), bool)
-    with TraceWriter(path, {"model": "t", "batch_size": 1, "steps": [0],
-                            "meta": {"unrecorded_ops": {"aten._scaled_dot_product_flash_attention.default": 2}}}) as tw:
-        ta = tw.add_tensor(a, dtype="float32", role="activation", layer="fc")
-        tb = tw.add_tensor(a, dtype="float32", role="weight", layer="fc")
-        tw.add_op(step=0, seq=0, pass_="fwd", kind="matmul", layer="fc", module_type="Linear", aten="aten.mm.default",
-                  operands=[Operand("a", ta), Operand("b", tb)], out_shape=[64, 64], params={})
+    build_unrecorded_attention(path)
     code, out, err = cli("compare", path, "--hw", "a100_24", "--hw", "tensordash", "-q")
     assert code == 0, err
     # the trace's own gap, the same on both machines: one line naming the trace, not one per machine

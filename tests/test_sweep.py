@@ -171,26 +171,10 @@ def test_whole_step_rows_of_a_v2_trace(tmp_path):
     """A v2 trace (a causal attention GEMM, vector work in fwd and bwd, the method's 2:4 compression
     in the optimizer pass): one row per pass totals() reports, bwd and optimizer included, every
     number equal to `run --json`, on a GPU (causal block skipping) and a sparse-PE machine."""
-    import numpy as np
-
-    from accelsim.trace.format import Operand, TraceWriter
-    from test_vector import MiB, vparams
+    from tiny_trace import build_v2_step
 
     b, L, d = 2, 256, 64
-    att = {"role": "qk", "mask": "causal", "structural": True, "dropout_p": 0.0, "backend": "flash"}
-    with TraceWriter(tmp_path / "v2.npz", {"model": "t", "batch_size": b, "steps": [0]}) as tw:
-        q, k = (tw.add_tensor(np.ones((b, L, d), bool), dtype="float32", role="activation", layer="attn")
-                for _ in range(2))
-        tw.add_op(step=0, seq=0, pass_="fwd", kind="bmm", layer="attn", module_type="", aten="aten.sdpa",
-                  operands=[Operand("a", q), Operand("b", k, transposed=True)], out_shape=[b, L, L],
-                  params={"attention": att})
-        for seq, (pass_, p) in enumerate((
-                ("fwd", vparams(elements=1 << 20, read=8 * MiB, written=4 * MiB)),
-                ("bwd", vparams(elements=1 << 20, read=8 * MiB, written=4 * MiB)),
-                ("optimizer", vparams("compress", elements=4096 * 1024, read=0, written=0, sparsify=True,
-                                      dedicated="compress_2_4", op="accelsim.compress_2_4"))), start=1):
-            tw.add_op(step=0, seq=seq, pass_=pass_, kind="vector", layer="x", module_type="", aten=p["op"],
-                      operands=[], out_shape=[p["elements"]], params=p)
+    build_v2_step(tmp_path / "v2.npz", b=b, L=L, d=d)
     (tmp_path / "spec.yaml").write_text("traces: [v2.npz]\nmachines:\n  - hw: a100_24\n  - hw: tensordash\n")
     spec = load_spec(tmp_path / "spec.yaml")
     rows, stats = run_sweep(spec, tmp_path / "s.csv", jobs=1)

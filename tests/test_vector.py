@@ -20,16 +20,12 @@ from accelsim.sim import engine
 from accelsim.sim.result import OpResult, SimResult
 from accelsim.sim.vector import compress_2_4_bytes, vector_cost
 from accelsim.trace.format import OpRecord
+from tiny_trace import MiB, build_unrecorded_attention, build_v2_step, vparams
 
 # a100_24.yaml: 1.41 GHz, L2 40 MB at 5120 B/cycle, HBM 1555 GB/s, launch_overhead 4 us, fp16
 A100_LAUNCH = math.ceil(4e-6 * 1.41e9)  # 5640 cycles per kernel (gpu.launch_cycles)
-MiB = 1 << 20
 
 
-def vparams(cls="elementwise", *, elements, read, written, dtype="float32", kernels=1, sparsify=False,
-            dedicated=None, op="aten.add.Tensor") -> dict:
-    return {"op": op, "class": cls, "elements": elements, "bytes_read": read, "bytes_written": written,
-            "dtype": dtype, "kernels": kernels, "sparsify": sparsify, "dedicated": dedicated}
 
 
 def vop(params: dict, *, op_id=0, pass_="fwd", layer="x") -> OpRecord:
@@ -342,16 +338,9 @@ def test_not_simulated_from_the_header():
 
 def test_run_prints_the_step_table_and_warns_on_stderr(tmp_path, capsys):
     from accelsim.cli import main
-    from accelsim.trace.format import Operand, TraceWriter
 
     path = tmp_path / "t.npz"
-    a = np.ones((64, 64), bool)
-    with TraceWriter(path, {"model": "t", "batch_size": 1, "steps": [0],
-                            "meta": {"unrecorded_ops": {"aten._scaled_dot_product_flash_attention.default": 2}}}) as tw:
-        ta = tw.add_tensor(a, dtype="float32", role="activation", layer="fc")
-        tb = tw.add_tensor(a, dtype="float32", role="weight", layer="fc")
-        tw.add_op(step=0, seq=0, pass_="fwd", kind="matmul", layer="fc", module_type="Linear", aten="aten.mm.default",
-                  operands=[Operand("a", ta), Operand("b", tb)], out_shape=[64, 64], params={})
+    build_unrecorded_attention(path)
     assert main(["run", str(path), "--hw", "a100_24", "--quiet"]) == 0
     out, err = capsys.readouterr()
     assert "GEMM speedup" in out and "step speedup" in out and "sparsify (us)" in out
@@ -382,24 +371,10 @@ def test_v2_trace_end_to_end(tmp_path, capsys):
     import json
 
     from accelsim.cli import main
-    from accelsim.trace.format import Operand, TraceWriter
 
     path = tmp_path / "v2.npz"
     b, L, d = 2, 256, 64
-    att = {"role": "qk", "mask": "causal", "structural": True, "dropout_p": 0.0, "backend": "flash"}
-    with TraceWriter(path, {"model": "t", "batch_size": b, "steps": [0]}) as tw:
-        q = tw.add_tensor(np.ones((b, L, d), bool), dtype="float32", role="activation", layer="attn")
-        k = tw.add_tensor(np.ones((b, L, d), bool), dtype="float32", role="activation", layer="attn")
-        tw.add_op(step=0, seq=0, pass_="fwd", kind="bmm", layer="attn", module_type="", aten="aten.sdpa",
-                  operands=[Operand("a", q), Operand("b", k, transposed=True)], out_shape=[b, L, L],
-                  params={"attention": att})
-        for seq, (pass_, p) in enumerate((
-                ("fwd", vparams(elements=1 << 20, read=8 * MiB, written=4 * MiB)),
-                ("bwd", vparams(elements=1 << 20, read=8 * MiB, written=4 * MiB)),
-                ("optimizer", vparams("compress", elements=4096 * 1024, read=0, written=0, sparsify=True,
-                                      dedicated="compress_2_4", op="accelsim.compress_2_4"))), start=1):
-            tw.add_op(step=0, seq=seq, pass_=pass_, kind="vector", layer="x", module_type="", aten=p["op"],
-                      operands=[], out_shape=[p["elements"]], params=p)
+    build_v2_step(path, b=b, L=L, d=d)
     js, cs = tmp_path / "r.json", tmp_path / "r.csv"
     assert main(["run", str(path), "--hw", "a100_24", "--json", str(js), "--csv", str(cs)]) == 0
     out, err = capsys.readouterr()

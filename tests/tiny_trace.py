@@ -1,6 +1,7 @@
 """Tiny hand-built traces (one conv layer and one linear layer, all three passes), built with the
 real TraceWriter: `build` (with saved records) for the front-door tests (test_cli, test_inspect),
-`build_sim` (ops only, a sparse output gradient) for the simulator tests (test_engine)."""
+`build_sim` (ops only, a sparse output gradient) for the simulator tests (test_engine), and the
+trace-format-v2 ones of the whole-step tests (`build_v2_step`, `build_unrecorded_attention`)."""
 
 from __future__ import annotations
 
@@ -145,3 +146,45 @@ def build_raw(path, tensors, ops):
         for i, (_, _, packed) in enumerate(tensors):
             zf.writestr(f"masks/{i}.npy", npy(np.asarray(packed, np.uint8)))
     return path
+
+
+MiB = 1 << 20
+
+
+def vparams(cls="elementwise", *, elements, read, written, dtype="float32", kernels=1, sparsify=False,
+            dedicated=None, op="aten.add.Tensor") -> dict:
+    """The params of a "vector" op record (trace format v2)."""
+    return {"op": op, "class": cls, "elements": elements, "bytes_read": read, "bytes_written": written,
+            "dtype": dtype, "kernels": kernels, "sparsify": sparsify, "dedicated": dedicated}
+
+
+def build_v2_step(path, *, b: int = 2, L: int = 256, d: int = 64) -> None:
+    """A v2 trace: one causal attention GEMM (QK^T of b x L x d), 8 MiB read / 4 MiB written of
+    elementwise vector work in fwd and in bwd, and the method's 2:4 compression of a 4096 x 1024
+    tensor (a dedicated kernel) in the optimizer pass."""
+    att = {"role": "qk", "mask": "causal", "structural": True, "dropout_p": 0.0, "backend": "flash"}
+    with TraceWriter(path, {"model": "t", "batch_size": b, "steps": [0]}) as tw:
+        q, k = (tw.add_tensor(np.ones((b, L, d), bool), dtype="float32", role="activation", layer="attn")
+                for _ in range(2))
+        tw.add_op(step=0, seq=0, pass_="fwd", kind="bmm", layer="attn", module_type="", aten="aten.sdpa",
+                  operands=[Operand("a", q), Operand("b", k, transposed=True)], out_shape=[b, L, L],
+                  params={"attention": att})
+        for seq, (pass_, p) in enumerate((
+                ("fwd", vparams(elements=1 << 20, read=8 * MiB, written=4 * MiB)),
+                ("bwd", vparams(elements=1 << 20, read=8 * MiB, written=4 * MiB)),
+                ("optimizer", vparams("compress", elements=4096 * 1024, read=0, written=0, sparsify=True,
+                                      dedicated="compress_2_4", op="accelsim.compress_2_4"))), start=1):
+            tw.add_op(step=0, seq=seq, pass_=pass_, kind="vector", layer="x", module_type="", aten=p["op"],
+                      operands=[], out_shape=[p["elements"]], params=p)
+
+
+def build_unrecorded_attention(path) -> None:
+    """A one-matmul trace whose header says two flash-attention calls were seen but not recorded
+    (meta.unrecorded_ops): what run/compare must warn about."""
+    a = np.ones((64, 64), bool)
+    with TraceWriter(path, {"model": "t", "batch_size": 1, "steps": [0],
+                            "meta": {"unrecorded_ops": {"aten._scaled_dot_product_flash_attention.default": 2}}}) as tw:
+        ta = tw.add_tensor(a, dtype="float32", role="activation", layer="fc")
+        tb = tw.add_tensor(a, dtype="float32", role="weight", layer="fc")
+        tw.add_op(step=0, seq=0, pass_="fwd", kind="matmul", layer="fc", module_type="Linear", aten="aten.mm.default",
+                  operands=[Operand("a", ta), Operand("b", tb)], out_shape=[64, 64], params={})
