@@ -32,6 +32,9 @@ TORCH_MISSING = ("accelsim record needs PyTorch, which is not installed; install
 # ASSUMPTION: lr 0.05, momentum 0.9, weight decay 5e-4, batch 32 and warmup 20 are ordinary
 # CIFAR-style SGD settings chosen so that a short run yields trained-looking masks; they are not
 # taken from a paper, and a trace records sparsity patterns, not accuracy.
+SGD_MOMENTUM = 0.9
+
+
 @dataclass(frozen=True)
 class TrainingParams(Params):
     """The training loop's settings, whatever the method (``accelsim record`` derives its flags here)."""
@@ -45,10 +48,16 @@ class TrainingParams(Params):
     batch: int = param(32, help="minibatch size (at most 65536)", lo=1, hi=65536)
     optimizer: str = param("sgd", help="optimizer", choices=OPTIMIZERS)
     lr: float = param(0.05, help="learning rate", lo=0.0, lo_open=True)
-    momentum: float = param(0.9, help="SGD momentum", lo=0.0, hi=1.0, hi_open=True)
+    momentum: float | None = param(None, help=f"SGD momentum (default {SGD_MOMENTUM}; sgd only)", lo=0.0, hi=1.0,
+                                   hi_open=True)
     weight_decay: float = param(5e-4, help="weight decay", lo=0.0)
     seed: int = param(0, help="random seed (weights and batch order)", lo=0)
     image_size: int | None = param(None, help="input resolution (default: the model's own)", lo=1)
+
+    def check(self) -> None:
+        # Adam/AdamW have betas, not momentum: a --momentum given with them used to be ignored
+        if self.momentum is not None and self.optimizer != "sgd":
+            raise AccelsimError(f"record: momentum is an SGD setting; optimizer {self.optimizer} does not use it")
 
 
 TRAINING_KWARGS = TrainingParams.names()
@@ -108,7 +117,7 @@ def record_training(model: str, method: str, out, *, progress: Progress | None =
     size = resolve_image_size(model, tp.image_size)
     opt_cfg: dict[str, Any] = {"name": tp.optimizer, "lr": tp.lr, "weight_decay": tp.weight_decay}
     if tp.optimizer == "sgd":
-        opt_cfg["momentum"] = tp.momentum
+        opt_cfg["momentum"] = SGD_MOMENTUM if tp.momentum is None else tp.momentum
 
     prev = torch.are_deterministic_algorithms_enabled()
     # fork_rng: seeding for this run must not change the caller's global RNG stream

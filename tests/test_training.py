@@ -90,6 +90,7 @@ def test_same_seed_same_trace_bit_for_bit(tmp_path):
     (("resnet18-cifar", "swat"), dict(sparsity=0.5, topk_period=1.5), "topk_period must be an integer >= 1"),
     (("resnet18-cifar", "swat"), dict(sparsity=0.5, first_layer_dense=1), "first_layer_dense must be true or false"),
     (("resnet18-cifar", "dense"), dict(momentum=1.0), r"momentum must be a number in \[0.0, 1.0\)"),
+    (("resnet18-cifar", "dense"), dict(optimizer="adam", momentum=0.9), "momentum is an SGD setting"),
     (("resnet18-cifar", "dense"), dict(seed=True), "seed must be an integer"),
     (("resnet18-cifar", "dense"), dict(image_size=0), "image_size must be an integer >= 1"),
     (("resnet18-cifar", "srste"), dict(n=4, m=4), "n < m"),
