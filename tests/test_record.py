@@ -410,6 +410,13 @@ def test_bad_arguments():
     with pytest.raises(AccelsimError, match=r"steps must be integer step indices, got \[1.5\]"):
         accelsim.record(TwoLayer(), "x.npz", steps=[1.5])
     assert accelsim.record(TwoLayer(), "x.npz", steps=np.arange(2)).steps == [0, 1]
+    # 10^11 steps was a MemoryError traceback building the step list; an endless iterator a hang
+    with pytest.raises(AccelsimError, match="steps=100000000000 is more than 1,000,000 steps to record"):
+        accelsim.record(TwoLayer(), "x.npz", steps=10**11)
+    import itertools
+
+    with pytest.raises(AccelsimError, match="more than 1,000,000 step indices"):
+        accelsim.record(TwoLayer(), "x.npz", steps=itertools.count())
     with pytest.raises(AccelsimError, match="path must be a trace file path .* got NoneType"):
         accelsim.record(TwoLayer(), None)
 

@@ -67,6 +67,7 @@ recorded as vector work.
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 import os
 import sys
@@ -351,6 +352,9 @@ def _pair(v: Any) -> list[int]:
     return v * 2 if len(v) == 1 else v
 
 
+MAX_RECORD_STEPS = 1_000_000
+
+
 class Recorder:
     """Context manager returned by :func:`record`; call :meth:`step` at the end of every iteration."""
 
@@ -361,7 +365,12 @@ class Recorder:
             raise AccelsimError(f"record: model must be a torch.nn.Module, got {type(model).__name__}")
         if isinstance(steps, (bool, str, bytes)) or not isinstance(steps, (int, Iterable)):
             raise AccelsimError(f"record: steps must be an int or a list of step indices, got {steps!r}")
-        wanted = list(range(steps)) if isinstance(steps, int) else list(steps)
+        # a policy bound, not a model number: 10^11 steps used to die in a MemoryError traceback here
+        if isinstance(steps, int) and steps > MAX_RECORD_STEPS:
+            raise AccelsimError(f"record: steps={steps} is more than {MAX_RECORD_STEPS:,} steps to record")
+        wanted = list(range(steps)) if isinstance(steps, int) else list(itertools.islice(steps, MAX_RECORD_STEPS + 1))
+        if len(wanted) > MAX_RECORD_STEPS:
+            raise AccelsimError(f"record: more than {MAX_RECORD_STEPS:,} step indices to record")
         # int() would truncate 1.5 to 1 or fail with a bare ValueError on "a"
         if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in wanted):
             raise AccelsimError(f"record: steps must be integer step indices, got {steps!r}")
