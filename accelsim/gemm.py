@@ -60,6 +60,9 @@ class GemmReport:
     dense: GemmRun
     sparse: GemmRun  # == dense when --sparse was not given
     speedup: float  # dense.seconds / sparse.seconds
+    # library model: the data type its kernel parameters were fitted on (the file's data_type; a
+    # --dtype variant keeps them), None for the ideal model
+    fitted_on: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -82,17 +85,15 @@ def parse_dim(text, name: str) -> int:
     return v
 
 
-def check_dtype(hw, dtype: str | None) -> str:
-    """The data type the GEMM runs in: the file's own. Each gpu file declares one data_type and one
-    MMA rate for it; another dtype would need that type's rate, which the file does not give."""
-    have = DTYPE_ALIASES.get(hw.compute.data_type, hw.compute.data_type)
+def check_dtype(hw, dtype: str | None):
+    """(hw in ``dtype``, the dtype's name): the file's data_type when ``dtype`` is None, else the
+    variant accelsim.hw.families.gpu.with_dtype derives from the file's compute.dtypes rates (one-line
+    HardwareConfigError naming the supported dtypes otherwise)."""
+    from accelsim.hw.families.gpu import with_dtype
     if dtype is None:
-        return have
-    want = DTYPE_ALIASES.get(dtype, dtype)
-    if want != have:
-        raise AccelsimError(f"{hw.name} models {have} only (its data_type and MMA rate); "
-                            f"--dtype {want[:20]} needs a hardware file with data_type: {want[:20]}")
-    return have
+        return hw, DTYPE_ALIASES.get(hw.compute.data_type, hw.compute.data_type)
+    v = with_dtype(hw, dtype)
+    return v, DTYPE_ALIASES.get(v.compute.data_type, v.compute.data_type)
 
 
 def two_four_words(m: int, k: int) -> np.ndarray:
@@ -161,7 +162,8 @@ def gemm_report(m: int, n: int, k: int, hw, *, dtype: str | None = None, sparse:
         raise AccelsimError(f"--sparse takes 2:4 only, got {str(sparse)[:20]!r}")
     if sparse and (hw.sparsity.kind, hw.sparsity.n, hw.sparsity.m) != ("nm", 2, 4):
         raise AccelsimError(f"{hw.name[:40]} has no 2:4 sparse tensor cores (sparsity kind {hw.sparsity.kind})")
-    dt = check_dtype(hw, dtype)
+    base_dt = DTYPE_ALIASES.get(hw.compute.data_type, hw.compute.data_type)
+    hw, dt = check_dtype(hw, dtype)
     if ideal and getattr(hw.compute, "kernel_model", "ideal") != "ideal":
         hw = dataclasses.replace(hw, compute=dataclasses.replace(
             hw.compute, kernel_model="ideal", mainloop_efficiency=(1.0, 1.0), kernel_fixed_s=(0.0, 0.0),
@@ -176,7 +178,7 @@ def gemm_report(m: int, n: int, k: int, hw, *, dtype: str | None = None, sparse:
     dense = _run(res, hw, sparse_side=False, m=m, n=n, k=k)
     sp = _run(res, hw, sparse_side=True, m=m, n=n, k=k) if sparse else dense
     return GemmReport(m, n, k, hw.name, dt, mode, bool(sparse), dense, sp,
-                      dense.seconds / sp.seconds)
+                      dense.seconds / sp.seconds, fitted_on=base_dt if mode == "library" else None)
 
 
 def _fmt_time(s: float) -> str:
@@ -188,6 +190,8 @@ def format_report(r: GemmReport) -> str:
     head = (f"gemm   C[{r.m},{r.n}] = A[{r.m},{r.k}] @ B[{r.k},{r.n}]  {r.dtype}  on {r.hw}  "
             + ("(ideal-kernel bound: what the silicon allows, not a library's measured speed)" if r.mode == "ideal"
              else "(library-realistic kernel model)"))
+    if r.fitted_on and r.fitted_on != r.dtype:
+        head += f"\n       {r.dtype}: MMA rate from the file's compute.dtypes; kernel parameters fitted on {r.fitted_on}"
     rows = [("dense", r.dense)] + ([("2:4 (A)", r.sparse)] if r.sparse_requested else [])
     lines = [head, "", f"{'run':8} {'time':>11} {'TFLOP/s':>9}  {'bound':7}  {'tile':12} {'split-K':>7}  "
                        f"cycles: compute / L2 / HBM / launch"]

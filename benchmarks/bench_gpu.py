@@ -31,9 +31,9 @@ MISHRA = {1280: 1.23, 10240: 1.84, 20480: 1.94}
 
 
 def int8_variant(hw):
-    """The INT8 machine the validation cases use (accelsim/validation/fit_gpu_library.py variant)."""
-    from accelsim.validation.fit_gpu_library import variant
-    return variant(hw, "int8")
+    """The INT8 machine the validation cases use (the file's compute.dtypes, hw.families.gpu.with_dtype)."""
+    from accelsim.hw.families.gpu import with_dtype
+    return with_dtype(hw, "int8")
 
 
 def cycles(m, n, k, hw, sparse, groups=1, out_bytes=None):

@@ -73,7 +73,7 @@ def test_cli_json_and_errors(tmp_path, capsys):
     capsys.readouterr()
     for argv in (["gemm", "0", "8", "8", "--hw", "a100_24"], ["gemm", "8", "x" * 500, "8", "--hw", "a100_24"],
                  ["gemm", "8", "8", "8", "--hw", "tensordash"],
-                 ["gemm", "8", "8", "8", "--hw", "a100_24", "--dtype", "bf16"],
+                 ["gemm", "8", "8", "8", "--hw", "a100_24", "--dtype", "fp8"],
                  ["gemm", "8", "8", str(1 << 40), "--hw", "a100_24"]):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
@@ -116,3 +116,49 @@ def test_run_says_which_kernel_model(tmp_path, capsys, name, model):
     assert json.loads(out.read_text())["kernel_model"] == model
     want = {"library": "library-realistic kernels", "ideal": "ideal-kernel bound", None: ""}[model]
     assert want in hw_line and ("kernel" in hw_line) == (model is not None)
+
+
+def test_dtype_variant_peaks():
+    """--dtype int8 / fp8: the file's compute.dtypes rate (hw.families.gpu.with_dtype). Hand-checked
+    peaks: A100 INT8 108 SMs x 4 tensor cores x 512 MACs/clk x 2 x 1.41 GHz = 623.8 TOPS (datasheet 624,
+    docs/sources.md "NVIDIA A100"); H100 FP8 132 x 4 x 1024 x 2 x 1.830 GHz = 1978.9 (docs/sources.md
+    "NVIDIA Hopper")."""
+    from accelsim.hw.families.gpu import with_dtype
+
+    a100 = with_dtype(load_hw("a100_24_ideal"), "int8")
+    assert a100.compute.dense_macs_per_cycle_per_core == 512 and a100.compute.element_bytes == 1
+    assert 2 * a100.compute.peak_macs_per_cycle * a100.clock_hz / 1e12 == pytest.approx(623.8, abs=0.1)
+    h100 = with_dtype(load_hw("h100_24"), "fp8")
+    assert 2 * h100.compute.peak_macs_per_cycle * h100.clock_hz / 1e12 == pytest.approx(1978.9, abs=0.5)
+    assert h100.compute.mma_shape == (64, 8, 32) and h100.compute.sparse_mma_shape == (64, 8, 64)
+    # tiles hold the same bytes: K doubled at 1 byte per element
+    assert [t[2] for t in h100.compute.cta_tiles] == [2 * t[2] for t in load_hw("h100_24").compute.cta_tiles]
+    r = gemm_report(8192, 8192, 8192, "a100_24_ideal", dtype="int8", sparse="2:4")
+    assert r.dtype == "int8" and r.hw == "a100_24_ideal (int8 variant)"
+    assert r.dense.tflops <= 623.8 and r.sparse.tflops <= 2 * 623.8
+
+
+def test_dtype_bf16_equals_fp16_and_unsupported_errors(tmp_path, capsys):
+    # A100 BF16 312 TFLOP/s = FP16 (docs/sources.md "NVIDIA A100"): identical timing
+    for name in ("a100_24", "a100_24_ideal"):
+        f = gemm_report(1024, 2048, 4096, name, sparse="2:4")
+        b = gemm_report(1024, 2048, 4096, name, dtype="bf16", sparse="2:4")
+        assert b.dtype == "bf16" and (b.dense.cycles, b.sparse.cycles) == (f.dense.cycles, f.sparse.cycles)
+    lib = gemm_report(256, 256, 256, "a100_24", dtype="int8")
+    assert lib.fitted_on == "fp16"  # the library parameters stay the file's, fitted on fp16
+    from accelsim.cli import main as cli
+    assert cli(["gemm", "8", "8", "8", "--hw", "a100_24", "--dtype", "fp8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "supported: fp16, bf16, int8" in err and "\n" not in err
+    assert cli(["gemm", "64", "64", "64", "--hw", "h100_24", "--dtype", "int8"]) == 2
+    assert "supported: fp16, bf16, fp8" in capsys.readouterr().err
+    # a bad compute.dtypes entry is a one-line load error
+    from accelsim.errors import HardwareConfigError
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "hwconfigs" / "a100_24_ideal.yaml").read_text()
+    for bad, needle in (("{fp16: 1, bf16: 1, int8: 0}", "whole number >= 1"), ("{fp16: 2}", "rate multiple is 1"),
+                        ("{int4: 4}", "unknown data type")):
+        p = tmp_path / "bad.yaml"
+        p.write_text(text.replace("dtypes: {fp16: 1, bf16: 1, int8: 2}", f"dtypes: {bad}"))
+        with pytest.raises(HardwareConfigError, match=needle):
+            load_hw(p)

@@ -73,22 +73,16 @@ CACHE_TAG = [*NODES, "T and busy-CTA counts"]  # 2:4 kernel choice: the whole CT
 
 
 def variant(hw, dtype: str):
-    """The machine in ``dtype``: fp16/bf16 as shipped; int8 (A100) and fp8 (Hopper) at twice the
-    16-bit MAC rate with the MMA shapes' and every CTA tile's K doubled, so a tile holds the same bytes
-    (docs/sources.md "NVIDIA A100": INT8 624 / 1248 TOPS; "NVIDIA Hopper": FP8 1978.9 / 3957.8)."""
+    """The machine in ``dtype``: fp16/bf16 (and "unstated") as shipped; int8 (A100) and fp8 (Hopper)
+    from the file's compute.dtypes rates by accelsim.hw.families.gpu.with_dtype (twice the 16-bit MAC
+    rate, the MMA shapes' and every CTA tile's K doubled; docs/sources.md "NVIDIA A100" / "NVIDIA
+    Hopper")."""
     if dtype in ("fp16", "bf16", "unstated"):
         return hw
     if dtype not in ("int8", "fp8"):
         raise ValueError(f"no {dtype[:20]} variant")
-    g = hw.compute
-    dm, dn, dk = g.mma_shape
-    sm, sn, sk = g.sparse_mma_shape
-    c = dataclasses.replace(g, data_type=dtype, element_bytes=1,
-                            dense_macs_per_cycle_per_core=2 * g.dense_macs_per_cycle_per_core,
-                            mma_shape=(dm, dn, 2 * dk), sparse_mma_shape=(sm, sn, 2 * sk),
-                            cta_tiles=tuple((tm, tn, 2 * tk) for tm, tn, tk in g.cta_tiles),
-                            sparse_cta_tiles=tuple((tm, tn, 2 * tk) for tm, tn, tk in g.sparse_cta_tiles))
-    return dataclasses.replace(hw, name=f"{hw.name} ({dtype} variant)", compute=c)
+    from accelsim.hw.families.gpu import with_dtype
+    return with_dtype(hw, dtype)
 
 
 def with_library(hw, eff: tuple[float, float], fixed_s: tuple[float, float] = (0.0, 0.0),

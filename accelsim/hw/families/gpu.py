@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+from accelsim.errors import HardwareConfigError
 from accelsim.hw import units
 from accelsim.hw.family import DRAM, Family, Role, data_type, register
 
@@ -33,6 +35,10 @@ class GpuCompute:
     # split-K; accelsim/sim/gpu.py "Kernel model")
     sparse_cta_tiles: tuple[tuple[int, int, int], ...] = ()
     sparse_split_k: bool = True
+    # compute.dtypes: the data types the tensor cores run besides data_type, as (dtype, MMA rate
+    # multiple of data_type's) pairs from the datasheet (with_dtype derives the variant); () = only
+    # data_type
+    dtype_rates: tuple[tuple[str, int], ...] = ()
 
     @property
     def peak_macs_per_cycle(self) -> int:
@@ -52,6 +58,72 @@ REQUIRED = ("sms", "tensor_cores_per_sm", "dense_macs_per_cycle_per_core", "mma_
 
 
 KERNEL_MODELS = ("ideal", "library")
+DTYPE_ALIASES = {"bfloat16": "bf16"}
+
+
+def _dtype_rates(ctx, c, base: str) -> tuple[tuple[str, int], ...]:
+    """compute.dtypes: {dtype: whole rate multiple >= 1 of data_type's MMA rate}; data_type itself, when
+    listed, at 1."""
+    from accelsim.hw.config import DATA_TYPES
+    if "dtypes" not in c:
+        return ()
+    v = c["dtypes"]
+    if not isinstance(v, dict) or not v:
+        raise ctx.fail("compute.dtypes", f"must be a mapping {{dtype: rate multiple}}, got {str(v)[:40]!r}")
+    out = []
+    for name, rate in v.items():
+        where = f"compute.dtypes.{str(name)[:20]}"
+        if name not in DATA_TYPES:
+            raise ctx.fail(where, f"unknown data type (valid: {', '.join(DATA_TYPES)})")
+        if isinstance(rate, bool) or not isinstance(rate, int) or rate < 1:
+            raise ctx.fail(where, f"must be a whole number >= 1 (MMA rate multiple of {base}), got {str(rate)[:40]!r}")
+        dt = DTYPE_ALIASES.get(name, name)
+        if dt == DTYPE_ALIASES.get(base, base) and rate != 1:
+            raise ctx.fail(where, f"is the file's data_type: its rate multiple is 1, got {rate}")
+        out.append((dt, rate))
+    return tuple(out)
+
+
+def supported_dtypes(hw) -> tuple[str, ...]:
+    """The data types with_dtype accepts for a gpu config: data_type first, then compute.dtypes."""
+    base = DTYPE_ALIASES.get(hw.compute.data_type, hw.compute.data_type)
+    return (base,) + tuple(d for d, _ in hw.compute.dtype_rates if d != base)
+
+
+def with_dtype(hw, dtype: str):
+    """``hw`` (a gpu config) running its tensor cores in ``dtype``: ``hw`` itself for its data_type;
+    for a dtype of compute.dtypes at rate multiple r, dense_macs_per_cycle_per_core x r and both MMA
+    shapes' K x r (same M, N, issue rate: A100 s8 mma m16n8k32 / mma.sp m16n8k64 against f16's
+    k16 / k32, docs/sources.md "NVIDIA A100"), element_bytes the dtype's width, and every CTA tile's K
+    scaled by the width ratio so a tile holds the same bytes (CUTLASS's INT8 tiles double the fp16
+    K). The rates are the datasheets' (docs/sources.md "NVIDIA A100": INT8 624 dense TOPS = 2x FP16;
+    "NVIDIA Hopper": FP8 1978.9 = 2x FP16/BF16). The kernel-model parameters stay the file's (fitted
+    on its data_type). A dtype not in the file: HardwareConfigError naming the supported ones."""
+    from accelsim.hw.config import DATA_TYPES
+    g = hw.compute
+    want = DTYPE_ALIASES.get(dtype, dtype)
+    base = DTYPE_ALIASES.get(g.data_type, g.data_type)
+    if want == base:
+        return hw
+    rate = dict(g.dtype_rates).get(want)
+    if rate is None:
+        raise HardwareConfigError(f"{hw.name[:40]} has no {str(dtype)[:20]} tensor-core rate (supported: "
+                                  f"{', '.join(supported_dtypes(hw))}; compute.dtypes in its file)")
+    eb = DATA_TYPES[want]
+    if g.element_bytes % eb:
+        raise HardwareConfigError(f"{hw.name[:40]}: {want} ({eb} bytes) is wider than {base} "
+                                  f"({g.element_bytes} bytes); only narrower types derive a variant")
+    kx = g.element_bytes // eb
+    dm, dn, dk = g.mma_shape
+    sm, sn, sk = g.sparse_mma_shape
+    c = dataclasses.replace(g, data_type=want, element_bytes=eb,
+                            dense_macs_per_cycle_per_core=rate * g.dense_macs_per_cycle_per_core,
+                            mma_shape=(dm, dn, rate * dk), sparse_mma_shape=(sm, sn, rate * sk),
+                            cta_tiles=tuple((tm, tn, kx * tk) for tm, tn, tk in g.cta_tiles),
+                            sparse_cta_tiles=tuple((tm, tn, kx * tk) for tm, tn, tk in g.sparse_cta_tiles))
+    out = dataclasses.replace(hw, name=f"{hw.name} ({want} variant)", compute=c)
+    # the variant meets the load-time checks too (tiles a multiple of the MMA shapes, smem)
+    return validate(out, lambda where, msg: HardwareConfigError(f"{out.name[:60]}: {where}: {msg}"))
 LIBRARY_KEYS = ("mainloop_efficiency", "kernel_fixed", "cta_fixed", "sparse_cta_tile", "sparse_split_k")
 
 
@@ -118,7 +190,7 @@ def parse_compute(ctx, c) -> GpuCompute:
                       ctas_per_sm=ctx.int_(c, "ctas_per_sm", "compute", default=1),
                       launch_overhead_s=launch, kernel_model=model, mainloop_efficiency=eff,
                       kernel_fixed_s=fixed, cta_fixed_s=cta_fixed, sparse_cta_tiles=sparse_tiles,
-                      sparse_split_k=split)
+                      sparse_split_k=split, dtype_rates=_dtype_rates(ctx, c, dt))
 
 
 def validate(hw, fail):
@@ -151,7 +223,7 @@ FAMILY = register(Family(
     compute_keys=("sms", "tensor_cores_per_sm", "dense_macs_per_cycle_per_core", "mma_shape",
                   "sparse_mma_shape", "data_type", "element_bytes", "cta_tile", "ctas_per_sm",
                   "launch_overhead", "kernel_model", "mainloop_efficiency", "kernel_fixed", "cta_fixed", "sparse_cta_tile",
-                  "sparse_split_k"),
+                  "sparse_split_k", "dtypes"),
     parse_compute=parse_compute,
     sparsity_kinds=("none", "nm"),
     roles=(Role("smem", "shared memory, per SM", shared=False),
