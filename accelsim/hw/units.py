@@ -137,9 +137,13 @@ def parse_latency_cycles(value, *, clock_hz: float, allow_extreme: bool = False)
     else:
         raise ValueError(f"unknown unit {show(unit)} in {show(value)} (valid: cycles, {', '.join(TIME)})")
     _ceiling(abs(cyc), value)
-    # Round up: a latency is a lower bound on when data can arrive. The epsilon absorbs float noise
-    # such as 500e-9 * 1e9 = 500.00000000000006.
-    return int(math.ceil(cyc - 1e-9))
+    return ceil_cycles(cyc)  # a latency is a lower bound on when data can arrive
+
+
+def ceil_cycles(cycles: float) -> int:
+    """Whole cycles, rounded up; the epsilon absorbs float noise such as 500e-9 * 1e9 =
+    500.00000000000006 (which would otherwise round up to 501)."""
+    return int(math.ceil(cycles - 1e-9))
 
 
 def parse_time(value, *, allow_extreme: bool = False) -> float:

@@ -142,6 +142,12 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
+def patchify(img: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, tokens, C*p*p): non-overlapping p x p patches, row-major (ViT-style)."""
+    b, c, hh, ww = img.shape
+    return img.reshape(b, c, hh // p, p, ww // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, -1, c * p * p)
+
+
 class MultiHeadSelfAttention(nn.Module):
     """Explicit q/k/v/out projections (nn.Linear) and two batched matmuls per head group."""
 
@@ -184,11 +190,7 @@ class TransformerBlock(nn.Module):
         self.head = nn.Linear(d_model, num_classes)
 
     def forward(self, img):
-        b, c, hh, ww = img.shape
-        p = self.patch
-        # (B, C, H, W) -> (B, tokens, C*p*p): non-overlapping p x p patches, row-major
-        x = img.reshape(b, c, hh // p, p, ww // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, -1, c * p * p)
-        x = self.embed(x) + self.pos
+        x = self.embed(patchify(img, self.patch)) + self.pos
         x = x + self.attn(self.norm1(x))
         x = x + self.ffn2(F.gelu(self.ffn1(self.norm2(x))))
         return self.head(self.norm_out(x).mean(dim=1))
@@ -241,10 +243,7 @@ class GPTBlocks(nn.Module):
         self.head = nn.Linear(d_model, num_classes)
 
     def forward(self, img):
-        b, c, hh, ww = img.shape
-        p = self.patch
-        x = img.reshape(b, c, hh // p, p, ww // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, -1, c * p * p)
-        x = self.blocks(self.embed(x) + self.pos)
+        x = self.blocks(self.embed(patchify(img, self.patch)) + self.pos)
         return self.head(self.ln_f(x)[:, -1])
 
 

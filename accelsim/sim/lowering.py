@@ -182,15 +182,20 @@ def conv_out(size: int, kern: int, stride: int, pad: int, dil: int) -> int:
     return (size + 2 * pad - dil * (kern - 1) - 1) // stride + 1
 
 
-def _conv_check(params: Any, used: Mapping[str, tuple[int, ...]], pass_: str) -> ConvGeometry:
+def _check_fields(params: Any, keys) -> None:
+    """params is a JSON object holding exactly ``keys`` (one-line TraceError naming what differs)."""
     if not isinstance(params, dict):
         raise TraceError("params must be a JSON object")
-    missing = [k for k in CONV_PARAM_KEYS if k not in params]
+    missing = [k for k in keys if k not in params]
     if missing:
         raise TraceError(f"params lacks {', '.join(missing)}")
-    extra = sorted(str(k)[:40] for k in set(params) - set(CONV_PARAM_KEYS))
+    extra = sorted(str(k)[:40] for k in set(params) - set(keys))
     if extra:
         raise TraceError(f"params has unknown field(s) {', '.join(extra)}")
+
+
+def _conv_check(params: Any, used: Mapping[str, tuple[int, ...]], pass_: str) -> ConvGeometry:
+    _check_fields(params, CONV_PARAM_KEYS)
     stride = _ints(params["stride"], "stride", 2)
     padding = _ints(params["padding"], "padding", 2)
     dilation = _ints(params["dilation"], "dilation", 2)
@@ -345,14 +350,7 @@ class VectorGeometry:
 
 
 def _vector_check(params: Any, used: Mapping[str, tuple[int, ...]], pass_: str) -> VectorGeometry:
-    if not isinstance(params, dict):
-        raise TraceError("params must be a JSON object")
-    missing = [k for k in VECTOR_PARAM_KEYS if k not in params]
-    if missing:
-        raise TraceError(f"params lacks {', '.join(missing)}")
-    extra = sorted(str(k)[:40] for k in set(params) - set(VECTOR_PARAM_KEYS))
-    if extra:
-        raise TraceError(f"params has unknown field(s) {', '.join(extra)}")
+    _check_fields(params, VECTOR_PARAM_KEYS)
     op, cls, dtype = params["op"], params["class"], params["dtype"]
     if not isinstance(op, str) or not op:
         raise TraceError(f"op must be a non-empty string, got {str(op)[:60]}")

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from accelsim.hw.config import HardwareConfig
+from accelsim.hw.units import ceil_cycles
 
 # PyTorch's multi-block radix select digit width (TensorTopK.cu, namespace mbtopk, RADIX_BITS)
 RADIX_BITS = 8
@@ -156,7 +157,7 @@ TRAFFIC: dict[str, Callable[[object, HardwareConfig], Traffic]] = {
 def _cycles(nbytes: int, bandwidth: float, clock_hz: float) -> int:
     if nbytes <= 0 or math.isinf(bandwidth):
         return 0  # a level without a bandwidth is not modelled as a limit (docs/hwconfig.md)
-    return int(math.ceil(nbytes * clock_hz / bandwidth - 1e-9))
+    return ceil_cycles(nbytes * clock_hz / bandwidth)
 
 
 def _on_sms(t: Traffic, hw: HardwareConfig) -> VectorCost:
@@ -173,15 +174,15 @@ def _on_unit(t: Traffic, hw: HardwareConfig) -> VectorCost:
     unit = hw.compute.vector
     clock = unit.clock_hz or hw.clock_hz
     lane = math.ceil(t.element_passes / unit.lanes)
-    compute = int(math.ceil(lane * hw.clock_hz / clock - 1e-9))
+    compute = ceil_cycles(lane * hw.clock_hz / clock)
     memory = _cycles(t.bytes, hw.dram().bandwidth_bytes_per_s, hw.clock_hz)
-    launch = int(math.ceil(unit.launch_s * hw.clock_hz - 1e-9))
+    launch = ceil_cycles(unit.launch_s * hw.clock_hz)
     return VectorCost(max(compute, memory), t.kernels * launch, t, "dram")
 
 
 def _on_host(t: Traffic, hw: HardwareConfig) -> VectorCost:
     unit = hw.compute.vector
-    launch = int(math.ceil(unit.launch_s * hw.clock_hz - 1e-9))
+    launch = ceil_cycles(unit.launch_s * hw.clock_hz)
     return VectorCost(_cycles(t.bytes, unit.bandwidth_bytes_per_s, hw.clock_hz), t.kernels * launch, t, "host")
 
 
