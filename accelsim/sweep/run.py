@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from accelsim import __version__
 from accelsim.errors import AccelsimError
@@ -362,7 +362,3 @@ def run_sweep(spec: SweepSpec | str | os.PathLike, output: str | os.PathLike | N
     stats = SweepStats(points=total, cached=cached, simulated=len(todo),
                        failed=sum(1 for r in results.values() if "error" in r), seconds=time.monotonic() - t0)
     return rows, stats
-
-
-def iter_errors(rows: Iterable[dict]) -> list[str]:
-    return [r["error"] for r in rows if r.get("error")]

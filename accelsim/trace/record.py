@@ -82,6 +82,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from accelsim.errors import AccelsimError
+from accelsim.sparsity import handle as sparsity_handle
 from accelsim.trace.format import Operand, TraceWriter, _popcount
 from accelsim.util.atomic import deferred_signals
 
@@ -549,14 +550,14 @@ class Recorder:
             self._saved_ctx.__enter__()
             self._mode = _Mode(self)
             self._mode.__enter__()
-            _sp_handle().add_work_listener(self._note_work)
+            sparsity_handle.add_work_listener(self._note_work)
             self._active = True
 
     def _deactivate(self, *, flush: bool) -> None:
         with deferred_signals():  # all hooks removed or none (then _active stays True for __exit__)
             self._active = False
             try:
-                _sp_handle().remove_work_listener(self._note_work)
+                sparsity_handle.remove_work_listener(self._note_work)
                 self._mode.__exit__(None, None, None)
             finally:
                 self._saved_ctx.__exit__(None, None, None)
@@ -769,7 +770,7 @@ class Recorder:
         read = sum(_nbytes(t) for t in ins)
         written = sum(_nbytes(t) for t in outs)
         pass_, layer, mtype, recompute = self._vector_where(in_bwd)
-        sp = _sparsify_state()
+        sp = sparsity_handle.current_sparsify_work()  # the method's work marker, or None
         cls = info.cls
         if pass_ == "optimizer" and sp is None and cls in ("elementwise", "copy"):
             cls = "optimizer"  # the optimizer's update (fp32 state in mixed precision)
@@ -1353,21 +1354,6 @@ _BWD_HANDLERS = {aten.convolution_backward.default} | {
                                        "_scaled_dot_product_cudnn_attention_backward") if hasattr(aten, n)}
 
 
-def _sp_handle():
-    from accelsim.sparsity import handle
-
-    return handle
-
-
-def _sparsify_state() -> str | None:
-    """The sparsity method's work marker (accelsim.sparsity.handle.sparsify_work), or None."""
-    global _WORK
-    if _WORK is None:
-        _WORK = _sp_handle()._WORK  # the list itself: sparsify_work() pushes and pops in place
-    return _WORK[-1] if _WORK else None
-
-
-_WORK: list | None = None
 
 
 def _recompute_codes() -> frozenset:
