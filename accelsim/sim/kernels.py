@@ -944,46 +944,19 @@ def _pair_products(a_mat, b_mat, cyc, step, gm, gn, lanes) -> None:
             cyc[gi, lo // gm: lo // gm + worst.shape[0]] = -(-worst // lanes)
 
 
-class _one_blas_thread:
-    """Runs numpy's bundled OpenBLAS on one thread inside the block (as threadpoolctl would): the
-    products are a small share of a run, and OpenBLAS's spinning worker threads cost ~2x their
-    wall-time gain in CPU, and stall when another process holds the cores. A no-op where numpy's
-    BLAS is not the bundled OpenBLAS."""
-
-    def __enter__(self):
-        self.lib = _openblas()
-        if self.lib is not None:
-            self.prev = self.lib[0]()
-            self.lib[1](1)
-        return self
-
-    def __exit__(self, *exc):
-        if self.lib is not None:
-            self.lib[1](self.prev)
-        return False
+def _one_blas_thread():
+    """BLAS on one thread inside the block (threadpoolctl): the products are a small share of a run,
+    and OpenBLAS's spinning worker threads cost ~2x their wall-time gain in CPU and stall when
+    another process holds the cores. The controller (which scans the loaded libraries) is built once
+    per process; limiting and restoring is then cheap."""
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 @functools.lru_cache(maxsize=1)
-def _openblas():
-    """(get_num_threads, set_num_threads) of the OpenBLAS that numpy's wheel bundles, or None."""
-    import ctypes
-    import glob
-    import os
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
 
-    here = os.path.dirname(np.__file__)
-    for path in sorted(glob.glob(os.path.join(here, os.pardir, "numpy.libs", "libscipy_openblas*"))
-                       + glob.glob(os.path.join(here, ".dylibs", "libscipy_openblas*"))):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for suffix in ("64_", "_64_", ""):
-            get = getattr(lib, f"scipy_openblas_get_num_threads{suffix}", None)
-            put = getattr(lib, f"scipy_openblas_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
-                return get, put
-    return None
+    return ThreadpoolController()
 
 
 def _pair_group_kernel(work: Workload, gm: int, gn: int, lanes: int) -> tuple[np.ndarray, int]:
