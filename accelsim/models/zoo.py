@@ -142,6 +142,17 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
+def patch_embedding(model: nn.Module, image_size: int, patch: int, d_model: int) -> None:
+    """Give ``model`` a ViT-style patch embedding: ``embed`` (a linear map of each p x p RGB patch)
+    and a learned position embedding ``pos`` (std 0.02, as in ViT/GPT-2). Attributes, not a
+    submodule, so layer names stay "embed"."""
+    model.patch = patch
+    model.tokens = (image_size // patch) ** 2
+    model.embed = nn.Linear(3 * patch * patch, d_model)
+    model.pos = nn.Parameter(torch.zeros(1, model.tokens, d_model))
+    nn.init.normal_(model.pos, std=0.02)
+
+
 def patchify(img: torch.Tensor, p: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, tokens, C*p*p): non-overlapping p x p patches, row-major (ViT-style)."""
     b, c, hh, ww = img.shape
@@ -176,11 +187,7 @@ class TransformerBlock(nn.Module):
     def __init__(self, image_size: int = 32, patch: int = 4, d_model: int = 256, heads: int = 4,
                  ffn: int = 1024, num_classes: int = 10):
         super().__init__()
-        self.patch = patch
-        self.tokens = (image_size // patch) ** 2
-        self.embed = nn.Linear(3 * patch * patch, d_model)
-        self.pos = nn.Parameter(torch.zeros(1, self.tokens, d_model))
-        nn.init.normal_(self.pos, std=0.02)
+        patch_embedding(self, image_size, patch, d_model)
         self.norm1 = nn.LayerNorm(d_model)
         self.attn = MultiHeadSelfAttention(d_model, heads)
         self.norm2 = nn.LayerNorm(d_model)
@@ -233,11 +240,7 @@ class GPTBlocks(nn.Module):
     def __init__(self, image_size: int = 32, patch: int = 4, d_model: int = 128, heads: int = 4,
                  ffn: int = 512, blocks: int = 2, num_classes: int = 10):
         super().__init__()
-        self.patch = patch
-        self.tokens = (image_size // patch) ** 2
-        self.embed = nn.Linear(3 * patch * patch, d_model)
-        self.pos = nn.Parameter(torch.zeros(1, self.tokens, d_model))
-        nn.init.normal_(self.pos, std=0.02)
+        patch_embedding(self, image_size, patch, d_model)
         self.blocks = nn.Sequential(*(GPTBlock(d_model, heads, ffn) for _ in range(blocks)))
         self.ln_f = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, num_classes)
