@@ -18,19 +18,32 @@ from accelsim.report.table import PASS_ORDER, format_table, nbytes, num, ratio, 
 # the footprint columns of the compare CSV and the sweep table (docs/sweeps.md): footprint_columns
 FOOTPRINT_COLUMNS = ("footprint_format", "footprint_dense_bytes", "footprint_stored_bytes", "footprint_saved_pct",
                      "footprint_peak_dense_bytes", "footprint_peak_stored_bytes", "footprint_peak_saved_pct")
-LEAD_COLUMNS = ("trace", "trace_path", "model", "method", "sparsity", "machine", "hw", "hw_name", "family", "pass")
+LEAD_COLUMNS = ("trace", "trace_path", "model", "method", "sparsity", "nm", "machine", "hw", "hw_name", "family",
+                "pass")
+
+
+def _nm_of(params: Any) -> tuple[int, int] | None:
+    """(n, m) when the method parameters record an N:M pattern (SR-STE, STE, ASP: the ``n`` and
+    ``m`` fields of their sparsity/spec.py dataclasses, recorded in the trace's method params)."""
+    if not isinstance(params, dict):
+        return None
+    n, m = params.get("n"), params.get("m")
+    ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (n, m))
+    return (n, m) if ok and 0 < n < m else None
 
 
 def header_info(header: dict) -> dict[str, Any]:
-    """The model, method and target-sparsity columns of the compare CSV and the sweep table, from a
-    trace header: the method's ``sparsity`` parameter, else ``1 - n/m`` for an N:M method, 0 for
-    dense, None when not known (docs/sweeps.md)."""
+    """The model, method, target-sparsity and N:M columns of the compare CSV and the sweep table,
+    from a trace header: sparsity is the method's ``sparsity`` parameter, else ``1 - n/m`` for an
+    N:M method, 0 for dense, None when not known; ``nm`` is ``"N:M"`` (e.g. ``"2:4"``) for a method
+    whose parameters record n and m, else None (docs/sweeps.md)."""
     method = header.get("method")
     name, params = "", {}
     if isinstance(method, dict):
         name, params = str(method.get("name") or ""), method.get("params") or {}
     elif method:
         name = str(method)
+    nm = _nm_of(params)
     sp = params.get("sparsity") if isinstance(params, dict) else None
     if not isinstance(sp, (int, float)) or isinstance(sp, bool):
         n, m = (params.get("n"), params.get("m")) if isinstance(params, dict) else (None, None)
@@ -41,7 +54,8 @@ def header_info(header: dict) -> dict[str, Any]:
         else:
             sp = None
     return {"model": str(header.get("model") or ""), "method": name,
-            "sparsity": float(sp) if sp is not None else None}
+            "sparsity": float(sp) if sp is not None else None,
+            "nm": f"{nm[0]}:{nm[1]}" if nm is not None else None}
 
 
 def footprint_args(hw=None, fmt: str | None = None) -> dict[str, Any]:
@@ -224,7 +238,7 @@ class Comparison:
                 for p in self.passes(i):
                     r: dict[str, Any] = {"trace": c.trace, "trace_path": c.trace_path, "model": c.info.get("model"),
                                          "method": c.info.get("method"), "sparsity": c.info.get("sparsity"),
-                                         "machine": c.machine, "hw": c.hw, "hw_name": c.hw_name,
+                                         "nm": c.info.get("nm"), "machine": c.machine, "hw": c.hw, "hw_name": c.hw_name,
                                          "family": c.family, "pass": p}
                     r.update(flat_totals(c.totals[p]))
                     r["speedup_vs_first"] = vs[p]["speedup"]

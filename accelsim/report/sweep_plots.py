@@ -286,8 +286,10 @@ def _work(df, x: str, y: str, hue: str | None, col: str | None, shown: str, *, u
     w["_col"] = column(df, col, shown) if col else ""
     for k, key in (("_hue", hue), ("_col", col)):
         w[k] = w[k].astype(object).where(w[k].notna(), "(not set)")
-        if key in PERCENT:   # a fraction reads as a percentage: 0.9 -> "90%"
-            w[k] = [f"{float(v) * 100:.0f}%" if isinstance(v, (int, float)) else v for v in w[k]]
+        if key in PERCENT:   # a fraction reads as a percentage: 0.9 -> "90%"; an N:M row as its "2:4"
+            nms = [_nm_text(v) for v in df["nm"]] if "nm" in df.columns else [None] * len(w)
+            w[k] = [p if p is not None else f"{float(v) * 100:.0f}%" if isinstance(v, (int, float)) else v
+                    for v, p in zip(w[k], nms)]
     keep = w["_x"].notna() & w["_y"].notna()
     w, df = w[keep], df[keep]
     if w.empty:
@@ -459,12 +461,23 @@ def _pareto(ax, sub, x: str, y: str, ydiv: float, by_hue: bool, handles: dict) -
 
 
 # ----------------------------------------------------------------------------------------- compare
-def method_label(method, sparsity, model: str | None = None) -> str:
-    """'SWAT 90%', 'SR-STE 2:4' (sparsity 0.5 from n:m is shown as a percentage), 'dense'."""
+def _nm_text(nm) -> str | None:
+    """The ``nm`` column's "N:M" text, or None where the row has none (a non-N:M method, an older table)."""
+    if _missing(nm):
+        return None
+    text = str(nm).strip()
+    return text or None
+
+
+def method_label(method, sparsity, model: str | None = None, nm=None) -> str:
+    """'SWAT 90%', 'SR-STE 2:4' (an N:M method: its ``nm`` column, not the sparsity 1 - n/m), 'dense'."""
     name = "" if _missing(method) else str(method)
     names = {"swat": "SWAT", "srste": "SR-STE", "ste": "STE", "asp": "ASP", "ssl": "SSL", "gmp": "GMP"}
     text = names.get(name.lower(), name) or "unknown method"
-    if not _missing(sparsity) and name.lower() != "dense":
+    pattern = _nm_text(nm)
+    if pattern is not None and name.lower() != "dense":
+        text += f" {pattern}"
+    elif not _missing(sparsity) and name.lower() != "dense":
         text += f" {float(sparsity) * 100:.0f}%"
     if model:
         text = f"{model}\n{text}"
@@ -497,7 +510,7 @@ def compare_frame(df, shown: str = "table"):
     groups = []
     for _, r in df.iterrows():
         if "method" in df.columns:
-            g = method_label(r["method"], r.get("sparsity"), str(r["model"]) if show_model else None)
+            g = method_label(r["method"], r.get("sparsity"), str(r["model"]) if show_model else None, r.get("nm"))
         else:
             g = Path(str(r[tr])).stem if tr else "trace"
         groups.append(g)

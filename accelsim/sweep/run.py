@@ -32,7 +32,8 @@ TOTAL_TYPES = _total_types()
 TOTAL_COLUMNS = tuple(TOTAL_TYPES)
 # in a cache key with the version: a cached point from an older table layout is simulated again
 CACHE_LAYOUT = 2
-LEAD_COLUMNS = ("trace", "trace_sha256", "model", "method", "sparsity", "machine", "point", "hw_name", "family")
+LEAD_COLUMNS = ("trace", "trace_sha256", "model", "method", "sparsity", "nm", "machine", "point", "hw_name",
+                "family")
 CHUNK_MAX = 16  # points per task: big enough to reuse a worker's lowered trace, small for progress
 
 
@@ -229,7 +230,7 @@ def build_rows(spec: SweepSpec, results: dict[tuple[int, int], dict], shas: dict
     for ti, tp in enumerate(spec.traces):
         for pi, pt in enumerate(spec.points):
             r = results[(ti, pi)]
-            info = r.get("info") or {"model": None, "method": None, "sparsity": None}
+            info = r.get("info") or {"model": None, "method": None, "sparsity": None, "nm": None}
             lead = {"trace": trace_label(tp, spec_dir), "trace_sha256": shas[ti][:16], **info,
                     "machine": pt.machine, "point": pt.index, "hw_name": pt.hw_name, "family": pt.family}
             lead.update({k: pt.values.get(k) for k in spec.keys})
