@@ -102,6 +102,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from accelsim.hw.config import HardwareConfig, SparsityFeature
+from accelsim.hw.units import ceil_cycles
 from accelsim.sim.memory import TileStream, run_tiles
 from accelsim.sim.policy import FamilyCost, fastest, kept_output_numel, nm_with_deletion
 from accelsim.sim.structure import compact
@@ -195,7 +196,7 @@ def plan_gemm(m: int, n: int, k: int, groups: int, gpu, *, sparse_a: bool,
     rate_factor = mma_rate_factor(gpu) if sparse_a else 1
     rate = gpu.tensor_cores_per_sm * gpu.dense_macs_per_cycle_per_core * rate_factor
     eff = gpu.mainloop_efficiency[1 if sparse_a else 0]
-    step_cycles = -(-(tm * tn * tk) // rate) if eff == 1.0 else math.ceil(tm * tn * tk / (rate * eff))
+    step_cycles = -(-(tm * tn * tk) // rate) if eff == 1.0 else ceil_cycles(tm * tn * tk / (rate * eff))
     wave_size = gpu.sms * gpu.ctas_per_sm
     ctas = tiles * split
     return GemmPlan(m, n, k, groups, tiles_m, tiles_n, split, ctas, ksteps, wave_size,
@@ -429,13 +430,22 @@ def _l2_cycles(nbytes: np.ndarray, l2_bytes_per_cycle: float) -> np.ndarray:
     return np.ceil(np.asarray(nbytes, dtype=np.float64) / l2_bytes_per_cycle).astype(np.int64)
 
 
+# Times to cycles: ceil_cycles (hw/units.py), not math.ceil, because seconds x Hz is a float product that
+# may land an ulp above a whole number (4.9 us x 1.41 GHz = 6909.000000000001 would be 6910 cycles).
 def launch_cycles(hw) -> int:
-    return int(math.ceil(hw.compute.launch_overhead_s * hw.clock_hz))
+    """Cycles of one kernel launch (``launch_overhead``), rounded up."""
+    return ceil_cycles(hw.compute.launch_overhead_s * hw.clock_hz)
+
+
+def kernel_fixed_cycles(hw, sparse_a: bool) -> int:
+    """The library model's fixed cycles per GEMM kernel (``kernel_fixed``, dense or 2:4; 0 in the ideal
+    model), on top of the launch."""
+    return ceil_cycles(hw.compute.kernel_fixed_s[1 if sparse_a else 0] * hw.clock_hz)
 
 
 def cta_fixed_cycles(hw, sparse_a: bool) -> int:
     """The library model's fixed cycles per CTA (``cta_fixed``, dense or 2:4; 0 in the ideal model)."""
-    return int(math.ceil(hw.compute.cta_fixed_s[1 if sparse_a else 0] * hw.clock_hz))
+    return ceil_cycles(hw.compute.cta_fixed_s[1 if sparse_a else 0] * hw.clock_hz)
 
 
 def compress_cycles(hw, elements: int) -> int:
@@ -447,7 +457,7 @@ def compress_cycles(hw, elements: int) -> int:
     e = hw.compute.element_bytes
     nbytes = elements * e + a_row_bytes(elements, e, True)
     hbm = hw.dram().bandwidth_bytes_per_s / hw.clock_hz
-    return launch_cycles(hw) + int(math.ceil(hw.compute.kernel_fixed_s[1] * hw.clock_hz)) + int(math.ceil(nbytes / hbm))
+    return launch_cycles(hw) + kernel_fixed_cycles(hw, True) + ceil_cycles(nbytes / hbm)
 
 
 class GemmCost(NamedTuple):
@@ -532,7 +542,7 @@ def _gemm_search(m: int, n: int, k: int, groups: int, machine: tuple, sparse_a: 
     hbm_bpc = dram.bandwidth_bytes_per_s / hw.clock_hz
     scales = dict(scale_a=scale_a, scale_b=scale_b, scale_out=scale_out, out_bytes=out_bytes)
     launch = launch_cycles(hw)
-    kernel = int(math.ceil(gpu.kernel_fixed_s[1 if sparse_a else 0] * hw.clock_hz))  # library model's fixed time
+    kernel = kernel_fixed_cycles(hw, sparse_a)  # library model's fixed time per kernel
     cta = cta_fixed_cycles(hw, sparse_a)  # and its fixed time per CTA
 
     def plan_of(tile, split):
