@@ -809,33 +809,47 @@ def pair_group_work(a_src, a_base, a_runs, b_src, b_base, b_runs, k, m, n, group
     """Per lockstep group of gm GEMM rows x gn GEMM columns: the slowest PE's cycles,
     max over its pairs (i, j) of ceil(popcount(A_i & B_j) / lanes) (effectual pairs, both non-zero),
     and the group's effectual MACs. Returns (cycles[G, ceil(m/gm), ceil(n/gn)], effectual).
-    a_runs / b_runs: (run_k, run_off, run_len) of the two views over the same k positions."""
+    a_runs / b_runs: (run_k, run_off, run_len) of the two views over the same k positions.
+    B is kept word-major (bt[w, j]), so the innermost loop runs over the columns j of one word:
+    contiguous, from 0, and vectorised (AND + popcount of 4 columns per instruction) even where the
+    reduction is one or two words, where a per-pair loop over words paid its overhead per pair
+    (2-5x slower on ResNet-50's convs, benchmarks/bench_speed.py)."""
     words = (k + 63) // 64
     mb = (m + gm - 1) // gm
     nb = (n + gn - 1) // gn
     cyc = np.zeros((groups, mb, nb), np.int64)
-    bpk = np.zeros((n, words + 1), np.uint64)
-    apk = np.zeros((gm, words + 1), np.uint64)
+    bt = np.zeros((words, n), np.uint64)
+    row = np.zeros(words + 1, np.uint64)
+    cnt = np.zeros(n, np.int64)  # popcount(A_i & B_j) of the current row i, every column j
+    worst = np.zeros(nb * gn, np.int64)  # max over the row block's rows so far, per column
     eff = 0
     for g in range(groups):
         for j in range(n):
-            _gather(b_src, b_base[g * n + j], b_runs[0], b_runs[1], b_runs[2], bpk[j])
+            _gather(b_src, b_base[g * n + j], b_runs[0], b_runs[1], b_runs[2], row)
+            for w in range(words):
+                bt[w, j] = row[w]
         for mi in range(mb):
             lo = g * m + mi * gm
             hi = min(lo + gm, (g + 1) * m)
+            worst[:] = 0
             for i in range(lo, hi):
-                _gather(a_src, a_base[i], a_runs[0], a_runs[1], a_runs[2], apk[i - lo])
+                _gather(a_src, a_base[i], a_runs[0], a_runs[1], a_runs[2], row)
+                cnt[:] = 0
+                for w in range(words):
+                    aw = row[w]
+                    for j in range(n):
+                        cnt[j] += _popcount64(aw & bt[w, j])
+                for j in range(n):
+                    c = cnt[j]
+                    eff += c
+                    if c > worst[j]:
+                        worst[j] = c
             for ni in range(nb):
-                worst = 0
-                for i in range(hi - lo):
-                    for j in range(ni * gn, min((ni + 1) * gn, n)):
-                        c = 0
-                        for w in range(words):
-                            c += _popcount64(apk[i, w] & bpk[j, w])
-                        eff += c
-                        if c > worst:
-                            worst = c
-                cyc[g, mi, ni] = (worst + lanes - 1) // lanes
+                mx = 0
+                for j in range(ni * gn, ni * gn + gn):  # columns past n stay 0
+                    if worst[j] > mx:
+                        mx = worst[j]
+                cyc[g, mi, ni] = (mx + lanes - 1) // lanes
     return cyc, eff
 
 
