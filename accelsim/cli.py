@@ -20,16 +20,37 @@ from typing import Sequence
 from accelsim import __version__
 from accelsim.errors import AccelsimError
 from accelsim.util.files import display_path
-from accelsim.training import METHODS, MODELS  # torch is imported only inside record_training
 
 PROG = "accelsim"
-MODELS_HELP = ", ".join(MODELS)
-METHODS_HELP = ", ".join(METHODS)
 FOOTPRINT_FORMATS = ("auto", "dense", "bitmap", "coo", "csr", "nm")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (the default prints the whole usage block first)."""
+    """argparse with one-line errors (the default prints the whole usage block first).
+
+    ``populate(parser)``, if given, adds the arguments on first use (parsing, help or usage), so a
+    sub-command whose flags come from a heavier module (``record``: the method dataclasses) costs
+    nothing to the other commands; its help text is the same as if built at once."""
+
+    def __init__(self, *args, populate=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._populate = populate
+
+    def populated(self) -> "_Parser":
+        """This parser with its arguments added (what ``populate`` adds; itself when there is none)."""
+        fill, self._populate = getattr(self, "_populate", None), None
+        if fill is not None:
+            fill(self)
+        return self
+
+    def parse_known_args(self, args=None, namespace=None):
+        return super(_Parser, self.populated()).parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        return super(_Parser, self.populated()).format_help()
+
+    def format_usage(self) -> str:
+        return super(_Parser, self.populated()).format_usage()
 
     def error(self, message: str):  # noqa: D401 - argparse API
         text = " ".join(str(message).split())
@@ -276,10 +297,11 @@ def _meta(args, trace, hw_paths: Sequence[str]) -> dict:
 def cmd_run(args) -> int:
     from accelsim.report.table import (coverage_line, fallback_lines, footprint_table, not_simulated_lines, op_table,
                                        step_table, totals_table, vector_table)
-    from accelsim.report.writers import write_csv, write_json
 
     json_path = _output_file(args.json, (".json",), "--json output")
     csv_path = _output_file(args.csv, (".csv",), "--csv output")
+    if json_path or csv_path:  # the writers (csv, tempfile) only when a file is asked for
+        from accelsim.report.writers import write_csv, write_json
     hw = _open_hw(args.hw)
     trace = _select_steps(_open_trace(args.trace), parse_steps(args.steps))
     t0 = time.monotonic()
@@ -552,8 +574,8 @@ def cmd_hw_list(args) -> int:
 
 
 def cmd_record(args) -> int:
-    from accelsim.sparsity.spec import method_owners, method_params
-    from accelsim.training import TRAINING_KWARGS, record_training, require_torch
+    from accelsim.sparsity.spec import METHODS, method_owners, method_params
+    from accelsim.training import MODELS, TRAINING_KWARGS, record_training, require_torch
 
     out = _output_file(args.output, (".npz",), "-o trace")
     kwargs = {k: getattr(args, k) for k in TRAINING_KWARGS}
@@ -792,25 +814,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--title", help="figure title")
     f.set_defaults(intermixed="inputs")  # inputs after --hw too (_intermixed)
 
-    rc = add("record", "train a built-in model with a sparse-training method and record a trace (needs PyTorch)",
-             "  accelsim record --model resnet18-cifar --method swat --sparsity 0.9 --steps 1 -o swat90.npz\n"
-             "  accelsim record --model transformer-block --method srste --n 2 --m 4 --warmup 50 -o t24.npz\n"
-             "  accelsim record --model resnet50-imagenet --method swat --sparsity 0.8 --distribution erk \\\n"
-             "      --batch 8 -o r50.npz\n\n"
-             f"models:  {MODELS_HELP}\nmethods: {METHODS_HELP}\n"
-             "Each flag maps one to one onto a keyword of accelsim.training.record_training(); a method flag\n"
-             "the chosen method does not use is an error.")
-    rc.add_argument("--model", required=True, help=f"built-in model ({MODELS_HELP})")
-    rc.add_argument("--method", required=True, help=f"sparse-training method ({METHODS_HELP})")
-    rc.add_argument("-o", "--output", required=True, metavar="FILE.npz", help="trace file to write")
-    from accelsim.sparsity.spec import METHOD_SPECS, add_flags, method_owners
-    from accelsim.training import TrainingParams
-
-    add_flags(rc.add_argument_group("training"), [TrainingParams], suppress=False)
-    add_flags(rc.add_argument_group("method parameters (only those of --method)"),
-              [s.params for s in METHOD_SPECS.values()], suppress=True, owners=method_owners())
-    rc.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    rc.set_defaults(func=cmd_record)
+    record_help = "train a built-in model with a sparse-training method and record a trace (needs PyTorch)"
+    # flags from the method dataclasses: added on first use, so no other command imports them
+    sub.add_parser("record", help=record_help, description=record_help, formatter_class=_fmt(),
+                   populate=_record_arguments)
 
     from accelsim.sweep.command import EPILOG as SWEEP_EPILOG, add_arguments as sweep_arguments, cmd_sweep
 
@@ -843,6 +850,31 @@ def build_parser() -> argparse.ArgumentParser:
                          description="one line per shipped machine (its name works as --hw NAME)")
     hl.set_defaults(func=cmd_hw_list)
     return p
+
+
+def _record_arguments(rc: argparse.ArgumentParser) -> None:
+    """``accelsim record``'s epilog and flags (one per field of TrainingParams and of every method's
+    parameter dataclass, sparsity/spec.py)."""
+    from accelsim.sparsity.spec import METHOD_SPECS, METHODS, add_flags, method_owners
+    from accelsim.training import MODELS, TrainingParams
+
+    models_help, methods_help = ", ".join(MODELS), ", ".join(METHODS)
+    rc.epilog = ("examples:\n"
+                 "  accelsim record --model resnet18-cifar --method swat --sparsity 0.9 --steps 1 -o swat90.npz\n"
+                 "  accelsim record --model transformer-block --method srste --n 2 --m 4 --warmup 50 -o t24.npz\n"
+                 "  accelsim record --model resnet50-imagenet --method swat --sparsity 0.8 --distribution erk \\\n"
+                 "      --batch 8 -o r50.npz\n\n"
+                 f"models:  {models_help}\nmethods: {methods_help}\n"
+                 "Each flag maps one to one onto a keyword of accelsim.training.record_training(); a method flag\n"
+                 "the chosen method does not use is an error.")
+    rc.add_argument("--model", required=True, help=f"built-in model ({models_help})")
+    rc.add_argument("--method", required=True, help=f"sparse-training method ({methods_help})")
+    rc.add_argument("-o", "--output", required=True, metavar="FILE.npz", help="trace file to write")
+    add_flags(rc.add_argument_group("training"), [TrainingParams], suppress=False)
+    add_flags(rc.add_argument_group("method parameters (only those of --method)"),
+              [s.params for s in METHOD_SPECS.values()], suppress=True, owners=method_owners())
+    rc.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    rc.set_defaults(func=cmd_record)
 
 
 class _Terminated(BaseException):

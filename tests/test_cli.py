@@ -222,7 +222,8 @@ def test_record_flags_are_derived_from_the_parameter_dataclasses():
     from accelsim.training import TrainingParams
 
     parser = build_parser()
-    rec = parser._subparsers._group_actions[0].choices["record"]
+    # record's flags are added on first use (cli._Parser populate): populated() adds them now
+    rec = parser._subparsers._group_actions[0].choices["record"].populated()
     flags = {o: a.dest for a in rec._actions for o in a.option_strings}
     classes = [TrainingParams, *(s.params for s in METHOD_SPECS.values())]
     for cls in classes:                       # one flag per field, named after it, to the same keyword
