@@ -41,12 +41,14 @@ def family_model(hw: HardwareConfig):
 
 
 def simulate_op(work: Workload, hw: HardwareConfig, *, timeline: bool = False,
-                start: int = 0) -> tuple[OpResult, list[TimelineEvent]]:
-    """One lowered op on `hw` (sparse) and on `hw.dense()` (baseline)."""
+                start: int = 0, plan=None) -> tuple[OpResult, list[TimelineEvent]]:
+    """One lowered op on `hw` (sparse) and on `hw.dense()` (baseline); `plan`: what the family's
+    plan(trace, hw) pre-pass returned for the run (passed on to its op_cost when not None)."""
     mod = family_model(hw)
     dense_hw = hw.dense()
-    sparse_cost: FamilyCost = mod.op_cost(work, hw, sparse=True)
-    dense_cost: FamilyCost = mod.op_cost(work, dense_hw, sparse=False)
+    extra = {} if plan is None else {"plan": plan}
+    sparse_cost: FamilyCost = mod.op_cost(work, hw, sparse=True, **extra)
+    dense_cost: FamilyCost = mod.op_cost(work, dense_hw, sparse=False, **extra)
     dram = hw.dram()
     bpc = dram.bandwidth_bytes_per_s / hw.clock_hz
     op = work.op
@@ -206,6 +208,10 @@ def simulate(trace, hw, *, progress: Callable[[str, int, int], None] | None = No
         ops, events = [], []
         clock = 0
         n = len(trace.ops)
+        # a family may decide things once per run from the whole trace (shapes, densities) before
+        # any op: its optional plan(trace, hw) pre-pass (sim/sparse_pe.plan: the pair-count path)
+        pre = getattr(family_model(hw), "plan", None)
+        plan = pre(trace, hw) if pre is not None else None
         for i, op in enumerate(trace.ops):
             if op.kind == VECTOR_KIND:  # non-GEMM work: no GEMMs to lower (accelsim/sim/vector.py)
                 res, ev = simulate_vector(op, hw, timeline=timeline, start=clock)
@@ -218,7 +224,8 @@ def simulate(trace, hw, *, progress: Callable[[str, int, int], None] | None = No
             parts = []  # an op may lower to several GEMMs (lowering registry): run them in order
             for work in (lowered[i] if lowered is not None else lower_op(trace, op)):
                 skip = causal_skip(work, hw)
-                res, ev = simulate_op(skip if skip is not None else work, hw, timeline=timeline, start=clock)
+                res, ev = simulate_op(skip if skip is not None else work, hw, timeline=timeline, start=clock,
+                                      plan=plan)
                 if skip is not None:
                     res = _causal_result(work, res)
                     ev = [dataclasses.replace(e, op_id=op.id) for e in ev]

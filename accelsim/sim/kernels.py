@@ -897,29 +897,49 @@ def side_matrix(work: Workload, side: str) -> np.ndarray:
     return out[0][None] if g == 1 else np.stack(out)
 
 
-def pair_group_cycles(work: Workload, gm: int, gn: int, lanes: int) -> tuple[np.ndarray, int]:
+def pair_group_cycles(work: Workload, gm: int, gn: int, lanes: int, *,
+                      blas: bool | None = None) -> tuple[np.ndarray, int]:
     """pair_group_work of the op's two operand views: (cycles[G, ceil(M/gm), ceil(N/gn)], effectual
     MACs). Two equal implementations (tests/test_kernels.py::test_pair_blas_equals_the_kernel): the
-    BLAS product _pair_blas, which needs no numba, while numba is not loaded and this process's BLAS
-    products stay within PAIR_BLAS_MACS, else the jitted word-popcount kernel. The product costs
-    ~3x the kernel per MAC, but loading numba costs ~0.6 s: a trace of a few tens of GMACs runs
-    without numba, a larger one pays at most that budget before switching (a ski-rental rule)."""
+    BLAS product _pair_blas, which needs no numba, and the jitted word-popcount kernel. ``blas``:
+    the path a caller chose for the whole run (sparse_pe.plan, from pair_blas_wins); the product is
+    still only used within its caps (pair_blas_fits). None: the per-process rule -- the product
+    while numba is not loaded and this process's products stay within PAIR_BLAS_MACS (a
+    ski-rental rule: at most about twice the better path)."""
     global _blas_macs
     g, m, n, k = work.groups, work.m, work.n, work.k
     if min(g, m, n, k) == 0:  # no pairs (the kernel's answer too)
         return np.zeros((g, -(-m // gm), -(-n // gn)), np.int64), 0
     macs = g * m * n * k
-    if (k < 1 << 24 and g * max(m, n) * k <= PAIR_MATRIX_CAP and _blas_macs + macs <= PAIR_BLAS_MACS
-            and not _numba_loaded()):
+    if blas is None:
+        blas = _blas_macs + macs <= PAIR_BLAS_MACS and not _numba_loaded()
+    if blas and pair_blas_fits(g, m, n, k):
         _blas_macs += macs
         return _pair_blas(work, gm, gn, lanes)
     return _pair_group_kernel(work, gm, gn, lanes)
 
 
-# MACs of BLAS pair products per process before pair_group_cycles switches to the kernel: the
-# product's extra CPU time over the kernel (~20-25 ps/MAC on one core) reaches the ~0.6 s numba
-# import and load (benchmarks/bench_speed.py). A speed crossover, not a model number.
-PAIR_BLAS_MACS = 25 * 10**9
+def pair_blas_fits(groups: int, m: int, n: int, k: int) -> bool:
+    """Whether _pair_blas takes a GEMM of these dimensions (its memory cap; float32 sums exact)."""
+    return k < 1 << 24 and groups * max(m, n) * k <= PAIR_MATRIX_CAP
+
+
+def pair_blas_wins(macs: int) -> bool:
+    """Whether counting `macs` two-sided MACs (a whole run's) with the BLAS product costs less CPU
+    than loading numba and running the kernel: never once numba is loaded, else below
+    PAIR_BLAS_MACS."""
+    return macs <= PAIR_BLAS_MACS and not _numba_loaded()
+
+
+# CPU cost of the two pair-count paths per dense MAC, operand matrices / views included, and of
+# importing numba and loading the cached kernel, on one core (ResNet-50 ImageNet SWAT traces,
+# sparten_like, batch 2 and 8: the product 27-30 ps/MAC, the kernel 5-7.5 ps/MAC, numba 0.26 s;
+# benchmarks/bench_speed.py). The product wins below PAIR_BLAS_MACS, about 12 GMACs. Speed
+# crossovers, not model numbers: both paths give the same integers.
+PAIR_BLAS_PS_PER_MAC = 28
+PAIR_KERNEL_PS_PER_MAC = 6
+NUMBA_LOAD_SECONDS = 0.26
+PAIR_BLAS_MACS = int(NUMBA_LOAD_SECONDS * 1e12) // (PAIR_BLAS_PS_PER_MAC - PAIR_KERNEL_PS_PER_MAC)
 _blas_macs = 0
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -104,8 +105,47 @@ def _block_max(x: np.ndarray, block: int) -> np.ndarray:
     return pad.reshape(g, nb, block).max(axis=2)
 
 
-def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
-    """Cycles and per-wave DRAM traffic of one op on a sparse PE array (module docstring)."""
+@dataclass(frozen=True)
+class Plan:
+    """What op_cost decides once per run from the whole trace (plan()) rather than op by op."""
+
+    pair_blas: bool  # two-sided pair counts by the BLAS product (no numba) instead of the kernel
+    pair_macs: int  # dense MACs of the trace's two-sided ops (the choice's input)
+
+
+def plan(trace, hw: HardwareConfig) -> Plan | None:
+    """The family's pre-pass (engine.simulate runs it before the first op): on a two-sided machine,
+    the pair-count path for the whole trace from its GEMM shapes and operand densities -- no mask
+    is read. The BLAS product only when it costs less than loading numba and running the kernel
+    (kernels.pair_blas_wins) and every two-sided GEMM fits it; the same integers either way. An op
+    the lowering registry rejects is left to the simulate loop (which reports it)."""
+    if hw.sparsity.kind != "two_sided":
+        return None
+    from accelsim.errors import AccelsimError
+    from accelsim.sim import lowering
+
+    macs, fits = 0, True
+    for op in trace.ops:
+        if not op.operands:  # vector ops: no GEMM
+            continue
+        recs = {o.name: (trace.tensors[o.tensor], bool(o.transposed)) for o in op.operands}
+        used = {nm: lowering.used_shape(tuple(r.shape), t) for nm, (r, t) in recs.items()}
+        try:
+            geo = lowering.validate(op.kind, op.pass_, op.params, used,
+                                    transposed={nm: t for nm, (_, t) in recs.items()})
+        except AccelsimError:
+            continue
+        for gm in lowering.lower_geometry(op.kind, op.pass_, geo):
+            if all(recs[nm][0].nnz == recs[nm][0].numel for nm in (gm.a, gm.b)):
+                continue  # both dense: op_cost runs it at the dense rate, no pairs counted
+            macs += gm.dense_macs
+            fits = fits and kernels.pair_blas_fits(gm.groups, gm.m, gm.n, gm.k)
+    return Plan(pair_blas=fits and kernels.pair_blas_wins(macs), pair_macs=macs)
+
+
+def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool, plan: Plan | None = None) -> FamilyCost:
+    """Cycles and per-wave DRAM traffic of one op on a sparse PE array (module docstring); `plan`:
+    the run's plan() (None: kernels' per-process rule picks the pair-count path)."""
     global _dense_bytes
     comp, sp = hw.compute, hw.sparsity
     mb, nb = unit_grid(work, hw)
@@ -132,7 +172,8 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool) -> FamilyCost:
         # dense storage instead of paying bitmap metadata for all-ones masks
         kind, fallback = "none", "both operands dense: nothing to skip"
     elif kind == "two_sided":
-        unit, eff2 = kernels.pair_group_cycles(work, comp.pe_cols, comp.pe_rows, comp.lanes)
+        unit, eff2 = kernels.pair_group_cycles(work, comp.pe_cols, comp.pe_rows, comp.lanes,
+                                                blas=plan.pair_blas if plan is not None else None)
         assert eff2 == eff, "two-sided pair count disagrees with the factorised count"
         unit = np.maximum(unit, 1)
         skipped = ("a", "b")

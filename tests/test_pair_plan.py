@@ -1,0 +1,83 @@
+"""The sparse-PE family's per-run plan (sparse_pe.plan): the two-sided pair-count path is chosen
+once from the whole trace's shapes and densities, and both paths give the same results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from accelsim.hw import load_hw
+from accelsim.sim import engine, kernels, sparse_pe
+from accelsim.sim.workload import lower_op
+from accelsim.trace.format import load_trace
+
+ROOT = Path(__file__).resolve().parents[1]
+TRACE = ROOT / "traces" / "transformer_block_srste_2of4.npz"  # 3.2 GMACs two-sided: seconds on either path
+
+
+def test_pair_blas_macs_is_the_crossover_of_the_stated_costs():
+    # BLAS c_b*T against numba's load L plus the kernel's c_k*T: T* = L / (c_b - c_k)
+    # = 0.26 s / (28 - 6) ps = 11.818... GMACs
+    assert kernels.PAIR_BLAS_MACS == 11_818_181_818
+    assert kernels.PAIR_BLAS_MACS == int(kernels.NUMBA_LOAD_SECONDS * 1e12) // (
+        kernels.PAIR_BLAS_PS_PER_MAC - kernels.PAIR_KERNEL_PS_PER_MAC)
+
+
+def test_pair_blas_wins_below_the_crossover_and_never_once_numba_is_loaded(monkeypatch):
+    monkeypatch.setattr(kernels, "_numba_loaded", lambda: False)
+    assert kernels.pair_blas_wins(kernels.PAIR_BLAS_MACS)
+    assert not kernels.pair_blas_wins(kernels.PAIR_BLAS_MACS + 1)
+    monkeypatch.setattr(kernels, "_numba_loaded", lambda: True)
+    assert not kernels.pair_blas_wins(0)
+
+
+def test_pair_blas_fits_its_caps():
+    assert kernels.pair_blas_fits(1, 4, 2, 3)
+    assert not kernels.pair_blas_fits(1, 4, 2, 1 << 24)  # float32 sums of 0/1 stop being exact
+    cap = kernels.PAIR_MATRIX_CAP
+    assert kernels.pair_blas_fits(2, cap // 8, 7, 4) and not kernels.pair_blas_fits(2, cap // 8 + 1, 7, 4)
+
+
+def test_plan_counts_the_two_sided_macs_from_shapes_and_densities(monkeypatch):
+    # the plan reads no mask; its MACs must be the lowered workloads' dense MACs of every GEMM
+    # with a sparse operand (a both-dense GEMM runs at the dense rate, no pairs counted)
+    monkeypatch.setattr(kernels, "_numba_loaded", lambda: False)
+    hw = load_hw("sparten_like")
+    with load_trace(TRACE) as tr:
+        want = sum(w.dense_macs for op in tr.ops if op.operands for w in lower_op(tr, op)
+                   if min(w.density(w.a), w.density(w.b)) < 1.0)
+        dense = sum(w.dense_macs for op in tr.ops if op.operands for w in lower_op(tr, op))
+        got = sparse_pe.plan(tr, hw)
+    assert 0 < want < dense  # the trace has both kinds of GEMM
+    assert got == sparse_pe.Plan(pair_blas=True, pair_macs=want)
+    monkeypatch.setattr(kernels, "PAIR_BLAS_MACS", want - 1)
+    with load_trace(TRACE) as tr:
+        assert sparse_pe.plan(tr, hw) == sparse_pe.Plan(pair_blas=False, pair_macs=want)
+    monkeypatch.setattr(kernels, "PAIR_BLAS_MACS", want)
+    monkeypatch.setattr(kernels, "PAIR_MATRIX_CAP", 0)  # one GEMM past the product's cap: kernel for all
+    with load_trace(TRACE) as tr:
+        assert not sparse_pe.plan(tr, hw).pair_blas
+
+
+def test_plan_is_none_on_a_one_sided_machine():
+    with load_trace(TRACE) as tr:
+        assert sparse_pe.plan(tr, load_hw("tensordash")) is None
+
+
+@pytest.mark.parametrize("blas", [True, False])
+def test_simulate_passes_the_plan_and_both_paths_give_the_same_result(blas, monkeypatch):
+    hw = load_hw("sparten_like")
+    seen = []
+    real = kernels.pair_group_cycles
+
+    def spy(work, gm, gn, lanes, *, blas=None):
+        seen.append(blas)
+        return real(work, gm, gn, lanes, blas=blas)
+
+    monkeypatch.setattr(kernels, "pair_group_cycles", spy)
+    monkeypatch.setattr(sparse_pe, "plan", lambda trace, hw: sparse_pe.Plan(pair_blas=blas, pair_macs=0))
+    got = engine.simulate(TRACE, hw).to_dict()
+    assert seen and set(seen) == {blas}
+    monkeypatch.setattr(sparse_pe, "plan", lambda trace, hw: sparse_pe.Plan(pair_blas=not blas, pair_macs=0))
+    assert engine.simulate(TRACE, hw).to_dict() == got
