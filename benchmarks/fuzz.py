@@ -14,7 +14,9 @@ run in a child process, never in this one:
 Criteria, per input: no traceback (an error is one ``AccelsimError`` line; the CLI exits 0 or 2,
 or 128 + the signal it was sent), no hang (the timeout), peak resident memory under 1 GiB (inputs
 here are all under 10 MB; the worker's high-water mark is reset before each input through
-/proc/self/clear_refs, a CLI child's is its own rusage), and nothing clobbered (an output file that
+/proc/self/clear_refs; a CLI child is started by a small runner process, because a child's
+``ru_maxrss`` counts the resident size of the process that spawned it: from a large parent, such as
+a pytest process after heavy tests, every child would read as that large), and nothing clobbered (an output file that
 existed before a failed or interrupted command is unchanged; no temp file is left; inputs are
 never modified). The table at the end counts each; failing inputs are listed with the last line of
 their traceback. tests/test_fuzz.py runs the ``--quick`` subset.
@@ -40,8 +42,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 HWCONFIGS = ROOT / "hwconfigs"
 MEMORY_LIMIT = 1 << 30  # peak RSS allowed per input
@@ -61,6 +61,8 @@ class Case:
     delay: float = 0.0                  # fault: seconds before the signal
     stdout: str = "pipe"                # fault: "pipe" | "full" | "closed" | "broken"
     quick: bool = False                 # part of the CI subset
+    command: list[str] = dataclasses.field(default_factory=list)  # cli: run this instead of accelsim
+    #                                   (the memory check's own tests, tests/test_fuzz.py)
 
 
 @dataclasses.dataclass
@@ -78,8 +80,11 @@ CONV = {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1,
         "input_shape": [2, 3, 6, 6], "weight_shape": [4, 3, 3, 3], "output_shape": [2, 4, 6, 6]}
 
 
+# numpy is imported inside the generators: the CLI runner process (run_process) stays small
 def write_base_trace(path: Path, seed: int = 0, layer: str = "conv") -> None:
     """A small valid trace: conv fwd/dgrad/wgrad, matmul fwd/dgrad/wgrad, one bmm, saved records."""
+    import numpy as np
+
     from accelsim.trace.format import Operand, TraceWriter
 
     rng = np.random.default_rng(seed)
@@ -114,6 +119,8 @@ def _members(path: Path) -> list[tuple[str, bytes]]:
 
 
 def _npy(data: bytes) -> bytes:
+    import numpy as np
+
     buf = io.BytesIO()
     np.lib.format.write_array(buf, np.frombuffer(data, np.uint8))
     return buf.getvalue()
@@ -135,6 +142,8 @@ def _with_header(path: Path, base: list[tuple[str, bytes]], header: Any, raw: by
 
 
 def _header_of(base: list[tuple[str, bytes]]) -> dict:
+    import numpy as np
+
     d = dict(base)["header.npy"]
     return json.loads(np.lib.format.read_array(io.BytesIO(d)).tobytes())
 
@@ -165,6 +174,8 @@ def _set(obj: Any, path: tuple, value: Any, delete: bool = False) -> None:
 
 
 def gen_traces(rng: random.Random, d: Path, n_random: int) -> list[Case]:
+    import numpy as np
+
     base_path = d / "base.npz"
     write_base_trace(base_path)
     base = _members(base_path)
@@ -297,6 +308,8 @@ def write_random_geometry(path: Path, rng: random.Random) -> None:
     """A valid trace of small random but legal geometry: a conv (stride, padding, dilation, groups,
     1x1 .. 5x5 kernels, empty batches) and a matmul / bmm with dims from 0 to 70, random densities
     (all-zero and all-one masks included) -- what the simulator must take without a traceback."""
+    import numpy as np
+
     from accelsim.trace.format import Operand, TraceWriter
 
     nrng = np.random.default_rng(rng.randrange(2**32))
@@ -651,7 +664,7 @@ def run_process(case: Case, timeout: float) -> Result:
     before = _snapshot(case.outputs)
     dirs = {str(Path(p).parent) for p in case.outputs}
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    cmd = [sys.executable, "-m", "accelsim", *case.argv]
+    cmd = case.command or [sys.executable, "-m", "accelsim", *case.argv]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         stdout: Any = out
         extra: dict = {}
@@ -713,6 +726,59 @@ def run_process(case: Case, timeout: float) -> Result:
     return res
 
 
+def runner_main() -> None:
+    """The CLI runner: one JSON ``{"case", "timeout"}`` per line on stdin, one JSON Result per line
+    on fd ``ACCELSIM_FUZZ_FD``. It imports nothing beyond the standard library (numpy is imported by
+    the generators only), so the children it spawns inherit a small resident size, whatever the
+    size of the process that started the fuzzer (see the module docstring)."""
+    out = os.fdopen(int(os.environ["ACCELSIM_FUZZ_FD"]), "w", buffering=1)
+    for line in sys.stdin:
+        msg = json.loads(line)
+        res = run_process(Case(**msg["case"]), msg["timeout"])
+        out.write(json.dumps(dataclasses.asdict(res)) + "\n")
+
+
+class CliRunner:
+    """run_process in a fresh small subprocess (runner_main), restarted if it dies or stops answering."""
+
+    def __init__(self):
+        self.p = None
+
+    def _start(self) -> None:
+        r, w = os.pipe()
+        env = dict(os.environ, PYTHONWARNINGS="ignore", ACCELSIM_FUZZ_FD=str(w))
+        self.p = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--runner"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  pass_fds=(w,), env=env, text=True, cwd=ROOT)
+        os.close(w)
+        self.r = os.fdopen(r, "r")
+
+    def run(self, case: Case, timeout: float) -> Result:
+        if self.p is None:
+            self._start()
+        t0 = time.monotonic()
+        line = ""
+        try:
+            self.p.stdin.write(json.dumps({"case": dataclasses.asdict(case), "timeout": timeout}) + "\n")
+            self.p.stdin.flush()
+            # run_process kills a hanging child after ``timeout``: the margin covers that and the wait
+            ready, _, _ = select.select([self.r], [], [], timeout + 60)
+            line = self.r.readline() if ready else ""
+        except (BrokenPipeError, OSError):
+            pass
+        if not line:
+            self.close()
+            return Result(case.id, case.kind, "hang", "the CLI runner did not answer", 0, time.monotonic() - t0)
+        return Result(**json.loads(line))
+
+    def close(self) -> None:
+        if self.p is not None:
+            self.p.kill()
+            self.p.wait()
+            self.r.close()
+            self.p = None
+
+
 # ------------------------------------------------------------------------------------------ run
 def _plain_file(path: str) -> bool:
     try:
@@ -726,16 +792,17 @@ def _plain_file(path: str) -> bool:
 
 def run_all(cases: list[Case], timeout: float, tiny: Path, log=None) -> list[Result]:
     results: list[Result] = []
-    worker = Worker(tiny, timeout)
+    worker, runner = Worker(tiny, timeout), CliRunner()
     inputs = {c.path: _snapshot([c.path]) for c in cases if c.path and _plain_file(c.path)}
     try:
         for c in cases:
-            r = worker.run(c) if c.kind in ("trace", "hw") else run_process(c, timeout=max(timeout, 120))
+            r = worker.run(c) if c.kind in ("trace", "hw") else runner.run(c, timeout=max(timeout, 120))
             results.append(r)
             if log and r.status != "ok":
                 log(f"{r.id}: {r.status}: {r.detail}")
     finally:
         worker.close()
+        runner.close()
     for path, snap in inputs.items():  # no input was modified
         if _snapshot([path]) != snap:
             results.append(Result(f"input:{Path(path).name}", "input", "clobbered", "input file changed"))
@@ -765,7 +832,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds per in-process input")
     ap.add_argument("--keep", type=Path, help="generate the inputs in this directory and keep them")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--runner", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.runner:
+        runner_main()
+        return 0
     if a.worker:
         worker_main(a.worker)
         return 0

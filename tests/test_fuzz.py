@@ -1,6 +1,7 @@
 """The fast subset of the hostile-input fuzzer (benchmarks/fuzz.py --quick): traces, hardware YAML,
 command lines and signals, generated from seed 0. Criteria per input: no traceback, no hang (a
-timeout per input), peak memory under 1 GiB, nothing clobbered. The whole run (over 300 inputs) is
+timeout per input), peak memory under 1 GiB (each input's own, whatever ran before it in this
+process), nothing clobbered. The whole run (over 300 inputs) is
 `python benchmarks/fuzz.py`."""
 
 from __future__ import annotations
@@ -74,6 +75,29 @@ def test_known_failure(results, case_id, request):
     request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN[case_id]))
     r = results[case_id]
     assert r.status == "ok", f"{r.status}: {r.detail}"
+
+
+def test_the_memory_check_counts_what_an_input_costs_in_any_order():
+    """A child's ru_maxrss includes the resident size of the process that spawned it, so CLI inputs
+    run from a small runner process (fuzz.CliRunner): here this process first grows past the limit,
+    as pytest does after heavy tests, and a trivial command still reads small, while a command that
+    really takes more than the limit is flagged."""
+    limit = fuzz.MEMORY_LIMIT
+    ballast = b"x" * (limit + (64 << 20))  # every page written: resident
+    try:
+        small = fuzz.Case("check/version", "cli", argv=["--version"])
+        heavy = fuzz.Case("check/heavy", "cli", command=[sys.executable, "-c", f"b = b'x' * {limit + (16 << 20)}"])
+        runner = fuzz.CliRunner()
+        try:
+            r_small, r_heavy = runner.run(small, 60), runner.run(heavy, 60)
+        finally:
+            runner.close()
+        direct = fuzz.run_process(small, 60)  # the same child spawned from this process itself
+    finally:
+        del ballast
+    assert direct.rss > limit and direct.status == "memory"   # what the runner avoids
+    assert r_small.status == "ok" and r_small.rss < (200 << 20), r_small
+    assert r_heavy.status == "memory" and r_heavy.rss > limit, r_heavy
 
 
 def test_the_worker_measures_per_input_peak_memory(results):
