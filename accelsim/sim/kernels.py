@@ -739,20 +739,73 @@ def td_schedule(rows: np.ndarray, nrows: int, lanes: int, lookahead: int, cand_h
     return int(td_rows_cycles(view, lanes, lookahead, cand_h, cand_d)[0])
 
 
+# Largest promotion table td_rows_cycles builds (2**bits int64 entries, 32 KiB); past it the scheduler
+# walks each lane's candidates in turn. A cache-size cap, not a model number.
+TD_TABLE_BITS = 12
+
+
 @lazy_njit
 def td_rows_cycles(rows, lanes, lookahead, cand_h, cand_d):
-    """td_schedule of every stream (row) of a (streams, nrows) int64 array of lane rows, modifying it:
-    the one TensorDash scheduler (lane_rows / td_stream_cycles build its input)."""
+    """td_schedule of every stream (row) of a (streams, nrows) int64 array of lane rows (values
+    < 2**lanes), modifying it: the one TensorDash scheduler (lane_rows / td_stream_cycles build its
+    input).
+
+    The empty lanes of a row still take their candidates one at a time, in lane order (a lane's
+    choice depends on the bits lower lanes claimed; candidates in a bit-parallel pass collide in
+    most rows of an 80%-sparse stream, so a parallel pass plus repair costs more), but each lane's
+    choice is one table lookup instead of a walk over its candidates (a branch per candidate): the
+    H source rows t+1..t+H are packed into one word, step h in a field of lo zero bits, the lanes,
+    hi zero bits (lo/hi: the largest -d/+d), so lane l's candidates of step h are the contiguous bits
+    [l+dmin_h, l+dmax_h] of its field; the concatenated windows index a table of the first candidate
+    (priority order) whose bit is set, as the bit to clear. Same choice as the walk, because the
+    index holds exactly the current state of lane l's candidate bits (out-of-range sources are the
+    zero padding). Where the fields or the table do not fit (more than 63 bits, > TD_TABLE_BITS),
+    the walk itself runs."""
     nrows = rows.shape[1]
     full = (1 << lanes) - 1
     nc = cand_h.size
+    sl = np.maximum(cand_d, 0)  # lane l reads source bit l + d: the bit shifted by d
+    sr = np.maximum(-cand_d, 0)
+    hmax, lo, hi = 0, 0, 0
+    table_ok = nc > 0
+    for ci in range(nc):
+        hmax = max(hmax, cand_h[ci])
+        lo = max(lo, -cand_d[ci])
+        hi = max(hi, cand_d[ci])
+        table_ok = table_ok and cand_h[ci] >= 1
+    field = lanes + lo + hi
+    table_ok = table_ok and hmax * field <= 63
+    dmin = np.full(hmax + 1, hi + 1, np.int64)
+    dmax = np.full(hmax + 1, -lo - 1, np.int64)
+    for ci in range(nc):
+        dmin[cand_h[ci]] = min(dmin[cand_h[ci]], cand_d[ci])
+        dmax[cand_h[ci]] = max(dmax[cand_h[ci]], cand_d[ci])
+    wsh = np.zeros(hmax + 1, np.int64)  # step h's window in (word >> l): its shift, mask, index offset
+    wmask = np.zeros(hmax + 1, np.int64)
+    woff = np.zeros(hmax + 1, np.int64)
+    bits = 0
+    for h in range(1, hmax + 1):
+        if dmax[h] >= dmin[h]:
+            wsh[h] = (h - 1) * field + lo + dmin[h]
+            wmask[h] = (1 << (dmax[h] - dmin[h] + 1)) - 1
+            woff[h] = bits
+            bits += dmax[h] - dmin[h] + 1
+    table_ok = table_ok and bits <= TD_TABLE_BITS
+    table = np.zeros((1 << bits) if table_ok else 1, np.int64)
+    if table_ok:
+        for idx in range(table.size):
+            for ci in range(nc):
+                h = cand_h[ci]
+                if (idx >> (woff[h] + cand_d[ci] - dmin[h])) & 1:
+                    table[idx] = 1 << ((h - 1) * field + lo + cand_d[ci])  # lane 0's bit to clear
+                    break
     out = np.empty(rows.shape[0], np.int64)
     for i in range(rows.shape[0]):
         t = 0
         cycles = 0
         while t < nrows:
-            row = rows[i, t]
-            if row != full:
+            todo = ~rows[i, t] & full
+            if todo != 0:
                 # only empty lanes that see a non-zero among their candidates can promote: the union
                 # of the candidate rows shifted by -d (claims only clear bits, so it is an upper bound
                 # for the whole lane-order pass and skipping the other lanes changes nothing)
@@ -760,19 +813,34 @@ def td_rows_cycles(rows, lanes, lookahead, cand_h, cand_d):
                 for ci in range(nc):
                     tt = t + cand_h[ci]
                     if tt < nrows:
-                        d = cand_d[ci]
-                        reach |= (rows[i, tt] >> d) if d >= 0 else (rows[i, tt] << -d)
-                todo = ~row & full & reach
-                while todo != 0:
-                    ln = _popcount64(np.uint64((todo & -todo) - 1))  # lowest empty lane left, in order
-                    todo &= todo - 1
-                    for ci in range(nc):
-                        tt = t + cand_h[ci]
-                        ll = ln + cand_d[ci]
-                        if tt < nrows and ll >= 0 and ll < lanes and (rows[i, tt] >> ll) & 1:
-                            rows[i, tt] &= ~(1 << ll)
-                            row |= 1 << ln
-                            break
+                        reach |= (rows[i, tt] << sr[ci]) >> sl[ci]
+                todo &= reach
+            if todo != 0 and table_ok:
+                word = 0
+                for h in range(1, hmax + 1):
+                    if t + h < nrows:
+                        word |= rows[i, t + h] << ((h - 1) * field + lo)
+                while todo != 0:  # lowest empty lane left, in order
+                    bit = todo & -todo
+                    todo ^= bit
+                    ln = _popcount64(np.uint64(bit - 1))
+                    x = word >> ln
+                    idx = 0
+                    for h in range(1, hmax + 1):
+                        idx |= ((x >> wsh[h]) & wmask[h]) << woff[h]
+                    word &= ~(table[idx] << ln)
+                for h in range(1, hmax + 1):
+                    if t + h < nrows:
+                        rows[i, t + h] = (word >> ((h - 1) * field + lo)) & full
+            while todo != 0:  # the walk: each candidate of the lowest empty lane left, in order
+                bit = todo & -todo
+                todo ^= bit
+                for ci in range(nc):
+                    tt = t + cand_h[ci]
+                    src = (bit << sl[ci]) >> sr[ci]
+                    if tt < nrows and rows[i, tt] & src:
+                        rows[i, tt] ^= src
+                        break
             cycles += 1
             t += 1
             skipped = 0
