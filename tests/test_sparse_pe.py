@@ -49,6 +49,10 @@ def test_tile_schedule_round_robin():
     # wave fronts 5, 10, 10 -> per-wave shares 5, 5, 0
     span, waves = sparse_pe.tile_schedule(np.array([5, 3, 2, 7, 1]), 2)
     assert span == 10 and waves.tolist() == [5, 5, 0]
+    # equal units (a dense op, which op_cost schedules without tile_schedule): 5 units of 4 cycles
+    # on 2 tiles = waves of 2, 2, 1 units, each adding 4 to the busiest tile -> 12 = 3 waves x 4
+    span, waves = sparse_pe.tile_schedule(np.full(5, 4), 2)
+    assert span == 12 and waves.tolist() == [4, 4, 4]
 
 
 def test_lockstep_group_waits_for_slowest_window():

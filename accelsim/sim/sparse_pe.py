@@ -192,18 +192,24 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool, plan: Plan | No
             compute, stream, engine = got
             return FamilyCost(compute_cycles=compute, effectual_macs=eff, sparse_operand=None,
                               fallback=fallback, tiles=stream, engine=engine)
-        unit = np.full((g, mb, nb), rows, np.int64)
+        unit = None  # every unit costs `rows` (below)
     # loop order: row blocks outer (A block stays while every column block passes) or column blocks
     # outer; the one that moves fewer DRAM bytes is used, as a mapper would choose it
+    # (the bytes an order moves do not depend on the units' cycles: only the chosen order is scheduled)
+    grid = (g, mb, nb)
     best = None
     for order in ("mn", "nm"):
-        u = unit if order == "mn" else unit.transpose(0, 2, 1)
-        cyc, per_wave = tile_schedule(u, comp.tiles)
-        st = _wave_stream(work, hw, unit.shape, per_wave, skipped, order)
-        moved = sum(int(v.sum()) for v in st.load_bytes.values())
+        loads = _wave_loads(work, hw, grid, skipped, order)
+        moved = sum(int(v.sum()) for v in loads.values())
         if best is None or moved < best[0]:
-            best = (moved, cyc, st)
-    _, compute, stream = best
+            best = (moved, order, loads)
+    _, order, loads = best
+    if unit is None:  # equal units: each wave adds `rows` to the busiest tile (tile_schedule's result)
+        waves = -(-(g * mb * nb) // comp.tiles)
+        compute, per_wave = waves * rows, np.full(waves, rows, np.int64)
+    else:
+        compute, per_wave = tile_schedule(unit if order == "mn" else unit.transpose(0, 2, 1), comp.tiles)
+    stream = _wave_stream(work, hw, grid, per_wave, skipped, order, loads=loads)
     if key is not None:
         engine = run_tiles(stream, bytes_per_cycle=key[-3] / hw.clock_hz, latency_cycles=key[-2])
         size_b = stream.compute_cycles.nbytes * (2 + len(stream.load_bytes))
@@ -250,9 +256,27 @@ def _cap(hw: HardwareConfig) -> int:
 
 
 def _wave_stream(work: Workload, hw: HardwareConfig, grid: tuple[int, int, int], per_wave: np.ndarray,
-                 skipped: tuple[str, ...], order: str = "mn") -> TileStream:
-    """Per-wave DRAM loads/stores; units enumerated with column blocks fastest ("mn") or row blocks
-    fastest ("nm").
+                 skipped: tuple[str, ...], order: str = "mn", *,
+                 loads: dict[str, np.ndarray] | None = None) -> TileStream:
+    """Per-wave DRAM loads (_wave_loads, or `loads` already built by it) and stores, coalesced into
+    buffer-sized chunks; per_wave: the compute cycles of each wave (tile_schedule)."""
+    g, mb, nb = grid
+    tiles = hw.compute.tiles
+    nunits = g * mb * nb
+    waves = per_wave.size
+    if loads is None:
+        loads = _wave_loads(work, hw, grid, skipped, order)
+    # output: the per-unit split_bytes pieces of a wave telescope to edges[end] - edges[start]
+    out_total = int(work.output_numel * hw.compute.element_bytes)
+    ends = np.minimum(np.arange(waves + 1, dtype=np.int64) * tiles, nunits)
+    store = np.diff((ends * out_total) // nunits) if nunits else np.zeros(waves, np.int64)
+    return _coalesce(per_wave, loads, store, _cap(hw) // 2)
+
+
+def _wave_loads(work: Workload, hw: HardwareConfig, grid: tuple[int, int, int], skipped: tuple[str, ...],
+                order: str = "mn") -> dict[str, np.ndarray]:
+    """Per-wave DRAM loads per operand (waves of `tiles` units); units enumerated with column blocks
+    fastest ("mn") or row blocks fastest ("nm").
 
     Units run (group, outer block, inner block), inner fastest, so each operand's blocks repeat in a
     fixed pattern: the outer operand's block is shared by `n_in` consecutive units, the inner
@@ -262,7 +286,7 @@ def _wave_stream(work: Workload, hw: HardwareConfig, grid: tuple[int, int, int],
     g, mb, nb = grid
     tiles = hw.compute.tiles
     nunits = g * mb * nb
-    waves = per_wave.size
+    waves = -(-nunits // tiles)
     wave = np.repeat(np.arange(-(-nunits // tiles), dtype=np.int64), tiles)[:nunits]  # unit // tiles
     cap = _cap(hw)
     loads = {}
@@ -274,11 +298,7 @@ def _wave_stream(work: Workload, hw: HardwareConfig, grid: tuple[int, int, int],
         else:  # fetched by every wave that needs it, unless the previous wave used it too
             first = _refetch_grid(wave, prev, tiles, resident=2 * tiles * int(part.max(initial=0)) <= cap)
         loads[work.a if side == "a" else work.b] = _per_wave(np.where(first, part, 0), tiles, waves)
-    # output: the per-unit split_bytes pieces of a wave telescope to edges[end] - edges[start]
-    out_total = int(work.output_numel * hw.compute.element_bytes)
-    ends = np.minimum(np.arange(waves + 1, dtype=np.int64) * tiles, nunits)
-    store = np.diff((ends * out_total) // nunits) if nunits else np.zeros(waves, np.int64)
-    return _coalesce(per_wave, loads, store, cap // 2)
+    return loads
 
 
 def _unit_blocks(grid: tuple[int, int, int], order: str) -> dict[str, tuple[np.ndarray, int, np.ndarray]]:
