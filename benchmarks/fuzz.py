@@ -593,21 +593,38 @@ def worker_main(tiny: str) -> None:
                   + "\n")
 
 
-class Worker:
-    """The in-process runner for trace and hw cases, in a subprocess under RLIMIT_AS, restarted
-    after a hang or a crash."""
+class _Child:
+    """This script in a subprocess (--worker, --runner): requests on its stdin, one JSON answer per
+    line on the pipe ``self.r`` (fd ACCELSIM_FUZZ_FD there)."""
 
-    def __init__(self, tiny: Path, timeout: float):
-        self.tiny, self.timeout, self.p = tiny, timeout, None
+    p: subprocess.Popen | None = None
 
-    def _start(self) -> None:
+    def _spawn(self, *args: str) -> None:
         r, w = os.pipe()
         env = dict(os.environ, PYTHONWARNINGS="ignore", ACCELSIM_FUZZ_FD=str(w))
-        self.p = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", str(self.tiny)],
+        self.p = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *args],
                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   pass_fds=(w,), env=env, text=True)
         os.close(w)
         self.r = os.fdopen(r, "r")
+
+    def close(self) -> None:
+        if self.p is not None:
+            self.p.kill()
+            self.p.wait()
+            self.r.close()
+            self.p = None
+
+
+class Worker(_Child):
+    """The in-process runner for trace and hw cases, in a subprocess, restarted after a hang or a
+    crash."""
+
+    def __init__(self, tiny: Path, timeout: float):
+        self.tiny, self.timeout = tiny, timeout
+
+    def _start(self) -> None:
+        self._spawn("--worker", str(self.tiny))
         # warm-up (imports, numba cache) under no timeout, on the tiny trace itself
         self._send({"id": "warmup", "kind": "hw", "path": str(HWCONFIGS / "tensordash.yaml")}, timeout=600)
 
@@ -637,13 +654,6 @@ class Worker:
         if st == "ok" and ans["rss"] > MEMORY_LIMIT:
             st = "memory"
         return Result(case.id, case.kind, st, ans["detail"], ans["rss"], ans["seconds"])
-
-    def close(self) -> None:
-        if self.p is not None:
-            self.p.kill()
-            self.p.wait()
-            self.r.close()
-            self.p = None
 
 
 # ---------------------------------------------------------------------------------- cli / faults
@@ -738,24 +748,12 @@ def runner_main() -> None:
         out.write(json.dumps(dataclasses.asdict(res)) + "\n")
 
 
-class CliRunner:
+class CliRunner(_Child):
     """run_process in a fresh small subprocess (runner_main), restarted if it dies or stops answering."""
-
-    def __init__(self):
-        self.p = None
-
-    def _start(self) -> None:
-        r, w = os.pipe()
-        env = dict(os.environ, PYTHONWARNINGS="ignore", ACCELSIM_FUZZ_FD=str(w))
-        self.p = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--runner"],
-                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  pass_fds=(w,), env=env, text=True, cwd=ROOT)
-        os.close(w)
-        self.r = os.fdopen(r, "r")
 
     def run(self, case: Case, timeout: float) -> Result:
         if self.p is None:
-            self._start()
+            self._spawn("--runner")
         t0 = time.monotonic()
         line = ""
         try:
@@ -770,13 +768,6 @@ class CliRunner:
             self.close()
             return Result(case.id, case.kind, "hang", "the CLI runner did not answer", 0, time.monotonic() - t0)
         return Result(**json.loads(line))
-
-    def close(self) -> None:
-        if self.p is not None:
-            self.p.kill()
-            self.p.wait()
-            self.r.close()
-            self.p = None
 
 
 # ------------------------------------------------------------------------------------------ run
