@@ -215,7 +215,8 @@ def cta_order(plan: GemmPlan, swizzle: int | None = None) -> tuple[np.ndarray, .
     band = col // w
     width = np.minimum(w, tn_ - band * w)
     pos = band * w * tm_ + row * width + col % w  # a bijection onto 0 .. tm_*tn_-1
-    order = np.argsort(pos, kind="stable")
+    order = np.empty_like(pos)
+    order[pos] = np.arange(len(pos), dtype=np.int64)  # = argsort(pos): its inverse permutation
     row, col = row[order], col[order]
     reps = plan.split_k * plan.groups
     sg = np.repeat(np.arange(reps, dtype=np.int64), tm_ * tn_)
@@ -244,14 +245,70 @@ class GemmTraffic:
 
 
 def l2_panel_misses(wave: np.ndarray, key: np.ndarray, nbytes: np.ndarray, n_waves: int,
-                    capacity: int | None) -> np.ndarray:
+                    capacity: int | None, *, method: str = "auto") -> np.ndarray:
     """Which (CTA, panel) touches fetch the panel from HBM: a bool per entry, True on exactly one
     entry per (wave, panel) that misses.
 
     L2 as an LRU cache at wave and panel granularity (LRU stack distance, Mattson et al. 1970): the
     CTAs of a wave touch their panels together; a panel last touched in wave t is still in L2 in
     wave w if the distinct panel bytes touched in waves t..w (itself included) fit ``capacity``.
-    First touches always miss; with no L2 (``capacity`` None) every wave fetches its panels."""
+    First touches always miss; with no L2 (``capacity`` None) every wave fetches its panels.
+
+    Vectorised over waves (the stack distance depends on the touches only, not on what hit). Distinct
+    panel bytes in waves t..w = the bytes of the touches (w', panel) with t <= w' <= w whose previous
+    touch of that panel is before t. For one reuse distance d = w - t, a touch in wave w' with previous
+    touch p counts in the windows starting at t in [max(p + 1, w' - d), w']: an interval, so every
+    window of length d + 1 is one difference-array cumsum. A GEMM's swizzled raster has few distinct
+    d (<= 10 on GPT-2's 8192 x 50257 logits); where there are many, the per-wave loop
+    (_l2_panel_misses_loop, the same result) is cheaper. Bytes are summed as integers in eighths
+    (panel bytes are multiples of 1/8: compressed rows), so the order of summation cannot matter.
+    ``method``: "auto" (that choice), "vector" or "loop" (tests compare the two)."""
+    if method == "loop":
+        return _l2_panel_misses_loop(wave, key, nbytes, n_waves, capacity)
+    out = np.zeros(len(key), dtype=bool)
+    if not len(key):
+        return out
+    nkeys = int(key.max()) + 1
+    pair, first = np.unique(wave * nkeys + key, return_index=True)  # sorted by wave, then key
+    pw, pk = pair // nkeys, pair % nkeys
+    size = np.zeros(nkeys, dtype=np.float64)
+    size[key] = nbytes
+    eighths = np.rint(size * 8)
+    if capacity is None:  # no L2: every (wave, panel) fetches
+        out[first] = True
+        return out
+    by_key = np.lexsort((pw, pk))  # the touches of each panel in wave order
+    prev_sorted = np.where(np.r_[False, pk[by_key][1:] == pk[by_key][:-1]], np.r_[-1, pw[by_key][:-1]], -1)
+    prev = np.empty_like(pw)
+    prev[by_key] = prev_sorted
+    reuse = prev >= 0
+    dist = (pw - prev)[reuse]
+    ds = np.unique(dist)
+    u = len(pw)
+    # cost model for the choice only (both paths are exact): numpy calls ~ 30-40 us, elements ~ 10 ns
+    if (eighths != size * 8).any() or int(pw[-1]) >= n_waves or (
+            method == "auto" and len(ds) * (30e-6 + (u + n_waves) * 1e-8) > n_waves * (40e-6 + nkeys * 5e-9)):
+        return _l2_panel_misses_loop(wave, key, nbytes, n_waves, capacity)
+    w8 = eighths[pk]
+    window = np.zeros(int(reuse.sum()), dtype=np.float64)
+    qt = prev[reuse]  # each reuse's previous touch: the window's first wave
+    for d in ds.tolist():
+        lo = np.maximum(prev + 1, pw - d)
+        diff = (np.bincount(lo, weights=w8, minlength=n_waves + 1)
+                - np.bincount(pw + 1, weights=w8, minlength=n_waves + 1))
+        span = np.cumsum(diff)  # span[t]: distinct panel eighths in waves t .. t + d
+        sel = dist == d
+        window[sel] = span[qt[sel]]
+    miss = np.ones(u, dtype=bool)
+    miss[reuse] = window > 8 * float(capacity)
+    out[first[miss]] = True
+    return out
+
+
+def _l2_panel_misses_loop(wave: np.ndarray, key: np.ndarray, nbytes: np.ndarray, n_waves: int,
+                          capacity: int | None) -> np.ndarray:
+    """l2_panel_misses wave by wave (its first form; the fallback for plans with many distinct reuse
+    distances, and the oracle of tests/test_gpu_l2_vector.py)."""
     out = np.zeros(len(key), dtype=bool)
     if not len(key):
         return out
@@ -316,8 +373,9 @@ def gemm_traffic(plan: GemmPlan, gpu, l2_capacity: int | None, *, compressed_a: 
     a_w = _scaled(a_w, scale_a)
     b_w = _scaled(b_w, scale_b)
 
-    out_elems = np.zeros(plan.waves, dtype=np.int64)
-    np.add.at(out_elems, wave, rows_valid * cols_valid)
+    # per-wave sums by bincount (float64: exact, every sum is a whole number or a multiple of 1/8
+    # far below 2^53)
+    out_elems = np.rint(np.bincount(wave, weights=rows_valid * cols_valid, minlength=plan.waves)).astype(np.int64)
     final_load = final_store = 0
     if s == 1:
         out_w = _scaled(out_elems * eo, scale_out)
@@ -334,8 +392,8 @@ def gemm_traffic(plan: GemmPlan, gpu, l2_capacity: int | None, *, compressed_a: 
     # the bytes go on to HBM
     epi = out_w if s == 1 else out_elems * PARTIAL_BYTES
     # L2 -> SM: each CTA reads its own A and B slices every step (im2col tiles, no unique scaling)
-    l2 = np.zeros(plan.waves, dtype=np.float64)
-    np.add.at(l2, wave, rows_valid * a_row_bytes(tk, e, compressed_a) + cols_valid * tk * e)
+    l2 = np.bincount(wave, weights=rows_valid * a_row_bytes(tk, e, compressed_a) + cols_valid * tk * e,
+                     minlength=plan.waves).astype(np.float64)
     return GemmTraffic(a_w, b_w, out_w, np.asarray(epi, dtype=np.int64), l2, int(final_load), final_store)
 
 
@@ -344,6 +402,9 @@ def _scaled(nbytes: np.ndarray, scale: Fraction | int) -> np.ndarray:
     scale = Fraction(scale)
     eighths = np.rint(np.asarray(nbytes, dtype=np.float64) * 8).astype(np.int64)
     den = 8 * scale.denominator
+    if den < 2**62 and scale.numerator < 2**62 and (
+            not len(eighths) or int(np.abs(eighths).max()) * scale.numerator < 2**62):  # no int64 overflow
+        return -((-eighths * scale.numerator) // den)
     return np.array([-(-int(x) * scale.numerator // den) for x in eighths], dtype=np.int64)
 
 
