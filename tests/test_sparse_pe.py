@@ -20,8 +20,8 @@ def refetch_by_sorting(wave: np.ndarray, blk: np.ndarray, nblk: int, *, resident
     same block, which then is still in the buffer (it holds two waves' blocks: double buffering).
     Without that, a 2 KiB A block shared by the nb consecutive units of one row block was fetched
     once per wave, ~10x the tensor for a dgrad with N = 576 (QA finding).
-    Any block order (it sorts): the test-only reference for sparse_pe._refetch_grid, which the
-    simulator uses (O(units))."""
+    Any block order (it sorts): the test-only reference for sparse_pe._side_loads, which the
+    simulator uses (closed form; tests/test_sparse_pe_waves.py)."""
     key = wave * nblk + blk
     first = np.zeros(key.size, bool)
     uniq, first_idx = np.unique(key, return_index=True)
@@ -266,43 +266,6 @@ def test_dual_sided_dgrad_not_slower_than_dense_from_refetching():
     c = sparse_pe.op_cost(w, hw, sparse=True)
     # bitmap A: 32768 values * 16 bits + 32768 bits = 69632 bytes, fetched exactly once
     assert int(c.tiles.load_bytes["a"].sum()) == 69632
-
-
-def _brute_blocks(grid, order):
-    """Units in _wave_stream's order by plain loops: per side, block ids and the last earlier unit
-    that used the same block (-1: none)."""
-    g, mb, nb = grid
-    units = [(gi, mi, ni) for gi in range(g) for mi in range(mb) for ni in range(nb)] if order == "mn" else \
-        [(gi, mi, ni) for gi in range(g) for ni in range(nb) for mi in range(mb)]
-    out = {}
-    for side in ("a", "b"):
-        blk = [gi * mb + mi if side == "a" else gi * nb + ni for gi, mi, ni in units]
-        last, prev = {}, []
-        for u, b in enumerate(blk):
-            prev.append(last.get(b, -1))
-            last[b] = u
-        out[side] = (blk, prev)
-    return out
-
-
-@pytest.mark.parametrize("grid", [(1, 2, 3), (2, 3, 2), (1, 5, 1), (3, 1, 4), (2, 4, 7)])
-@pytest.mark.parametrize("order", ["mn", "nm"])
-def test_unit_blocks_and_refetch_grid_match_sorting_reference(grid, order):
-    # _wave_stream derives each unit's predecessor on the same block from the loop order instead of
-    # sorting (np.unique); it must give exactly the sorting reference's fetches for every tile count
-    got = sparse_pe._unit_blocks(grid, order)
-    for side, (blk, prev) in _brute_blocks(grid, order).items():
-        g_blk, nblk, g_prev = got[side]
-        assert g_blk.tolist() == blk and g_prev.tolist() == prev
-        assert nblk == grid[0] * (grid[1] if side == "a" else grid[2])
-        blk = np.array(blk)
-        _, first_idx = np.unique(blk, return_index=True)  # first use of each block
-        assert np.flatnonzero(g_prev < 0).tolist() == sorted(first_idx.tolist())
-        for tiles in (1, 2, 3, 5, 16):
-            wave = np.arange(blk.size) // tiles
-            for resident in (False, True):
-                want = refetch_by_sorting(wave, blk, nblk, resident=resident)
-                assert sparse_pe._refetch_grid(wave, g_prev, tiles, resident=resident).tolist() == want.tolist()
 
 
 def test_chunk_starts_edge_cases():

@@ -276,68 +276,82 @@ def _wave_stream(work: Workload, hw: HardwareConfig, grid: tuple[int, int, int],
 def _wave_loads(work: Workload, hw: HardwareConfig, grid: tuple[int, int, int], skipped: tuple[str, ...],
                 order: str = "mn") -> dict[str, np.ndarray]:
     """Per-wave DRAM loads per operand (waves of `tiles` units); units enumerated with column blocks
-    fastest ("mn") or row blocks fastest ("nm").
-
-    Units run (group, outer block, inner block), inner fastest, so each operand's blocks repeat in a
-    fixed pattern: the outer operand's block is shared by `n_in` consecutive units, the inner
-    operand's recurs every `n_in` units within a group. The unit that last used a unit's block
-    before it is therefore u - 1 (outer) or u - n_in (inner), and which units fetch follows from
-    the waves of u and of that predecessor (_refetch_grid) -- O(units), no sort."""
+    fastest ("mn") or row blocks fastest ("nm"): (group, outer block, inner block), inner fastest.
+    A's blocks are (group, row block), B's (group, column block); the outer operand's block is
+    shared by `n_in` consecutive units, the inner operand's recurs every `n_in` units of a group.
+    _side_loads sums what each wave fetches in closed form (no per-unit arrays)."""
     g, mb, nb = grid
     tiles = hw.compute.tiles
-    nunits = g * mb * nb
-    waves = -(-nunits // tiles)
-    wave = np.repeat(np.arange(-(-nunits // tiles), dtype=np.int64), tiles)[:nunits]  # unit // tiles
     cap = _cap(hw)
+    n_out, n_in = (mb, nb) if order == "mn" else (nb, mb)
+    outer = "a" if order == "mn" else "b"
     loads = {}
-    for side, (blk_idx, nblk, prev) in _unit_blocks(grid, order).items():
+    for side in ("a", "b"):
         total = _operand_bytes(work, hw, side, side in skipped)
-        part = split_bytes(total, nblk)[blk_idx]
-        if total <= cap:  # the whole operand stays on chip: each block fetched at its first use
-            first = prev < 0
-        else:  # fetched by every wave that needs it, unless the previous wave used it too
-            first = _refetch_grid(wave, prev, tiles, resident=2 * tiles * int(part.max(initial=0)) <= cap)
-        loads[work.a if side == "a" else work.b] = _per_wave(np.where(first, part, 0), tiles, waves)
+        part = split_bytes(total, g * (mb if side == "a" else nb))
+        fits = total <= cap  # the whole operand stays on chip: each block fetched at its first use
+        # else fetched by every wave that needs it, unless the previous wave used it too (resident:
+        # the buffer holds two waves' blocks)
+        resident = 2 * tiles * int(part.max(initial=0)) <= cap
+        loads[work.a if side == "a" else work.b] = _side_loads(part, side == outer, g, n_out, n_in, tiles,
+                                                               fits=fits, resident=resident)
     return loads
 
 
-def _unit_blocks(grid: tuple[int, int, int], order: str) -> dict[str, tuple[np.ndarray, int, np.ndarray]]:
-    """Per operand side: (block index of every unit, number of blocks, the unit that used the same
-    block last before it or -1), units in the order of _wave_stream. A's blocks are (group, row
-    block), B's (group, column block)."""
-    g, mb, nb = grid
-    n_out, n_in = (mb, nb) if order == "mn" else (nb, mb)
-    u = np.arange(g * mb * nb, dtype=np.int64)  # unit (gi, oi, ii) = gi*n_out*n_in + oi*n_in + ii
-    # built by repeat / broadcast rather than divmod of u (int64 division dominated this)
-    prev_out = u - 1
-    prev_out[::n_in] = -1  # ii == 0: the first unit of its outer block
-    prev_in = u - n_in
-    prev_in.reshape(g, n_out * n_in)[:, :n_in] = -1  # oi == 0: the block's first use in its group
-    outer = (np.repeat(np.arange(g * n_out, dtype=np.int64), n_in), g * n_out, prev_out)  # runs of n_in units
-    inner_idx = np.broadcast_to((np.arange(g, dtype=np.int64) * n_in)[:, None, None]
-                                + np.arange(n_in, dtype=np.int64)[None, None, :], (g, n_out, n_in)).reshape(-1)
-    inner = (inner_idx, g * n_in, prev_in)  # recurs every n_in units
-    return {"a": outer, "b": inner} if order == "mn" else {"a": inner, "b": outer}
+def _side_loads(part: np.ndarray, outer: bool, g: int, n_out: int, n_in: int, tiles: int, *, fits: bool,
+                resident: bool) -> np.ndarray:
+    """Bytes one operand loads per wave. Units u = (gi*n_out + oi)*n_in + ii run in waves of `tiles`
+    (wave = u // tiles); the operand's block of unit u is gi*n_out + oi (outer) or gi*n_in + ii
+    (inner), `part` bytes each. A unit fetches its block at the block's first use; past that, when
+    the operand does not fit (not `fits`), again unless the block's previous user is in the same
+    wave or, with `resident`, the wave before. Equal to the per-unit rule by loops
+    (tests/test_sparse_pe_waves.py), in O(blocks + waves):
+    outer: the block's units are consecutive, so it is fetched once (fits, or resident) or once per
+    wave its units span; inner: its previous user is u - n_in, which with n_in = q*tiles + r is
+    q + (u % tiles < r) waves earlier -- every unit, none or the first r units of each wave fetch."""
+    units = g * n_out * n_in
+    waves = -(-units // tiles)
+    part = part.astype(np.int64, copy=False)
+    if outer:
+        first = np.arange(part.size, dtype=np.int64) * n_in  # first unit of each block
+        if fits or resident:
+            return _sum_by_wave(first // tiles, part, waves)
+        # every wave from the one of the block's first unit to that of its last
+        cum = np.concatenate([[0], np.cumsum(part)])
+        w = np.arange(waves, dtype=np.int64)
+        started = cum[np.searchsorted(first // tiles, w, side="right")]
+        ended = cum[np.searchsorted((first + n_in - 1) // tiles, w, side="left")]
+        return started - ended
+    first = (np.arange(g, dtype=np.int64)[:, None] * (n_out * n_in) + np.arange(n_in, dtype=np.int64)).reshape(-1)
+    q, r = divmod(n_in, tiles)
+    if fits or (resident and q < 1):  # only each block's first use (oi == 0) fetches
+        return _sum_by_wave(first // tiles, part, waves)
+    if q >= 2 or (q >= 1 and not resident):  # every unit fetches
+        return np.diff(_unit_prefix(part, g, n_out, n_in, np.minimum(np.arange(waves + 1) * tiles, units)))
+    # the first r units of each wave fetch, and every block's first use
+    w0 = np.arange(waves, dtype=np.int64) * tiles
+    lo = _unit_prefix(part, g, n_out, n_in, w0)
+    hi = _unit_prefix(part, g, n_out, n_in, np.minimum(w0 + r, units))
+    late = first % tiles >= r  # first uses not among their wave's first r units
+    return hi - lo + _sum_by_wave(first[late] // tiles, part[late], waves)
 
 
-def _per_wave(x: np.ndarray, tiles: int, waves: int) -> np.ndarray:
-    """Sums of consecutive runs of `tiles` units (wave w = units w*tiles ..), int64."""
-    out = np.zeros(waves, np.int64)
-    if x.size:
-        out[:] = np.add.reduceat(x.astype(np.int64, copy=False), np.arange(0, x.size, tiles))
-    return out
+def _sum_by_wave(wave: np.ndarray, values: np.ndarray, waves: int) -> np.ndarray:
+    """Per-wave sums of `values` (int64) whose waves are `wave`, non-decreasing."""
+    cum = np.concatenate([[0], np.cumsum(values, dtype=np.int64)])
+    return np.diff(cum[np.searchsorted(wave, np.arange(waves + 1, dtype=np.int64), side="left")])
 
 
-def _refetch_grid(wave: np.ndarray, prev: np.ndarray, tiles: int, *, resident: bool) -> np.ndarray:
-    """_refetch for units whose block was last used before them by unit prev[u] (-1: never): the
-    unit fetches unless prev is in its own wave (an earlier unit of the wave fetched it) or, with
-    `resident`, in the wave just before. Equal to the sorting reference refetch_by_sorting
-    (tests/test_sparse_pe.py::test_unit_blocks_and_refetch_grid_match_sorting_reference), O(units)."""
-    pw = np.where(prev >= 0, prev // tiles, -2)
-    first = pw != wave
-    if resident:
-        first &= pw != wave - 1
-    return first
+def _unit_prefix(part: np.ndarray, g: int, n_out: int, n_in: int, u: np.ndarray) -> np.ndarray:
+    """Bytes of the inner operand's blocks over units 0 .. u-1 (every unit counted), for each u:
+    a group's n_out rounds of its n_in blocks, then the rounds and blocks of u's own group."""
+    per = part.reshape(g, n_in)
+    inner = np.concatenate([np.zeros((g + 1, 1), np.int64),
+                            np.concatenate([np.cumsum(per, axis=1, dtype=np.int64), np.zeros((1, n_in), np.int64)])],
+                           axis=1)  # inner[gi, t]: blocks 0..t-1 of group gi (a zero group g past the end)
+    group = np.concatenate([[0], np.cumsum(inner[:g, n_in] * n_out)])  # whole groups before gi
+    gi, t = np.divmod(np.asarray(u, dtype=np.int64), n_out * n_in)
+    return group[gi] + (t // n_in) * inner[gi, n_in] + inner[gi, t % n_in]
 
 
 def _coalesce(compute: np.ndarray, loads: dict[str, np.ndarray], store: np.ndarray, chunk: int) -> TileStream:
