@@ -423,9 +423,14 @@ def _factor_counts(work: Workload) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 
 
 def effectual_macs(work: Workload) -> int:
-    """MACs whose operands are both non-zero (exact)."""
-    af, bf, _, _ = factor_counts(work)
-    return int(np.dot(af, bf))
+    """MACs whose operands are both non-zero (exact): the factorised count, or the pair kernel's
+    count where it ran first for this op (_pair_group_kernel; the two are tested equal)."""
+    cache = _op_cache(work)
+    got = cache.get("effectual")
+    if got is None:
+        af, bf, _, _ = factor_counts(work)
+        got = cache["effectual"] = int(np.dot(af, bf))
+    return got
 
 
 def one_sided_macs(work: Workload, side: str) -> int:
@@ -1063,8 +1068,14 @@ def _blas_controller():
 
 def _pair_group_kernel(work: Workload, gm: int, gn: int, lanes: int) -> tuple[np.ndarray, int]:
     va, vb = operand_view(work, "a"), operand_view(work, "b")
-    return pair_group_work(va.src, va.base, va.runs, vb.src, vb.base, vb.runs, work.k, work.m, work.n,
-                           work.groups, gm, gn, lanes)
+    cyc, eff = pair_group_work(va.src, va.base, va.runs, vb.src, vb.base, vb.runs, work.k, work.m, work.n,
+                               work.groups, gm, gn, lanes)
+    # the kernel counts every effectual pair: it is the op's effectual MACs (effectual_macs then
+    # needs no factor counts); where those were computed already, the two must agree
+    known = _op_cache(work).setdefault("effectual", eff)
+    if known != eff:
+        raise AssertionError(f"two-sided pair count {eff} disagrees with the factorised count {known}")
+    return cyc, eff
 
 
 # Largest lane-row matrix (streams x padded reduction, bool elements) lane_rows builds; beyond it

@@ -152,7 +152,7 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool, plan: Plan | No
     g = work.groups
     fallback = None
     skipped: tuple[str, ...] = ()
-    eff = kernels.effectual_macs(work)
+    eff = None
     kind = sp.kind if sparse else "none"
     if kind == "one_sided":
         side, fallback = choose_side(work, sp.operand)
@@ -172,11 +172,14 @@ def op_cost(work: Workload, hw: HardwareConfig, *, sparse: bool, plan: Plan | No
         # dense storage instead of paying bitmap metadata for all-ones masks
         kind, fallback = "none", "both operands dense: nothing to skip"
     elif kind == "two_sided":
-        unit, eff2 = kernels.pair_group_cycles(work, comp.pe_cols, comp.pe_rows, comp.lanes,
-                                                blas=plan.pair_blas if plan is not None else None)
-        assert eff2 == eff, "two-sided pair count disagrees with the factorised count"
+        # the pair count is the effectual MACs (kernels checks it against the factorised count
+        # where that is known; the dense baseline's op_cost then reads it from the op's memo)
+        unit, eff = kernels.pair_group_cycles(work, comp.pe_cols, comp.pe_rows, comp.lanes,
+                                              blas=plan.pair_blas if plan is not None else None)
         unit = np.maximum(unit, 1)
         skipped = ("a", "b")
+    if eff is None:
+        eff = kernels.effectual_macs(work)
     engine = key = None
     if kind == "none":
         rows = dense_stream_rows(work, comp.lanes, comp.tap_padded)

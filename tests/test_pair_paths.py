@@ -81,3 +81,26 @@ def test_simulate_passes_the_plan_and_both_paths_give_the_same_result(blas, monk
     assert seen and set(seen) == {blas}
     monkeypatch.setattr(sparse_pe, "plan", lambda trace, hw: sparse_pe.Plan(pair_blas=not blas, pair_macs=0))
     assert engine.simulate(TRACE, hw).to_dict() == got
+
+
+def _conv_work():
+    import numpy as np
+
+    from accelsim.sim.workload import conv_params, synthetic_workload
+
+    rng = np.random.default_rng(3)
+    p = conv_params(2, 12, 7, 7, 10, 3, 3, stride=1, padding=1)
+    return synthetic_workload("conv2d", "fwd", {"input": rng.random((2, 12, 7, 7)) < 0.4,
+                                                "weight": rng.random((10, 12, 3, 3)) < 0.3}, p)
+
+
+def test_the_kernels_pair_count_is_the_effectual_macs_and_is_checked_against_the_factor_counts():
+    work = _conv_work()
+    _, eff = kernels._pair_group_kernel(work, 4, 3, 2)
+    assert "factors" not in work.memo()  # no factor counts needed: effectual_macs reads the kernel's
+    assert kernels.effectual_macs(work) == eff
+    fresh = _conv_work()
+    assert kernels.effectual_macs(fresh) == eff  # the factorised count of the same masks
+    fresh.memo()["effectual"] = eff + 1  # a disagreeing count already known: the kernel refuses it
+    with pytest.raises(AssertionError, match="disagrees"):
+        kernels._pair_group_kernel(fresh, 4, 3, 2)
