@@ -31,13 +31,8 @@ def _reference(rows: list[int], lanes: int, H: int, ch, cd) -> tuple[int, list[i
 
 
 def _uses_table(lanes: int, ch: np.ndarray, cd: np.ndarray) -> bool:
-    """Whether td_rows_cycles takes the table path (its docstring: H fields of lanes+lo+hi bits fit
-    63 bits, the concatenated windows at most TD_TABLE_BITS) -- to check both paths are tested."""
-    if ch.size == 0:
-        return False
-    lo, hi = max(0, -int(cd.min())), max(0, int(cd.max()))
-    bits = sum(int(cd[ch == h].max() - cd[ch == h].min() + 1) for h in set(ch.tolist()))
-    return int(ch.max()) * (lanes + lo + hi) <= 63 and bits <= K.TD_TABLE_BITS
+    """Whether td_rows_cycles takes the table path -- to check that both paths are tested."""
+    return K._td_table(lanes, tuple(zip(ch.tolist(), cd.tolist()))) is not None
 
 
 def _bits(s: str) -> int:  # "1010" -> lane 0 is the first character
@@ -95,3 +90,23 @@ def test_no_candidates_is_dense():
     ch, cd = K.td_candidates(0, 5)
     rows = np.array([[0, 1, 0]], np.int64)
     assert K.td_rows_cycles(rows, 4, 0, ch, cd).tolist() == [3]
+
+
+def test_stream_cycles_in_chunks_equal_lane_rows(monkeypatch):
+    # td_stream_cycles (past lane_rows' cap) gathers the lane rows of a chunk of streams at a time;
+    # with a cap that makes chunks of 3 streams it still gives lane_rows' rows' cycles stream by stream
+    from accelsim.sim.workload import conv_params
+    from accelsim.sim.workload import synthetic_workload
+
+    p = conv_params(1, 20, 6, 6, 8, 3, 3, stride=1, padding=1)
+    rng = np.random.default_rng(3)
+    masks = {"input": rng.random((1, 20, 6, 6)) < 0.3, "weight": rng.random((8, 20, 3, 3)) < 0.3}
+    work = synthetic_workload("conv2d", "fwd", masks, p)
+    ch, cd = K.td_candidates(2, 5)
+    want = K.td_rows_cycles(K.lane_rows(work, "a", 16), 16, 2, ch, cd)
+    v = K.operand_view(work, "a", lanes=16)
+    nrows = v.off.size // 16  # 9 taps x 2 rows of 16 lanes (20 channels padded to 32)
+    monkeypatch.setattr(K, "LANE_ROWS_CAP", 8 * 3 * nrows)
+    got = K.td_stream_cycles(v.src, v.base, *v.runs, v.off.size, 16, 2, ch, cd)
+    assert v.base.size == 36 and nrows == 18
+    assert np.array_equal(got, want)

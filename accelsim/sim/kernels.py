@@ -744,66 +744,79 @@ def td_schedule(rows: np.ndarray, nrows: int, lanes: int, lookahead: int, cand_h
     return int(td_rows_cycles(view, lanes, lookahead, cand_h, cand_d)[0])
 
 
-# Largest promotion table td_rows_cycles builds (2**bits int64 entries, 32 KiB); past it the scheduler
-# walks each lane's candidates in turn. A cache-size cap, not a model number.
+# Largest promotion table td_rows_cycles builds (2**bits int64 entries, 32 KiB); past it, past 3
+# lookahead steps or past 63 bits of packed source rows the scheduler walks each lane's candidates
+# in turn. A cache-size cap, not a model number.
 TD_TABLE_BITS = 12
 
 
-@lazy_njit
-def td_rows_cycles(rows, lanes, lookahead, cand_h, cand_d):
+@functools.lru_cache(maxsize=16)
+def _td_table(lanes: int, cand: tuple[tuple[int, int], ...]) -> tuple | None:
+    """td_rows_cycles' promotion table for `lanes` and the candidates (h, d) in priority order:
+    (table, win, hmax, field, lo), win[:, h-1] = step h's window (its shift in word >> lane, its
+    mask, its offset in the table index); None where it does not fit."""
+    if not cand or lanes > 63:
+        return None
+    hs, ds = [h for h, _ in cand], [d for _, d in cand]
+    hmax, lo, hi = max(hs), max(0, -min(ds)), max(0, max(ds))
+    field = lanes + lo + hi
+    if min(hs) < 1 or hmax > 3 or hmax * field > 63:
+        return None
+    win = np.zeros((3, 3), np.int64)
+    dmin, bits = {}, 0
+    for h in range(1, hmax + 1):
+        dh = [d for hh, d in cand if hh == h]
+        if dh:
+            dmin[h], width = min(dh), max(dh) - min(dh) + 1
+            win[:, h - 1] = ((h - 1) * field + lo + dmin[h], (1 << width) - 1, bits)
+            bits += width
+    if bits > TD_TABLE_BITS:
+        return None
+    idx = np.arange(1 << bits, dtype=np.int64)
+    table = np.zeros(1 << bits, np.int64)
+    for h, d in reversed(cand):  # written last = the first candidate in priority order whose bit is set
+        table[((idx >> int(win[2, h - 1] + d - dmin[h])) & 1) == 1] = 1 << ((h - 1) * field + lo + d)
+    return table, win, hmax, field, lo
+
+
+def td_rows_cycles(rows: np.ndarray, lanes: int, lookahead: int, cand_h: np.ndarray,
+                   cand_d: np.ndarray) -> np.ndarray:
     """td_schedule of every stream (row) of a (streams, nrows) int64 array of lane rows (values
     < 2**lanes), modifying it: the one TensorDash scheduler (lane_rows / td_stream_cycles build its
     input).
 
-    The empty lanes of a row still take their candidates one at a time, in lane order (a lane's
-    choice depends on the bits lower lanes claimed; candidates in a bit-parallel pass collide in
-    most rows of an 80%-sparse stream, so a parallel pass plus repair costs more), but each lane's
-    choice is one table lookup instead of a walk over its candidates (a branch per candidate): the
-    H source rows t+1..t+H are packed into one word, step h in a field of lo zero bits, the lanes,
-    hi zero bits (lo/hi: the largest -d/+d), so lane l's candidates of step h are the contiguous bits
-    [l+dmin_h, l+dmax_h] of its field; the concatenated windows index a table of the first candidate
-    (priority order) whose bit is set, as the bit to clear. Same choice as the walk, because the
-    index holds exactly the current state of lane l's candidate bits (out-of-range sources are the
-    zero padding). Where the fields or the table do not fit (more than 63 bits, > TD_TABLE_BITS),
-    the walk itself runs."""
+    The empty lanes of a row take their candidates one lane at a time, in lane order (a lane's
+    choice depends on the bits lower lanes claimed; in a bit-parallel pass the lanes of an
+    80%-sparse stream collide in most rows, and the repair costs more than it saves), but where it
+    fits (_td_table) each lane's choice is one table lookup (_td_lookup) instead of a branch per
+    candidate (_td_walk): the source rows t+1..t+H are packed into one word, step h in a field of
+    lo zero bits, the lanes, hi zero bits (lo, hi: the largest -d, +d), so lane l's candidates of
+    step h are the contiguous bits l+dmin_h .. l+dmax_h of its field; the windows, concatenated,
+    index a table holding the bit of the first candidate (priority order) that is set. The same
+    choice as the walk: the index is exactly the current state of lane l's candidate bits, and a
+    source outside the lanes is a padding bit, always zero. The two kernels are compiled apart, so
+    a run compiles only the one it uses."""
+    lanes, lookahead = int(lanes), int(lookahead)  # one compiled signature whatever ints come in
+    plan = _td_table(lanes, tuple(zip(cand_h.tolist(), cand_d.tolist())))
+    if plan is None:
+        return _td_walk(rows, lanes, lookahead, cand_h, cand_d)
+    return _td_lookup(rows, lanes, lookahead, cand_h, cand_d, *plan)
+
+
+@lazy_njit
+def _td_lookup(rows, lanes, lookahead, cand_h, cand_d, table, win, hmax, field, lo):
+    """td_rows_cycles with _td_table's table (at most 3 steps: unused windows have mask 0)."""
     nrows = rows.shape[1]
     full = (1 << lanes) - 1
     nc = cand_h.size
-    sl = np.maximum(cand_d, 0)  # lane l reads source bit l + d: the bit shifted by d
-    sr = np.maximum(-cand_d, 0)
-    hmax, lo, hi = 0, 0, 0
-    table_ok = nc > 0
+    s1, s2, s3 = win[0, 0], win[0, 1], win[0, 2]
+    m1, m2, m3 = win[1, 0], win[1, 1], win[1, 2]
+    o2, o3 = win[2, 1], win[2, 2]
+    sl = np.empty(nc, np.int64)  # lane l reads source bit l + d: the row shifted right by d
+    sr = np.empty(nc, np.int64)
     for ci in range(nc):
-        hmax = max(hmax, cand_h[ci])
-        lo = max(lo, -cand_d[ci])
-        hi = max(hi, cand_d[ci])
-        table_ok = table_ok and cand_h[ci] >= 1
-    field = lanes + lo + hi
-    table_ok = table_ok and hmax * field <= 63
-    dmin = np.full(hmax + 1, hi + 1, np.int64)
-    dmax = np.full(hmax + 1, -lo - 1, np.int64)
-    for ci in range(nc):
-        dmin[cand_h[ci]] = min(dmin[cand_h[ci]], cand_d[ci])
-        dmax[cand_h[ci]] = max(dmax[cand_h[ci]], cand_d[ci])
-    wsh = np.zeros(hmax + 1, np.int64)  # step h's window in (word >> l): its shift, mask, index offset
-    wmask = np.zeros(hmax + 1, np.int64)
-    woff = np.zeros(hmax + 1, np.int64)
-    bits = 0
-    for h in range(1, hmax + 1):
-        if dmax[h] >= dmin[h]:
-            wsh[h] = (h - 1) * field + lo + dmin[h]
-            wmask[h] = (1 << (dmax[h] - dmin[h] + 1)) - 1
-            woff[h] = bits
-            bits += dmax[h] - dmin[h] + 1
-    table_ok = table_ok and bits <= TD_TABLE_BITS
-    table = np.zeros((1 << bits) if table_ok else 1, np.int64)
-    if table_ok:
-        for idx in range(table.size):
-            for ci in range(nc):
-                h = cand_h[ci]
-                if (idx >> (woff[h] + cand_d[ci] - dmin[h])) & 1:
-                    table[idx] = 1 << ((h - 1) * field + lo + cand_d[ci])  # lane 0's bit to clear
-                    break
+        sl[ci] = max(cand_d[ci], 0)
+        sr[ci] = max(-cand_d[ci], 0)
     out = np.empty(rows.shape[0], np.int64)
     for i in range(rows.shape[0]):
         t = 0
@@ -820,32 +833,20 @@ def td_rows_cycles(rows, lanes, lookahead, cand_h, cand_d):
                     if tt < nrows:
                         reach |= (rows[i, tt] << sr[ci]) >> sl[ci]
                 todo &= reach
-            if todo != 0 and table_ok:
+            if todo != 0:
                 word = 0
                 for h in range(1, hmax + 1):
                     if t + h < nrows:
                         word |= rows[i, t + h] << ((h - 1) * field + lo)
-                while todo != 0:  # lowest empty lane left, in order
-                    bit = todo & -todo
+                while todo != 0:
+                    bit = todo & -todo  # the lowest empty lane left, in order
                     todo ^= bit
                     ln = _popcount64(np.uint64(bit - 1))
                     x = word >> ln
-                    idx = 0
-                    for h in range(1, hmax + 1):
-                        idx |= ((x >> wsh[h]) & wmask[h]) << woff[h]
-                    word &= ~(table[idx] << ln)
+                    word &= ~(table[((x >> s1) & m1) | (((x >> s2) & m2) << o2) | (((x >> s3) & m3) << o3)] << ln)
                 for h in range(1, hmax + 1):
                     if t + h < nrows:
                         rows[i, t + h] = (word >> ((h - 1) * field + lo)) & full
-            while todo != 0:  # the walk: each candidate of the lowest empty lane left, in order
-                bit = todo & -todo
-                todo ^= bit
-                for ci in range(nc):
-                    tt = t + cand_h[ci]
-                    src = (bit << sl[ci]) >> sr[ci]
-                    if tt < nrows and rows[i, tt] & src:
-                        rows[i, tt] ^= src
-                        break
             cycles += 1
             t += 1
             skipped = 0
@@ -857,19 +858,71 @@ def td_rows_cycles(rows, lanes, lookahead, cand_h, cand_d):
 
 
 @lazy_njit
-def td_stream_cycles(src, base, run_k, run_off, run_len, k, lanes, lookahead, cand_h, cand_d):
+def _td_walk(rows, lanes, lookahead, cand_h, cand_d):
+    """td_rows_cycles walking each empty lane's candidates in priority order (any H, D, lanes)."""
+    nrows = rows.shape[1]
+    full = (1 << lanes) - 1
+    nc = cand_h.size
+    out = np.empty(rows.shape[0], np.int64)
+    for i in range(rows.shape[0]):
+        t = 0
+        cycles = 0
+        while t < nrows:
+            row = rows[i, t]
+            if row != full:
+                reach = 0  # as in _td_lookup
+                for ci in range(nc):
+                    tt = t + cand_h[ci]
+                    if tt < nrows:
+                        d = cand_d[ci]
+                        reach |= (rows[i, tt] >> d) if d >= 0 else (rows[i, tt] << -d)
+                todo = ~row & full & reach
+                while todo != 0:
+                    ln = _popcount64(np.uint64((todo & -todo) - 1))  # lowest empty lane left, in order
+                    todo &= todo - 1
+                    for ci in range(nc):
+                        tt = t + cand_h[ci]
+                        ll = ln + cand_d[ci]
+                        if tt < nrows and ll >= 0 and ll < lanes and (rows[i, tt] >> ll) & 1:
+                            rows[i, tt] &= ~(1 << ll)
+                            break
+            cycles += 1
+            t += 1
+            skipped = 0
+            while skipped < lookahead and t < nrows and rows[i, t] == 0:
+                t += 1
+                skipped += 1
+        out[i] = cycles
+    return out
+
+
+def td_stream_cycles(src: np.ndarray, base: np.ndarray, run_k: np.ndarray, run_off: np.ndarray,
+                     run_len: np.ndarray, k: int, lanes: int, lookahead: int, cand_h: np.ndarray,
+                     cand_d: np.ndarray) -> np.ndarray:
     """TensorDash cycles of the stream of every row of an operand view whose k reduction positions
-    are laid out in rows of `lanes` (k a multiple of lanes, lanes <= 63): each row is gathered into
-    words once, then each lane row is one bit-field read."""
+    are laid out in rows of `lanes` (k a multiple of lanes, lanes <= 63): the lane rows of a chunk
+    of streams (at most LANE_ROWS_CAP bytes of int64) gathered word by word (_td_gather), then
+    td_rows_cycles."""
     nrows = k // lanes
+    step = max(1, (LANE_ROWS_CAP // 8) // max(nrows, 1))
     out = np.empty(base.size, np.int64)
-    buf = np.zeros((1, nrows), np.int64)
+    for s in range(0, base.size, step):
+        rows = _td_gather(src, np.ascontiguousarray(base[s:s + step]), run_k, run_off, run_len, k, lanes)
+        out[s:s + step] = td_rows_cycles(rows, lanes, lookahead, cand_h, cand_d)
+    return out
+
+
+@lazy_njit
+def _td_gather(src, base, run_k, run_off, run_len, k, lanes):
+    """(base.size, k // lanes) int64 lane rows of the view rows with these bases: each row gathered
+    into words once, then each lane row is one bit-field read."""
+    nrows = k // lanes
+    out = np.empty((base.size, nrows), np.int64)
     row = np.zeros((k + 63) // 64 + 1, np.uint64)
     for i in range(base.size):
         _gather(src, base[i], run_k, run_off, run_len, row)
         for t in range(nrows):
-            buf[0, t] = np.int64(_bits_at(row, t * lanes, lanes))
-        out[i] = td_rows_cycles(buf, lanes, lookahead, cand_h, cand_d)[0]
+            out[i, t] = np.int64(_bits_at(row, t * lanes, lanes))
     return out
 
 
