@@ -476,9 +476,18 @@ def gen_cli(rng: random.Random, d: Path, trace: Path) -> list[Case]:
         "long_hw_path": ["run", t, "--hw", str(d / ("n" * 5000 + ".yaml"))],
         "huge_unknown_arg": ["inspect", t, "z" * 100_000], "huge_steps_text": ["inspect", t, "--steps", "1," * 50_000],
         "json_long_name": ["run", t, "--hw", TD, "--json", str(d / ("j" * 5000 + ".json"))],
+        # gemm: shapes the 2:4 kernel cannot take (N = 50, M = 1, K = 3), absurd or non-numeric dims
+        "gemm_unaligned_2_4": ["gemm", "64", "50", "64", "--hw", A100, "--sparse", "2:4"],
+        "gemm_m1_int8_2_4": ["gemm", "1", "4096", "4096", "--hw", A100, "--sparse", "2:4", "--dtype", "int8"],
+        "gemm_k3_2_4": ["gemm", "3", "50", "3", "--hw", "h100_24", "--sparse", "2:4", "--dtype", "fp8"],
+        "gemm_zero_dim": ["gemm", "0", "64", "64", "--hw", A100], "gemm_huge_dim": ["gemm", "9" * 40, "64", "64", "--hw", A100],
+        "gemm_dim_text": ["gemm", "1e3", "64", "\udcff", "--hw", A100], "gemm_not_gpu": ["gemm", "64", "64", "64", "--hw", TD],
+        "gemm_bad_dtype": ["gemm", "64", "64", "64", "--hw", A100, "--dtype", "fp4"],
+        "gemm_bad_sparse": ["gemm", "64", "64", "64", "--hw", A100, "--sparse", "1:4"],
+        "gemm_json_devfull": ["gemm", "64", "64", "64", "--hw", A100, "--json", "/dev/full"],
     }
     quick = {"unknown_flag", "run_steps_huge", "huge_unknown_arg", "run_json_devfull", "run_good_outputs_kept_on_error", "inspect_nm_text",
-             "record_batch_zero"}
+             "record_batch_zero", "gemm_unaligned_2_4", "gemm_k3_2_4"}
     return [Case(f"cli/{k}", "cli", argv=v, outputs=[js, cs, png, npz] if k != "run_ok" else [], quick=k in quick)
             for k, v in argvs.items()]
 
