@@ -1162,8 +1162,9 @@ def lane_rows(work: Workload, side: str, lanes: int) -> np.ndarray | None:
         # (x * 0x0102040810204080) >> 56 moves byte i to bit i (the partial products of different
         # bytes never meet in the top byte). ~20x faster than np.packbits here.
         x = np.ascontiguousarray(mat).view(np.uint8).reshape(-1).view("<u8")
-        packed = ((x * np.uint64(0x0102040810204080)) >> np.uint64(56)).astype(np.uint8)
-        packed = packed.reshape(streams, nrows, lanes // 8)
+        x = x * np.uint64(0x0102040810204080)
+        x >>= np.uint64(56)  # in place: one temporary fewer
+        packed = x.astype(np.uint8).reshape(streams, nrows, lanes // 8)
     else:
         packed = np.packbits(mat.reshape(streams, nrows, lanes), axis=-1, bitorder="little")
     nbytes = packed.shape[2]
