@@ -812,11 +812,9 @@ def _td_lookup(rows, lanes, lookahead, cand_h, cand_d, table, win, hmax, field, 
     s1, s2, s3 = win[0, 0], win[0, 1], win[0, 2]
     m1, m2, m3 = win[1, 0], win[1, 1], win[1, 2]
     o2, o3 = win[2, 1], win[2, 2]
-    sl = np.empty(nc, np.int64)  # lane l reads source bit l + d: the row shifted right by d
-    sr = np.empty(nc, np.int64)
+    cs = np.empty(nc, np.int64)  # lane 0's source bit of candidate ci in the packed word
     for ci in range(nc):
-        sl[ci] = max(cand_d[ci], 0)
-        sr[ci] = max(-cand_d[ci], 0)
+        cs[ci] = (cand_h[ci] - 1) * field + lo + cand_d[ci]
     out = np.empty(rows.shape[0], np.int64)
     for i in range(rows.shape[0]):
         t = 0
@@ -824,29 +822,28 @@ def _td_lookup(rows, lanes, lookahead, cand_h, cand_d, table, win, hmax, field, 
         while t < nrows:
             todo = ~rows[i, t] & full
             if todo != 0:
-                # only empty lanes that see a non-zero among their candidates can promote: the union
-                # of the candidate rows shifted by -d (claims only clear bits, so it is an upper bound
-                # for the whole lane-order pass and skipping the other lanes changes nothing)
-                reach = 0
-                for ci in range(nc):
-                    tt = t + cand_h[ci]
-                    if tt < nrows:
-                        reach |= (rows[i, tt] << sr[ci]) >> sl[ci]
-                todo &= reach
-            if todo != 0:
                 word = 0
                 for h in range(1, hmax + 1):
                     if t + h < nrows:
                         word |= rows[i, t + h] << ((h - 1) * field + lo)
-                while todo != 0:
-                    bit = todo & -todo  # the lowest empty lane left, in order
-                    todo ^= bit
-                    ln = _popcount64(np.uint64(bit - 1))
-                    x = word >> ln
-                    word &= ~(table[((x >> s1) & m1) | (((x >> s2) & m2) << o2) | (((x >> s3) & m3) << o3)] << ln)
-                for h in range(1, hmax + 1):
-                    if t + h < nrows:
-                        rows[i, t + h] = (word >> ((h - 1) * field + lo)) & full
+                # only empty lanes that see a non-zero among their candidates can promote: the union
+                # of the candidate rows shifted by -d (claims only clear bits, so it is an upper bound
+                # for the whole lane-order pass and skipping the other lanes changes nothing); bits
+                # 0..lanes-1 of word >> cs[ci] are exactly step h's field shifted by lo + d
+                reach = 0
+                for ci in range(nc):
+                    reach |= word >> cs[ci]
+                todo &= reach
+                if todo != 0:
+                    while todo != 0:
+                        bit = todo & -todo  # the lowest empty lane left, in order
+                        todo ^= bit
+                        ln = _popcount64(np.uint64(bit - 1))
+                        x = word >> ln
+                        word &= ~(table[((x >> s1) & m1) | (((x >> s2) & m2) << o2) | (((x >> s3) & m3) << o3)] << ln)
+                    for h in range(1, hmax + 1):
+                        if t + h < nrows:
+                            rows[i, t + h] = (word >> ((h - 1) * field + lo)) & full
             cycles += 1
             t += 1
             skipped = 0
