@@ -34,7 +34,7 @@ import functools
 import numpy as np
 
 from accelsim.sim.workload import Workload
-from accelsim.trace.format import pack_words, unpack_words
+from accelsim.trace.format import unpack_words
 
 
 class _Jit:
@@ -131,7 +131,26 @@ def _packed(x: np.ndarray) -> np.ndarray:
     """Bit-pack a mask in its C order, with one spare zero word so a two-word read past the last
     run never leaves the array."""
     x = np.asarray(x)
-    return np.concatenate([pack_words(x if x.dtype == np.bool_ else x != 0), np.zeros(1, np.uint64)])
+    out, flat = _word_buffer(x.shape)
+    if x.dtype == np.bool_:
+        out[...] = x
+    else:
+        np.not_equal(x, 0, out=out)
+    return _pack_buffer(flat)
+
+
+def _word_buffer(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """A zeroed bool array of `shape` that is the start of a flat buffer of whole 64-bit words plus
+    one spare zero word: filled in place (one copy, in any layout) and packed by _pack_buffer
+    without the copies pack_words and the spare word's concatenation cost."""
+    numel = int(np.prod(shape, dtype=np.int64))
+    flat = np.zeros((-(-numel // 64) + 1) * 64, dtype=bool)
+    return flat[:numel].reshape(shape), flat
+
+
+def _pack_buffer(flat: np.ndarray) -> np.ndarray:
+    """_word_buffer's buffer as uint64 words (pack_words' layout: bit i = (w[i >> 6] >> (i & 63)) & 1)."""
+    return np.packbits(flat, bitorder="little").view("<u8").astype(np.uint64, copy=False)
 
 
 def _lane_offsets(outer: np.ndarray, inner: np.ndarray, lanes: int | None) -> np.ndarray:
@@ -189,9 +208,9 @@ def _build_operand_view(work: Workload, side: str, lanes: int | None) -> Operand
         (ph, pw), (sh, sw), (dh, dw) = geo.padding, geo.stride, geo.dilation
         hp, wp = h + 2 * ph, w + 2 * pw
         if pass_ == "fwd":  # rows (g, n, p, q); reduction (r, s, c) channels fastest
-            xp = np.zeros((n, hp, wp, c), dtype=bool)  # padded NHWC, written in one copy
+            xp, flat = _word_buffer((n, hp, wp, c))  # padded NHWC, written in one copy
             xp[:, ph:ph + h, pw:pw + w, :] = x.transpose(0, 2, 3, 1)
-            src = _packed(xp)
+            src = _pack_buffer(flat)
             nn, pp, qq = np.meshgrid(np.arange(n), np.arange(geo.p), np.arange(geo.q), indexing="ij")
             pix = (((nn * hp + pp * sh) * wp + qq * sw) * c).reshape(-1)
             base = (pix[None, :] + (np.arange(g) * cg)[:, None]).reshape(-1)
@@ -204,9 +223,14 @@ def _build_operand_view(work: Workload, side: str, lanes: int | None) -> Operand
         # input column s*dw + q*sw of tap s is phase (s*dw) % sw, w' = (s*dw)//sw + q, so the
         # q run of every (n, p) is consecutive bits even for a strided conv (sw = 1: C N Hp Wp).
         wq = -(-wp // sw)
-        xs = np.zeros((n, c, hp, wq * sw), dtype=bool)
-        xs[:, :, ph:ph + h, pw:pw + w] = x
-        src = _packed(xs.reshape(n, c, hp, wq, sw).transpose(1, 4, 0, 2, 3))
+        xs, flat = _word_buffer((c, sw, n, hp, wq))  # written in one copy per phase
+        for f in range(sw):  # padded column w' * sw + f holds input column w' * sw + f - pw
+            lo = max(0, -(-(pw - f) // sw))
+            first = lo * sw + f - pw
+            if first < w:
+                cols = x[:, :, :, first::sw]
+                xs[:, f, :, ph:ph + h, lo:lo + cols.shape[3]] = cols.transpose(1, 0, 2, 3)
+        src = _pack_buffer(flat)
         cc, rr, ss = np.meshgrid(np.arange(c), np.arange(geo.r), np.arange(geo.s), indexing="ij")
         base = ((((cc * sw + (ss * dw) % sw) * n) * hp + rr * dh) * wq + (ss * dw) // sw).reshape(-1)
         nn, pp = np.meshgrid(np.arange(n), np.arange(geo.p), indexing="ij")
@@ -287,7 +311,7 @@ def _matrix_src(work: Workload, side: str) -> np.ndarray:
     key = ("matrix", side)
     got = memo.get(key)
     if got is None:
-        got = _packed(gemm_side_matrix(work, side))
+        got = _packed(_side_layout(work, side))  # the transposed view copied once, into the words' buffer
         got.flags.writeable = False
         memo[key] = got
     return got
@@ -314,6 +338,13 @@ def _pad_end(off: np.ndarray, lanes: int) -> np.ndarray:
 def gemm_side_matrix(work: Workload, side: str) -> np.ndarray:
     """(G, rows, K) bool: A as rows over K, or B^T (columns of B over K), in the reduction order of
     the lowering registry. Only for operands that need a layout change, never for conv input windows."""
+    g = work.groups
+    return _side_layout(work, side).reshape(g, -1, work.k)
+
+
+def _side_layout(work: Workload, side: str) -> np.ndarray:
+    """gemm_side_matrix before its final reshape: a (transposed) view of the stored mask whose C-order
+    flattening is the matrix (no copy yet: _matrix_src copies it once, straight into packed words)."""
     name = work.a if side == "a" else work.b
     g, geo = work.groups, work.conv
     if geo is None:
@@ -326,15 +357,15 @@ def gemm_side_matrix(work: Workload, side: str) -> np.ndarray:
     if name == "weight":  # (K, Cg, R, S)
         wt = x.reshape(g, kg, cg, geo.r, geo.s)
         if work.pass_ == "fwd":  # columns = filters over (r, s, c)
-            return wt.transpose(0, 1, 3, 4, 2).reshape(g, kg, geo.r * geo.s * cg)
+            return wt.transpose(0, 1, 3, 4, 2)
         # dgrad: columns (c, r, s) over k
-        return wt.transpose(0, 2, 3, 4, 1).reshape(g, cg * geo.r * geo.s, kg)
+        return wt.transpose(0, 2, 3, 4, 1)
     if name == "grad_output":  # (N, K, P, Q)
         d = x.reshape(geo.n, g, kg, geo.p, geo.q)
         if work.pass_ == "dgrad":  # A rows (n, p, q) over k
-            return d.transpose(1, 0, 3, 4, 2).reshape(g, geo.n * geo.p * geo.q, kg)
+            return d.transpose(1, 0, 3, 4, 2)
         # wgrad: B columns k over (n, p, q)
-        return d.transpose(1, 2, 0, 3, 4).reshape(g, kg, geo.n * geo.p * geo.q)
+        return d.transpose(1, 2, 0, 3, 4)
     raise ValueError(f"no matrix view for operand {name!r} of conv2d {work.pass_}")
 
 
