@@ -1186,13 +1186,11 @@ def lane_rows(work: Workload, side: str, lanes: int) -> np.ndarray | None:
         mat = padded
     nrows = rs * width // lanes
     if lanes % 8 == 0:
-        # 8 lanes at a time: the 8 bytes (0/1) of a lane group read as one little-endian uint64 x;
-        # (x * 0x0102040810204080) >> 56 moves byte i to bit i (the partial products of different
-        # bytes never meet in the top byte). ~20x faster than np.packbits here.
-        x = np.ascontiguousarray(mat).view(np.uint8).reshape(-1).view("<u8")
-        x = x * np.uint64(0x0102040810204080)
-        x >>= np.uint64(56)  # in place: one temporary fewer
-        packed = x.astype(np.uint8).reshape(streams, nrows, lanes // 8)
+        # every lane row is lanes/8 whole bytes: the contiguous matrix packed in one flat call
+        # (numpy's vectorised packbits, ~4x a multiply trick and ~20x packbits along a short last
+        # axis of `lanes` elements, which the other lane counts need)
+        packed = np.packbits(np.ascontiguousarray(mat).reshape(-1), bitorder="little")
+        packed = packed.reshape(streams, nrows, lanes // 8)
     else:
         packed = np.packbits(mat.reshape(streams, nrows, lanes), axis=-1, bitorder="little")
     nbytes = packed.shape[2]
