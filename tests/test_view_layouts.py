@@ -42,3 +42,53 @@ def test_wgrad_input_source_equals_the_padded_phase_split_copy(stride, padding):
     xs[:, :, ph:ph + h, pw:pw + w] = x
     want = plain_packed(xs.reshape(n, c, hp, wq, sw).transpose(1, 4, 0, 2, 3))
     assert K.operand_view(work, "a").src.tolist() == want.tolist()
+
+
+def _matrix_cases():
+    from test_workload import CONV_CASES, conv_workloads
+
+    rng = np.random.default_rng(11)
+    out = []
+    for i, case in enumerate(CONV_CASES):
+        works, _ = conv_workloads(case, seed=i)
+        out += list(works.values())
+    for m, k, n in ((5, 7, 3), (70, 130, 9), (64, 64, 64), (3, 200, 129)):  # K < 16 is re-laid out too
+        a, b = rng.random((m, k)) < 0.5, rng.random((k, n)) < 0.5
+        for ta in (False, True):
+            for tb in (False, True):
+                shapes = {"a": a.T if ta else a, "b": b.T if tb else b}
+                out.append(synthetic_workload("matmul", "fwd", {nm: np.ascontiguousarray(v) for nm, v in shapes.items()},
+                                              transposed={"a": ta, "b": tb}))
+    a, b = rng.random((3, 6, 20)) < 0.5, rng.random((3, 20, 5)) < 0.5
+    out.append(synthetic_workload("bmm", "fwd", {"a": a, "b": b}))
+    out.append(synthetic_workload("bmm", "fwd", {"a": np.ascontiguousarray(a.transpose(0, 2, 1)), "b": b},
+                                  transposed={"a": True}))
+    return out
+
+
+def test_transposed_sources_equal_the_packed_numpy_layout():
+    # every operand the bit-matrix transposes re-lay out must equal the inflated mask's strided
+    # copy (the (G, rows, K) matrix of gemm_side_matrix) packed
+    seen = 0
+    for work in _matrix_cases():
+        for side in ("a", "b"):
+            got = K._transposed_src(work, side)
+            if got is None:
+                continue
+            seen += 1
+            assert got.tolist() == plain_packed(K.gemm_side_matrix(work, side)).tolist(), (work.op.kind, work.pass_, side)
+    assert seen >= 40
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_fwd_input_source_is_the_padded_nhwc_input(case):
+    from test_workload import CONV_CASES, conv_workloads
+
+    works, _ = conv_workloads(CONV_CASES[case], seed=case)
+    work = works["fwd"]
+    x = work.mask("input")
+    n, c, h, w = x.shape
+    (ph, pw) = work.conv.padding
+    xp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=bool)
+    xp[:, ph:ph + h, pw:pw + w, :] = x.transpose(0, 2, 3, 1)
+    assert K.operand_view(work, "a").src.tolist() == plain_packed(xp).tolist()
