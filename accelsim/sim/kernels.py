@@ -226,16 +226,23 @@ def _build_operand_view(work: Workload, side: str, lanes: int | None) -> Operand
         # phases (w = w' * sw + phase), layout C, phase, N, Hp, W' with W' = ceil(Wp/sw): the
         # input column s*dw + q*sw of tap s is phase (s*dw) % sw, w' = (s*dw)//sw + q, so the
         # q run of every (n, p) is consecutive bits even for a strided conv (sw = 1: C N Hp Wp).
-        x = work.mask("input")
         wq = -(-wp // sw)
-        xs, flat = _word_buffer((c, sw, n, hp, wq))  # written in one copy per phase
-        for f in range(sw):  # padded column w' * sw + f holds input column w' * sw + f - pw
-            lo = max(0, -(-(pw - f) // sw))
-            first = lo * sw + f - pw
-            if first < w:
-                cols = x[:, :, :, first::sw]
-                xs[:, f, :, ph:ph + h, lo:lo + cols.shape[3]] = cols.transpose(1, 0, 2, 3)
-        src = _pack_buffer(flat)
+        if sw == 1:  # C N Hp Wp: every input row (n, c, h) is W consecutive bits moved (copy_bits)
+            nn, cc, hh = np.meshgrid(np.arange(n, dtype=np.int64), np.arange(c, dtype=np.int64),
+                                     np.arange(h, dtype=np.int64), indexing="ij")
+            src = np.zeros(-(-(c * n * hp * wq) // 64) + 1, np.uint64)
+            copy_bits(_stored_src(work, "input"), (((nn * c + cc) * h + hh) * w).reshape(-1), src,
+                      (((cc * n + nn) * hp + hh + ph) * wq + pw).reshape(-1), w)
+        else:
+            x = work.mask("input")
+            xs, flat = _word_buffer((c, sw, n, hp, wq))  # written in one copy per phase
+            for f in range(sw):  # padded column w' * sw + f holds input column w' * sw + f - pw
+                lo = max(0, -(-(pw - f) // sw))
+                first = lo * sw + f - pw
+                if first < w:
+                    cols = x[:, :, :, first::sw]
+                    xs[:, f, :, ph:ph + h, lo:lo + cols.shape[3]] = cols.transpose(1, 0, 2, 3)
+            src = _pack_buffer(flat)
         cc, rr, ss = np.meshgrid(np.arange(c), np.arange(geo.r), np.arange(geo.s), indexing="ij")
         base = ((((cc * sw + (ss * dw) % sw) * n) * hp + rr * dh) * wq + (ss * dw) // sw).reshape(-1)
         nn, pp = np.meshgrid(np.arange(n), np.arange(geo.p), indexing="ij")
@@ -561,6 +568,20 @@ def _transpose64(a):
             k = (k + j + 1) & ~j
         j >>= 1
         m ^= m << np.uint64(j)
+
+
+@lazy_njit
+def copy_bits(src, s0, dst, d0, length):
+    """For every block b: bits s0[b] .. s0[b]+length-1 of `src` to bits d0[b] .. of `dst` (zeroed
+    beforehand, every target bit written once), 64 at a time; both keep a spare zero word."""
+    for b in range(s0.size):
+        for off in range(0, length, 64):
+            v = _bits_at(src, s0[b] + off, min(64, length - off))
+            p = d0[b] + off
+            sh = p & 63
+            dst[p >> 6] |= v << np.uint64(sh)
+            if sh != 0:
+                dst[(p >> 6) + 1] |= v >> np.uint64(64 - sh)
 
 
 @lazy_njit
