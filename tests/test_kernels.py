@@ -391,11 +391,12 @@ def _view_rows(v: K.OperandView, lanes: int) -> np.ndarray:
 @pytest.mark.parametrize("idx", range(len(CONV_CASES) * 3 + 2))
 def test_lane_rows_equal_the_gathered_streams(idx):
     # lane_rows (numpy) must hold exactly the rows td_stream_cycles gathers from the view, for
-    # 8, 13 and 16 lanes (per-tap padding of a fwd conv operand, end padding otherwise); the
+    # 3, 8, 13, 16 and 24 lanes (each packing path: along a short axis, flat, rows padded to whole
+    # bytes, 3-byte rows; per-tap padding of a fwd conv operand, end padding otherwise); the
     # scheduler then gives the same cycles on both
     work = _all_works()[idx]
     h, d = K.td_candidates(2, 5)
-    for lanes in (8, 13, 16):
+    for lanes in (3, 8, 13, 16, 24):
         for side in ("a", "b"):
             v = K.operand_view(work, side, lanes=lanes)
             rows = K.lane_rows(work, side, lanes)

@@ -891,8 +891,10 @@ TD_TABLE_BITS = 12
 @functools.lru_cache(maxsize=16)
 def _td_table(lanes: int, cand: tuple[tuple[int, int], ...]) -> tuple | None:
     """td_rows_cycles' promotion table for `lanes` and the candidates (h, d) in priority order:
-    (table, win, hmax, field, lo), win[:, h-1] = step h's window (its shift in word >> lane, its
-    mask, its offset in the table index); None where it does not fit."""
+    (cs, table, win, hmax, field, lo): cs[ci] = lane 0's source bit of candidate ci in the packed
+    word, win[:, h-1] = step h's window (its shift in word >> lane, its mask, its offset in the
+    table index); None where it does not fit. Built here, not in the kernel: a kernel that
+    allocates nothing compiles ~0.1 s faster from an empty cache."""
     if not cand or lanes > 63:
         return None
     hs, ds = [h for h, _ in cand], [d for _, d in cand]
@@ -914,7 +916,8 @@ def _td_table(lanes: int, cand: tuple[tuple[int, int], ...]) -> tuple | None:
     table = np.zeros(1 << bits, np.int64)
     for h, d in reversed(cand):  # written last = the first candidate in priority order whose bit is set
         table[((idx >> int(win[2, h - 1] + d - dmin[h])) & 1) == 1] = 1 << ((h - 1) * field + lo + d)
-    return table, win, hmax, field, lo
+    cs = np.array([(h - 1) * field + lo + d for h, d in cand], np.int64)
+    return cs, table, win, hmax, field, lo
 
 
 def td_rows_cycles(rows: np.ndarray, lanes: int, lookahead: int, cand_h: np.ndarray,
@@ -938,22 +941,21 @@ def td_rows_cycles(rows: np.ndarray, lanes: int, lookahead: int, cand_h: np.ndar
     plan = _td_table(lanes, tuple(zip(cand_h.tolist(), cand_d.tolist())))
     if plan is None:
         return _td_walk(rows, lanes, lookahead, cand_h, cand_d)
-    return _td_lookup(rows, lanes, lookahead, cand_h, cand_d, *plan)
+    out = np.empty(rows.shape[0], np.int64)
+    _td_lookup(rows, lanes, lookahead, *plan, out)
+    return out
 
 
 @lazy_njit
-def _td_lookup(rows, lanes, lookahead, cand_h, cand_d, table, win, hmax, field, lo):
-    """td_rows_cycles with _td_table's table (at most 3 steps: unused windows have mask 0)."""
+def _td_lookup(rows, lanes, lookahead, cs, table, win, hmax, field, lo, out):
+    """td_rows_cycles with _td_table's plan (at most 3 steps: unused windows have mask 0), the
+    cycles of stream i into out[i]."""
     nrows = rows.shape[1]
     full = (1 << lanes) - 1
-    nc = cand_h.size
+    nc = cs.size
     s1, s2, s3 = win[0, 0], win[0, 1], win[0, 2]
     m1, m2, m3 = win[1, 0], win[1, 1], win[1, 2]
     o2, o3 = win[2, 1], win[2, 2]
-    cs = np.empty(nc, np.int64)  # lane 0's source bit of candidate ci in the packed word
-    for ci in range(nc):
-        cs[ci] = (cand_h[ci] - 1) * field + lo + cand_d[ci]
-    out = np.empty(rows.shape[0], np.int64)
     for i in range(rows.shape[0]):
         t = 0
         cycles = 0
@@ -989,7 +991,6 @@ def _td_lookup(rows, lanes, lookahead, cand_h, cand_d, table, win, hmax, field, 
                 t += 1
                 skipped += 1
         out[i] = cycles
-    return out
 
 
 @lazy_njit
@@ -1298,6 +1299,11 @@ def lane_rows(work: Workload, side: str, lanes: int) -> np.ndarray | None:
         # axis of `lanes` elements, which the other lane counts need)
         packed = np.packbits(np.ascontiguousarray(mat).reshape(-1), bitorder="little")
         packed = packed.reshape(streams, nrows, lanes // 8)
+    elif lanes >= 4:  # each lane row padded to whole bytes (at most 2x the matrix), then the same call
+        wide = -(-lanes // 8) * 8
+        rowbits = np.zeros((streams, nrows, wide), dtype=bool)
+        rowbits[:, :, :lanes] = mat.reshape(streams, nrows, lanes)
+        packed = np.packbits(rowbits.reshape(-1), bitorder="little").reshape(streams, nrows, wide // 8)
     else:
         packed = np.packbits(mat.reshape(streams, nrows, lanes), axis=-1, bitorder="little")
     nbytes = packed.shape[2]
