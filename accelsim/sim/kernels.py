@@ -17,8 +17,8 @@ wgrad transposed windows and plain matrices with three small arrays; the im2col 
 never built. The lowering conventions are those of the lowering registry, accelsim/sim/lowering.py.
 
 Numpy stand-ins keep numba (~0.6 s to import and load, seconds to compile) off the sparse-PE path
-where they can: lane_rows builds every TensorDash stream's lane rows (only the scheduler,
-td_rows_cycles, is jitted) and pair_group_cycles counts SparTen-like pairs as a float32 BLAS
+where they can: lane_rows builds every TensorDash stream's lane rows (only the scheduler behind
+td_rows_cycles is jitted) and pair_group_cycles counts SparTen-like pairs as a float32 BLAS
 product; each is tested equal to the word kernel it stands in for, which still runs past their
 memory caps.
 
