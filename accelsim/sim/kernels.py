@@ -1187,21 +1187,40 @@ def pair_blas_fits(groups: int, m: int, n: int, k: int) -> bool:
 
 
 def pair_blas_wins(macs: int) -> bool:
-    """Whether counting `macs` two-sided MACs (a whole run's) with the BLAS product costs less CPU
-    than loading numba and running the kernel: never once numba is loaded, else below
-    PAIR_BLAS_MACS."""
+    """Whether a run should count its `macs` two-sided MACs with the BLAS product: never once
+    numba is loaded, else below PAIR_BLAS_MACS (_pair_crossover)."""
     return macs <= PAIR_BLAS_MACS and not _numba_loaded()
 
 
+def _pair_crossover(blas_ps: float, kernel_ps: float, load_s: float, compile_s: float) -> int:
+    """The run size (MACs) below which the BLAS product is the safer path. The kernel's cost depends
+    on numba's on-disk cache, which a process cannot see before importing numba: load_s + T*kernel
+    with it filled, compile_s more with it empty (once per install); the product costs T*blas either
+    way. Each path is judged by its worst case against the better path (the product: a filled
+    cache, T*blas / (load_s + T*kernel); the kernel: an empty one, (load_s + compile_s + T*kernel) /
+    (T*blas)) and the product is used while its ratio is the smaller: below the T where the two
+    ratios meet, the positive root of (b^2 - k^2) T^2 - k (2 load_s + compile_s) T
+    - load_s (load_s + compile_s) = 0 (T in 10^12 MACs for b, k in ps)."""
+    b, k = blas_ps, kernel_ps
+    lin = k * (2 * load_s + compile_s)
+    disc = lin * lin + 4 * (b * b - k * k) * load_s * (load_s + compile_s)
+    return int((lin + disc ** 0.5) / (2 * (b * b - k * k)) * 1e12)
+
+
 # CPU cost of the two pair-count paths per dense MAC, operand matrices / views included, and of
-# importing numba and loading the cached kernel, on one core (ResNet-50 ImageNet SWAT traces,
-# sparten_like, batch 2 and 8: the product 27-30 ps/MAC, the kernel 5-7.5 ps/MAC, numba 0.26 s;
-# benchmarks/bench_speed.py). The product wins below PAIR_BLAS_MACS, about 12 GMACs. Speed
-# crossovers, not model numbers: both paths give the same integers.
+# numba for the kernel path: importing it and loading the cached kernels, and compiling them
+# (pair_group_work, transpose_bits, copy_bits) into an empty cache -- on one core (ResNet-50
+# ImageNet SWAT traces, sparten_like, batch 2 and 8: the product 27-30 ps/MAC, the kernel 5-7.5
+# ps/MAC, numba 0.26 s, compiling 1.8 s; benchmarks/bench_speed.py, warm and cold columns). The
+# product is used below PAIR_BLAS_MACS, about 37.6 GMACs (the shipped ResNet-50 trace's 23.8:
+# no numba, a cold cache costs nothing; batch 8's 95: the kernel). Speed crossovers, not model
+# numbers: both paths give the same integers.
 PAIR_BLAS_PS_PER_MAC = 28
 PAIR_KERNEL_PS_PER_MAC = 6
 NUMBA_LOAD_SECONDS = 0.26
-PAIR_BLAS_MACS = int(NUMBA_LOAD_SECONDS * 1e12) // (PAIR_BLAS_PS_PER_MAC - PAIR_KERNEL_PS_PER_MAC)
+PAIR_COMPILE_SECONDS = 1.8
+PAIR_BLAS_MACS = _pair_crossover(PAIR_BLAS_PS_PER_MAC, PAIR_KERNEL_PS_PER_MAC, NUMBA_LOAD_SECONDS,
+                                 PAIR_COMPILE_SECONDS)
 _blas_macs = 0
 
 
