@@ -953,9 +953,11 @@ def _td_lookup(rows, lanes, lookahead, cs, table, win, hmax, field, lo, out):
     nrows = rows.shape[1]
     full = (1 << lanes) - 1
     nc = cs.size
-    s1, s2, s3 = win[0, 0], win[0, 1], win[0, 2]
-    m1, m2, m3 = win[1, 0], win[1, 1], win[1, 2]
-    o2, o3 = win[2, 1], win[2, 2]
+    # lane l's index: step h's window (word >> (l + s_h)) & m_h, moved to its offset o_h -- folded
+    # as (word >> (l + s_h - o_h)) & (m_h << o_h), so every shift amount is known before the word
+    # (the chain from one lane's claim to the next lane's lookup is shorter)
+    s1, s2, s3 = win[0, 0], win[0, 1] - win[2, 1], win[0, 2] - win[2, 2]
+    m1, m2, m3 = win[1, 0], win[1, 1] << win[2, 1], win[1, 2] << win[2, 2]
     for i in range(rows.shape[0]):
         t = 0
         cycles = 0
@@ -979,8 +981,8 @@ def _td_lookup(rows, lanes, lookahead, cs, table, win, hmax, field, lo, out):
                         bit = todo & -todo  # the lowest empty lane left, in order
                         todo ^= bit
                         ln = _popcount64(np.uint64(bit - 1))
-                        x = word >> ln
-                        word &= ~(table[((x >> s1) & m1) | (((x >> s2) & m2) << o2) | (((x >> s3) & m3) << o3)] << ln)
+                        word &= ~(table[((word >> (ln + s1)) & m1) | ((word >> (ln + s2)) & m2)
+                                        | ((word >> (ln + s3)) & m3)] << ln)
                     for h in range(1, hmax + 1):
                         if t + h < nrows:
                             rows[i, t + h] = (word >> ((h - 1) * field + lo)) & full
