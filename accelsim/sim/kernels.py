@@ -887,6 +887,13 @@ def td_schedule(rows: np.ndarray, nrows: int, lanes: int, lookahead: int, cand_h
 # in turn. A cache-size cap, not a model number.
 TD_TABLE_BITS = 12
 
+# Lane index of an isolated bit b: _CTZ64[(b * _DEBRUIJN) mod 2**64 >> 58] (a de Bruijn sequence: the
+# top 6 bits of the product differ for every b = 2**i), so the lookup kernel calls no popcount and
+# compiles without it.
+_DEBRUIJN = 0x03F79D71B4CB0A89
+_CTZ64 = np.zeros(64, np.int64)
+_CTZ64[[((_DEBRUIJN << i) % (1 << 64)) >> 58 for i in range(64)]] = np.arange(64)
+
 
 @functools.lru_cache(maxsize=16)
 def _td_table(lanes: int, cand: tuple[tuple[int, int], ...]) -> tuple | None:
@@ -942,12 +949,12 @@ def td_rows_cycles(rows: np.ndarray, lanes: int, lookahead: int, cand_h: np.ndar
     if plan is None:
         return _td_walk(rows, lanes, lookahead, cand_h, cand_d)
     out = np.empty(rows.shape[0], np.int64)
-    _td_lookup(rows, lanes, lookahead, *plan, out)
+    _td_lookup(rows, lanes, lookahead, *plan, _CTZ64, out)
     return out
 
 
 @lazy_njit
-def _td_lookup(rows, lanes, lookahead, cs, table, win, hmax, field, lo, out):
+def _td_lookup(rows, lanes, lookahead, cs, table, win, hmax, field, lo, ctz, out):
     """td_rows_cycles with _td_table's plan (at most 3 steps: unused windows have mask 0), the
     cycles of stream i into out[i]."""
     nrows = rows.shape[1]
@@ -980,7 +987,7 @@ def _td_lookup(rows, lanes, lookahead, cs, table, win, hmax, field, lo, out):
                     while todo != 0:
                         bit = todo & -todo  # the lowest empty lane left, in order
                         todo ^= bit
-                        ln = _popcount64(np.uint64(bit - 1))
+                        ln = ctz[((bit * _DEBRUIJN) >> 58) & 63]
                         word &= ~(table[((word >> (ln + s1)) & m1) | ((word >> (ln + s2)) & m2)
                                         | ((word >> (ln + s3)) & m3)] << ln)
                     for h in range(1, hmax + 1):
