@@ -340,7 +340,7 @@ def _transposed_src(work: Workload, side: str) -> np.ndarray | None:
     name = work.a if side == "a" else work.b
     g, geo = work.groups, work.conv
     if geo is None:
-        if work.transposed.get(name) != (side == "a"):  # stored reduction-minor: the matrix itself
+        if bool(work.transposed.get(name, False)) != (side == "a"):  # stored reduction-minor: the matrix itself
             return _stored_src(work, name)
         r0, c0 = work.shapes[name][-2], work.shapes[name][-1]
         starts = np.arange(g, dtype=np.int64) * (r0 * c0)
