@@ -168,7 +168,9 @@ def _sparsity(ctx: _Ctx, family: str, s) -> SparsityFeature:
         if operand == "both":
             raise ctx.fail("sparsity.operand", "one_sided skips one operand; use kind two_sided for both")
         lookahead = ctx.int_(s, "lookahead", "sparsity", minimum=0, default=0)
-        lookaside = ctx.int_(s, "lookaside", "sparsity", minimum=0, default=0)
+        # a lane borrows from at most 63 lanes away: the scheduler shifts one 64-bit lane-row word
+        # (accelsim/sim/kernels.py, TensorDash section)
+        lookaside = ctx.int_(s, "lookaside", "sparsity", minimum=0, maximum=63, default=0)
         search = ctx.choice(s, "search", "sparsity", SEARCH_SHAPES, default="T")
     else:
         for k in ("lookahead", "lookaside", "search"):

@@ -44,8 +44,17 @@ def parse_compute(ctx, c) -> SparsePECompute:
                            data_type=dt, element_bytes=eb, vector=parse_vector(ctx, c))
 
 
+# The TensorDash scheduler holds one lane row (a PE's lanes at one step) in a 64-bit word with a
+# spare bit (accelsim/sim/kernels.py, TensorDash section): one-sided machines have at most 63 lanes.
+MAX_ONE_SIDED_LANES = 63
+
+
 def validate(hw, fail):
-    """A bitmap inner-join PE (two_sided) packs the reduction contiguously (SparsePECompute.tap_padded)."""
+    """A bitmap inner-join PE (two_sided) packs the reduction contiguously (SparsePECompute.tap_padded);
+    a one-sided (TensorDash) PE has at most MAX_ONE_SIDED_LANES lanes."""
+    if hw.sparsity.kind == "one_sided" and hw.compute.lanes > MAX_ONE_SIDED_LANES:
+        raise fail("compute.lanes", f"at most {MAX_ONE_SIDED_LANES} for one_sided sparsity (the scheduler "
+                                    f"keeps a PE's lanes in one 64-bit word), got {hw.compute.lanes}")
     if hw.sparsity.kind == "two_sided" and hw.compute.tap_padded:
         hw = dataclasses.replace(hw, compute=dataclasses.replace(hw.compute, tap_padded=False))
     return hw
