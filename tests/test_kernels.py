@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from td_reference import td_reference
 from accelsim.sim import kernels as K
 from accelsim.sim.workload import conv_params
 from accelsim.sim.workload import synthetic_workload as workload_from_masks
@@ -144,22 +145,7 @@ def test_td_never_more_than_h_plus_1():
 
 
 def _td_reference(rows, lanes, H, ch, cd):
-    """The scheduler as specified (td_schedule docstring), plain Python, every lane in order."""
-    rows = [int(r) for r in rows]
-    n, t, cycles = len(rows), 0, 0
-    while t < n:
-        for ln in range(lanes):
-            if not (rows[t] >> ln) & 1:
-                for h, d in zip(ch.tolist(), cd.tolist()):
-                    if t + h < n and 0 <= ln + d < lanes and (rows[t + h] >> (ln + d)) & 1:
-                        rows[t + h] &= ~(1 << (ln + d))
-                        break
-        cycles += 1
-        t += 1
-        skipped = 0
-        while skipped < H and t < n and rows[t] == 0:
-            t, skipped = t + 1, skipped + 1
-    return cycles
+    return td_reference(rows, lanes, H, ch, cd)[0]  # cycles only
 
 
 @pytest.mark.parametrize("search", ["T", "full"])
