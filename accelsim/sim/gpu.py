@@ -268,11 +268,7 @@ def l2_panel_misses(wave: np.ndarray, key: np.ndarray, nbytes: np.ndarray, n_wav
     out = np.zeros(len(key), dtype=bool)
     if not len(key):
         return out
-    nkeys = int(key.max()) + 1
-    pair, first = np.unique(wave * nkeys + key, return_index=True)  # sorted by wave, then key
-    pw, pk = pair // nkeys, pair % nkeys
-    size = np.zeros(nkeys, dtype=np.float64)
-    size[key] = nbytes
+    nkeys, first, pw, pk, size = _panel_touches(wave, key, nbytes)
     eighths = np.rint(size * 8)
     if capacity is None:  # no L2: every (wave, panel) fetches
         out[first] = True
@@ -305,6 +301,17 @@ def l2_panel_misses(wave: np.ndarray, key: np.ndarray, nbytes: np.ndarray, n_wav
     return out
 
 
+def _panel_touches(wave: np.ndarray, key: np.ndarray, nbytes: np.ndarray):
+    """The distinct (wave, panel) touches of l2_panel_misses' entries (at least one): (number of
+    panel keys, each touch's first entry, its wave, its panel -- sorted by wave, then panel -- and
+    every panel's bytes)."""
+    nkeys = int(key.max()) + 1
+    pair, first = np.unique(wave * nkeys + key, return_index=True)  # sorted by wave, then key
+    size = np.zeros(nkeys, dtype=np.float64)
+    size[key] = nbytes
+    return nkeys, first, pair // nkeys, pair % nkeys, size
+
+
 def _l2_panel_misses_loop(wave: np.ndarray, key: np.ndarray, nbytes: np.ndarray, n_waves: int,
                           capacity: int | None) -> np.ndarray:
     """l2_panel_misses wave by wave (its first form; the fallback for plans with many distinct reuse
@@ -312,11 +319,7 @@ def _l2_panel_misses_loop(wave: np.ndarray, key: np.ndarray, nbytes: np.ndarray,
     out = np.zeros(len(key), dtype=bool)
     if not len(key):
         return out
-    nkeys = int(key.max()) + 1
-    pair, first = np.unique(wave * nkeys + key, return_index=True)  # sorted by wave, then key
-    pw, pk = pair // nkeys, pair % nkeys
-    size = np.zeros(nkeys, dtype=np.float64)
-    size[key] = nbytes
+    nkeys, first, pw, pk, size = _panel_touches(wave, key, nbytes)
     cap = -1.0 if capacity is None else float(capacity)
     last = np.full(nkeys, -1, dtype=np.int64)
     bounds = np.searchsorted(pw, np.arange(n_waves + 1))
