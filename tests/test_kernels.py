@@ -227,7 +227,7 @@ def test_nm_numpy_counts_equal_the_packed_word_kernel(cap, monkeypatch):
             v = K.operand_view(work, side)
             for n, m in [(2, 4), (1, 4), (3, 8), (1, 2), (1, 3), (2, 5)]:
                 got = K._nm_numpy(work, side, n, m)
-                want = K._nm_groups(v.src, v.base, *v.runs, v.off.size, n, m)
+                want = K.nm_groups(v.src, v.base, *v.runs, v.off.size, n, m)
                 fell_back += got is None
                 if got is not None:
                     assert tuple(got) == tuple(int(x) for x in want), (work.kind, work.pass_, side, n, m)
@@ -236,8 +236,8 @@ def test_nm_numpy_counts_equal_the_packed_word_kernel(cap, monkeypatch):
     x = np.random.default_rng(3).random((12, 22)) < 0.4  # 22: a short last group per row
     src = K._packed(x)
     src.flags.writeable = False
-    ok, total = K._nm_groups(src, np.arange(12, dtype=np.int64) * 22, *K._runs(np.arange(22, dtype=np.int64)), 22,
-                             2, 4)
+    ok, total = K.nm_groups(src, np.arange(12, dtype=np.int64) * 22, *K._runs(np.arange(22, dtype=np.int64)), 22,
+                            2, 4)
     assert 0 < ok < total == 12 * 6
     assert K.nm_fraction_along(x.reshape(12, 22, 1), 2, 4, axis=1) == ok / total == K.nm_fraction_along(
         x, 2, 4, axis=-1) == K.nm_fraction_along(np.ascontiguousarray(x.T), 2, 4, axis=0)
@@ -436,16 +436,15 @@ def test_pair_blas_random_sparse_conv_equals_the_kernel():
     assert np.array_equal(got[0], want[0]) and got[1] == want[1]
 
 
-def test_pair_group_cycles_picks_blas_until_numba_is_loaded_or_the_budget_is_spent(monkeypatch):
+def test_pair_group_cycles_picks_blas_until_the_kernel_is_loaded_or_the_budget_is_spent(monkeypatch):
     work = _all_works()[0]  # 32-bit-free sizes: macs = g*m*n*k
     macs = work.groups * work.m * work.n * work.k
     calls = []
     blas, kern = K._pair_blas, K._pair_group_kernel
     monkeypatch.setattr(K, "_pair_blas", lambda *a: calls.append("blas") or blas(*a))
     monkeypatch.setattr(K, "_pair_group_kernel", lambda *a: calls.append("kernel") or kern(*a))
-    monkeypatch.setattr(K, "_numba_loaded", lambda: False)
     monkeypatch.setattr(K, "_blas_macs", 0)
-    monkeypatch.setattr(K, "PAIR_BLAS_MACS", 2 * macs)
+    monkeypatch.setattr(K, "pair_blas_limit", lambda: 2 * macs)
     for _ in range(3):  # two products fit the budget, the third goes to the kernel
         K.pair_group_cycles(work, 4, 3, 2)
     assert calls == ["blas", "blas", "kernel"] and K._blas_macs == 2 * macs
@@ -454,7 +453,7 @@ def test_pair_group_cycles_picks_blas_until_numba_is_loaded_or_the_budget_is_spe
     monkeypatch.setattr(K, "PAIR_MATRIX_CAP", 0)  # past the memory cap
     K.pair_group_cycles(work, 4, 3, 2)
     monkeypatch.setattr(K, "PAIR_MATRIX_CAP", 1 << 27)
-    monkeypatch.setattr(K, "_numba_loaded", lambda: True)  # numba already paid for
+    monkeypatch.setattr(K, "pair_blas_limit", lambda: -1)  # the kernel already paid for
     K.pair_group_cycles(work, 4, 3, 2)
     assert calls == ["kernel", "kernel"]
 

@@ -32,12 +32,37 @@ def test_pair_blas_macs_is_the_crossover_of_the_stated_costs():
     assert abs(b * t / (load + k * t) - (load + comp + k * t) / (b * t)) < 1e-6
 
 
-def test_pair_blas_wins_below_the_crossover_and_never_once_numba_is_loaded(monkeypatch):
-    monkeypatch.setattr(kernels, "_numba_loaded", lambda: False)
+def test_pair_native_blas_macs_is_the_crossover_of_the_native_costs():
+    # the shipped machine code's fixed cost: load L = 0.07 s, generate C = 0.11 s more when its cache is
+    # empty: lin = 6 * (0.14 + 0.11) = 1.5, disc = 1.5^2 + 4 * 748 * 0.07 * 0.18 = 39.9492,
+    # T = (1.5 + 6.32053...) / 1496 = 5.2276 GMACs
+    assert abs(kernels.PAIR_NATIVE_BLAS_MACS - (1.5 + 39.9492 ** 0.5) / 1496 * 1e12) <= 1
+    assert 5.2e9 < kernels.PAIR_NATIVE_BLAS_MACS < 5.25e9
+
+
+def test_pair_blas_wins_below_the_crossover_of_the_kernel_path_this_process_would_load(monkeypatch):
+    monkeypatch.setattr(kernels, "_kernel_paid", lambda: False)
+    monkeypatch.setattr(kernels.native, "available", lambda k: False)  # numba's JIT
     assert kernels.pair_blas_wins(kernels.PAIR_BLAS_MACS)
     assert not kernels.pair_blas_wins(kernels.PAIR_BLAS_MACS + 1)
-    monkeypatch.setattr(kernels, "_numba_loaded", lambda: True)
+    monkeypatch.setattr(kernels.native, "available", lambda k: k is kernels._PAIR_KERNEL.native)  # shipped code
+    assert kernels.pair_blas_wins(kernels.PAIR_NATIVE_BLAS_MACS)
+    assert not kernels.pair_blas_wins(kernels.PAIR_NATIVE_BLAS_MACS + 1)
+    monkeypatch.setattr(kernels, "_kernel_paid", lambda: True)  # either loaded already: never the product
     assert not kernels.pair_blas_wins(0)
+
+
+def test_the_kernel_is_paid_once_its_machine_code_or_numba_is_loaded(monkeypatch):
+    monkeypatch.setattr(kernels, "_numba_loaded", lambda: False)
+    monkeypatch.setattr(kernels._PAIR_KERNEL, "_machine", kernels._UNTRIED)
+    assert not kernels._kernel_paid()
+    monkeypatch.setattr(kernels._PAIR_KERNEL, "_machine", None)  # tried, no machine code: numba to come
+    assert not kernels._kernel_paid()
+    monkeypatch.setattr(kernels._PAIR_KERNEL, "_machine", object())
+    assert kernels._kernel_paid()
+    monkeypatch.setattr(kernels._PAIR_KERNEL, "_machine", kernels._UNTRIED)
+    monkeypatch.setattr(kernels, "_numba_loaded", lambda: True)
+    assert kernels._kernel_paid()
 
 
 def test_pair_blas_fits_its_caps():
@@ -50,7 +75,8 @@ def test_pair_blas_fits_its_caps():
 def test_plan_counts_the_two_sided_macs_from_shapes_and_densities(monkeypatch):
     # the plan reads no mask; its MACs must be the lowered workloads' dense MACs of every GEMM
     # with a sparse operand (a both-dense GEMM runs at the dense rate, no pairs counted)
-    monkeypatch.setattr(kernels, "_numba_loaded", lambda: False)
+    monkeypatch.setattr(kernels, "_kernel_paid", lambda: False)
+    monkeypatch.setattr(kernels.native, "available", lambda k: False)  # the limit is PAIR_BLAS_MACS
     hw = load_hw("sparten_like")
     with load_trace(TRACE) as tr:
         want = sum(w.dense_macs for op in tr.ops if op.operands for w in lower_op(tr, op)

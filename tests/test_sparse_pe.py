@@ -281,11 +281,11 @@ def test_op_cost_same_on_the_numpy_paths_and_the_kernels(hwname, monkeypatch):
     # gather kernels must cost every pass of a random sparse conv identically
     hw = load_hw(ROOT / "hwconfigs" / hwname)
     works, _ = conv_workloads(CONV_CASES[1], dens=(0.3, 0.2, 0.5))
-    monkeypatch.setattr(kernels, "_numba_loaded", lambda: False)  # the BLAS pair product
+    monkeypatch.setattr(kernels, "pair_blas_limit", lambda: 1 << 62)  # the BLAS pair product
     monkeypatch.setattr(kernels, "_blas_macs", 0)
     fast = [sparse_pe.op_cost(w, hw, sparse=True) for w in works.values()]
     monkeypatch.setattr(kernels, "LANE_ROWS_CAP", 0)
-    monkeypatch.setattr(kernels, "_numba_loaded", lambda: True)  # the kernel
+    monkeypatch.setattr(kernels, "pair_blas_limit", lambda: -1)  # the kernel
     works, _ = conv_workloads(CONV_CASES[1], dens=(0.3, 0.2, 0.5))  # fresh memos
     slow = [sparse_pe.op_cost(w, hw, sparse=True) for w in works.values()]
     for f, s in zip(fast, slow):

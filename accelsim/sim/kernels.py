@@ -35,23 +35,35 @@ import functools
 
 import numpy as np
 
+from accelsim.sim import native
 from accelsim.sim.workload import Workload
 from accelsim.trace.format import unpack_words
 
 
 class _Jit:
     """A numba kernel compiled (or loaded from numba's cache, ``cache=True``) on its first call, not
-    at import: importing numba and loading its CPU target costs ~0.3 s a process, which a run that
+    at import: importing numba and loading its CPU target costs ~0.4 s a process, which a run that
     needs no kernel (a GPU's) never pays. The first call of any lazy_njit function jits them all
     and puts the dispatchers into their modules, so jitted code calling another kernel sees a
-    dispatcher; callers holding this wrapper are forwarded."""
+    dispatcher; callers holding this wrapper are forwarded.
 
-    def __init__(self, fn):
+    A kernel declared with its argument types (``native``) runs from the shipped bitcode instead,
+    without numba, where accelsim.sim.native can load it and the call's arrays fit."""
+
+    def __init__(self, fn, native_kernel=None):
         functools.update_wrapper(self, fn)
         self.py_func = fn
         self.dispatcher = None
+        self.native = native_kernel  # accelsim.sim.native.Kernel, or None: numba only
+        self._machine = _UNTRIED
 
     def __call__(self, *args):
+        if self.native is not None:
+            machine = self._machine
+            if machine is _UNTRIED:
+                machine = self._machine = native.load(self.native)
+            if machine is not None and machine.accepts(args):
+                return machine(*args)
         if self.dispatcher is None:
             from accelsim.sim.memory import _NoScipyForNumba
 
@@ -60,15 +72,24 @@ class _Jit:
                 return self.dispatcher(*args)
         return self.dispatcher(*args)
 
+    def machine_code_loaded(self) -> bool:
+        return self._machine is not _UNTRIED and self._machine is not None
 
+
+_UNTRIED = object()
 _LAZY: list[_Jit] = []
 
 
-def lazy_njit(fn) -> _Jit:
-    """``numba.njit(cache=True)(fn)``, done on the first call of any such function (_Jit)."""
-    w = _Jit(fn)
-    _LAZY.append(w)
-    return w
+def lazy_njit(fn=None, *, args: tuple[str, ...] | None = None, ret: str = "void"):
+    """``numba.njit(cache=True)(fn)``, done on the first call of any such function (_Jit). With
+    ``args`` (accelsim.sim.native type codes, one per parameter) the kernel is also shipped as
+    bitcode and called natively: it must allocate nothing (callers pass every buffer)."""
+    def wrap(f):
+        w = _Jit(f, native.register(f, args, ret) if args is not None else None)
+        _LAZY.append(w)
+        return w
+
+    return wrap(fn) if fn is not None else wrap
 
 
 def _numba_loaded() -> bool:
@@ -76,12 +97,12 @@ def _numba_loaded() -> bool:
     return any(w.dispatcher is not None for w in _LAZY)
 
 
-def _load_kernels() -> None:
+def _load_kernels(cache: bool = True) -> None:
     from numba import njit
 
     for w in _LAZY:
         if w.dispatcher is None:
-            w.dispatcher = njit(cache=True)(w.py_func)
+            w.dispatcher = njit(cache=cache)(w.py_func)
             w.py_func.__globals__[w.py_func.__name__] = w.dispatcher
 
 
@@ -570,7 +591,7 @@ def _transpose64(a):
         m ^= m << np.uint64(j)
 
 
-@lazy_njit
+@lazy_njit(args=("u8[:]", "i8[:]", "u8[:]!", "i8[:]", "i8"))
 def copy_bits(src, s0, dst, d0, length):
     """For every block b: bits s0[b] .. s0[b]+length-1 of `src` to bits d0[b] .. of `dst` (zeroed
     beforehand, every target bit written once), 64 at a time; both keep a spare zero word."""
@@ -584,14 +605,19 @@ def copy_bits(src, s0, dst, d0, length):
                 dst[(p >> 6) + 1] |= v >> np.uint64(64 - sh)
 
 
-@lazy_njit
-def transpose_bits(src, s0, s_stride, dst, d0, d_stride, rows, cols):
+def transpose_bits(src: np.ndarray, s0: np.ndarray, s_stride: int, dst: np.ndarray, d0: np.ndarray,
+                   d_stride: int, rows: int, cols: int) -> None:
     """Bit-matrix transposes between packed arrays: for every block b, the rows x cols matrix with
     element (r, c) at bit s0[b] + r*s_stride + c of `src` is written transposed, element (r, c) to
     bit d0[b] + c*d_stride + r of `dst` (zeroed beforehand; every target bit written once). In 64 x
     64 tiles (_transpose64): ~0.1 ns a bit, where numpy's inflate, strided copy and pack cost ~0.6.
     Both arrays keep a spare zero word (_bits_at reads, and a tile's last row writes, one word on)."""
-    a = np.zeros(64, np.uint64)
+    _transpose_bits(src, s0, s_stride, dst, d0, d_stride, rows, cols, np.zeros(64, np.uint64))
+
+
+@lazy_njit(args=("u8[:]", "i8[:]", "i8", "u8[:]!", "i8[:]", "i8", "i8", "i8", "u8[:]!"))
+def _transpose_bits(src, s0, s_stride, dst, d0, d_stride, rows, cols, a):
+    """transpose_bits with its 64-word tile buffer `a` passed in."""
     for b in range(s0.size):
         for r0 in range(0, rows, 64):
             nr = min(64, rows - r0)
@@ -610,20 +636,26 @@ def transpose_bits(src, s0, s_stride, dst, d0, d_stride, rows, cols):
                         dst[(p >> 6) + 1] |= a[c] >> np.uint64(64 - sh)
 
 
-@lazy_njit
-def _nm_groups(src, base, run_k, run_off, run_len, k, n, m):
+def nm_groups(src: np.ndarray, base: np.ndarray, run_k: np.ndarray, run_off: np.ndarray,
+              run_len: np.ndarray, k: int, n: int, m: int) -> tuple[int, int]:
     """(groups of m consecutive reduction positions holding <= n non-zeros, all groups) over every
-    row of a view: the row is gathered into words, each group is one popcount of m bits."""
-    ngroups = (k + m - 1) // m
-    full = k // m  # a last group shorter than m is never compliant (it cannot be stored as n of m)
+    row of a view: the row is gathered into words, each group is one popcount of m bits (_nm_groups)."""
+    ngroups = -(-k // m)
     row = np.zeros((ngroups * m + 63) // 64 + 1, np.uint64)
+    return _nm_groups(src, base, run_k, run_off, run_len, k, n, m, row), ngroups * base.size
+
+
+@lazy_njit(args=("u8[:]", "i8[:]", "i8[:]", "i8[:]", "i8[:]", "i8", "i8", "i8", "u8[:]!"), ret="i8")
+def _nm_groups(src, base, run_k, run_off, run_len, k, n, m, row):
+    """nm_groups' compliant groups, with the row buffer passed in."""
+    full = k // m  # a last group shorter than m is never compliant (it cannot be stored as n of m)
     ok = 0
     for i in range(base.size):
         _gather(src, base[i], run_k, run_off, run_len, row)
         for gi in range(full):
             if _popcount64(_bits_at(row, gi * m, m)) <= n:
                 ok += 1
-    return ok, ngroups * base.size
+    return ok
 
 
 def _check_m(m: int) -> None:
@@ -828,7 +860,7 @@ def nm_compliance(work: Workload, operand: str, n: int, m: int) -> float:
         got = _nm_numpy(work, side, n, m)
         if got is None:
             v = operand_view(work, side)
-            got = _nm_groups(v.src, v.base, *v.runs, v.off.size, n, m)
+            got = nm_groups(v.src, v.base, *v.runs, v.off.size, n, m)
         ok, total = got
         cache[key] = ok / total if total else 1.0
     return cache[key]
@@ -946,14 +978,16 @@ def td_rows_cycles(rows: np.ndarray, lanes: int, lookahead: int, cand_h: np.ndar
     a run compiles only the one it uses."""
     lanes, lookahead = int(lanes), int(lookahead)  # one compiled signature whatever ints come in
     plan = _td_table(lanes, tuple(zip(cand_h.tolist(), cand_d.tolist())))
-    if plan is None:
-        return _td_walk(rows, lanes, lookahead, cand_h, cand_d)
     out = np.empty(rows.shape[0], np.int64)
-    _td_lookup(rows, lanes, lookahead, *plan, _CTZ64, out)
+    if plan is None:
+        _td_walk(rows, lanes, lookahead, np.ascontiguousarray(cand_h, np.int64),
+                 np.ascontiguousarray(cand_d, np.int64), out)
+    else:
+        _td_lookup(rows, lanes, lookahead, *plan, _CTZ64, out)
     return out
 
 
-@lazy_njit
+@lazy_njit(args=("i8[:,:]!", "i8", "i8", "i8[:]", "i8[:]", "i8[:,:]", "i8", "i8", "i8", "i8[:]", "i8[:]!"))
 def _td_lookup(rows, lanes, lookahead, cs, table, win, hmax, field, lo, ctz, out):
     """td_rows_cycles with _td_table's plan (at most 3 steps: unused windows have mask 0), the
     cycles of stream i into out[i]."""
@@ -1002,13 +1036,13 @@ def _td_lookup(rows, lanes, lookahead, cs, table, win, hmax, field, lo, ctz, out
         out[i] = cycles
 
 
-@lazy_njit
-def _td_walk(rows, lanes, lookahead, cand_h, cand_d):
-    """td_rows_cycles walking each empty lane's candidates in priority order (any H, D, lanes)."""
+@lazy_njit(args=("i8[:,:]!", "i8", "i8", "i8[:]", "i8[:]", "i8[:]!"))
+def _td_walk(rows, lanes, lookahead, cand_h, cand_d, out):
+    """td_rows_cycles walking each empty lane's candidates in priority order (any H, D, lanes), the
+    cycles of stream i into out[i]."""
     nrows = rows.shape[1]
     full = (1 << lanes) - 1
     nc = cand_h.size
-    out = np.empty(rows.shape[0], np.int64)
     for i in range(rows.shape[0]):
         t = 0
         cycles = 0
@@ -1038,7 +1072,6 @@ def _td_walk(rows, lanes, lookahead, cand_h, cand_d):
                 t += 1
                 skipped += 1
         out[i] = cycles
-    return out
 
 
 def td_stream_cycles(src: np.ndarray, base: np.ndarray, run_k: np.ndarray, run_off: np.ndarray,
@@ -1052,31 +1085,32 @@ def td_stream_cycles(src: np.ndarray, base: np.ndarray, run_k: np.ndarray, run_o
     step = max(1, (LANE_ROWS_CAP // 8) // max(nrows, 1))
     out = np.empty(base.size, np.int64)
     for s in range(0, base.size, step):
-        rows = _td_gather(src, np.ascontiguousarray(base[s:s + step]), run_k, run_off, run_len, k, lanes)
+        chunk = np.ascontiguousarray(base[s:s + step])
+        rows = np.empty((chunk.size, nrows), np.int64)
+        _td_gather(src, chunk, run_k, run_off, run_len, k, lanes, rows, np.zeros((k + 63) // 64 + 1, np.uint64))
         out[s:s + step] = td_rows_cycles(rows, lanes, lookahead, cand_h, cand_d)
     return out
 
 
-@lazy_njit
-def _td_gather(src, base, run_k, run_off, run_len, k, lanes):
-    """(base.size, k // lanes) int64 lane rows of the view rows with these bases: each row gathered
-    into words once, then each lane row is one bit-field read."""
+@lazy_njit(args=("u8[:]", "i8[:]", "i8[:]", "i8[:]", "i8[:]", "i8", "i8", "i8[:,:]!", "u8[:]!"))
+def _td_gather(src, base, run_k, run_off, run_len, k, lanes, out, row):
+    """The (base.size, k // lanes) int64 lane rows of the view rows with these bases into `out`:
+    each row gathered into words (`row`, (k + 63) // 64 + 1 words) once, then each lane row is one
+    bit-field read."""
     nrows = k // lanes
-    out = np.empty((base.size, nrows), np.int64)
-    row = np.zeros((k + 63) // 64 + 1, np.uint64)
     for i in range(base.size):
         _gather(src, base[i], run_k, run_off, run_len, row)
         for t in range(nrows):
             out[i, t] = np.int64(_bits_at(row, t * lanes, lanes))
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
 # two-sided (bitmap AND + popcount) work per lockstep group
 # ----------------------------------------------------------------------------------------------
 
-@lazy_njit
-def pair_group_work(a_src, a_base, a_runs, b_src, b_base, b_runs, k, m, n, groups, gm, gn, lanes):
+def pair_group_work(a_src: np.ndarray, a_base: np.ndarray, a_runs: tuple, b_src: np.ndarray,
+                    b_base: np.ndarray, b_runs: tuple, k: int, m: int, n: int, groups: int, gm: int,
+                    gn: int, lanes: int) -> tuple[np.ndarray, int]:
     """Per lockstep group of gm GEMM rows x gn GEMM columns: the slowest PE's cycles,
     max over its pairs (i, j) of ceil(popcount(A_i & B_j) / lanes) (effectual pairs, both non-zero),
     and the group's effectual MACs. Returns (cycles[G, ceil(m/gm), ceil(n/gn)], effectual).
@@ -1085,18 +1119,30 @@ def pair_group_work(a_src, a_base, a_runs, b_src, b_base, b_runs, k, m, n, group
     contiguous, from 0, and vectorised (AND + popcount of 4 columns per instruction) even where the
     reduction is one or two words, where a per-pair loop over words paid its overhead per pair
     (2-5x slower on ResNet-50's convs, benchmarks/bench_speed.py)."""
+    words, mb, nb = -(-k // 64), -(-m // gm), -(-n // gn)
+    cyc = np.zeros((groups, mb, nb), np.int64)
+    buffers = (np.zeros((words, n), np.uint64), np.zeros(words + 1, np.uint64), np.zeros(n, np.int64),
+               np.zeros(nb * gn, np.int64))
+    eff = _pair_group_work(a_src, a_base, *a_runs, b_src, b_base, *b_runs, k, m, n, groups, gm, gn, lanes,
+                           cyc, *buffers)
+    return cyc, eff
+
+
+@lazy_njit(args=("u8[:]", "i8[:]", "i8[:]", "i8[:]", "i8[:]", "u8[:]", "i8[:]", "i8[:]", "i8[:]", "i8[:]",
+                 "i8", "i8", "i8", "i8", "i8", "i8", "i8", "i8[:,:,:]!", "u8[:,:]!", "u8[:]!", "i8[:]!", "i8[:]!"),
+           ret="i8")
+def _pair_group_work(a_src, a_base, a_rk, a_ro, a_rl, b_src, b_base, b_rk, b_ro, b_rl, k, m, n, groups, gm,
+                     gn, lanes, cyc, bt, row, cnt, worst):
+    """pair_group_work into `cyc`, returning the effectual MACs; its buffers passed in: bt (words, n)
+    B word-major, row (words + 1), cnt (n) popcount(A_i & B_j) of the current row i for every column
+    j, worst (nb * gn) the max over the row block's rows so far per column."""
     words = (k + 63) // 64
     mb = (m + gm - 1) // gm
     nb = (n + gn - 1) // gn
-    cyc = np.zeros((groups, mb, nb), np.int64)
-    bt = np.zeros((words, n), np.uint64)
-    row = np.zeros(words + 1, np.uint64)
-    cnt = np.zeros(n, np.int64)  # popcount(A_i & B_j) of the current row i, every column j
-    worst = np.zeros(nb * gn, np.int64)  # max over the row block's rows so far, per column
     eff = 0
     for g in range(groups):
         for j in range(n):
-            _gather(b_src, b_base[g * n + j], b_runs[0], b_runs[1], b_runs[2], row)
+            _gather(b_src, b_base[g * n + j], b_rk, b_ro, b_rl, row)
             for w in range(words):
                 bt[w, j] = row[w]
         for mi in range(mb):
@@ -1104,7 +1150,7 @@ def pair_group_work(a_src, a_base, a_runs, b_src, b_base, b_runs, k, m, n, group
             hi = min(lo + gm, (g + 1) * m)
             worst[:] = 0
             for i in range(lo, hi):
-                _gather(a_src, a_base[i], a_runs[0], a_runs[1], a_runs[2], row)
+                _gather(a_src, a_base[i], a_rk, a_ro, a_rl, row)
                 cnt[:] = 0
                 for w in range(words):
                     aw = row[w]
@@ -1121,7 +1167,10 @@ def pair_group_work(a_src, a_base, a_runs, b_src, b_base, b_runs, k, m, n, group
                     if worst[j] > mx:
                         mx = worst[j]
                 cyc[g, mi, ni] = (mx + lanes - 1) // lanes
-    return cyc, eff
+    return eff
+
+
+_PAIR_KERNEL = _pair_group_work  # the lazy wrapper (the module global becomes numba's dispatcher once loaded)
 
 
 # Limits of pair_group_cycles' BLAS path (memory caps, not model numbers): the largest (G, rows, K)
@@ -1172,18 +1221,18 @@ def pair_group_cycles(work: Workload, gm: int, gn: int, lanes: int, *,
                       blas: bool | None = None) -> tuple[np.ndarray, int]:
     """pair_group_work of the op's two operand views: (cycles[G, ceil(M/gm), ceil(N/gn)], effectual
     MACs). Two equal implementations (tests/test_kernels.py::test_pair_blas_equals_the_kernel): the
-    BLAS product _pair_blas, which needs no numba, and the jitted word-popcount kernel. ``blas``:
+    BLAS product _pair_blas, which needs no numba, and the word-popcount kernel. ``blas``:
     the path a caller chose for the whole run (sparse_pe.plan, from pair_blas_wins); the product is
     still only used within its caps (pair_blas_fits). None: the per-process rule -- the product
-    while numba is not loaded and this process's products stay within PAIR_BLAS_MACS (a
-    ski-rental rule: at most about twice the better path)."""
+    while this process's products stay within pair_blas_limit() (a ski-rental rule: at most about
+    twice the better path)."""
     global _blas_macs
     g, m, n, k = work.groups, work.m, work.n, work.k
     if min(g, m, n, k) == 0:  # no pairs (the kernel's answer too)
         return np.zeros((g, -(-m // gm), -(-n // gn)), np.int64), 0
     macs = g * m * n * k
     if blas is None:
-        blas = _blas_macs + macs <= PAIR_BLAS_MACS and not _numba_loaded()
+        blas = _blas_macs + macs <= pair_blas_limit()
     if blas and pair_blas_fits(g, m, n, k):
         _blas_macs += macs
         return _pair_blas(work, gm, gn, lanes)
@@ -1196,14 +1245,32 @@ def pair_blas_fits(groups: int, m: int, n: int, k: int) -> bool:
 
 
 def pair_blas_wins(macs: int) -> bool:
-    """Whether a run should count its `macs` two-sided MACs with the BLAS product: never once
-    numba is loaded, else below PAIR_BLAS_MACS (_pair_crossover)."""
-    return macs <= PAIR_BLAS_MACS and not _numba_loaded()
+    """Whether a run should count its `macs` two-sided MACs with the BLAS product (pair_blas_limit)."""
+    return macs <= pair_blas_limit()
+
+
+def _kernel_paid() -> bool:
+    """Whether this process has paid the pair kernel's fixed cost (numba or its machine code loaded)."""
+    return _numba_loaded() or _PAIR_KERNEL.machine_code_loaded()
+
+
+def pair_blas_limit() -> int:
+    """The two-sided MACs up to which this process should count pairs with the BLAS product: the
+    crossover (_pair_crossover) against the fixed cost the kernel path has still to pay -- none once
+    numba or the kernel's machine code is loaded (-1: never the product); loading the shipped
+    machine code (PAIR_NATIVE_BLAS_MACS) where accelsim.sim.native has it; else numba's import and
+    load, or compile (PAIR_BLAS_MACS)."""
+    if _kernel_paid():
+        return -1
+    if native.available(_PAIR_KERNEL.native):
+        return PAIR_NATIVE_BLAS_MACS
+    return PAIR_BLAS_MACS
 
 
 def _pair_crossover(blas_ps: float, kernel_ps: float, load_s: float, compile_s: float) -> int:
     """The run size (MACs) below which the BLAS product is the safer path. The kernel's cost depends
-    on numba's on-disk cache, which a process cannot see before importing numba: load_s + T*kernel
+    on an on-disk cache (numba's, or the native machine code's) that a process does not check
+    before it loads the kernel: load_s + T*kernel
     with it filled, compile_s more with it empty (once per install); the product costs T*blas either
     way. Each path is judged by its worst case against the better path (the product: a filled
     cache, T*blas / (load_s + T*kernel); the kernel: an empty one, (load_s + compile_s + T*kernel) /
@@ -1216,20 +1283,26 @@ def _pair_crossover(blas_ps: float, kernel_ps: float, load_s: float, compile_s: 
     return int((lin + disc ** 0.5) / (2 * (b * b - k * k)) * 1e12)
 
 
-# CPU cost of the two pair-count paths per dense MAC, operand matrices / views included, and of
-# numba for the kernel path: importing it and loading the cached kernels, and compiling them
-# (pair_group_work, transpose_bits, copy_bits) into an empty cache -- on one core (ResNet-50
-# ImageNet SWAT traces, sparten_like, batch 2 and 8: the product 27-30 ps/MAC, the kernel 5-7.5
-# ps/MAC, numba 0.26 s, compiling 1.8 s; benchmarks/bench_speed.py, warm and cold columns). The
-# product is used below PAIR_BLAS_MACS, about 37.6 GMACs (the shipped ResNet-50 trace's 23.8:
-# no numba, a cold cache costs nothing; batch 8's 95: the kernel). Speed crossovers, not model
-# numbers: both paths give the same integers.
+# CPU cost of the two pair-count paths per dense MAC, operand matrices / views included, and of the
+# kernel path's fixed cost -- on one core (ResNet-50 ImageNet SWAT traces, sparten_like, batch 2 and
+# 8; benchmarks/bench_speed.py, warm and cold columns): the product 27-30 ps/MAC, the kernel 5-7.5
+# ps/MAC. Its fixed cost under numba: importing numba and loading the cached kernels 0.26 s,
+# compiling them (pair_group_work, transpose_bits, copy_bits) into an empty cache 1.8 s: the product
+# below PAIR_BLAS_MACS, about 37.6 GMACs. From the shipped machine code (accelsim.sim.native):
+# importing llvmlite and loading the three kernels' cached object code 0.065-0.073 s, generating it
+# into an empty cache 0.11 s more (fresh processes, this machine): the product below
+# PAIR_NATIVE_BLAS_MACS, about 5.2 GMACs (the shipped ResNet-50 trace's 23.8: the kernel). Speed
+# crossovers, not model numbers: both paths give the same integers.
 PAIR_BLAS_PS_PER_MAC = 28
 PAIR_KERNEL_PS_PER_MAC = 6
 NUMBA_LOAD_SECONDS = 0.26
 PAIR_COMPILE_SECONDS = 1.8
 PAIR_BLAS_MACS = _pair_crossover(PAIR_BLAS_PS_PER_MAC, PAIR_KERNEL_PS_PER_MAC, NUMBA_LOAD_SECONDS,
                                  PAIR_COMPILE_SECONDS)
+NATIVE_LOAD_SECONDS = 0.07
+NATIVE_COMPILE_SECONDS = 0.11
+PAIR_NATIVE_BLAS_MACS = _pair_crossover(PAIR_BLAS_PS_PER_MAC, PAIR_KERNEL_PS_PER_MAC, NATIVE_LOAD_SECONDS,
+                                        NATIVE_COMPILE_SECONDS)
 _blas_macs = 0
 
 
