@@ -222,10 +222,19 @@ def test_replay_equals_simpy_on_long_streams():
         _assert_same(s, 1.5, 3 * case, case < 3, case)
 
 
+@pytest.mark.parametrize("engine", ["native", "numba"])
 @pytest.mark.parametrize("capacity_mode", [False, True])
-def test_interpreted_replay_equals_compiled(capacity_mode):
-    # _run_replay runs the one _replay either interpreted on Python lists (short streams, no numba
-    # import) or jitted: the same total and busy intervals, small and huge counts, short and long
+def test_interpreted_replay_equals_compiled(capacity_mode, engine, monkeypatch):
+    # _run_replay runs the one _replay either interpreted on Python lists (short streams, nothing
+    # loaded) or compiled -- the shipped machine code (accelsim.sim.native) or numba's JIT: the same
+    # total and busy intervals, small and huge counts, short and long
+    from accelsim.sim import native
+
+    machine = native.load(memory._REPLAY_NATIVE.native) if engine == "native" else False
+    assert machine is not None, native.why_not
+    monkeypatch.setattr(memory, "_machine", machine)
+    if engine == "native":
+        monkeypatch.setattr(memory, "_compiled", None)  # numba's replay is preferred once loaded
     rng = np.random.default_rng(4321 + capacity_mode)
     for case in range(200):
         n = int(rng.integers(0, 40)) if case < 190 else 400

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from accelsim.sim import kernels as K
-from accelsim.sim import native
+from accelsim.sim import memory, native
 
 ROOT = Path(__file__).resolve().parents[1]
 RESNET = ROOT / "traces" / "resnet50_imagenet_swat_u80.npz"
@@ -43,8 +43,9 @@ def test_the_shipped_bitcode_is_current_with_the_kernels_source():
     names = {w.native.name for w in _native_kernels()}
     assert set(native.read_manifest()["kernels"]) == names == set(native.REGISTRY)
     # every kernel Python calls directly is shipped (the rest run only inside jitted code)
-    assert {n.split(":")[1] for n in names} == {"copy_bits", "_transpose_bits", "_nm_groups", "_td_lookup",
-                                                "_td_walk", "_td_gather", "_pair_group_work"}
+    assert names == {"accelsim.sim.kernels:" + n for n in (
+        "copy_bits", "_transpose_bits", "_nm_groups", "_td_lookup", "_td_walk", "_td_gather", "_pair_group_work")
+    } | {"accelsim.sim.memory:_replay_native"}
 
 
 def test_every_shipped_kernel_loads_here(fresh_native):
@@ -299,8 +300,15 @@ def test_kernel_declarations_are_checked():
     assert native.parse_arg("u8[:,:]!") == (np.dtype(np.uint64), 2, True)
 
 
-@pytest.mark.parametrize("hwname", ["tensordash", "sparten_like"])
-def test_a_sparse_pe_run_of_the_shipped_trace_needs_no_numba(hwname):
+def test_the_replay_budget_is_the_load_cost_of_the_compiled_replay_it_would_load(monkeypatch):
+    monkeypatch.setattr(native, "available", lambda k: k is memory._REPLAY_NATIVE.native)
+    assert memory._replay_budget() == memory.NATIVE_REPLAY_SECONDS == 0.03
+    monkeypatch.setattr(native, "available", lambda k: False)
+    assert memory._replay_budget() == memory.PY_REPLAY_SECONDS == 0.3
+
+
+@pytest.mark.parametrize("hwname", ["tensordash", "sparten_like", "systolic_32x32_ws"])
+def test_a_run_of_the_shipped_trace_needs_no_numba(hwname):
     code = ("import sys; from accelsim.hw import load_hw; from accelsim.sim.engine import simulate; "
             "from accelsim.sim import native; "
             f"r = simulate({str(RESNET)!r}, load_hw({hwname!r})); "
@@ -310,5 +318,7 @@ def test_a_sparse_pe_run_of_the_shipped_trace_needs_no_numba(hwname):
     assert p.returncode == 0, p.stderr
     want = {"tensordash": "['accelsim.sim.kernels:_td_lookup']",
             "sparten_like": "['accelsim.sim.kernels:_pair_group_work', 'accelsim.sim.kernels:_transpose_bits', "
-                            "'accelsim.sim.kernels:copy_bits']"}[hwname]
+                            "'accelsim.sim.kernels:copy_bits']",
+            # its streams' interpreted replay passes the 0.03 s budget: the compiled one loads
+            "systolic_32x32_ws": "['accelsim.sim.memory:_replay_native']"}[hwname]
     assert p.stdout.strip() == f"False {want} {{}}"

@@ -16,11 +16,13 @@ with a few shifts per run, and the kernels then work on 64-bit words (AND + popc
 wgrad transposed windows and plain matrices with three small arrays; the im2col matrix itself is
 never built. The lowering conventions are those of the lowering registry, accelsim/sim/lowering.py.
 
-Numpy stand-ins keep numba (~0.6 s to import and load, seconds to compile) off the sparse-PE path
-where they can: lane_rows builds every TensorDash stream's lane rows (only the scheduler behind
-td_rows_cycles is jitted) and pair_group_cycles counts SparTen-like pairs as a float32 BLAS
-product; each is tested equal to the word kernel it stands in for, which still runs past their
-memory caps.
+The kernels Python calls directly ship compiled (accelsim.sim.native: numba-built bitcode that
+llvmlite loads in tens of ms, where numba's import and load cost ~0.4 s and its compile seconds);
+numba's JIT of the same source is their fallback. Numpy stand-ins keep even that off the path where
+they win: lane_rows builds every TensorDash stream's lane rows (only the scheduler behind
+td_rows_cycles is a kernel) and pair_group_cycles counts SparTen-like pairs as a float32 BLAS
+product for runs too small to repay loading the kernel; each is tested equal to the word kernel it
+stands in for, which still runs past their memory caps.
 
 Counting MACs needs no per-pair work at all: for a conv the product a*b factorises per reduction
 "factor" f (fwd: (c,r,s); dgrad: k; wgrad: (n,p,q) summed over taps), so

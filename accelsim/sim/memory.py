@@ -57,9 +57,10 @@ Two implementations of exactly this model, and which one a change goes in:
 * ``run_tiles_simpy``: the simpy processes below, the readable definition of the channel (loads
   first, stores preempted and resumed) and of capacity accounting (resident bytes vs buffer). It is
   the test oracle and is not used by the simulator.
-* ``run_tiles``: the replay (``_replay``: one function, jitted by numba with an explicit signature
-  and cached, or run interpreted on Python lists while a process's streams are short in total:
-  PY_REPLAY_SECONDS), which serves every production run whatever the stream length. It computes the
+* ``run_tiles``: the replay (``_replay``: one function, compiled -- the shipped machine code of
+  accelsim.sim.native, else numba's JIT with an explicit signature, cached -- or run interpreted on
+  Python lists while a process's streams are short in total: _replay_budget), which serves every
+  production run whatever the stream length. It computes the
   same schedule in closed form per tile: loads never wait for stores, so a load starts at
   max(channel free, end of the compute it depends on); capacity mode's "fits" is a search over
   cumulative bytes done in numpy (``_load_after``); a store fills the gaps the loads leave.
@@ -74,12 +75,15 @@ from __future__ import annotations
 
 import sys
 import time
+import types
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
 from accelsim.errors import UnsupportedError
+from accelsim.sim import native
+from accelsim.sim.kernels import lazy_njit
 
 # Every time in the engine is an int64 cycle count; a stream whose serial schedule (every transfer,
 # latency and compute one after another, an upper bound of its total) reaches this is refused
@@ -502,18 +506,41 @@ def _replay(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, 
     return last_end, npiece
 
 
-_compiled = None  # the jitted _replay, built on first need (importing numba costs ~0.3 s a process)
+# The same source as a kernel of its own name (lazy_njit puts numba's dispatcher under that name;
+# _replay itself stays the plain function the interpreted path runs), and its entry for the shipped
+# machine code (accelsim.sim.native: no tuple return, the piece count written into npiece[0]).
+_replay_kernel = lazy_njit(types.FunctionType(_replay.__code__, _replay.__globals__, "_replay_kernel"))
+
+
+@lazy_njit(args=("i8[:]", "i8[:]", "i8[:]", "i8", "i8[:]", "i8[:]", "i8[:]", "i8[:]", "i8[:]!", "i8[:]!",
+                 "i8[:]!", "i8[:]!", "i8[:]!"), ret="i8")
+def _replay_native(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, lend, piece, npiece):
+    total, count = _replay_kernel(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, lend,
+                                  piece)
+    npiece[0] = count
+    return total
+
+
+_REPLAY_NATIVE = _replay_native  # the lazy wrapper (the module global becomes numba's dispatcher once loaded)
+_compiled = None  # numba's jitted _replay, built on first need (importing numba costs ~0.4 s a process)
+_machine = None  # _replay_native's shipped machine code once loaded
 
 # CPU seconds a process spends replaying interpreted before it loads the compiled replay (rent or
-# buy): loading numba with the compiled replay costs about this much once, an interpreted tile
+# buy): loading the compiled replay costs about this much once -- the shipped machine code
+# (accelsim.sim.native: importing llvmlite and loading the cached object, NATIVE_REPLAY_SECONDS), or
+# numba's import and load (PY_REPLAY_SECONDS) where that is unavailable -- and an interpreted tile
 # 0.3-1 us (lists of Python ints), so a run whose streams are short in total (a GPU's few tiles per
-# op, the shipped ResNet-50 on every systolic file) never imports numba, and a longer one pays at
-# most about twice the better of the two. A stream is replayed interpreted only while its estimate
-# (PY_TILE_SECONDS a tile) fits what is left. A speed crossover (benchmarks/bench_speed.py), not a
-# model number: both runs give the same integers.
+# op) never loads either, and a longer one pays at most about twice the better of the two. A stream
+# is replayed interpreted only while its estimate (PY_TILE_SECONDS a tile) fits what is left. Speed
+# crossovers (benchmarks/bench_speed.py), not model numbers: both runs give the same integers.
 PY_REPLAY_SECONDS = 0.3
+NATIVE_REPLAY_SECONDS = 0.03
 PY_TILE_SECONDS = 1e-6
-_py_seconds_left = PY_REPLAY_SECONDS
+_py_seconds_left: float | None = None  # set on the first replay (_replay_budget)
+
+
+def _replay_budget() -> float:
+    return NATIVE_REPLAY_SECONDS if native.available(_REPLAY_NATIVE.native) else PY_REPLAY_SECONDS
 
 
 def _compiled_replay():
@@ -526,10 +553,23 @@ def _compiled_replay():
     return _compiled
 
 
+def _replay_compiled(*args) -> tuple[int, int]:
+    """_replay's compiled run: the shipped machine code where it loads and takes the arrays, else
+    numba's (_compiled_replay)."""
+    global _machine
+    if _compiled is None:
+        if _machine is None:
+            _machine = native.load(_REPLAY_NATIVE.native) or False
+        count = np.zeros(1, dtype=np.int64)
+        if _machine and _machine.accepts(args + (count,)):
+            return _machine(*args, count), int(count[0])
+    return _compiled_replay()(*args)
+
+
 def _run_replay(r: _Rules, compiled: bool | None = None) -> tuple[int, "_Intervals"]:
-    """The replay of one stream; ``compiled``: force the jitted (True) or interpreted (False)
-    run of the same _replay (default: interpreted while PY_REPLAY_SECONDS lasts and numba's
-    replay is not loaded yet)."""
+    """The replay of one stream; ``compiled``: force the compiled (True) or interpreted (False)
+    run of the same _replay (default: interpreted while the budget lasts, _replay_budget, and no
+    compiled replay is loaded yet)."""
     global _py_seconds_left
     n = len(r.c)
     ltile = np.flatnonzero(r.ldur).astype(np.int64)
@@ -537,15 +577,17 @@ def _run_replay(r: _Rules, compiled: bool | None = None) -> tuple[int, "_Interva
     # a store is split at most once per load that preempts it: pieces <= stores + loads
     npieces = len(stile) + len(ltile) + 1
     after = _load_after(r)
+    if _py_seconds_left is None:
+        _py_seconds_left = _replay_budget()
     if compiled is None:
-        compiled = _compiled is not None or n * PY_TILE_SECONDS > _py_seconds_left
+        compiled = _compiled is not None or bool(_machine) or n * PY_TILE_SECONDS > _py_seconds_left
     if compiled:
         cstart = np.empty(n, dtype=np.int64)
         lend = np.empty(len(ltile), dtype=np.int64)
         sdone = np.empty(len(stile), dtype=np.int64)
         piece = np.empty(2 * npieces, dtype=np.int64)
-        total, npiece = _compiled_replay()(r.c, r.ldur, r.sdur, r.lat, after, r.store_wait, ltile, stile,
-                                           sdone, cstart, lend, piece)
+        total, npiece = _replay_compiled(r.c, r.ldur, r.sdur, int(r.lat), after, r.store_wait, ltile, stile,
+                                         sdone, cstart, lend, piece)
     else:
         t0 = time.process_time()
         cl, ll, lend, piece = r.c.tolist(), ltile.tolist(), [0] * len(ltile), [0] * (2 * npieces)

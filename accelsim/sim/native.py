@@ -258,6 +258,7 @@ def _build_one(name: str) -> dict:
 def _import_kernel_modules() -> None:
     """The modules that declare native kernels (their import registers them)."""
     import accelsim.sim.kernels  # noqa: F401
+    import accelsim.sim.memory  # noqa: F401
 
 
 def stale() -> list[str]:
