@@ -1121,6 +1121,8 @@ def pair_group_work(a_src: np.ndarray, a_base: np.ndarray, a_runs: tuple, b_src:
     contiguous, from 0, and vectorised (AND + popcount of 4 columns per instruction) even where the
     reduction is one or two words, where a per-pair loop over words paid its overhead per pair
     (2-5x slower on ResNet-50's convs, benchmarks/bench_speed.py)."""
+    if min(gm, gn, lanes) < 1:  # the kernel divides by them (and its machine code cannot raise)
+        raise ValueError(f"pair_group_work: gm, gn and lanes must be >= 1, not {gm}, {gn}, {lanes}")
     words, mb, nb = -(-k // 64), -(-m // gm), -(-n // gn)
     cyc = np.zeros((groups, mb, nb), np.int64)
     buffers = (np.zeros((words, n), np.uint64), np.zeros(words + 1, np.uint64), np.zeros(n, np.int64),
