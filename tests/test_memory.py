@@ -230,11 +230,9 @@ def test_interpreted_replay_equals_compiled(capacity_mode, engine, monkeypatch):
     # total and busy intervals, small and huge counts, short and long
     from accelsim.sim import native
 
-    machine = native.load(memory._REPLAY_NATIVE.native) if engine == "native" else False
-    assert machine is not None, native.why_not
-    monkeypatch.setattr(memory, "_machine", machine)
-    if engine == "native":
-        monkeypatch.setattr(memory, "_compiled", None)  # numba's replay is preferred once loaded
+    machine = native.load(memory._REPLAY_ENTRY.native) if engine == "native" else None
+    assert machine is not None or engine == "numba", native.why_not
+    monkeypatch.setattr(memory._REPLAY_ENTRY, "_machine", machine)  # None: the wrapper runs numba's JIT
     rng = np.random.default_rng(4321 + capacity_mode)
     for case in range(200):
         n = int(rng.integers(0, 40)) if case < 190 else 400

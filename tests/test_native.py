@@ -41,11 +41,13 @@ def fresh_native(monkeypatch):
 def test_the_shipped_bitcode_is_current_with_the_kernels_source():
     assert native.stale() == [], "a kernel changed: run `python -m accelsim.sim.native build` and commit"
     names = {w.native.name for w in _native_kernels()}
-    assert set(native.read_manifest()["kernels"]) == names == set(native.REGISTRY)
+    manifest = native.read_manifest()["kernels"]
+    assert set(manifest) == names == set(native.REGISTRY)
+    assert {p.name for p in native.COMPILED.glob("*.bc")} == {e["file"] for e in manifest.values()}  # no orphan
     # every kernel Python calls directly is shipped (the rest run only inside jitted code)
     assert names == {"accelsim.sim.kernels:" + n for n in (
         "copy_bits", "_transpose_bits", "_nm_groups", "_td_lookup", "_td_walk", "_td_gather", "_pair_group_work")
-    } | {"accelsim.sim.memory:_replay_native"}
+    } | {"accelsim.sim.memory:_replay_entry"}
 
 
 def test_every_shipped_kernel_loads_here(fresh_native):
@@ -307,7 +309,7 @@ def test_kernel_declarations_are_checked():
 
 
 def test_the_replay_budget_is_the_load_cost_of_the_compiled_replay_it_would_load(monkeypatch):
-    monkeypatch.setattr(native, "available", lambda k: k is memory._REPLAY_NATIVE.native)
+    monkeypatch.setattr(native, "available", lambda k: k is memory._REPLAY_ENTRY.native)
     assert memory._replay_budget() == memory.NATIVE_REPLAY_SECONDS == 0.03
     monkeypatch.setattr(native, "available", lambda k: False)
     assert memory._replay_budget() == memory.PY_REPLAY_SECONDS == 0.3
@@ -326,5 +328,5 @@ def test_a_run_of_the_shipped_trace_needs_no_numba(hwname):
             "sparten_like": "['accelsim.sim.kernels:_pair_group_work', 'accelsim.sim.kernels:_transpose_bits', "
                             "'accelsim.sim.kernels:copy_bits']",
             # its streams' interpreted replay passes the 0.03 s budget: the compiled one loads
-            "systolic_32x32_ws": "['accelsim.sim.memory:_replay_native']"}[hwname]
+            "systolic_32x32_ws": "['accelsim.sim.memory:_replay_entry']"}[hwname]
     assert p.stdout.strip() == f"False {want} {{}}"

@@ -424,13 +424,9 @@ class _NoScipyForNumba:
         return False
 
 
-_SIG = ("UniTuple(int64, 2)(int64[::1], int64[::1], int64[::1], int64, int64[::1], int64[::1], int64[::1], "
-        "int64[::1], int64[::1], int64[::1], int64[::1], int64[::1])")
-
-
-# One function, one explicit signature, no Python objects: numba compiles it once (cached on disk),
-# and the same source runs interpreted on Python lists for short streams (_run_replay), so there is
-# one replay. Loads never wait for stores, so each load's start is a max() of known times. A store
+# One function, int64 arrays and ints only, no Python objects: compiled once (_replay_entry: the
+# shipped machine code, else numba's JIT, cached on disk), and the same source runs interpreted on
+# Python lists for short streams (_run_replay), so there is one replay. Loads never wait for stores, so each load's start is a max() of known times. A store
 # fills the channel gaps the loads leave; the loads that can fall inside it are all issued before
 # the compute that waits for it is placed (any later load depends on a compute that has not started).
 # ``piece`` holds the store pieces flat: (start, end) of piece p at 2p, 2p + 1.
@@ -507,23 +503,23 @@ def _replay(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, 
 
 
 # The same source as a kernel of its own name (lazy_njit puts numba's dispatcher under that name;
-# _replay itself stays the plain function the interpreted path runs), and its entry for the shipped
-# machine code (accelsim.sim.native: no tuple return, the piece count written into npiece[0]).
+# _replay itself stays the plain function the interpreted path runs), and the compiled replay's one
+# entry, shipped as machine code (accelsim.sim.native: no tuple return, so the piece count is
+# written into npiece[0]), numba's JIT its fallback.
 _replay_kernel = lazy_njit(types.FunctionType(_replay.__code__, _replay.__globals__, "_replay_kernel"))
 
 
 @lazy_njit(args=("i8[:]", "i8[:]", "i8[:]", "i8", "i8[:]", "i8[:]", "i8[:]", "i8[:]", "i8[:]!", "i8[:]!",
                  "i8[:]!", "i8[:]!", "i8[:]!"), ret="i8")
-def _replay_native(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, lend, piece, npiece):
+def _replay_entry(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, lend, piece, npiece):
+    """The compiled replay: _replay, its piece count into npiece[0], its total returned."""
     total, count = _replay_kernel(c, ldur, sdur, lat, after, store_wait, ltile, stile, sdone, cstart, lend,
                                   piece)
     npiece[0] = count
     return total
 
 
-_REPLAY_NATIVE = _replay_native  # the lazy wrapper (the module global becomes numba's dispatcher once loaded)
-_compiled = None  # numba's jitted _replay, built on first need (importing numba costs ~0.4 s a process)
-_machine = None  # _replay_native's shipped machine code once loaded
+_REPLAY_ENTRY = _replay_entry  # the lazy wrapper (the module global becomes numba's dispatcher once loaded)
 
 # CPU seconds a process spends replaying interpreted before it loads the compiled replay (rent or
 # buy): loading the compiled replay costs about this much once -- the shipped machine code
@@ -540,30 +536,19 @@ _py_seconds_left: float | None = None  # set on the first replay (_replay_budget
 
 
 def _replay_budget() -> float:
-    return NATIVE_REPLAY_SECONDS if native.available(_REPLAY_NATIVE.native) else PY_REPLAY_SECONDS
+    return NATIVE_REPLAY_SECONDS if native.available(_REPLAY_ENTRY.native) else PY_REPLAY_SECONDS
 
 
-def _compiled_replay():
-    global _compiled
-    if _compiled is None:
-        from numba import njit
-
-        with _NoScipyForNumba():  # an explicit signature compiles (or loads from the cache) here, once
-            _compiled = njit(_SIG, cache=True, nogil=True, boundscheck=False, error_model="numpy")(_replay)
-    return _compiled
+def _replay_loaded() -> bool:
+    """Whether a compiled replay is loaded in this process (its machine code, or numba)."""
+    return _REPLAY_ENTRY.machine_code_loaded() or _REPLAY_ENTRY.dispatcher is not None
 
 
 def _replay_compiled(*args) -> tuple[int, int]:
-    """_replay's compiled run: the shipped machine code where it loads and takes the arrays, else
-    numba's (_compiled_replay)."""
-    global _machine
-    if _compiled is None:
-        if _machine is None:
-            _machine = native.load(_REPLAY_NATIVE.native) or False
-        count = np.zeros(1, dtype=np.int64)
-        if _machine and _machine.accepts(args + (count,)):
-            return _machine(*args, count), int(count[0])
-    return _compiled_replay()(*args)
+    """_replay's compiled run (through the wrapper: the shipped machine code where it loads and
+    takes the arrays, else numba's JIT)."""
+    count = np.zeros(1, dtype=np.int64)
+    return _REPLAY_ENTRY(*args, count), int(count[0])
 
 
 def _run_replay(r: _Rules, compiled: bool | None = None) -> tuple[int, "_Intervals"]:
@@ -580,7 +565,7 @@ def _run_replay(r: _Rules, compiled: bool | None = None) -> tuple[int, "_Interva
     if _py_seconds_left is None:
         _py_seconds_left = _replay_budget()
     if compiled is None:
-        compiled = _compiled is not None or bool(_machine) or n * PY_TILE_SECONDS > _py_seconds_left
+        compiled = _replay_loaded() or n * PY_TILE_SECONDS > _py_seconds_left
     if compiled:
         cstart = np.empty(n, dtype=np.int64)
         lend = np.empty(len(ltile), dtype=np.int64)

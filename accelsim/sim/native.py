@@ -237,6 +237,10 @@ def build(names: list[str] | None = None) -> dict:
                                      "sha256": hashlib.sha256(code).hexdigest(), **info}
     for gone in set(manifest["kernels"]) - set(REGISTRY):
         del manifest["kernels"][gone]
+    kept = {e["file"] for e in manifest["kernels"].values()}
+    for path in COMPILED.glob("*.bc"):  # a kernel renamed or removed: its bitcode goes too
+        if path.name not in kept:
+            path.unlink()
     with atomic_write(MANIFEST, "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
         f.write("\n")
