@@ -189,6 +189,10 @@ def test_stale_or_damaged_bitcode_or_a_switch_runs_numba_with_the_same_result(fr
     monkeypatch.setattr(native, "COMPILED", damaged)
     assert "checksum" in reason()
     monkeypatch.setattr(native, "COMPILED", native.MANIFEST.parent)
+    newer = dict(manifest, llvm=[manifest["llvm"][0] + 1, 0, 0])  # bitcode of a newer LLVM: not parsed
+    monkeypatch.setattr(native, "read_manifest", lambda: newer)
+    assert "older than the bitcode" in reason()
+    monkeypatch.setattr(native, "read_manifest", lambda: manifest)
     monkeypatch.setenv("ACCELSIM_NATIVE", "0")
     assert reason() == "ACCELSIM_NATIVE=0" and not native.available(w.native)
     # the wrapper runs numba's JIT of the same source then

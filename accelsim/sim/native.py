@@ -216,13 +216,15 @@ def build(names: list[str] | None = None) -> dict:
     import subprocess
 
     import llvmlite
+    import llvmlite.binding as llvm
     import numba
 
     from accelsim.util.atomic import atomic_write
 
     _import_kernel_modules()
     manifest = read_manifest() or {"format": FORMAT, "kernels": {}}
-    manifest.update(format=FORMAT, numba=numba.__version__, llvmlite=llvmlite.__version__)
+    manifest.update(format=FORMAT, numba=numba.__version__, llvmlite=llvmlite.__version__,
+                    llvm=list(llvm.llvm_version_info))
     COMPILED.mkdir(exist_ok=True)
     for name in names or sorted(REGISTRY):
         kernel = REGISTRY[name]
@@ -393,6 +395,10 @@ def _load(kernel: Kernel) -> NativeKernel | None:
         why_not[kernel.name] = "bitcode file does not match its manifest checksum"
         return None
     llvm, tm = _target()
+    built = tuple(_manifest().get("llvm", ()))
+    if tuple(llvm.llvm_version_info)[:1] < built[:1]:  # LLVM reads older bitcode, not newer
+        why_not[kernel.name] = f"llvmlite's LLVM {llvm.llvm_version_info[0]} is older than the bitcode's {built[0]}"
+        return None
     obj = _machine_object(kernel, code)
     abort = ctypes.cast(ctypes.CDLL(None).abort, ctypes.c_void_p).value
     for name in entry["externals"]:
