@@ -217,6 +217,17 @@ def test_a_damaged_cached_object_is_generated_again(fresh_native, monkeypatch, t
     assert not list((tmp_path / "accelsim-native").glob("*.tmp"))
 
 
+def test_a_kernel_without_source_runs_numba(fresh_native, monkeypatch):
+    # a bytecode-only install: nothing to hash, so nothing proves the bitcode current
+    def no_source(fn):
+        raise OSError("could not get source code")
+
+    monkeypatch.setattr(native.inspect, "getsource", no_source)
+    w = _jit("copy_bits")
+    assert not native.available(w.native)
+    assert native.load(w.native) is None and "OSError" in native.why_not[w.native.name]
+
+
 def test_an_unusable_cache_directory_still_loads(fresh_native, monkeypatch, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

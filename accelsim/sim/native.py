@@ -481,9 +481,12 @@ def available(kernel: Kernel) -> bool:
         return False
     import importlib.util
 
-    entry = _manifest().get("kernels", {}).get(kernel.name)
-    return (entry is not None and entry["source"] == source_hash(kernel)
-            and importlib.util.find_spec("llvmlite") is not None)
+    try:
+        entry = _manifest().get("kernels", {}).get(kernel.name)
+        return (entry is not None and entry["source"] == source_hash(kernel)
+                and importlib.util.find_spec("llvmlite") is not None)
+    except Exception:  # e.g. no source to hash (a bytecode-only install): load() would refuse too
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
