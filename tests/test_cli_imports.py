@@ -13,13 +13,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # modules only some commands need: sweep runner/spec (sweep), training + method dataclasses
 # (record), numpy/yaml/the simulator (commands that open a trace or a hardware file), plotting and
-# tables (plot, sweep), the event-simulation oracle (simpy), numba (sparse PE / systolic kernels)
+# tables (plot, sweep), the event-simulation oracle (simpy), numba and llvmlite (the kernels' JIT
+# and their shipped machine code: sparse PE / systolic)
 PARSER_FREE = ("accelsim.sweep.run", "accelsim.sweep.spec", "accelsim.training", "accelsim.sparsity.spec",
                "accelsim.report.compare", "accelsim.sim", "numpy", "yaml", "matplotlib", "pandas", "simpy",
-               "numba", "torch")
+               "numba", "llvmlite", "torch")
 RUN_FREE = ("accelsim.sweep.run", "accelsim.sweep.spec", "accelsim.training", "accelsim.sparsity.spec",
             "accelsim.report.writers", "accelsim.report.plots", "accelsim.report.sweep_plots", "matplotlib",
-            "pandas", "simpy", "numba", "torch", "csv")
+            "pandas", "simpy", "numba", "llvmlite", "torch", "csv")
 
 
 def _loaded(code: str, names: tuple[str, ...]) -> list[str]:
