@@ -353,6 +353,68 @@ def gemm_traffic(plan: GemmPlan, gpu, l2_capacity: int | None, *, compressed_a: 
     """HBM traffic per wave. ``scale_*``: unique-data factors min(1, tensor elements / GEMM operand
     elements) of an implicit-GEMM convolution (1 for matmuls). ``out_bytes``: bytes per output
     element (default element_bytes: the output has the inputs' type)."""
+    if plan.waves == 1:
+        one = _traffic_one_wave(plan, gpu, l2_capacity, compressed_a, scale_a, scale_b, scale_out, out_bytes)
+        if one is not None:
+            return one
+    return _traffic_arrays(plan, gpu, l2_capacity, compressed_a=compressed_a, scale_a=scale_a, scale_b=scale_b,
+                           scale_out=scale_out, out_bytes=out_bytes)
+
+
+# Sums of panel bytes are exact below this many eighths of a byte (float64 holds integers exactly to
+# 2^53; the array path sums in float64), so the closed form below equals the array path.
+_EXACT_EIGHTHS = 2**52
+
+
+def _traffic_one_wave(plan: GemmPlan, gpu, l2_capacity: int | None, compressed_a: bool, scale_a, scale_b,
+                      scale_out, out_bytes: int | None) -> GemmTraffic | None:
+    """gemm_traffic of a one-wave plan in closed form (two thirds of a ResNet-50 search's plans): the
+    same numbers as _traffic_arrays without per-CTA arrays. Every CTA runs in wave 0, so every A
+    panel (split, group, row tile) and B panel is touched there for the first time: one miss each
+    (l2_panel_misses), whatever the L2 capacity. Summed over the panels, the row tiles' valid rows
+    add up to M, the column tiles' to N and the slices' K lengths to K (split * ksteps * tk >= K), so
+    the wave fetches G*M rows of K values of A and G*N columns of K values of B and writes G*M*N
+    outputs (split-K: split*G*M*N partials); per main-loop step its CTAs read split*G*(tiles_n*M rows + tiles_m*N columns) of tk
+    values from L2. Counted in exact integers (eighths of a byte: compressed rows); None where a sum
+    could leave float64's exact range (the array path then answers, as before)."""
+    e = gpu.element_bytes
+    eo = e if out_bytes is None else int(out_bytes)
+    g, m, n, k, s = plan.groups, plan.m, plan.n, plan.k, plan.split_k
+    tk = plan.tile[2]
+    row8 = (4 * e + 1) if compressed_a else 8 * e  # eighths of a byte per A value (a_row_bytes)
+    a8, b8 = g * m * k * row8, g * n * k * 8 * e
+    l2_8 = s * g * (plan.tiles_n * m * tk * row8 + plan.tiles_m * n * tk * 8 * e)
+    elems = g * m * n
+    if max(a8, b8, l2_8, 8 * elems * max(eo, PARTIAL_BYTES) * s) >= _EXACT_EIGHTHS:
+        return None
+    a_w = np.array([_ceil_scaled(a8, scale_a)], dtype=np.int64)
+    b_w = np.array([_ceil_scaled(b8, scale_b)], dtype=np.int64)
+    final_load = final_store = 0
+    if s == 1:
+        out_w = np.array([_ceil_scaled(8 * elems * eo, scale_out)], dtype=np.int64)
+        epi = out_w.copy()
+    else:
+        partials = s * elems * PARTIAL_BYTES
+        if l2_capacity is not None and partials <= l2_capacity:
+            out_w = np.zeros(1, dtype=np.int64)  # partials stay in L2
+        else:
+            out_w = np.array([partials], dtype=np.int64)  # every slice's CTAs write a partial tile
+            final_load = partials
+        final_store = _ceil_scaled(8 * elems * eo, scale_out)
+        epi = np.array([partials], dtype=np.int64)
+    return GemmTraffic(a_w, b_w, out_w, epi, np.array([l2_8 / 8], dtype=np.float64), int(final_load), final_store)
+
+
+def _ceil_scaled(eighths: int, scale: Fraction | int) -> int:
+    """ceil(eighths / 8 * scale) exactly (_scaled of one value)."""
+    scale = Fraction(scale)
+    return -(-eighths * scale.numerator // (8 * scale.denominator))
+
+
+def _traffic_arrays(plan: GemmPlan, gpu, l2_capacity: int | None, *, compressed_a: bool,
+                    scale_a: Fraction | int = 1, scale_b: Fraction | int = 1, scale_out: Fraction | int = 1,
+                    out_bytes: int | None = None) -> GemmTraffic:
+    """gemm_traffic from per-CTA arrays (any plan; the oracle of the one-wave closed form)."""
     tm, tn, tk = plan.tile
     e = gpu.element_bytes
     eo = e if out_bytes is None else int(out_bytes)
@@ -556,36 +618,103 @@ def gemm_search(m: int, n: int, k: int, groups: int, hw, sparse_a: bool, names: 
 
 
 def _plan_bound(plan: GemmPlan, gpu, l2_capacity: int | None, l2_bpc: float, hbm_bpc: float,
-                compressed_a: bool, scales: dict) -> float:
+                compressed_a: bool, scales: dict, latency: int = 0, cta_cycles: int = 0) -> float:
     """A lower bound on memory.run_tiles' total for ``plan``'s stream (gemm_traffic + gemm_stream),
-    from the plan alone, for the tile search to skip options: the total is at least the summed
-    compute cycles and at least the DRAM bytes / bandwidth (the channel moves them one after
-    another). Compute: every main-loop step of a wave takes at least its MMA step x CTAs on the
-    busiest SM and at least its L2 slice bytes / L2 bandwidth (summed over waves: the bytes of all
-    CTAs), plus the epilogue and the split-K reduction at the L2 bandwidth. Bytes: every A and B
-    panel is fetched from DRAM at least once (its first touch misses L2), the output is written
-    once (split-K: the reduced output, and the partials twice where they do not fit L2). Each term
-    drops gemm_traffic's per-wave ceilings, so it never exceeds the exact figures."""
+    from the plan alone, for the tile search to skip options before building their traffic.
+
+    Why it is one (memory.py's rules): the compute unit runs tiles one after another, a tile that
+    loads starts only after its bytes arrive (transfer + ``latency``), and a store starts after its
+    tile's compute. So the total is at least
+    (a) latency (when the first tile loads) + every tile's compute + the last tile's store transfer,
+        plus, where split-K partials spill to HBM, the fenced reduction tile's load and latency;
+    (b) all DRAM bytes / bandwidth (one channel moves loads and stores one after another);
+    (c) all loaded bytes / bandwidth + latency (the last load still has to arrive).
+    Compute: every main-loop step of a wave takes at least its MMA step x CTAs on the busiest SM and
+    at least its L2 slice bytes / L2 bandwidth (summed over waves: the bytes of all CTAs), plus the
+    epilogue and the split-K reduction at the L2 bandwidth, plus ``cta_cycles`` per CTA on each
+    wave's busiest SM. Bytes: every A and B panel is fetched from DRAM at least once (its first
+    touch misses L2), the output is written once (split-K: the reduced output, and the partials
+    twice where they do not fit L2). The first tile loads something when the first CTA's A or B
+    panel alone has at least ksteps bytes (gemm_stream spreads a wave's bytes over its chunks by
+    floor(bytes * steps / ksteps)). The last tile's store is known from the plan for split-K (the
+    reduced output) and for one wave (the whole output). Each term drops gemm_traffic's per-wave
+    ceilings, so it never exceeds the exact figures (tests/test_gpu_search_speed.py checks it
+    against the engine on random plans)."""
     e = gpu.element_bytes
     eo = e if scales["out_bytes"] is None else int(scales["out_bytes"])
     g, m, n, k, s = plan.groups, plan.m, plan.n, plan.k, plan.split_k
     tm, tn, tk = plan.tile
+    ks = plan.ksteps
     full, rem = divmod(plan.ctas, plan.wave_size)
     busiest = full * -(-plan.wave_size // gpu.sms) + -(-rem // gpu.sms)
-    mma = float(busiest * plan.step_cycles * plan.ksteps)
+    mma = float(busiest * plan.step_cycles * ks)
     out = float(scales["scale_out"]) * g * m * n * eo
-    nbytes = (float(scales["scale_a"]) * g * m * a_row_bytes(k, e, compressed_a)
-              + float(scales["scale_b"]) * g * n * k * e + out)
+    loads = float(scales["scale_a"]) * g * m * a_row_bytes(k, e, compressed_a) + float(scales["scale_b"]) * g * n * k * e
     partials = s * g * m * n * PARTIAL_BYTES
-    if s > 1 and not (l2_capacity is not None and partials <= l2_capacity):
-        nbytes += 2 * partials
+    spill = s > 1 and not (l2_capacity is not None and partials <= l2_capacity)
+    stores = out + (partials if spill else 0)
+    if spill:
+        loads += partials
     compute = mma
     if math.isfinite(l2_bpc):
         l2 = s * g * (plan.tiles_n * m * a_row_bytes(tk, e, compressed_a) + plan.tiles_m * n * tk * e)
-        compute = max(mma, l2 * plan.ksteps / l2_bpc) + (out if s == 1 else partials) / l2_bpc
+        compute = max(mma, l2 * ks / l2_bpc) + (out if s == 1 else partials) / l2_bpc
         if s > 1:
             compute += (partials + out) / l2_bpc
-    return max(compute, nbytes / hbm_bpc)
+    compute += busiest * cta_cycles
+    if latency:
+        # the first CTA's A and B panels (wave 0 fetches both: first touches), as gemm_traffic scales them
+        kk = min(k, ks * tk)
+        row8 = (4 * e + 1) if compressed_a else 8 * e  # eighths of a byte per A value
+        if max(_ceil_scaled(min(tm, m) * kk * row8, scales["scale_a"]),
+               _ceil_scaled(min(tn, n) * kk * 8 * e, scales["scale_b"])) >= ks:
+            compute += latency
+        if spill:
+            compute += latency + partials / hbm_bpc
+    if s > 1 or plan.waves == 1:
+        compute += out / hbm_bpc  # the last tile's store
+    return max(compute, (loads + stores) / hbm_bpc, loads / hbm_bpc + latency if loads > 0 else 0.0)
+
+
+def _traffic_bound(plan: GemmPlan, traffic: GemmTraffic, gpu, l2_bpc: float, hbm_bpc: float, latency: int,
+                   cta_cycles: int) -> float:
+    """A lower bound on memory.run_tiles' total for the stream gemm_stream builds from ``plan`` and
+    ``traffic``, from the per-wave figures, for the tile search to skip gemm_stream and the engine.
+
+    Why it is one (memory.py's rules; gemm_stream's "Prologue"): let T_w be the end of wave w's last
+    compute. Wave w's computes all lie in (T_{w-1}, T_w] and run one after another, so T_w - T_{w-1}
+    >= C_w, the wave's compute cycles (gemm_stream's: step x ksteps + epilogue + per-CTA fixed). No
+    load of wave w is issued before T_{w-1}: the first chunk's is fenced (when it loads anything),
+    and chunk j's is issued when compute j-2 has ended (double buffering), for j past the first
+    chunk a compute of wave w or wave w-1's last. So wave w's L_w bytes leave the one channel at
+    least L_w / bandwidth after T_{w-1} and the last arrives latency later, before T_w; and when the
+    first chunk loads, its compute starts at least latency after T_{w-1} (>= latency + C_w). The
+    first chunk loads when the wave's A or B bytes are at least ksteps (gemm_stream gives chunk j
+    floor(bytes * steps_done / ksteps) - ...: >= 1 byte per chunk). The split-K reduction tile is one fenced
+    interval of its own (its compute, after its partials' load and latency when it loads), and the
+    last tile's store starts after its compute. Besides, one channel moves every byte. Transfers
+    are whole cycles (ceilings), so every term is at most the engine's."""
+    ks = plan.ksteps
+    waves = plan.waves
+    busy = np.full(waves, -(-plan.wave_size // gpu.sms), dtype=np.int64)
+    busy[-1] = -(-(plan.ctas - (waves - 1) * plan.wave_size) // gpu.sms)
+    step = busy * plan.step_cycles
+    if math.isfinite(l2_bpc):
+        step = np.maximum(step, np.ceil(traffic.l2_step / l2_bpc).astype(np.int64))
+    comp = step * ks + _l2_cycles(traffic.epilogue, l2_bpc) + busy * int(cta_cycles)
+    load = traffic.a + traffic.b
+    fenced = np.maximum(traffic.a, traffic.b) >= ks  # the wave's first chunk loads
+    wave = np.maximum(comp + latency * fenced, np.where(load > 0, load / hbm_bpc + latency, 0.0))
+    total = float(wave.sum())
+    if plan.split_k > 1:
+        red = plan.split_k * plan.groups * plan.m * plan.n * PARTIAL_BYTES + traffic.final_store
+        total += float(_l2_cycles(np.array([red]), l2_bpc)[0]) + traffic.final_store / hbm_bpc
+        if traffic.final_load > 0:
+            total += traffic.final_load / hbm_bpc + latency
+    else:
+        total += float(traffic.out[-1]) / hbm_bpc
+    channel = (float(load.sum()) + float(traffic.out.sum()) + traffic.final_load + traffic.final_store) / hbm_bpc
+    return max(total, channel)
 
 
 @functools.lru_cache(maxsize=512)
@@ -622,26 +751,32 @@ def _gemm_search(m: int, n: int, k: int, groups: int, machine: tuple, sparse_a: 
     else:
         # the library picks the fastest kernel per problem size -- CTA tile and K split, the split-K
         # reduction's launch included (policy.fastest's rule: least engine total plus launches;
-        # ties: fewer DRAM bytes, then the earlier option: smaller splits first). Lower bound: the
-        # engine's total is at least the compute cycles and at least the HBM bytes at the HBM
-        # bandwidth. Options are visited by a bound taken from the plan alone (_plan_bound, no
-        # traffic built), so most are never built: the same choice as costing every option.
+        # ties: fewer DRAM bytes, then the earlier option: smaller splits first). Two lower bounds
+        # on the engine's total skip work: options are visited by one taken from the plan alone
+        # (_plan_bound), so most are never built, and a built option's traffic gives a per-wave one
+        # (_traffic_bound) before its stream is built and run. An option is skipped only when its
+        # bound exceeds the best total found so far (strictly: a tie may still win on DRAM bytes), so
+        # the choice is the one costing every option would make.
+        lat = dram.latency_cycles
         plans = [plan_gemm(m, n, k, groups, gpu, sparse_a=sparse_a, tile=t, split=s) for t, s in options]
         fixed_of = [kernel + launch * (2 if p.split_k > 1 else 1) for p in plans]
-        cheap = [_plan_bound(p, gpu, cap, l2_bpc, hbm_bpc, sparse_a, scales) + f for p, f in zip(plans, fixed_of)]
+        cheap = [_plan_bound(p, gpu, cap, l2_bpc, hbm_bpc, sparse_a, scales, lat, cta) + f
+                 for p, f in zip(plans, fixed_of)]
         best = None
         for i in sorted(range(len(options)), key=lambda i: (cheap[i], i)):
             # floor(.. * (1 - 1e-9)): float rounding must never prune an option that ties the best
             if best is not None and math.floor(cheap[i] * (1 - 1e-9)) > best[0][0]:
                 break  # sorted by bound: no later option can be faster
-            cand = plan_of(*options[i])
-            if best is not None and max(float(cand[2].compute_cycles.sum()),
-                                        _stream_bytes(cand[2]) / hbm_bpc) + cand[3] > best[0][0]:
+            p = plans[i]
+            traffic = gemm_traffic(p, gpu, cap, compressed_a=sparse_a, **scales)
+            if best is not None and math.floor(
+                    (_traffic_bound(p, traffic, gpu, l2_bpc, hbm_bpc, lat, cta) + fixed_of[i]) * (1 - 1e-9)) > best[0][0]:
                 continue
-            eng = run_tiles(cand[2], bytes_per_cycle=hbm_bpc, latency_cycles=dram.latency_cycles)
-            key = (eng.total_cycles + cand[3], (_stream_bytes(cand[2]),), i)
+            stream = gemm_stream(p, traffic, gpu, names, l2_bpc, lat, hbm_bpc, smem, cta)
+            eng = run_tiles(stream, bytes_per_cycle=hbm_bpc, latency_cycles=lat)
+            key = (eng.total_cycles + fixed_of[i], (_stream_bytes(stream),), i)
             if best is None or key < best[0]:
-                best = (key, cand, eng)
+                best = (key, (p, traffic, stream, fixed_of[i]), eng)
         (plan, traffic, stream, fixed), engine = best[1], best[2]
     dense_t = gemm_traffic(plan, gpu, cap, compressed_a=False, **scales) if sparse_a else traffic
     dense_bytes = {names[0]: int(dense_t.a.sum()), names[1]: int(dense_t.b.sum()),
