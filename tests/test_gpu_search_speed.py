@@ -98,8 +98,8 @@ def test_bounds_never_exceed_the_engine(seed):
         traffic = gpu.gemm_traffic(plan, g, cap, compressed_a=comp, **sc)
         stream = gpu.gemm_stream(plan, traffic, g, ("a", "b"), l2_bpc, lat, hbm, smem, cta)
         engine = run_tiles(stream, bytes_per_cycle=hbm, latency_cycles=lat).total_cycles
-        pb = gpu._plan_bound(plan, g, cap, l2_bpc, hbm, comp, sc, lat, cta)
-        tb = gpu._traffic_bound(plan, traffic, g, l2_bpc, hbm, lat, cta)
+        pb = gpu._plan_bound(plan, g, cap, l2_bpc, hbm, comp, gpu._BoundScales.of(sc), lat, cta)
+        tb = gpu._traffic_bound(plan, traffic, g, l2_bpc, hbm, lat, cta, smem)
         # the search compares floor(bound * (1 - 1e-9)) with whole cycles
         assert math.floor(pb * (1 - 1e-9)) <= engine, (plan, pb, engine)
         assert math.floor(tb * (1 - 1e-9)) <= engine, (plan, tb, engine)

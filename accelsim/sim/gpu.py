@@ -407,8 +407,9 @@ def _traffic_one_wave(plan: GemmPlan, gpu, l2_capacity: int | None, compressed_a
 
 def _ceil_scaled(eighths: int, scale: Fraction | int) -> int:
     """ceil(eighths / 8 * scale) exactly (_scaled of one value)."""
-    scale = Fraction(scale)
-    return -(-eighths * scale.numerator // (8 * scale.denominator))
+    if not isinstance(scale, (int, Fraction)):
+        scale = Fraction(scale)
+    return -(-eighths * scale.numerator // (8 * scale.denominator))  # ints have both too
 
 
 def _traffic_arrays(plan: GemmPlan, gpu, l2_capacity: int | None, *, compressed_a: bool,
@@ -482,17 +483,8 @@ def gemm_stream(plan: GemmPlan, traffic: GemmTraffic, gpu, names: tuple[str, str
     after its last chunk; split-K appends the reduction kernel's traffic as a last tile. Chunk size:
     pipeline_chunk. The loads are spread over a wave's chunks in proportion to their steps."""
     ks = plan.ksteps
-    cnt = np.full(plan.waves, plan.wave_size, dtype=np.int64)
-    if plan.waves:
-        cnt[-1] = plan.ctas - (plan.waves - 1) * plan.wave_size
-    step = -(-cnt // gpu.sms) * plan.step_cycles  # CTAs on the busiest SM x one CTA's step
-    if math.isfinite(l2_bytes_per_cycle):
-        step = np.maximum(step, np.ceil(traffic.l2_step / l2_bytes_per_cycle).astype(np.int64))
-    tm, tn, tk = plan.tile
-    stage = tm * a_row_bytes(tk, gpu.element_bytes, plan.rate_factor > 1) + tk * tn * gpu.element_bytes
-    max_chunk = ks if smem_bytes is None else max(1, int(smem_bytes // (2 * gpu.ctas_per_sm * stage)))
-    load_step = (traffic.a + traffic.b) / ks / hbm_bytes_per_cycle  # HBM cycles per main-loop step
-    chunk = pipeline_chunk(step, load_step, int(latency_cycles), min(ks, max_chunk))
+    busy, step, chunk = _wave_steps(plan, traffic, gpu, l2_bytes_per_cycle, latency_cycles, hbm_bytes_per_cycle,
+                                    smem_bytes)
     nch = -(-ks // chunk)
     cum = np.minimum(np.arange(1, nch + 1, dtype=np.int64) * chunk, ks)  # steps done after each chunk
     steps = np.diff(cum, prepend=0)
@@ -513,7 +505,7 @@ def gemm_stream(plan: GemmPlan, traffic: GemmTraffic, gpu, names: tuple[str, str
     # library model: each CTA's fixed time (cta_fixed), serial on its SM: a wave pays it once per
     # CTA on its busiest SM, with its first chunk
     if cta_cycles:
-        compute[0::nch] += -(-cnt // gpu.sms) * int(cta_cycles)
+        compute[0::nch] += busy * int(cta_cycles)
     # Prologue: a wave's CTAs are new CTAs; they issue their first loads once resident, after the
     # previous wave's CTAs have exited, so nothing of wave w+1 is prefetched during wave w.
     fence = np.zeros(plan.waves * nch, dtype=np.bool_)
@@ -529,6 +521,24 @@ def gemm_stream(plan: GemmPlan, traffic: GemmTraffic, gpu, names: tuple[str, str
         loads["partials"][-1] = traffic.final_load
         fence = np.append(fence, True)
     return TileStream(compute, loads, store, fence)
+
+
+def _wave_steps(plan: GemmPlan, traffic: GemmTraffic, gpu, l2_bytes_per_cycle: float, latency_cycles: int,
+                hbm_bytes_per_cycle: float, smem_bytes: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per wave the CTAs on its busiest SM and one main-loop step's cycles, and the steps per chunk
+    (gemm_stream's tiling; _traffic_bound reads the same)."""
+    ks = plan.ksteps
+    busy = np.full(plan.waves, -(-plan.wave_size // gpu.sms), dtype=np.int64)  # CTAs on the busiest SM
+    if plan.waves:
+        busy[-1] = -(-(plan.ctas - (plan.waves - 1) * plan.wave_size) // gpu.sms)
+    step = busy * plan.step_cycles  # x one CTA's step
+    if math.isfinite(l2_bytes_per_cycle):
+        step = np.maximum(step, np.ceil(traffic.l2_step / l2_bytes_per_cycle).astype(np.int64))
+    tm, tn, tk = plan.tile
+    stage = tm * a_row_bytes(tk, gpu.element_bytes, plan.rate_factor > 1) + tk * tn * gpu.element_bytes
+    max_chunk = ks if smem_bytes is None else max(1, int(smem_bytes // (2 * gpu.ctas_per_sm * stage)))
+    load_step = (traffic.a + traffic.b) / ks / hbm_bytes_per_cycle  # HBM cycles per main-loop step
+    return busy, step, pipeline_chunk(step, load_step, int(latency_cycles), min(ks, max_chunk))
 
 
 def pipeline_chunk(step: np.ndarray, load_step: np.ndarray, latency: int, max_chunk: int) -> int:
@@ -617,8 +627,24 @@ def gemm_search(m: int, n: int, k: int, groups: int, hw, sparse_a: bool, names: 
     return _gemm_search(m, n, k, groups, machine, sparse_a, names, scale_a, scale_b, scale_out, out_bytes)
 
 
+class _BoundScales(NamedTuple):
+    """gemm_traffic's scales as _plan_bound reads them, converted once per search."""
+
+    a: Fraction
+    b: Fraction
+    fa: float
+    fb: float
+    fout: float
+    out_bytes: int | None
+
+    @classmethod
+    def of(cls, scales: dict) -> "_BoundScales":
+        a, b, out = (Fraction(scales[key]) for key in ("scale_a", "scale_b", "scale_out"))
+        return cls(a, b, float(a), float(b), float(out), scales["out_bytes"])
+
+
 def _plan_bound(plan: GemmPlan, gpu, l2_capacity: int | None, l2_bpc: float, hbm_bpc: float,
-                compressed_a: bool, scales: dict, latency: int = 0, cta_cycles: int = 0) -> float:
+                compressed_a: bool, scales: _BoundScales, latency: int = 0, cta_cycles: int = 0) -> float:
     """A lower bound on memory.run_tiles' total for ``plan``'s stream (gemm_traffic + gemm_stream),
     from the plan alone, for the tile search to skip options before building their traffic.
 
@@ -641,15 +667,15 @@ def _plan_bound(plan: GemmPlan, gpu, l2_capacity: int | None, l2_bpc: float, hbm
     ceilings, so it never exceeds the exact figures (tests/test_gpu_search_speed.py checks it
     against the engine on random plans)."""
     e = gpu.element_bytes
-    eo = e if scales["out_bytes"] is None else int(scales["out_bytes"])
+    eo = e if scales.out_bytes is None else int(scales.out_bytes)
     g, m, n, k, s = plan.groups, plan.m, plan.n, plan.k, plan.split_k
     tm, tn, tk = plan.tile
     ks = plan.ksteps
     full, rem = divmod(plan.ctas, plan.wave_size)
     busiest = full * -(-plan.wave_size // gpu.sms) + -(-rem // gpu.sms)
     mma = float(busiest * plan.step_cycles * ks)
-    out = float(scales["scale_out"]) * g * m * n * eo
-    loads = float(scales["scale_a"]) * g * m * a_row_bytes(k, e, compressed_a) + float(scales["scale_b"]) * g * n * k * e
+    out = scales.fout * g * m * n * eo
+    loads = scales.fa * g * m * a_row_bytes(k, e, compressed_a) + scales.fb * g * n * k * e
     partials = s * g * m * n * PARTIAL_BYTES
     spill = s > 1 and not (l2_capacity is not None and partials <= l2_capacity)
     stores = out + (partials if spill else 0)
@@ -666,8 +692,8 @@ def _plan_bound(plan: GemmPlan, gpu, l2_capacity: int | None, l2_bpc: float, hbm
         # the first CTA's A and B panels (wave 0 fetches both: first touches), as gemm_traffic scales them
         kk = min(k, ks * tk)
         row8 = (4 * e + 1) if compressed_a else 8 * e  # eighths of a byte per A value
-        if max(_ceil_scaled(min(tm, m) * kk * row8, scales["scale_a"]),
-               _ceil_scaled(min(tn, n) * kk * 8 * e, scales["scale_b"])) >= ks:
+        if max(_ceil_scaled(min(tm, m) * kk * row8, scales.a),
+               _ceil_scaled(min(tn, n) * kk * 8 * e, scales.b)) >= ks:
             compute += latency
         if spill:
             compute += latency + partials / hbm_bpc
@@ -677,35 +703,37 @@ def _plan_bound(plan: GemmPlan, gpu, l2_capacity: int | None, l2_bpc: float, hbm
 
 
 def _traffic_bound(plan: GemmPlan, traffic: GemmTraffic, gpu, l2_bpc: float, hbm_bpc: float, latency: int,
-                   cta_cycles: int) -> float:
+                   cta_cycles: int, smem_bytes: int | None = None) -> float:
     """A lower bound on memory.run_tiles' total for the stream gemm_stream builds from ``plan`` and
-    ``traffic``, from the per-wave figures, for the tile search to skip gemm_stream and the engine.
+    ``traffic`` (same machine arguments), from per-wave figures, for the tile search to skip
+    gemm_stream and the engine.
 
     Why it is one (memory.py's rules; gemm_stream's "Prologue"): let T_w be the end of wave w's last
     compute. Wave w's computes all lie in (T_{w-1}, T_w] and run one after another, so T_w - T_{w-1}
     >= C_w, the wave's compute cycles (gemm_stream's: step x ksteps + epilogue + per-CTA fixed). No
     load of wave w is issued before T_{w-1}: the first chunk's is fenced (when it loads anything),
     and chunk j's is issued when compute j-2 has ended (double buffering), for j past the first
-    chunk a compute of wave w or wave w-1's last. So wave w's L_w bytes leave the one channel at
-    least L_w / bandwidth after T_{w-1} and the last arrives latency later, before T_w; and when the
-    first chunk loads, its compute starts at least latency after T_{w-1} (>= latency + C_w). The
-    first chunk loads when the wave's A or B bytes are at least ksteps (gemm_stream gives chunk j
-    floor(bytes * steps_done / ksteps) - ...: >= 1 byte per chunk). The split-K reduction tile is one fenced
-    interval of its own (its compute, after its partials' load and latency when it loads), and the
-    last tile's store starts after its compute. Besides, one channel moves every byte. Transfers
-    are whole cycles (ceilings), so every term is at most the engine's."""
+    chunk a compute of wave w or wave w-1's last. So (1) when the first chunk loads F_w bytes, its
+    compute starts at least ceil(F_w / bandwidth) + latency after T_{w-1}, then all of C_w follows;
+    (2) the wave's L_w bytes leave the one channel at least L_w / bandwidth after T_{w-1}; the last
+    of them arrives latency later, and at least the last chunk's compute follows (it is that load's
+    chunk or a later one). Chunks and their bytes are gemm_stream's (_wave_steps; chunk j gets
+    floor(bytes * steps_done / ksteps) - ...). The split-K reduction tile is one fenced interval
+    of its own (its compute, after its partials' load and latency when it loads), and the last
+    tile's store starts after its compute. Besides, one channel moves every byte. Transfers are
+    whole cycles (ceilings), so every term is at most the engine's."""
     ks = plan.ksteps
-    waves = plan.waves
-    busy = np.full(waves, -(-plan.wave_size // gpu.sms), dtype=np.int64)
-    busy[-1] = -(-(plan.ctas - (waves - 1) * plan.wave_size) // gpu.sms)
-    step = busy * plan.step_cycles
-    if math.isfinite(l2_bpc):
-        step = np.maximum(step, np.ceil(traffic.l2_step / l2_bpc).astype(np.int64))
-    comp = step * ks + _l2_cycles(traffic.epilogue, l2_bpc) + busy * int(cta_cycles)
+    busy, step, chunk = _wave_steps(plan, traffic, gpu, l2_bpc, latency, hbm_bpc, smem_bytes)
+    epi = _l2_cycles(traffic.epilogue, l2_bpc)
+    comp = step * ks + epi + busy * int(cta_cycles)
     load = traffic.a + traffic.b
-    fenced = np.maximum(traffic.a, traffic.b) >= ks  # the wave's first chunk loads
-    wave = np.maximum(comp + latency * fenced, np.where(load > 0, load / hbm_bpc + latency, 0.0))
-    total = float(wave.sum())
+    first_steps = min(chunk, ks)
+    before_last = (-(-ks // chunk) - 1) * chunk  # steps done before the last chunk
+    first = traffic.a * first_steps // ks + traffic.b * first_steps // ks  # gemm_stream's spread
+    last_compute = step * (ks - before_last) + epi + (busy * int(cta_cycles) if before_last == 0 else 0)
+    exposed = np.where(first > 0, np.ceil(first / float(hbm_bpc)) + latency, 0.0)
+    drain = np.where(load > 0, load / hbm_bpc + latency + last_compute, 0.0)
+    total = float(np.maximum(comp + exposed, drain).sum())
     if plan.split_k > 1:
         red = plan.split_k * plan.groups * plan.m * plan.n * PARTIAL_BYTES + traffic.final_store
         total += float(_l2_cycles(np.array([red]), l2_bpc)[0]) + traffic.final_store / hbm_bpc
@@ -760,7 +788,8 @@ def _gemm_search(m: int, n: int, k: int, groups: int, machine: tuple, sparse_a: 
         lat = dram.latency_cycles
         plans = [plan_gemm(m, n, k, groups, gpu, sparse_a=sparse_a, tile=t, split=s) for t, s in options]
         fixed_of = [kernel + launch * (2 if p.split_k > 1 else 1) for p in plans]
-        cheap = [_plan_bound(p, gpu, cap, l2_bpc, hbm_bpc, sparse_a, scales, lat, cta) + f
+        bound_scales = _BoundScales.of(scales)
+        cheap = [_plan_bound(p, gpu, cap, l2_bpc, hbm_bpc, sparse_a, bound_scales, lat, cta) + f
                  for p, f in zip(plans, fixed_of)]
         best = None
         for i in sorted(range(len(options)), key=lambda i: (cheap[i], i)):
@@ -770,7 +799,7 @@ def _gemm_search(m: int, n: int, k: int, groups: int, machine: tuple, sparse_a: 
             p = plans[i]
             traffic = gemm_traffic(p, gpu, cap, compressed_a=sparse_a, **scales)
             if best is not None and math.floor(
-                    (_traffic_bound(p, traffic, gpu, l2_bpc, hbm_bpc, lat, cta) + fixed_of[i]) * (1 - 1e-9)) > best[0][0]:
+                    (_traffic_bound(p, traffic, gpu, l2_bpc, hbm_bpc, lat, cta, smem) + fixed_of[i]) * (1 - 1e-9)) > best[0][0]:
                 continue
             stream = gemm_stream(p, traffic, gpu, names, l2_bpc, lat, hbm_bpc, smem, cta)
             eng = run_tiles(stream, bytes_per_cycle=hbm_bpc, latency_cycles=lat)
