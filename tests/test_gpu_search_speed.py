@@ -61,7 +61,26 @@ def test_one_wave_closed_form_matches_the_array_path():
                   out_bytes=[None, 4][int(rng.integers(2))])
         cap = [None, 1000, 10**6, 40 * 10**6][int(rng.integers(4))]
         _same_traffic(gpu.gemm_traffic(p, g, cap, compressed_a=comp, **sc),
-                      gpu._traffic_arrays(p, g, cap, compressed_a=comp, **sc))
+                      gpu._traffic_arrays(p, g, cap, compressed_a=comp, oracle=True, **sc))
+
+
+def test_panels_that_fit_l2_are_fetched_once_as_the_lru_says():
+    # every plan, several waves: the first-touch shortcut (all panels fit L2) against the LRU pass
+    rng = np.random.default_rng(5)
+    for name, hi in (("a100_24", 9000), ("h100_24_ideal", 9000)):
+        g = load_hw(shipped()[name]).compute
+        for _ in range(50):
+            m, n, k = (int(x) for x in rng.integers(1, hi, 3))
+            groups = int(rng.choice([1, 2, 3]))
+            tile = g.cta_tiles[int(rng.integers(len(g.cta_tiles)))]
+            comp = bool(rng.integers(2))
+            p = gpu.plan_gemm(m, n, k, groups, g, sparse_a=comp, tile=tile, split=int(rng.choice([1, 2, 4, 16])))
+            total = groups * k * (m * (g.element_bytes / 2 + 0.125 if comp else g.element_bytes) + n * g.element_bytes)
+            # capacities around the GEMM's panel bytes: just fitting, just not, far above
+            for cap in (int(total), int(total) + 1, max(1, int(total) - 1), int(total) // 3, 10 * int(total) + 7):
+                sc = dict(scale_a=Fraction(1, int(rng.integers(1, 4))), scale_b=Fraction(1), scale_out=Fraction(1))
+                _same_traffic(gpu._traffic_arrays(p, g, cap, compressed_a=comp, **sc),
+                              gpu._traffic_arrays(p, g, cap, compressed_a=comp, oracle=True, **sc))
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -208,8 +208,10 @@ def cta_order(plan: GemmPlan, swizzle: int | None = None) -> tuple[np.ndarray, .
     then bands of ``swizzle`` column (N) tiles; inside a band the columns of one row tile are
     adjacent and rows follow each other (CUTLASS-style threadblock swizzle, so a wave covers a
     compact block of the output and shares panels through L2)."""
-    w = SWIZZLE if swizzle is None else swizzle
-    tm_, tn_ = plan.tiles_m, plan.tiles_n
+    return _cta_order(plan.tiles_m, plan.tiles_n, plan.split_k, plan.groups, SWIZZLE if swizzle is None else swizzle)
+
+
+def _cta_order(tm_: int, tn_: int, split_k: int, groups: int, w: int) -> tuple[np.ndarray, ...]:
     row, col = np.meshgrid(np.arange(tm_, dtype=np.int64), np.arange(tn_, dtype=np.int64), indexing="ij")
     row, col = row.ravel(), col.ravel()
     band = col // w
@@ -218,10 +220,40 @@ def cta_order(plan: GemmPlan, swizzle: int | None = None) -> tuple[np.ndarray, .
     order = np.empty_like(pos)
     order[pos] = np.arange(len(pos), dtype=np.int64)  # = argsort(pos): its inverse permutation
     row, col = row[order], col[order]
-    reps = plan.split_k * plan.groups
+    reps = split_k * groups
     sg = np.repeat(np.arange(reps, dtype=np.int64), tm_ * tn_)
-    split, g = np.divmod(sg, plan.groups)
+    split, g = np.divmod(sg, groups)
     return split, g, np.tile(row, reps), np.tile(col, reps)
+
+
+class _CtaLayout(NamedTuple):
+    """What gemm_traffic reads of a plan's launch order, per CTA (read-only: cached and shared)."""
+
+    split: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    wave: np.ndarray
+    a_key: np.ndarray  # the CTA's A panel: (split, group, row tile)
+    b_key: np.ndarray  # its B panel: (split, group, col tile), numbered after every A panel
+    first_a: np.ndarray  # ascending: the first CTA of each A panel
+    first_b: np.ndarray
+
+
+@functools.lru_cache(maxsize=256)
+def _cta_layout(tiles_m: int, tiles_n: int, split_k: int, groups: int, wave_size: int) -> _CtaLayout:
+    """cta_order and the panels it touches, per launch shape (GEMMs of a trace share shapes: a
+    ResNet-50 search builds ~3 plans per distinct shape)."""
+    split, g, row, col = _cta_order(tiles_m, tiles_n, split_k, groups, SWIZZLE)
+    wave = np.arange(len(row), dtype=np.int64) // wave_size
+    sg = split * groups + g
+    a_key = sg * tiles_m + row
+    b_key = split_k * groups * tiles_m + sg * tiles_n + col
+    first_a = np.sort(np.unique(a_key, return_index=True)[1])
+    first_b = np.sort(np.unique(b_key, return_index=True)[1])
+    out = _CtaLayout(split, row, col, wave, a_key, b_key, first_a, first_b)
+    for x in out:
+        x.setflags(write=False)
+    return out
 
 
 def a_row_bytes(kk, element_bytes: int, compressed: bool):
@@ -414,28 +446,36 @@ def _ceil_scaled(eighths: int, scale: Fraction | int) -> int:
 
 def _traffic_arrays(plan: GemmPlan, gpu, l2_capacity: int | None, *, compressed_a: bool,
                     scale_a: Fraction | int = 1, scale_b: Fraction | int = 1, scale_out: Fraction | int = 1,
-                    out_bytes: int | None = None) -> GemmTraffic:
-    """gemm_traffic from per-CTA arrays (any plan; the oracle of the one-wave closed form)."""
+                    out_bytes: int | None = None, oracle: bool = False) -> GemmTraffic:
+    """gemm_traffic from per-CTA arrays (any plan). Where every A and B panel of the GEMM fits L2
+    together, no touch after a panel's first can miss (l2_panel_misses: a reuse window never holds
+    more than all panels), so the fetches are the first touches, read off the cached launch order
+    (_cta_layout) without the LRU pass. ``oracle``: every plan through l2_panel_misses (the tests
+    compare the two, and the one-wave closed form with it)."""
     tm, tn, tk = plan.tile
     e = gpu.element_bytes
     eo = e if out_bytes is None else int(out_bytes)
     m, n, k, s = plan.m, plan.n, plan.k, plan.split_k
-    split, g, row, col = cta_order(plan)
-    wave = np.arange(plan.ctas, dtype=np.int64) // plan.wave_size
+    lay = _cta_layout(plan.tiles_m, plan.tiles_n, plan.split_k, plan.groups, plan.wave_size)
+    split, row, col, wave = lay.split, lay.row, lay.col, lay.wave
     rows_valid = np.minimum(tm, m - row * tm)
     cols_valid = np.minimum(tn, n - col * tn)
     k_len = np.clip(k - split * plan.ksteps * tk, 0, plan.ksteps * tk)  # K elements of each slice
-
-    # A and B panels in one key space: (split, group, row tile) for A, then (split, group, col tile)
-    sg = split * plan.groups + g
-    n_a = plan.split_k * plan.groups * plan.tiles_m
-    key = np.concatenate([sg * plan.tiles_m + row, n_a + sg * plan.tiles_n + col])
-    nbytes = np.concatenate([rows_valid * a_row_bytes(k_len, e, compressed_a), cols_valid * k_len * e])
-    waves2 = np.concatenate([wave, wave])
-    fetched = l2_panel_misses(waves2, key, nbytes, plan.waves, l2_capacity)
-    is_a = np.arange(2 * plan.ctas) < plan.ctas
-    a_w = np.bincount(waves2[fetched & is_a], weights=nbytes[fetched & is_a], minlength=plan.waves)
-    b_w = np.bincount(waves2[fetched & ~is_a], weights=nbytes[fetched & ~is_a], minlength=plan.waves)
+    row8 = (4 * e + 1) if compressed_a else 8 * e  # eighths of a byte per A value (a_row_bytes)
+    if not oracle and l2_capacity is not None and plan.groups * k * (m * row8 + n * 8 * e) <= 8 * l2_capacity:
+        fa, fb = lay.first_a, lay.first_b  # all panels (G*M rows and G*N columns of K) fit L2
+        a_w = np.bincount(wave[fa], weights=rows_valid[fa] * a_row_bytes(k_len[fa], e, compressed_a),
+                          minlength=plan.waves)
+        b_w = np.bincount(wave[fb], weights=cols_valid[fb] * k_len[fb] * e, minlength=plan.waves)
+    else:
+        # A and B panels in one key space: (split, group, row tile) for A, then (split, group, col tile)
+        key = np.concatenate([lay.a_key, lay.b_key])
+        nbytes = np.concatenate([rows_valid * a_row_bytes(k_len, e, compressed_a), cols_valid * k_len * e])
+        waves2 = np.concatenate([wave, wave])
+        fetched = l2_panel_misses(waves2, key, nbytes, plan.waves, l2_capacity)
+        is_a = np.arange(2 * plan.ctas) < plan.ctas
+        a_w = np.bincount(waves2[fetched & is_a], weights=nbytes[fetched & is_a], minlength=plan.waves)
+        b_w = np.bincount(waves2[fetched & ~is_a], weights=nbytes[fetched & ~is_a], minlength=plan.waves)
     a_w = _scaled(a_w, scale_a)
     b_w = _scaled(b_w, scale_b)
 
