@@ -1,5 +1,5 @@
 """The fast paths of the GPU CTA-tile search (accelsim/sim/gpu.py): the one-wave closed form of
-gemm_traffic against the per-CTA array path, the search's two lower bounds (_plan_bound, _traffic_bound)
+gemm_traffic against the per-CTA array path, the search's two lower bounds (_plan_bounds, _traffic_bound)
 against the memory engine, and the search's choice against costing every option."""
 
 import math
@@ -104,7 +104,8 @@ def test_bounds_never_exceed_the_engine(seed):
         groups = int(rng.choice([1, 1, 2, 3]))
         tile = g.cta_tiles[int(rng.integers(len(g.cta_tiles)))]
         comp = bool(rng.integers(2))
-        plan = gpu.plan_gemm(m, n, k, groups, g, sparse_a=comp, tile=tile, split=int(rng.choice([1, 1, 2, 3, 4, 16])))
+        split = int(rng.choice([1, 1, 2, 3, 4, 16]))
+        plan = gpu.plan_gemm(m, n, k, groups, g, sparse_a=comp, tile=tile, split=split)
         cap = [None, 2000, 1 << 20, l2.capacity_bytes][int(rng.integers(4))]
         # tiny scales leave some waves fewer bytes than main-loop steps: chunks that load nothing, unfenced
         tiny_b = Fraction(1, 10 ** int(rng.integers(0, 7)))
@@ -117,7 +118,8 @@ def test_bounds_never_exceed_the_engine(seed):
         traffic = gpu.gemm_traffic(plan, g, cap, compressed_a=comp, **sc)
         stream = gpu.gemm_stream(plan, traffic, g, ("a", "b"), l2_bpc, lat, hbm, smem, cta)
         engine = run_tiles(stream, bytes_per_cycle=hbm, latency_cycles=lat).total_cycles
-        pb = gpu._plan_bound(plan, g, cap, l2_bpc, hbm, comp, gpu._BoundScales.of(sc), lat, cta)
+        pb = float(gpu._plan_bounds(m, n, k, groups, g, comp, [(tile, split)], cap, l2_bpc, hbm,
+                                    gpu._BoundScales.of(sc), lat, cta)[0])
         tb = gpu._traffic_bound(plan, traffic, g, l2_bpc, hbm, lat, cta, smem)
         # the search compares floor(bound * (1 - 1e-9)) with whole cycles
         assert math.floor(pb * (1 - 1e-9)) <= engine, (plan, pb, engine)

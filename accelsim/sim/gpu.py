@@ -193,14 +193,20 @@ def plan_gemm(m: int, n: int, k: int, groups: int, gpu, *, sparse_a: bool,
     ksteps_total = max(1, -(-k // tk))
     split = fill_split(tiles, ksteps_total, gpu.sms) if split is None else max(1, min(int(split), ksteps_total))
     ksteps = -(-ksteps_total // split)
-    rate_factor = mma_rate_factor(gpu) if sparse_a else 1
-    rate = gpu.tensor_cores_per_sm * gpu.dense_macs_per_cycle_per_core * rate_factor
-    eff = gpu.mainloop_efficiency[1 if sparse_a else 0]
-    step_cycles = -(-(tm * tn * tk) // rate) if eff == 1.0 else ceil_cycles(tm * tn * tk / (rate * eff))
     wave_size = gpu.sms * gpu.ctas_per_sm
     ctas = tiles * split
     return GemmPlan(m, n, k, groups, tiles_m, tiles_n, split, ctas, ksteps, wave_size,
-                    -(-ctas // wave_size), step_cycles, rate_factor, tile)
+                    -(-ctas // wave_size), _step_cycles(tile, gpu, sparse_a), mma_rate_factor(gpu) if sparse_a else 1,
+                    tile)
+
+
+def _step_cycles(tile: tuple[int, int, int], gpu, sparse_a: bool) -> int:
+    """One CTA main-loop step alone on an SM: its tile's MACs at the SM's MMA rate (x the library
+    model's main-loop efficiency), rounded up."""
+    tm, tn, tk = tile
+    rate = gpu.tensor_cores_per_sm * gpu.dense_macs_per_cycle_per_core * (mma_rate_factor(gpu) if sparse_a else 1)
+    eff = gpu.mainloop_efficiency[1 if sparse_a else 0]
+    return -(-(tm * tn * tk) // rate) if eff == 1.0 else ceil_cycles(tm * tn * tk / (rate * eff))
 
 
 def cta_order(plan: GemmPlan, swizzle: int | None = None) -> tuple[np.ndarray, ...]:
@@ -668,10 +674,8 @@ def gemm_search(m: int, n: int, k: int, groups: int, hw, sparse_a: bool, names: 
 
 
 class _BoundScales(NamedTuple):
-    """gemm_traffic's scales as _plan_bound reads them, converted once per search."""
+    """gemm_traffic's scales as _plan_bounds reads them, converted once per search."""
 
-    a: Fraction
-    b: Fraction
     fa: float
     fb: float
     fout: float
@@ -679,14 +683,15 @@ class _BoundScales(NamedTuple):
 
     @classmethod
     def of(cls, scales: dict) -> "_BoundScales":
-        a, b, out = (Fraction(scales[key]) for key in ("scale_a", "scale_b", "scale_out"))
-        return cls(a, b, float(a), float(b), float(out), scales["out_bytes"])
+        return cls(*(float(Fraction(scales[key])) for key in ("scale_a", "scale_b", "scale_out")), scales["out_bytes"])
 
 
-def _plan_bound(plan: GemmPlan, gpu, l2_capacity: int | None, l2_bpc: float, hbm_bpc: float,
-                compressed_a: bool, scales: _BoundScales, latency: int = 0, cta_cycles: int = 0) -> float:
-    """A lower bound on memory.run_tiles' total for ``plan``'s stream (gemm_traffic + gemm_stream),
-    from the plan alone, for the tile search to skip options before building their traffic.
+def _plan_bounds(m: int, n: int, k: int, groups: int, gpu, sparse_a: bool, options: list, l2_capacity: int | None,
+                 l2_bpc: float, hbm_bpc: float, scales: _BoundScales, latency: int = 0,
+                 cta_cycles: int = 0) -> np.ndarray:
+    """For each (tile, split) of ``options``, a lower bound on memory.run_tiles' total for the stream
+    of plan_gemm(.., tile, split) (gemm_traffic + gemm_stream), from the plan alone (vectorised over
+    the options; no plan, traffic or stream is built), for the tile search to skip options.
 
     Why it is one (memory.py's rules): the compute unit runs tiles one after another, a tile that
     loads starts only after its bytes arrive (transfer + ``latency``), and a store starts after its
@@ -704,42 +709,49 @@ def _plan_bound(plan: GemmPlan, gpu, l2_capacity: int | None, l2_bpc: float, hbm
     panel alone has at least ksteps bytes (gemm_stream spreads a wave's bytes over its chunks by
     floor(bytes * steps / ksteps)). The last tile's store is known from the plan for split-K (the
     reduced output) and for one wave (the whole output). Each term drops gemm_traffic's per-wave
-    ceilings, so it never exceeds the exact figures (tests/test_gpu_search_speed.py checks it
-    against the engine on random plans)."""
+    ceilings, so it never exceeds the exact figures; bytes are summed in float64 (the search
+    compares floor(bound * (1 - 1e-9)), so rounding cannot prune; tests/test_gpu_search_speed.py
+    checks the bound against the engine on random plans)."""
     e = gpu.element_bytes
     eo = e if scales.out_bytes is None else int(scales.out_bytes)
-    g, m, n, k, s = plan.groups, plan.m, plan.n, plan.k, plan.split_k
-    tm, tn, tk = plan.tile
-    ks = plan.ksteps
-    full, rem = divmod(plan.ctas, plan.wave_size)
-    busiest = full * -(-plan.wave_size // gpu.sms) + -(-rem // gpu.sms)
-    mma = float(busiest * plan.step_cycles * ks)
-    out = scales.fout * g * m * n * eo
-    loads = scales.fa * g * m * a_row_bytes(k, e, compressed_a) + scales.fb * g * n * k * e
-    partials = s * g * m * n * PARTIAL_BYTES
-    spill = s > 1 and not (l2_capacity is not None and partials <= l2_capacity)
-    stores = out + (partials if spill else 0)
-    if spill:
-        loads += partials
+    tile = np.array([o[0] for o in options], dtype=np.int64).reshape(len(options), 3)
+    tm, tn, tk = tile[:, 0], tile[:, 1], tile[:, 2]
+    steps = {}
+    step = np.array([steps[o[0]] if o[0] in steps else steps.setdefault(o[0], _step_cycles(o[0], gpu, sparse_a))
+                     for o in options], dtype=np.int64)
+    tiles_m, tiles_n = -(-m // tm), -(-n // tn)
+    kst = np.maximum(1, -(-k // tk))
+    s = np.maximum(1, np.minimum(np.array([o[1] for o in options], dtype=np.int64), kst))  # plan_gemm's split
+    ks = -(-kst // s)
+    ctas = groups * tiles_m * tiles_n * s
+    wave_size = gpu.sms * gpu.ctas_per_sm
+    full, rem = np.divmod(ctas, wave_size)
+    busiest = full * -(-wave_size // gpu.sms) + -(-rem // gpu.sms)
+    mma = (busiest * step * ks).astype(np.float64)
+    gmn = float(groups) * m * n
+    out = scales.fout * gmn * eo
+    loads = scales.fa * groups * m * a_row_bytes(float(k), e, sparse_a) + scales.fb * groups * n * float(k) * e
+    partials = s * gmn * PARTIAL_BYTES
+    spill = (s > 1) & ~(partials <= l2_capacity) if l2_capacity is not None else s > 1
+    stores = out + np.where(spill, partials, 0.0)
+    loads = loads + np.where(spill, partials, 0.0)
     compute = mma
     if math.isfinite(l2_bpc):
-        l2 = s * g * (plan.tiles_n * m * a_row_bytes(tk, e, compressed_a) + plan.tiles_m * n * tk * e)
-        compute = max(mma, l2 * ks / l2_bpc) + (out if s == 1 else partials) / l2_bpc
-        if s > 1:
-            compute += (partials + out) / l2_bpc
-    compute += busiest * cta_cycles
+        l2 = s * float(groups) * (tiles_n * m * a_row_bytes(tk.astype(np.float64), e, sparse_a) + tiles_m * n * tk * float(e))
+        compute = (np.maximum(mma, l2 * ks / l2_bpc) + np.where(s == 1, out, partials) / l2_bpc
+                   + np.where(s > 1, (partials + out) / l2_bpc, 0.0))
+    compute = compute + busiest * float(cta_cycles)
     if latency:
-        # the first CTA's A and B panels (wave 0 fetches both: first touches), as gemm_traffic scales them
-        kk = min(k, ks * tk)
-        row8 = (4 * e + 1) if compressed_a else 8 * e  # eighths of a byte per A value
-        if max(_ceil_scaled(min(tm, m) * kk * row8, scales.a),
-               _ceil_scaled(min(tn, n) * kk * 8 * e, scales.b)) >= ks:
-            compute += latency
-        if spill:
-            compute += latency + partials / hbm_bpc
-    if s > 1 or plan.waves == 1:
-        compute += out / hbm_bpc  # the last tile's store
-    return max(compute, (loads + stores) / hbm_bpc, loads / hbm_bpc + latency if loads > 0 else 0.0)
+        # the first CTA's A and B panels (wave 0 fetches both: first touches), scaled as gemm_traffic
+        # does (a ceiling there: >= ksteps whenever the float product is, ksteps being small)
+        kk = np.minimum(k, ks * tk).astype(np.float64)
+        first = np.maximum(scales.fa * np.minimum(tm, m) * a_row_bytes(kk, e, sparse_a),
+                           scales.fb * np.minimum(tn, n) * kk * e)
+        compute = compute + np.where(first >= ks, latency, 0) + np.where(spill, latency + partials / hbm_bpc, 0.0)
+    waves = -(-ctas // wave_size)
+    compute = compute + np.where((s > 1) | (waves == 1), out / hbm_bpc, 0.0)  # the last tile's store
+    drain = np.where(loads > 0, loads / hbm_bpc + latency, 0.0)
+    return np.maximum(np.maximum(compute, (loads + stores) / hbm_bpc), drain)
 
 
 def _traffic_bound(plan: GemmPlan, traffic: GemmTraffic, gpu, l2_bpc: float, hbm_bpc: float, latency: int,
@@ -821,22 +833,21 @@ def _gemm_search(m: int, n: int, k: int, groups: int, machine: tuple, sparse_a: 
         # reduction's launch included (policy.fastest's rule: least engine total plus launches;
         # ties: fewer DRAM bytes, then the earlier option: smaller splits first). Two lower bounds
         # on the engine's total skip work: options are visited by one taken from the plan alone
-        # (_plan_bound), so most are never built, and a built option's traffic gives a per-wave one
+        # (_plan_bounds), so most are never built, and a built option's traffic gives a per-wave one
         # (_traffic_bound) before its stream is built and run. An option is skipped only when its
         # bound exceeds the best total found so far (strictly: a tie may still win on DRAM bytes), so
         # the choice is the one costing every option would make.
         lat = dram.latency_cycles
-        plans = [plan_gemm(m, n, k, groups, gpu, sparse_a=sparse_a, tile=t, split=s) for t, s in options]
-        fixed_of = [kernel + launch * (2 if p.split_k > 1 else 1) for p in plans]
-        bound_scales = _BoundScales.of(scales)
-        cheap = [_plan_bound(p, gpu, cap, l2_bpc, hbm_bpc, sparse_a, bound_scales, lat, cta) + f
-                 for p, f in zip(plans, fixed_of)]
+        # plan_gemm's split: max(1, min(split, ceil(K/tk))); split-K adds the reduction's launch
+        fixed_of = [kernel + launch * (2 if max(1, min(s, -(-k // t[2]))) > 1 else 1) for t, s in options]
+        cheap = _plan_bounds(m, n, k, groups, gpu, sparse_a, options, cap, l2_bpc, hbm_bpc, _BoundScales.of(scales),
+                             lat, cta) + np.array(fixed_of, dtype=np.float64)
         best = None
-        for i in sorted(range(len(options)), key=lambda i: (cheap[i], i)):
+        for i in np.lexsort((np.arange(len(options)), cheap)).tolist():
             # floor(.. * (1 - 1e-9)): float rounding must never prune an option that ties the best
-            if best is not None and math.floor(cheap[i] * (1 - 1e-9)) > best[0][0]:
+            if best is not None and math.floor(float(cheap[i]) * (1 - 1e-9)) > best[0][0]:
                 break  # sorted by bound: no later option can be faster
-            p = plans[i]
+            p = plan_gemm(m, n, k, groups, gpu, sparse_a=sparse_a, tile=options[i][0], split=options[i][1])
             traffic = gemm_traffic(p, gpu, cap, compressed_a=sparse_a, **scales)
             if best is not None and math.floor(
                     (_traffic_bound(p, traffic, gpu, l2_bpc, hbm_bpc, lat, cta, smem) + fixed_of[i]) * (1 - 1e-9)) > best[0][0]:
