@@ -245,10 +245,20 @@ class _CtaLayout(NamedTuple):
     first_b: np.ndarray
 
 
-@functools.lru_cache(maxsize=256)
+# Layouts of at most this many CTAs are cached (64 B per CTA: at most 128 x 8192 x 64 B = 64 MiB held);
+# larger ones are rare in a search and built each time.
+_LAYOUT_CACHE_CTAS = 8192
+
+
 def _cta_layout(tiles_m: int, tiles_n: int, split_k: int, groups: int, wave_size: int) -> _CtaLayout:
     """cta_order and the panels it touches, per launch shape (GEMMs of a trace share shapes: a
-    ResNet-50 search builds ~3 plans per distinct shape)."""
+    ResNet-50 search builds ~3 plans per distinct shape), cached where small."""
+    if groups * tiles_m * tiles_n * split_k <= _LAYOUT_CACHE_CTAS:
+        return _cta_layout_cached(tiles_m, tiles_n, split_k, groups, wave_size)
+    return _build_layout(tiles_m, tiles_n, split_k, groups, wave_size)
+
+
+def _build_layout(tiles_m: int, tiles_n: int, split_k: int, groups: int, wave_size: int) -> _CtaLayout:
     split, g, row, col = _cta_order(tiles_m, tiles_n, split_k, groups, SWIZZLE)
     wave = np.arange(len(row), dtype=np.int64) // wave_size
     sg = split * groups + g
@@ -260,6 +270,9 @@ def _cta_layout(tiles_m: int, tiles_n: int, split_k: int, groups: int, wave_size
     for x in out:
         x.setflags(write=False)
     return out
+
+
+_cta_layout_cached = functools.lru_cache(maxsize=128)(_build_layout)
 
 
 def a_row_bytes(kk, element_bytes: int, compressed: bool):
@@ -412,8 +425,8 @@ def _traffic_one_wave(plan: GemmPlan, gpu, l2_capacity: int | None, compressed_a
     (l2_panel_misses), whatever the L2 capacity. Summed over the panels, the row tiles' valid rows
     add up to M, the column tiles' to N and the slices' K lengths to K (split * ksteps * tk >= K), so
     the wave fetches G*M rows of K values of A and G*N columns of K values of B and writes G*M*N
-    outputs (split-K: split*G*M*N partials); per main-loop step its CTAs read split*G*(tiles_n*M rows + tiles_m*N columns) of tk
-    values from L2. Counted in exact integers (eighths of a byte: compressed rows); None where a sum
+    outputs (split-K: split*G*M*N partials); per main-loop step its CTAs read
+    split*G*(tiles_n*M rows + tiles_m*N columns) of tk values from L2. Counted in exact integers (eighths of a byte: compressed rows); None where a sum
     could leave float64's exact range (the array path then answers, as before)."""
     e = gpu.element_bytes
     eo = e if out_bytes is None else int(out_bytes)
@@ -737,7 +750,8 @@ def _plan_bounds(m: int, n: int, k: int, groups: int, gpu, sparse_a: bool, optio
     loads = loads + np.where(spill, partials, 0.0)
     compute = mma
     if math.isfinite(l2_bpc):
-        l2 = s * float(groups) * (tiles_n * m * a_row_bytes(tk.astype(np.float64), e, sparse_a) + tiles_m * n * tk * float(e))
+        l2 = s * float(groups) * (tiles_n * m * a_row_bytes(tk.astype(np.float64), e, sparse_a)
+                                  + tiles_m * n * tk * float(e))
         compute = (np.maximum(mma, l2 * ks / l2_bpc) + np.where(s == 1, out, partials) / l2_bpc
                    + np.where(s > 1, (partials + out) / l2_bpc, 0.0))
     compute = compute + busiest * float(cta_cycles)
@@ -849,8 +863,8 @@ def _gemm_search(m: int, n: int, k: int, groups: int, machine: tuple, sparse_a: 
                 break  # sorted by bound: no later option can be faster
             p = plan_gemm(m, n, k, groups, gpu, sparse_a=sparse_a, tile=options[i][0], split=options[i][1])
             traffic = gemm_traffic(p, gpu, cap, compressed_a=sparse_a, **scales)
-            if best is not None and math.floor(
-                    (_traffic_bound(p, traffic, gpu, l2_bpc, hbm_bpc, lat, cta, smem) + fixed_of[i]) * (1 - 1e-9)) > best[0][0]:
+            if best is not None and math.floor((_traffic_bound(p, traffic, gpu, l2_bpc, hbm_bpc, lat, cta, smem)
+                                                + fixed_of[i]) * (1 - 1e-9)) > best[0][0]:
                 continue
             stream = gemm_stream(p, traffic, gpu, names, l2_bpc, lat, hbm_bpc, smem, cta)
             eng = run_tiles(stream, bytes_per_cycle=hbm_bpc, latency_cycles=lat)
