@@ -989,6 +989,19 @@ def td_rows_cycles(rows: np.ndarray, lanes: int, lookahead: int, cand_h: np.ndar
     return out
 
 
+@lazy_njit
+def _next_row(rows, i, t, lookahead):
+    """The row stream i executes after row t: t + 1, then up to `lookahead` following rows that are
+    all zero skipped (both schedulers)."""
+    nrows = rows.shape[1]
+    t += 1
+    skipped = 0
+    while skipped < lookahead and t < nrows and rows[i, t] == 0:
+        t += 1
+        skipped += 1
+    return t
+
+
 @lazy_njit(args=("i8[:,:]!", "i8", "i8", "i8[:]", "i8[:]", "i8[:,:]", "i8", "i8", "i8", "i8[:]", "i8[:]!"))
 def _td_lookup(rows, lanes, lookahead, cs, table, win, hmax, field, lo, ctz, out):
     """td_rows_cycles with _td_table's plan (at most 3 steps: unused windows have mask 0), the
@@ -1030,11 +1043,7 @@ def _td_lookup(rows, lanes, lookahead, cs, table, win, hmax, field, lo, ctz, out
                         if t + h < nrows:
                             rows[i, t + h] = (word >> ((h - 1) * field + lo)) & full
             cycles += 1
-            t += 1
-            skipped = 0
-            while skipped < lookahead and t < nrows and rows[i, t] == 0:
-                t += 1
-                skipped += 1
+            t = _next_row(rows, i, t, lookahead)
         out[i] = cycles
 
 
@@ -1068,11 +1077,7 @@ def _td_walk(rows, lanes, lookahead, cand_h, cand_d, out):
                             rows[i, tt] &= ~(1 << ll)
                             break
             cycles += 1
-            t += 1
-            skipped = 0
-            while skipped < lookahead and t < nrows and rows[i, t] == 0:
-                t += 1
-                skipped += 1
+            t = _next_row(rows, i, t, lookahead)
         out[i] = cycles
 
 
